@@ -1,0 +1,1 @@
+"""Input pipelines (tf.data) reading tfrecords_tools datasets."""

@@ -8,7 +8,7 @@ def test_static_stretch_is_dropped_and_motion_kept():
     joints = np.zeros((100, 17, 3))
     moving = (t < 40) | (t >= 70)
     joints[:, 5, 0] = np.cumsum(np.where(moving, 10.0, 0.0))  # 10 mm per frame, static 40..69
-    joints[:, :, 1] += 5.0 * t[:, None] * (joints[:, :, 0] == 0)  # root translation is ignored
+    joints[:, :, 1] += 5.0 * t[:, None]  # whole-body translation is ignored (root-relative)
     keep = motion_filter.moving_frames_3d(joints, threshold_mm=15.0)
     assert keep[0] and not keep[50:69].any()
     assert keep[:40].sum() >= 18 and keep[70:].sum() >= 14

@@ -1,0 +1,382 @@
+"""Shared training infrastructure: strategies, optimiser, resumable ``model.fit``, logging.
+
+Used by the pre-training (:mod:`tf_synchro.pretrain`) and fine-tuning binaries, so both
+train the same way:
+
+* :func:`make_strategy` — ``default`` | ``mirrored`` | ``multi_worker`` (reads ``TF_CONFIG``).
+  Create it first thing in ``main``: MultiWorkerMirroredStrategy must exist before other
+  TensorFlow ops run.
+* :func:`replica_batch_size` / :func:`distributed_dataset` — the global batch is split over
+  replicas; every input pipeline builds its own sharded dataset with the per-replica batch.
+* :func:`set_mixed_precision` and :func:`make_optimizer` (AdamW, cosine decay to a floor).
+* :func:`prepare_model_dir` — ``config.json`` holds the model settings; a model_dir whose
+  checkpoint was made with other settings is refused before training starts.
+* :func:`fit` — one training loop (Keras ``model.fit`` under the strategy) with periodic
+  atomic checkpoints in ``model_dir/backup`` and automatic resume: re-running the same
+  command continues from the last checkpoint, TensorBoard scalars in
+  ``model_dir/tensorboard`` (losses, metrics, learning rate, keyed by optimizer step) and a
+  progress bar with ETA over the whole run.
+
+A "checkpoint period" is a Keras epoch: ``fit`` runs ``total_steps // steps_per_epoch``
+epochs of ``steps_per_epoch`` steps over an infinite dataset and checkpoints at each epoch
+end, so resume granularity is one epoch and needs no Keras private state.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+
+import keras
+import tensorflow as tf
+
+STRATEGIES = ("default", "mirrored", "multi_worker")
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
+CONFIG_FILE = "config.json"
+BACKUP_DIR = "backup"
+TENSORBOARD_DIR = "tensorboard"
+_WEIGHTS = "latest.weights.h5"
+_STATE = "state.json"
+
+
+class ModelDirError(ValueError):
+    """A model_dir holds a run whose settings or checkpoint do not match this one."""
+
+
+# ----------------------------------------------------------------------------- strategies
+
+def make_strategy(name: str) -> tf.distribute.Strategy:
+    """Returns the distribution strategy called ``name``.
+
+    Args:
+      name: ``default`` (no distribution, one device), ``mirrored`` (all local GPUs or
+        logical CPU devices, synchronous) or ``multi_worker`` (synchronous across the
+        workers listed in the ``TF_CONFIG`` environment variable).
+
+    Raises:
+      ValueError: unknown name, or ``TF_CONFIG`` is not valid JSON.
+    """
+    if name == "default":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        raw = os.environ.get("TF_CONFIG")
+        if raw:
+            try:
+                json.loads(raw)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"--strategy=multi_worker: TF_CONFIG is not valid JSON ({e})")
+        # Without TF_CONFIG this is a valid single-worker run (handy for debugging).
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise ValueError(f"unknown strategy {name!r}; expected one of {STRATEGIES}")
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """True on the worker that writes checkpoints, summaries and exports."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    # Worker 0 is chief when the cluster has no explicit "chief" task (TF convention).
+    if resolver.task_type == "chief":
+        return True
+    has_chief = "chief" in (resolver.cluster_spec().as_dict() or {})
+    return resolver.task_type == "worker" and resolver.task_id == 0 and not has_chief
+
+
+def replica_batch_size(global_batch: int, strategy: tf.distribute.Strategy) -> int:
+    """Per-replica batch for a global batch.
+
+    Raises:
+      ValueError: ``global_batch`` is not a positive multiple of the replica count.
+    """
+    n = strategy.num_replicas_in_sync
+    if global_batch <= 0 or global_batch % n:
+        raise ValueError(f"--batch_size={global_batch} must be a positive multiple of the "
+                         f"number of replicas in sync ({n})")
+    return global_batch // n
+
+
+def distributed_dataset(strategy: tf.distribute.Strategy,
+                        dataset_fn: Callable[[tf.distribute.InputContext], tf.data.Dataset]):
+    """Builds one input pipeline per worker via ``distribute_datasets_from_function``.
+
+    ``dataset_fn(input_context)`` must shard by ``input_context`` and batch with
+    ``input_context.get_per_replica_batch_size(global_batch)``. The default strategy
+    returns the plain dataset (one pipeline, one replica).
+    """
+    return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+# ----------------------------------------------------------------------------- precision, optimiser
+
+def set_mixed_precision(policy: str) -> None:
+    """Sets the global Keras dtype policy (``float32``, ``mixed_bfloat16``, ``mixed_float16``).
+
+    ``mixed_float16`` makes ``model.compile`` wrap the optimiser in a LossScaleOptimizer.
+    Call before building the model.
+    """
+    if policy not in PRECISIONS:
+        raise ValueError(f"--mixed_precision={policy!r}: expected one of {PRECISIONS}")
+    keras.mixed_precision.set_global_policy(policy)
+
+
+def make_optimizer(total_steps: int, learning_rate: float = 1e-4,
+                   final_learning_rate: float = 1e-7, weight_decay: float = 1e-4,
+                   warmup_steps: int = 0) -> keras.optimizers.AdamW:
+    """AdamW (default betas) with cosine decay from ``learning_rate`` to ``final_learning_rate``.
+
+    The learning rate reaches ``final_learning_rate`` at ``total_steps`` (the paper's
+    schedule: 1e-4 -> 1e-7). Create it under ``strategy.scope()``.
+    """
+    if total_steps <= 0:
+        raise ValueError(f"total_steps={total_steps} must be positive")
+    if not 0 <= final_learning_rate <= learning_rate:
+        raise ValueError(f"final_learning_rate={final_learning_rate} must lie in "
+                         f"[0, learning_rate={learning_rate}]")
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup_steps else learning_rate,
+        decay_steps=max(total_steps - warmup_steps, 1),
+        alpha=final_learning_rate / learning_rate if learning_rate else 0.0,
+        warmup_target=learning_rate if warmup_steps else None,
+        warmup_steps=warmup_steps)
+    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
+
+
+# ----------------------------------------------------------------------------- model_dir
+
+def _write_json_atomic(path: str, obj: Any) -> None:
+    tmp = f"{path}.tmp-{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, sort_keys=True))
+
+
+def prepare_model_dir(model_dir: str, model_settings: Mapping[str, Any],
+                      extra: Optional[Mapping[str, Any]] = None, *, chief: bool = True) -> dict:
+    """Creates ``model_dir`` or checks it holds a run with the same model settings.
+
+    ``model_dir/config.json`` stores ``{"model": model_settings, **extra}``. The ``model``
+    section is what a checkpoint depends on (architecture, width, input size, fusion,
+    tasks...); ``extra`` (batch size, data dir...) is recorded but may change on resume.
+
+    Returns:
+      the config that is (now) stored.
+
+    Raises:
+      ModelDirError: ``config.json`` exists with other model settings, or a checkpoint
+        exists without ``config.json``.
+    """
+    path = os.path.join(model_dir, CONFIG_FILE)
+    config = {"model": _jsonable(dict(model_settings)), **_jsonable(dict(extra or {}))}
+    if os.path.exists(path):
+        try:
+            with open(path) as f:
+                old = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ModelDirError(f"{path} is not valid JSON ({e}); use another --model_dir")
+        old_model = old.get("model", {})
+        if old_model != config["model"]:
+            diff = {k: (old_model.get(k), config["model"].get(k))
+                    for k in sorted(set(old_model) | set(config["model"]))
+                    if old_model.get(k) != config["model"].get(k)}
+            raise ModelDirError(
+                f"--model_dir={model_dir} holds a run with different model settings "
+                f"(setting: (stored, requested)) {diff}; use another --model_dir or the same "
+                f"settings to resume")
+    elif os.path.exists(os.path.join(model_dir, BACKUP_DIR, _WEIGHTS)):
+        raise ModelDirError(f"--model_dir={model_dir} holds a checkpoint but no {CONFIG_FILE}; "
+                            f"cannot tell whether it is compatible, use another --model_dir")
+    if chief:
+        os.makedirs(model_dir, exist_ok=True)
+        _write_json_atomic(path, config)
+    return config
+
+
+def save_model_atomic(model: keras.Model, path: str) -> None:
+    """Saves a ``.keras`` file through a temporary name and a rename (no torn files)."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(suffix=".keras", dir=directory)
+    os.close(fd)
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+# ----------------------------------------------------------------------------- callbacks
+
+class Checkpoint(keras.callbacks.Callback):
+    """Atomic checkpoint of weights + optimizer state at each epoch end; restores on demand.
+
+    Files: ``<backup_dir>/latest.weights.h5`` (model and optimizer variables, incl. the step
+    counter that drives the learning-rate schedule) and ``state.json`` (epochs done, step).
+    Both are written to temporary names and renamed, weights first, so a crash leaves the
+    previous consistent pair. Only the chief writes; reading mirrored variables is local, so
+    other workers need not take part.
+    """
+
+    def __init__(self, backup_dir: str, chief: bool = True):
+        super().__init__()
+        self.backup_dir = backup_dir
+        self.chief = chief
+        self.weights_path = os.path.join(backup_dir, _WEIGHTS)
+        self.state_path = os.path.join(backup_dir, _STATE)
+
+    def read_state(self) -> Optional[dict]:
+        """The stored ``{"epoch", "step"}`` or None when there is no checkpoint."""
+        if not (os.path.exists(self.state_path) and os.path.exists(self.weights_path)):
+            return None
+        with open(self.state_path) as f:
+            return json.load(f)
+
+    def restore(self, model: keras.Model) -> int:
+        """Loads the last checkpoint into ``model`` (built and compiled); returns epochs done."""
+        state = self.read_state()
+        if state is None:
+            return 0
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)  # Slots must exist to be loaded.
+        try:
+            model.load_weights(self.weights_path)
+        except (ValueError, KeyError) as e:
+            raise ModelDirError(f"{self.weights_path} does not fit this model ({e}); use "
+                                f"another --model_dir") from e
+        return int(state["epoch"])
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if not self.chief:
+            return
+        os.makedirs(self.backup_dir, exist_ok=True)
+        tmp = os.path.join(self.backup_dir, f"tmp-{os.getpid()}.weights.h5")
+        self.model.save_weights(tmp, overwrite=True)
+        os.replace(tmp, self.weights_path)
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        _write_json_atomic(self.state_path, {"epoch": epoch + 1, "step": step})
+
+
+def _learning_rate(optimizer) -> float:
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+class ScalarLogger(keras.callbacks.Callback):
+    """TensorBoard scalars (every logged metric + ``learning_rate``) every ``every`` steps.
+
+    Steps are the optimiser's step counter, so curves continue where they stopped after a
+    resume (Keras' TensorBoard callback restarts its batch counter at 0).
+    """
+
+    def __init__(self, log_dir: str, every: int = 50, chief: bool = True):
+        super().__init__()
+        self.every = max(int(every), 1)
+        self.writer = tf.summary.create_file_writer(log_dir) if chief else None
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        if self.writer is None:
+            return
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        if step % self.every:
+            return
+        with self.writer.as_default(step=step):
+            for name, value in (logs or {}).items():
+                tf.summary.scalar(f"train/{name}", float(value))
+            tf.summary.scalar("train/learning_rate", _learning_rate(self.model.optimizer))
+
+    def on_train_end(self, logs=None) -> None:
+        if self.writer is not None:
+            self.writer.flush()
+
+
+class Progress(keras.callbacks.Callback):
+    """One progress bar over all ``total_steps`` (not per epoch), with ETA, losses and lr."""
+
+    def __init__(self, total_steps: int, steps_per_epoch: int, chief: bool = True,
+                 every: int = 10, stream=None):
+        super().__init__()
+        self.total_steps, self.steps_per_epoch = total_steps, steps_per_epoch
+        self.chief, self.every = chief, max(int(every), 1)
+        self.stream = stream or sys.stdout
+        self._epoch = 0
+        self._start: Optional[float] = None
+        self._first_step = 0
+
+    def on_train_begin(self, logs=None) -> None:
+        self._start = time.time()
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._epoch = epoch
+        if self._start is not None and epoch * self.steps_per_epoch > 0 and not self._first_step:
+            self._first_step = epoch * self.steps_per_epoch  # Resumed run: ETA from here.
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        step = self._epoch * self.steps_per_epoch + batch + 1
+        if not self.chief or (step % self.every and step != self.total_steps):
+            return
+        done = step - self._first_step
+        elapsed = time.time() - self._start
+        eta = elapsed / max(done, 1) * (self.total_steps - step)
+        frac = step / self.total_steps
+        bar = "=" * int(30 * frac) + "." * (30 - int(30 * frac))
+        items = " ".join(f"{k}={float(v):.4f}" for k, v in sorted((logs or {}).items()))
+        lr = _learning_rate(self.model.optimizer)
+        end = "\n" if step == self.total_steps or not self.stream.isatty() else "\r"
+        self.stream.write(f"step {step}/{self.total_steps} [{bar}] {elapsed:.0f}s "
+                          f"ETA {eta:.0f}s lr={lr:.2e} {items}{end}")
+        self.stream.flush()
+
+
+# ----------------------------------------------------------------------------- the loop
+
+def fit(model: keras.Model, dataset, *, model_dir: str, total_steps: int, steps_per_epoch: int,
+        strategy: Optional[tf.distribute.Strategy] = None, log_every: int = 50,
+        progress_every: int = 10, callbacks: Iterable[keras.callbacks.Callback] = (),
+        verbose: bool = True) -> dict:
+    """Trains a compiled model for ``total_steps``, resuming from ``model_dir`` if possible.
+
+    Args:
+      model: compiled (under ``strategy.scope()``) and built model.
+      dataset: infinite ``tf.data.Dataset`` or distributed dataset of (x, y[, sample_weight]).
+      model_dir: run directory (``backup/``, ``tensorboard/`` are created under it).
+      total_steps: optimiser steps of the whole run.
+      steps_per_epoch: steps between checkpoints; must divide ``total_steps``.
+      strategy: the strategy the model was built under (chief-only writes).
+      log_every: TensorBoard scalar period in steps.
+      progress_every: progress-bar update period in steps.
+      callbacks: extra Keras callbacks.
+      verbose: print the progress bar.
+
+    Returns:
+      ``{"initial_step": step resumed from (0 for a fresh run), "final_step": ...,
+      "history": Keras history dict of this call}``.
+    """
+    if steps_per_epoch <= 0 or total_steps <= 0 or total_steps % steps_per_epoch:
+        raise ValueError(f"--train_steps={total_steps} must be a positive multiple of "
+                         f"--steps_per_checkpoint={steps_per_epoch}")
+    strategy = strategy or tf.distribute.get_strategy()
+    chief = is_chief(strategy)
+    ckpt = Checkpoint(os.path.join(model_dir, BACKUP_DIR), chief=chief)
+    epochs = total_steps // steps_per_epoch
+    initial_epoch = ckpt.restore(model)
+    initial_step = initial_epoch * steps_per_epoch
+    if initial_epoch and chief and verbose:
+        print(f"Resuming from checkpoint at step {initial_step} in {ckpt.backup_dir}")
+    cbs = [ckpt, ScalarLogger(os.path.join(model_dir, TENSORBOARD_DIR, "train"), log_every, chief)]
+    if verbose:
+        cbs.append(Progress(total_steps, steps_per_epoch, chief, progress_every))
+    cbs.extend(callbacks)
+    history = {}
+    if initial_epoch < epochs:
+        history = model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch,
+                            steps_per_epoch=steps_per_epoch, callbacks=cbs, verbose=0).history
+    return {"initial_step": initial_step, "final_step": total_steps, "history": history}

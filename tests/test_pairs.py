@@ -1,0 +1,235 @@
+"""Pair pipeline: labels, masks, balance, flips, determinism, sharding, bad input; augment ops.
+
+The fixture clips encode (timestep, view) in each frame's colour and carry a left/right
+asymmetric stripe, so every pair the pipeline makes can be checked against its labels from
+the pixels alone.
+"""
+import collections
+
+import cv2
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tf_synchro.data import augment, pairs, records
+from tfrecords_tools import dataset_io, schema
+
+SIZE = 32
+T, V = 40, 3
+FRAME_STEP = 3            # frame_index = 100 + 3 t: gaps are multiples of 3
+D_MIN, D_MAX = 4, 30
+
+
+def _code_image(t: int, v: int) -> np.ndarray:
+    """RGB crop: R encodes t, G encodes v, B is dark on the left and bright on the right."""
+    img = np.zeros((SIZE, SIZE, 3), np.uint8)
+    img[..., 0] = 20 + 5 * t
+    img[..., 1] = 40 + 50 * v
+    img[:, : SIZE // 2, 2] = 30
+    img[:, SIZE // 2:, 2] = 220
+    return img
+
+
+def _decode_code(image: np.ndarray) -> tuple:
+    """(t, v, mirrored) from a decoded fixture frame (interior means; JPEG is lossy)."""
+    q = SIZE // 4
+    t = int(round((image[q:-q, q:-q, 0].mean() - 20) / 5))
+    v = int(round((image[q:-q, q:-q, 1].mean() - 40) / 50))
+    mirrored = image[:, :q, 2].mean() > image[:, -q:, 2].mean()
+    return t, v, bool(mirrored)
+
+
+def _jpeg(img: np.ndarray) -> bytes:
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
+                           [cv2.IMWRITE_JPEG_QUALITY, 98])
+    assert ok
+    return buf.tobytes()
+
+
+def _clip(subject: str, seq: int, views: int = V, frames: int = T, step: int = FRAME_STEP
+          ) -> schema.Clip:
+    return schema.Clip(
+        subject=subject, action="Walk", sequence_id=f"{subject}/Walk {seq}", fps=50.0,
+        clip_index=0, frame_index=100 + step * np.arange(frames),
+        camera_ids=[f"cam{v}" for v in range(views)], intrinsics=np.ones((views, 4)),
+        distortion=np.zeros((views, 5)), rotation=np.tile(np.eye(3), (views, 1, 1)),
+        translation=np.zeros((views, 3)), image_wh=np.full((views, 2), 1000),
+        image_size=SIZE, has_background=False,
+        images=[[_jpeg(_code_image(t, v)) for v in range(views)] for t in range(frames)],
+        crop_boxes=np.tile([0.0, 0.0, 100.0, 100.0], (frames, views, 1)))
+
+
+def _produce(payload):
+    subject, seqs, views, frames, step = payload
+    for seq in range(seqs):
+        yield _clip(subject, seq, views, frames, step)
+
+
+def _write(path, subjects=("S1", "S5"), seqs=2, views=V, frames=T, step=FRAME_STEP) -> list:
+    tasks = [dataset_io.ShardTask(s, (s, seqs, views, frames, step)) for s in subjects]
+    dataset_io.write_dataset(str(path), writer="test_pairs", settings={}, tasks=tasks,
+                             producer=_produce, log=lambda _: None)
+    return records.dataset_files(str(path))
+
+
+@pytest.fixture(scope="module")
+def coded_files(tmp_path_factory):
+    return _write(tmp_path_factory.mktemp("coded"))
+
+
+def _eval_config(**kw) -> pairs.PairConfig:
+    """Exact pixels: full-window crop at the stored size, no jitter, fixed order."""
+    base = dict(d_min=D_MIN, d_max=D_MAX, pairs_per_clip=6, training=False, seed=3,
+                deterministic=True, passes=3,
+                augment=augment.AugmentConfig(output_size=SIZE, eval_scale=1.0))
+    base.update(kw)
+    return pairs.PairConfig(**base)
+
+
+def _collect(files, config, batch=8):
+    out = collections.defaultdict(list)
+    for x, y, w, m in pairs.pair_dataset(files, config, batch, with_metadata=True):
+        for k, v in {**x, **{f"y_{k}": v for k, v in y.items()},
+                     **{f"w_{k}": v for k, v in w.items()}, **m}.items():
+            out[k].append(v.numpy())
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+@pytest.fixture(scope="module")
+def coded_pairs(coded_files):
+    return _collect(coded_files, _eval_config())
+
+
+def test_labels_masks_and_pixels_agree(coded_pairs):
+    p = coded_pairs
+    n = len(p["pair_type"])
+    assert n == 4 * 6 * 3  # 4 clips x 6 pairs x 3 passes, tail batch kept in evaluation
+    for i in range(n):
+        ta, va, ma = _decode_code(p["view_a"][i])
+        tb, vb, mb = _decode_code(p["view_b"][i])
+        kind = p["pair_type"][i]
+        assert (100 + FRAME_STEP * ta, 100 + FRAME_STEP * tb) == (p["frame_a"][i], p["frame_b"][i])
+        assert (va, vb) == (p["camera_a"][i], p["camera_b"][i])
+        assert va != vb, "multi-view pairs must come from two different cameras"
+        assert (ma, mb) == (bool(p["flip_a"][i]), bool(p["flip_b"][i]))
+        if kind == pairs.SYNC:
+            assert ta == tb and not (ma or mb)
+            assert (p["y_sync"][i, 0], p["w_sync"][i], p["y_flip"][i, 0], p["w_flip"][i]) == (1, 1, 0, 1)
+        elif kind == pairs.UNSYNC:
+            assert D_MIN < abs(tb - ta) * FRAME_STEP < D_MAX
+            assert p["gap"][i] == abs(tb - ta) * FRAME_STEP
+            assert not (ma or mb)
+            assert (p["y_sync"][i, 0], p["w_sync"][i], p["w_flip"][i]) == (0, 1, 0)
+        else:
+            assert ta == tb and ma != mb, "a flipped pair mirrors exactly one frame"
+            assert (p["w_sync"][i], p["y_flip"][i, 0], p["w_flip"][i]) == (0, 1, 1)
+
+
+def test_unsync_gaps_cover_the_range(coded_pairs):
+    gaps = coded_pairs["gap"][coded_pairs["pair_type"] == pairs.UNSYNC]
+    # Valid gaps are multiples of 3 in (4, 30): 6 .. 27; most of them must appear.
+    assert set(gaps) <= set(range(6, 30, 3)) and len(set(gaps)) >= 6
+
+
+def test_flipped_frame_equals_mirrored_original(coded_files):
+    clip = schema.decode_clip(next(iter(tf.data.TFRecordDataset(coded_files[0]))).numpy())
+    p = _collect(coded_files[:1], _eval_config(passes=1, pairs_per_clip=3))
+    seqs = p["sequence_id"]
+    checked = 0
+    for i in np.flatnonzero(p["pair_type"] == pairs.FLIP):
+        if seqs[i].decode() != clip.sequence_id:
+            continue
+        t = (p["frame_a"][i] - 100) // FRAME_STEP
+        side = "a" if p["flip_a"][i] else "b"
+        v = p[f"camera_{side}"][i]
+        original = tf.io.decode_jpeg(clip.images[t][v], dct_method="INTEGER_FAST").numpy()
+        np.testing.assert_array_equal(p[f"view_{side}"][i], original[:, ::-1].astype(np.float32))
+        checked += 1
+    assert checked >= 1
+
+
+def test_pair_types_balanced_in_training_stream(coded_files):
+    def counts(shuffle_buffer):
+        config = _eval_config(training=True, passes=None, deterministic=False, seed=None,
+                              pairs_per_clip=6, shuffle_buffer=shuffle_buffer)
+        types = np.concatenate([m["pair_type"].numpy() for *_, m in pairs.pair_dataset(
+            coded_files, config, 30, with_metadata=True).take(10)])
+        return np.bincount(types, minlength=3)
+
+    # Exact per clip: 300 pairs = 50 clips x 6 pairs, two of each type.
+    np.testing.assert_array_equal(counts(0), [100, 100, 100])
+    # The pair shuffle only delays pairs (a buffer of 64), so the stream stays near 1/3 each.
+    shuffled = counts(64)
+    assert shuffled.sum() == 300 and shuffled.min() >= 80, shuffled
+
+
+def test_tasks_restrict_pair_types(coded_files):
+    p = _collect(coded_files, _eval_config(tasks=("sync",), passes=1))
+    assert set(p["pair_type"]) == {pairs.SYNC, pairs.UNSYNC} and "y_flip" not in p
+
+
+def test_single_view_variant(coded_files):
+    p = _collect(coded_files, _eval_config(views="single", passes=1))
+    assert np.array_equal(p["view_a"].shape, p["view_b"].shape)
+    for i in range(len(p["pair_type"])):
+        assert _decode_code(p["view_a"][i])[1] == _decode_code(p["view_b"][i])[1]
+
+
+def test_seed_fixes_the_stream_and_training_shapes(coded_files):
+    config = _eval_config(training=True, passes=1, augment=augment.AugmentConfig(output_size=24))
+    a, b = (list(pairs.pair_dataset(coded_files, config, 4).take(3)) for _ in range(2))
+    c = list(pairs.pair_dataset(coded_files, _eval_config(
+        training=True, passes=1, seed=4, augment=augment.AugmentConfig(output_size=24)), 4).take(3))
+    for (xa, ya, _), (xb, yb, _) in zip(a, b):
+        np.testing.assert_array_equal(xa["view_a"], xb["view_a"])
+        np.testing.assert_array_equal(ya["sync"], yb["sync"])
+    assert a[0][0]["view_a"].shape == (4, 24, 24, 3) and a[0][1]["sync"].shape == (4, 1)
+    assert not np.array_equal(a[0][0]["view_a"], c[0][0]["view_a"])
+
+
+def test_input_pipelines_read_disjoint_clips(coded_files):
+    seen = []
+    for pid in range(2):
+        ctx = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pid)
+        ds = pairs.pair_dataset(coded_files, _eval_config(passes=1), 8, input_context=ctx,
+                                with_metadata=True)
+        seen.append({s for *_, m in ds for s in m["sequence_id"].numpy()})
+    assert seen[0] and seen[1] and not seen[0] & seen[1]
+
+
+def test_bad_settings_and_records(tmp_path, coded_files):
+    with pytest.raises(ValueError, match="d_min"):
+        _eval_config(d_min=30, d_max=30).validate()
+    with pytest.raises(ValueError, match="1 view"):
+        pairs.check_records(_write(tmp_path / "one_view", views=1), _eval_config())
+    with pytest.raises(ValueError, match="spans 4 frames"):
+        pairs.check_records(_write(tmp_path / "short", frames=5, step=1), _eval_config())
+    info = pairs.check_records(coded_files, _eval_config())
+    assert info["usable"] == info["checked"] == 4 and info["num_views"] == V
+
+
+# ----------------------------------------------------------------------------- augment ops
+
+def test_crop_window_bounds_and_symmetry():
+    config = augment.AugmentConfig(min_scale=0.5, max_scale=0.9)
+    wins = np.stack([augment.random_crop_window(tf.constant([i, 7], tf.int64), 40, config).numpy()
+                     for i in range(300)])
+    y0, x0, h, w = wins.T
+    assert np.all(h == w) and np.all((h >= 20) & (h <= 36)) and np.all(x0 + w <= 40)
+    # Mirror symmetry: the left margin and the right margin have the same distribution.
+    right = 40 - x0 - w
+    assert abs(x0.mean() - right.mean()) < 1.0 and x0.min() == 0 and right.min() == 0
+
+
+def test_jitter_commutes_with_flip_and_matches_in_tf_data():
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(0, 255, (4, 8, 8, 3)), tf.float32)
+    factors = tf.stack([augment.jitter_factors(tf.constant([i, 1], tf.int64),
+                                               augment.AugmentConfig()) for i in range(4)])
+    eager = augment.apply_colour_jitter(images, factors)
+    np.testing.assert_allclose(augment.apply_colour_jitter(images[:, :, ::-1], factors),
+                               eager[:, :, ::-1], atol=1e-3)
+    in_data = next(iter(tf.data.Dataset.from_tensors((images, factors)).map(
+        augment.apply_colour_jitter)))
+    np.testing.assert_allclose(in_data, eager, atol=1e-4)
+    assert not np.allclose(eager, images, atol=1.0)

@@ -1,0 +1,347 @@
+"""tf.data pipeline of pretext pairs for self-supervised pre-training (DESIGN.md §1).
+
+Three pair types, drawn in equal numbers from each clip (one sequence window, all views):
+
+=============== ============================================== ========== ==========
+type            frames                                         sync head  flip head
+=============== ============================================== ========== ==========
+``SYNC``        (x[v1, t], x[v2, t]), v1 != v2                 1          0
+``UNSYNC``      (x[v1, t1], x[v2, t2]), d_min < |dt| < d_max   0          masked
+``FLIP``        a SYNC pair with one frame (either) mirrored   masked     1
+=============== ============================================== ========== ==========
+
+``dt`` is measured in original frame numbers (``clip/frame_index``), so frames dropped by
+the motion filter do not shrink it. An unsynchronized pair takes ``t1`` uniformly among
+timesteps that have a partner in range, then ``t2`` uniformly among those partners.
+
+Elements are ``(features, labels, sample_weights)`` for ``model.fit``::
+
+    features = {"view_a": float32 [B, S, S, 3] in [0, 255], "view_b": same}
+    labels   = {"sync": float32 [B, 1], "flip": float32 [B, 1]}
+    weights  = {"sync": float32 [B], "flip": float32 [B]}   # 0 = masked for that head
+
+plus, with ``with_metadata=True``, a fourth dict (pair type, time gap, views, frame
+numbers, flipped side, subject, sequence id) for the pretext evaluation.
+
+Cost: a clip record is parsed once and ``pairs_per_clip`` pairs are drawn from it; only
+the two chosen JPEGs of each pair are decoded (and only inside the crop window).
+"""
+from __future__ import annotations
+
+import dataclasses
+import random
+from typing import Callable, Optional, Sequence
+
+import tensorflow as tf
+
+from tf_synchro.data import augment, records
+from tfrecords_tools import schema
+
+SYNC, UNSYNC, FLIP = 0, 1, 2
+PAIR_TYPE_NAMES = ("sync", "unsync", "flip")
+TASK_PAIR_TYPES = {  # Pair types that carry a label for a set of heads (no wasted pairs).
+    ("sync",): (SYNC, UNSYNC),
+    ("flip",): (SYNC, FLIP),
+    ("sync", "flip"): (SYNC, UNSYNC, FLIP),
+}
+VIEW_MODES = ("multi", "single")
+
+
+@dataclasses.dataclass(frozen=True)
+class PairConfig:
+    """Settings of the pair pipeline.
+
+    Attributes:
+      d_min: unsynchronized pairs satisfy d_min < |dt| (frames).
+      d_max: unsynchronized pairs satisfy |dt| < d_max (frames).
+      tasks: heads trained, ``("sync", "flip")`` or one of them; decides the pair types.
+      views: ``multi`` (two different cameras) or ``single`` (both frames from one camera,
+        the paper's ablation (l); the 2D augmentation then makes the two frames differ).
+      pairs_per_clip: pairs drawn per parsed record (amortises parsing; a multiple of the
+        number of pair types keeps types exactly balanced).
+      shuffle_buffer: pairs mixed across clips before batching (0: no shuffle).
+      training: random crop/scale and colour jitter (else a fixed central crop).
+      augment: crop and jitter settings.
+      subjects: keep only these subjects (None: all).
+      seed: random seed (None: a fresh one per pipeline).
+      deterministic: fixed element order for a seed (tests, evaluation).
+      passes: passes over the records (None: forever, for training).
+      cycle_length: shards read concurrently.
+    """
+
+    d_min: int = 4
+    d_max: int = 128
+    tasks: tuple = ("sync", "flip")
+    views: str = "multi"
+    pairs_per_clip: int = 12
+    shuffle_buffer: int = 2048
+    training: bool = True
+    augment: augment.AugmentConfig = augment.AugmentConfig()
+    subjects: Optional[tuple] = None
+    seed: Optional[int] = None
+    deterministic: bool = False
+    passes: Optional[int] = None
+    cycle_length: int = 4
+
+    def validate(self) -> None:
+        """Raises ValueError naming the first bad setting."""
+        if self.d_min < 0 or self.d_min >= self.d_max:
+            raise ValueError(f"need 0 <= --d_min={self.d_min} < --d_max={self.d_max}")
+        if self.d_max - self.d_min < 2:
+            raise ValueError(f"no integer gap lies strictly between --d_min={self.d_min} and "
+                             f"--d_max={self.d_max}")
+        if tuple(self.tasks) not in TASK_PAIR_TYPES:
+            raise ValueError(f"tasks={self.tasks}: expected one of {list(TASK_PAIR_TYPES)}")
+        if self.views not in VIEW_MODES:
+            raise ValueError(f"views={self.views!r}: expected one of {VIEW_MODES}")
+        if self.pairs_per_clip < 1:
+            raise ValueError(f"pairs_per_clip={self.pairs_per_clip} must be >= 1")
+        if self.passes is not None and self.passes < 1:
+            raise ValueError(f"passes={self.passes} must be >= 1 or None")
+        self.augment.validate()
+
+    @property
+    def pair_types(self) -> tuple:
+        return TASK_PAIR_TYPES[tuple(self.tasks)]
+
+
+# ----------------------------------------------------------------------------- checks
+
+def check_records(files: Sequence[str], config: PairConfig, max_records: int = 64) -> dict:
+    """Checks, before training, that records can give every pair type.
+
+    Reads up to ``max_records`` records (the first of each shard first) and checks each has
+    at least two views (multi-view mode) and two timesteps more than ``d_min`` and less
+    than ``d_max`` frames apart. Clips that fail are skipped by the pipeline; if all
+    checked ones fail, training could never start, so this raises.
+
+    Returns:
+      ``{"checked": n, "usable": n_ok, "num_views": max V, "max_span": max frame span}``.
+
+    Raises:
+      ValueError: naming a failing record and what it lacks.
+    """
+    config.validate()
+    spec = {k: schema.tf_feature_spec()[k] for k in
+            ("sequence/id", "clip/index", "clip/num_views", "clip/frame_index")}
+    per_file = max(1, max_records // max(len(files), 1))
+    ds = tf.data.Dataset.from_tensor_slices(list(files)).interleave(
+        lambda f: tf.data.TFRecordDataset(f).take(per_file), cycle_length=len(files) or 1)
+    ds = ds.take(max_records).map(lambda s: tf.io.parse_single_example(s, spec))
+    checked = usable = max_views = max_span = 0
+    first_error = None
+    for rec in ds.as_numpy_iterator():
+        checked += 1
+        views = int(rec["clip/num_views"])
+        fi = rec["clip/frame_index"].astype("int64")
+        gaps = abs(fi[:, None] - fi[None, :])
+        span = int(fi[-1] - fi[0]) if len(fi) else 0
+        max_views, max_span = max(max_views, views), max(max_span, span)
+        where = f"record {rec['sequence/id'].decode()!r} clip {int(rec['clip/index'])}"
+        if config.views == "multi" and views < 2:
+            first_error = first_error or (f"{where} has {views} view(s); multi-view pairs need "
+                                          f"at least 2 (or use views='single')")
+        elif UNSYNC in config.pair_types and not (
+                (gaps > config.d_min) & (gaps < config.d_max)).any():
+            first_error = first_error or (
+                f"{where} spans {span} frames: no two timesteps lie more than --d_min="
+                f"{config.d_min} and less than --d_max={config.d_max} frames apart")
+        else:
+            usable += 1
+    if checked == 0:
+        raise ValueError(f"no records in {list(files)[:3]}...")
+    if usable == 0:
+        raise ValueError(f"none of the {checked} records checked can give all pair types: "
+                         f"{first_error}")
+    return {"checked": checked, "usable": usable, "num_views": max_views, "max_span": max_span}
+
+
+# ----------------------------------------------------------------------------- sampling
+
+def _usable(clip: dict, config: PairConfig) -> tf.Tensor:
+    """True if the clip can give every pair type (graph version of :func:`check_records`)."""
+    ok = tf.constant(True)
+    if config.views == "multi":
+        ok = tf.logical_and(ok, clip["clip/num_views"] >= 2)
+    if UNSYNC in config.pair_types:
+        fi = clip["clip/frame_index"]
+        gaps = tf.abs(fi[:, None] - fi[None, :])
+        ok = tf.logical_and(ok, tf.reduce_any((gaps > config.d_min) & (gaps < config.d_max)))
+    return ok
+
+
+def _sample_pairs(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
+    """Draws ``pairs_per_clip`` pairs from one parsed clip; returns per-pair tensors [K, ...]."""
+    k = config.pairs_per_clip
+    keys = tf.random.experimental.stateless_split(key, 7)
+    fi = clip["clip/frame_index"]
+    num_t = tf.shape(fi)[0]
+    num_v = tf.cast(clip["clip/num_views"], tf.int32)
+
+    # Pair types cycle from a random start: exact balance per clip when k is a multiple
+    # of the number of types, and balance within one type otherwise.
+    types_const = tf.constant(config.pair_types, tf.int32)
+    n_types = len(config.pair_types)
+    start = tf.random.stateless_uniform([], keys[0], 0, n_types, dtype=tf.int32)
+    types = tf.gather(types_const, (tf.range(k) + start) % n_types)
+
+    # Views: v2 uniform over the other cameras (shift past v1), or v1 itself (single view).
+    v1 = tf.random.stateless_uniform([k], keys[1], 0, num_v, dtype=tf.int32)
+    if config.views == "multi":
+        v2 = tf.random.stateless_uniform([k], keys[2], 0, tf.maximum(num_v - 1, 1),
+                                         dtype=tf.int32)
+        v2 = v2 + tf.cast(v2 >= v1, tf.int32)
+    else:
+        v2 = v1
+
+    # Times. Synchronized: one uniform timestep.
+    t_sync = tf.random.stateless_uniform([k], keys[3], 0, num_t, dtype=tf.int32)
+    # Unsynchronized: t1 uniform over timesteps with a partner in (d_min, d_max), then t2
+    # uniform over those partners (categorical over 0/-inf logits = uniform over valid).
+    gaps = tf.abs(fi[:, None] - fi[None, :])
+    valid = (gaps > config.d_min) & (gaps < config.d_max)
+    neg_inf = tf.constant(-1e9, tf.float32)
+    row_logits = tf.where(tf.reduce_any(valid, axis=1), 0.0, neg_inf)[None, :]
+    t1 = tf.cast(tf.random.stateless_categorical(row_logits, k, keys[4])[0], tf.int32)
+    pair_logits = tf.where(tf.gather(valid, t1), 0.0, neg_inf)
+    t2 = tf.cast(tf.random.stateless_categorical(pair_logits, 1, keys[5])[:, 0], tf.int32)
+    unsync = types == UNSYNC
+    t_a = tf.where(unsync, t1, t_sync)
+    t_b = tf.where(unsync, t2, t_sync)
+
+    # Flipped pairs mirror either frame with probability 1/2.
+    side = tf.random.stateless_uniform([k], keys[6], 0, 2, dtype=tf.int32)
+    is_flip = types == FLIP
+    encoded = clip["image/encoded"]
+    frame_a, frame_b = tf.gather(fi, t_a), tf.gather(fi, t_b)
+    return {
+        "jpeg_a": tf.gather_nd(encoded, tf.stack([t_a, v1], -1)),
+        "jpeg_b": tf.gather_nd(encoded, tf.stack([t_b, v2], -1)),
+        "flip_a": is_flip & (side == 0),
+        "flip_b": is_flip & (side == 1),
+        "pair_type": types,
+        "gap": tf.abs(frame_b - frame_a),
+        "camera_a": v1,
+        "camera_b": v2,
+        "frame_a": frame_a,
+        "frame_b": frame_b,
+        "image_size": tf.fill([k], tf.cast(clip["image/size"], tf.int32)),
+        "subject": tf.fill([k], clip["sequence/subject"]),
+        "sequence_id": tf.fill([k], clip["sequence/id"]),
+        "key": tf.random.experimental.stateless_split(
+            tf.random.experimental.stateless_fold_in(key, 1), k),
+    }
+
+
+def _make_pair(p: dict, config: PairConfig) -> dict:
+    """Decodes, crops and (for FLIP) mirrors the two frames of one pair."""
+    aug = config.augment
+    k_a, k_b, j_a, j_b = tf.unstack(tf.random.experimental.stateless_split(p["key"], 4))
+    if config.training:
+        win_a = augment.random_crop_window(k_a, p["image_size"], aug)
+        win_b = augment.random_crop_window(k_b, p["image_size"], aug)
+    else:
+        win_a = win_b = augment.central_crop_window(p["image_size"], aug.central_scale)
+    image_a = augment.flip_if(augment.decode_crop_resize(
+        p["jpeg_a"], win_a, aug.output_size, aug.dct_method), p["flip_a"])
+    image_b = augment.flip_if(augment.decode_crop_resize(
+        p["jpeg_b"], win_b, aug.output_size, aug.dct_method), p["flip_b"])
+    out = {k: v for k, v in p.items() if k not in ("jpeg_a", "jpeg_b", "key")}
+    out["image_a"], out["image_b"] = image_a, image_b
+    if config.training:
+        out["jitter_a"] = augment.jitter_factors(j_a, aug)
+        out["jitter_b"] = augment.jitter_factors(j_b, aug)
+    return out
+
+
+def _to_model_inputs(b: dict, config: PairConfig, with_metadata: bool):
+    """Batched pair dict -> (features, labels, sample_weights[, metadata])."""
+    image_a, image_b = b["image_a"], b["image_b"]
+    if config.training:
+        image_a = augment.apply_colour_jitter(image_a, b["jitter_a"])
+        image_b = augment.apply_colour_jitter(image_b, b["jitter_b"])
+    t = b["pair_type"]
+    features = {"view_a": image_a, "view_b": image_b}
+    labels, weights = {}, {}
+    if "sync" in config.tasks:
+        labels["sync"] = tf.cast(t == SYNC, tf.float32)[:, None]
+        weights["sync"] = tf.cast(t != FLIP, tf.float32)  # The sync head never sees FLIP.
+    if "flip" in config.tasks:
+        labels["flip"] = tf.cast(t == FLIP, tf.float32)[:, None]
+        weights["flip"] = tf.cast(t != UNSYNC, tf.float32)  # The flip head never sees UNSYNC.
+    if not with_metadata:
+        return features, labels, weights
+    meta = {k: b[k] for k in ("pair_type", "gap", "camera_a", "camera_b", "frame_a", "frame_b",
+                              "flip_a", "flip_b", "subject", "sequence_id")}
+    return features, labels, weights, meta
+
+
+# ----------------------------------------------------------------------------- the pipeline
+
+def pair_dataset(files: Sequence[str], config: PairConfig, batch_size: int,
+                 input_context: Optional[tf.distribute.InputContext] = None,
+                 with_metadata: bool = False, drop_remainder: Optional[bool] = None
+                 ) -> tf.data.Dataset:
+    """Batched pretext pairs from record shards (see module doc for the element layout).
+
+    Args:
+      files: shard paths (:func:`tf_synchro.data.records.dataset_files`).
+      config: pipeline settings.
+      batch_size: batch of this input pipeline (per replica under distribution).
+      input_context: from ``distribute_datasets_from_function``; shards the records and
+        gives each pipeline its own random stream.
+      with_metadata: add the per-pair metadata dict (evaluation).
+      drop_remainder: default True when training (static batch for the replicas).
+    """
+    config.validate()
+    pipeline_id = input_context.input_pipeline_id if input_context else 0
+    seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
+    # Disjoint random streams per input pipeline: same seed, different pipeline id.
+    base_key = tf.constant([seed, pipeline_id], tf.int64)
+
+    # Files -> shuffle files -> shard -> interleave -> parse (records.clip_dataset).
+    # Repeat is done there on the file list so the interleave never drains.
+    ds = records.clip_dataset(
+        files, subjects=config.subjects, input_context=input_context,
+        shuffle=config.training, repeat=config.passes is None, seed=seed,
+        deterministic=config.deterministic, cycle_length=config.cycle_length)
+    if config.passes is not None and config.passes > 1:
+        ds = ds.repeat(config.passes)
+    ds = ds.filter(lambda c: _usable(c, config))
+    # One key per clip from its position in the stream: stateless draws make the pairs
+    # independent of map parallelism, so a seed fixes them exactly.
+    ds = ds.enumerate().map(
+        lambda i, c: _sample_pairs(c, tf.random.experimental.stateless_fold_in(base_key, i),
+                                   config),
+        num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
+    # Per-pair elements hold only two JPEG strings here, so the shuffle buffer that
+    # separates pairs of the same clip is cheap; decoding comes after it.
+    ds = ds.unbatch()
+    if config.shuffle_buffer and config.training:
+        ds = ds.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(lambda p: _make_pair(p, config), num_parallel_calls=tf.data.AUTOTUNE,
+                deterministic=config.deterministic)
+    # Static batch shape for the replicas when training; evaluation keeps the tail.
+    ds = ds.batch(batch_size, drop_remainder=config.training if drop_remainder is None
+                  else drop_remainder)
+    # Colour jitter after batching: one vectorised op per batch instead of per image.
+    ds = ds.map(lambda b: _to_model_inputs(b, config, with_metadata),
+                num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def dataset_fn(data_dir: str, config: PairConfig, global_batch_size: int
+               ) -> Callable[[tf.distribute.InputContext], tf.data.Dataset]:
+    """``input_context -> dataset`` for ``train_lib.distributed_dataset`` (per-replica batch).
+
+    Raises:
+      tfrecords_tools.dataset_io.DatasetError: the dataset is missing or has none of ``config.subjects``.
+    """
+    files = records.dataset_files(data_dir, config.subjects)
+
+    def fn(input_context: tf.distribute.InputContext) -> tf.data.Dataset:
+        batch = input_context.get_per_replica_batch_size(global_batch_size)
+        return pair_dataset(files, config, batch, input_context)
+
+    return fn
+

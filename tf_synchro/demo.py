@@ -1,0 +1,265 @@
+r"""The main job: does multi-view synchronization pre-training help? One command, end to end.
+
+    python -m tf_synchro.demo --workdir /tmp/tf_synchro_demo
+
+1. generates (or reuses) the embedded synthetic multi-view dataset;
+2. pre-trains the Siamese sync/flip model on the unlabelled train subjects (S1, S5-S8);
+3. fine-tunes on S1's 3D labels only, (a) from random initialisation and (b) from the
+   pre-trained encoder, with the same budget;
+4. evaluates both on S9/S11 (MPJPE, N-MPJPE, PA-MPJPE);
+5. exports the better one as a SavedModel for TF Serving;
+6. prints the comparison in the layout of the paper's Table 1 and writes ``REPORT.md``
+   (table, training curves, sync accuracy vs time gap, example predictions).
+
+Every stage is one of the project's binaries run as a subprocess (their progress bars and
+ETAs are shown) and cached under ``<workdir>/stages/`` (see
+:mod:`tf_synchro.experiment_lib`): re-running reuses finished stages and resumes an
+interrupted one. ``--scale=cpu`` (default) fits a 2-core CPU; ``--scale=paper`` uses the
+paper's settings (GPU hours).
+"""
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import sys
+import time
+from typing import Sequence
+
+from absl import app, flags
+
+from tf_synchro import experiment_lib as xl
+from tfrecords_tools import dataset_io
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("workdir", None, "Directory for the dataset, runs and REPORT.md.")
+flags.DEFINE_enum("scale", "cpu", sorted(xl.SCALES), "Settings: cpu (minutes) or paper.")
+flags.DEFINE_integer("seed", 0, "Seed of pre-training and fine-tuning.")
+flags.DEFINE_string("scratch_row", "flags/table1/b_random_init_no_background.flags",
+                    "Row flagfile of the random-initialisation baseline.")
+flags.DEFINE_string("pretrained_row", "flags/table1/d_ssl_no_background.flags",
+                    "Row flagfile of the self-supervised run.")
+flags.mark_flag_as_required("workdir")
+
+DEMO_FILE = "demo.json"
+REPORT = "REPORT.md"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+def read_scalars(logdir: str) -> dict:
+    """``{tag: [(step, value), ...]}`` from every TensorBoard event file under ``logdir``."""
+    import tensorflow as tf
+    out: dict = {}
+    for path in sorted(glob.glob(os.path.join(logdir, "**", "events.out.tfevents.*"),
+                                 recursive=True)):
+        split = os.path.basename(os.path.dirname(path))
+        for event in tf.compat.v1.train.summary_iterator(path):
+            for value in event.summary.value:
+                if value.HasField("tensor"):
+                    number = float(tf.make_ndarray(value.tensor))
+                elif value.HasField("simple_value"):
+                    number = float(value.simple_value)
+                else:
+                    continue
+                out.setdefault(f"{split}/{value.tag}", []).append((int(event.step), number))
+    return {k: sorted(dict(v).items()) for k, v in out.items()}
+
+
+def plot_curves(runs: dict, path: str) -> None:
+    """One panel per run: its training loss (and accuracies for pre-training) vs step."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 3.6), squeeze=False)
+    for ax, (title, scalars) in zip(axes[0], runs.items()):
+        for tag, points in sorted(scalars.items()):
+            name = tag.split("/", 1)[-1]
+            if not tag.startswith("train/") or not any(
+                    k in name for k in ("loss", "accuracy", "mpjpe")):
+                continue
+            if name.startswith("epoch_"):
+                continue
+            steps, values = zip(*points)
+            ax.plot(steps, values, label=name.replace("batch_", ""))
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _check_workdir(workdir: str, settings: dict) -> None:
+    """Refuses a workdir that holds a demo of other settings (results never mix)."""
+    path = os.path.join(workdir, DEMO_FILE)
+    if os.path.exists(path):
+        with open(path) as f:
+            old = json.load(f)
+        if old != settings:
+            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            raise app.UsageError(
+                f"--workdir={workdir} holds a demo run with different settings ({diff}); "
+                f"use another --workdir, or delete it to start over")
+    os.makedirs(workdir, exist_ok=True)
+    dataset_io.write_json_atomic(path, settings)
+
+
+def _fmt_time(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+# ----------------------------------------------------------------------------- report
+
+def _copy(src: str, workdir: str, name: str) -> str:
+    if os.path.exists(src):
+        shutil.copyfile(src, os.path.join(workdir, name))
+    return name
+
+
+def write_report(workdir: str, scale: str, results: dict, plans: dict, export_path: str,
+                 stage_seconds: dict) -> str:
+    """Writes ``REPORT.md`` (and copies its figures next to it); returns its text."""
+    scratch, pre = results["scratch"], results["pretrained"]
+    ratio = pre["measured"][0] / scratch["measured"][0]
+    paper_ratio = pre["paper"][0] / scratch["paper"][0] if pre["paper"] and scratch["paper"] \
+        else None
+    table = xl.format_table([scratch, pre], f"Table 1 layout, scale={scale}: S1 labels only, "
+                                            f"test S9/S11 (mm)")
+    pretrain_dir = plans["pretrained"].pretrain.path(workdir)
+    pretext = {}
+    if os.path.exists(os.path.join(pretrain_dir, "pretext_eval.json")):
+        with open(os.path.join(pretrain_dir, "pretext_eval.json")) as f:
+            pretext = json.load(f)
+    gap_png = _copy(os.path.join(pretrain_dir, "sync_vs_gap.png"), workdir, "sync_vs_gap.png")
+    ex_scratch = _copy(plans["scratch"].evaluate.path(workdir, xl.EVAL_PNG), workdir,
+                       "examples_scratch.png")
+    ex_pre = _copy(plans["pretrained"].evaluate.path(workdir, xl.EVAL_PNG), workdir,
+                   "examples_pretrained.png")
+    plot_curves({"pre-training (sync/flip)": read_scalars(pretrain_dir),
+                 "fine-tune, random init": read_scalars(plans["scratch"].finetune.path(workdir)),
+                 "fine-tune, pre-trained": read_scalars(
+                     plans["pretrained"].finetune.path(workdir))},
+                os.path.join(workdir, "curves.png"))
+    pretext_lines = [f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: {v}"
+                     for k, v in sorted(pretext.items()) if not isinstance(v, (dict, list))]
+    times = "\n".join(f"| {k} | {_fmt_time(v)} |" for k, v in stage_seconds.items())
+    text = f"""# tf_synchro demo report
+
+Scale: `{scale}`. Same dataset, same fine-tuning budget for both rows; only the encoder's
+initialisation differs.
+
+{table}
+MPJPE ratio pre-trained / random init: **{ratio:.2f}** (paper, rows d / b: {
+        f'{paper_ratio:.2f}' if paper_ratio else 'n/a'}).
+
+## Pretext task on held-out subjects
+{chr(10).join(pretext_lines) or '(no pretext evaluation found)'}
+
+![sync accuracy vs time gap]({gap_png})
+
+## Training curves
+![curves](curves.png)
+
+## Example predictions (S9/S11): ground truth vs prediction
+Random init:
+
+![scratch]({ex_scratch})
+
+Pre-trained:
+
+![pretrained]({ex_pre})
+
+## Serving
+The better model ({'pre-trained' if ratio < 1 else 'random init'}) is exported for TF
+Serving at `{export_path}`.
+
+## Stage times (this run; reused stages count 0)
+| stage | time |
+|---|---|
+{times}
+"""
+    path = os.path.join(workdir, REPORT)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+    return text
+
+
+# ----------------------------------------------------------------------------- main
+
+def run(workdir: str, scale: str, seed: int, scratch_row: str, pretrained_row: str,
+        log=print) -> dict:
+    """Runs the demo; returns ``{"results", "ratio", "export", "report"}``."""
+    rows = {"scratch": xl.load_row(os.path.join(xl.REPO, scratch_row)
+                                   if not os.path.isabs(scratch_row) else scratch_row),
+            "pretrained": xl.load_row(os.path.join(xl.REPO, pretrained_row)
+                                      if not os.path.isabs(pretrained_row) else pretrained_row)}
+    if rows["scratch"].init != "scratch" or rows["pretrained"].init != "pretrained":
+        raise app.UsageError("--scratch_row must be a random-init row and --pretrained_row a "
+                             "pre-trained one")
+    plans = {k: xl.plan_row(r, scale, seed) for k, r in rows.items()}
+    _check_workdir(workdir, {"scale": scale, "seed": seed,
+                             "stages": {k: [s.key for s in p.stages()] for k, p in plans.items()}})
+
+    # The stage order of the job: data, pre-training, both fine-tunes, both evaluations.
+    order = [("dataset", plans["pretrained"].data),
+             ("pre-training", plans["pretrained"].pretrain),
+             ("fine-tune (random init)", plans["scratch"].finetune),
+             ("fine-tune (pre-trained)", plans["pretrained"].finetune),
+             ("evaluate (random init)", plans["scratch"].evaluate),
+             ("evaluate (pre-trained)", plans["pretrained"].evaluate)]
+    if plans["scratch"].data.key != plans["pretrained"].data.key:
+        order.insert(1, ("dataset (random-init row)", plans["scratch"].data))
+    total = len(order) + 2
+    start = time.time()
+    stage_seconds = {}
+    for i, (title, stage) in enumerate(order, 1):
+        t0 = time.time()
+        log(f"\n=== [{i}/{total}] {title} — elapsed {_fmt_time(time.time() - start)}")
+        xl.run_stage(stage, workdir, log)
+        stage_seconds[title] = time.time() - t0
+    results = {}
+    for k, plan in plans.items():
+        results[k] = xl.run_row(plan, workdir, log=lambda _: None)  # all cached: collects
+    better = "pretrained" if results["pretrained"]["measured"][0] <= \
+        results["scratch"]["measured"][0] else "scratch"
+    export = xl.Stage("export", "tf_synchro.export", None, ["--version=1"],
+                      {"--model_dir": plans[better].finetune}, "--export_dir")
+    log(f"\n=== [{total - 1}/{total}] export ({better}) — elapsed "
+        f"{_fmt_time(time.time() - start)}")
+    t0 = time.time()
+    export_dir = xl.run_stage(export, workdir, log)
+    stage_seconds[f"export ({better})"] = time.time() - t0
+    log(f"\n=== [{total}/{total}] report — elapsed {_fmt_time(time.time() - start)}")
+    text = write_report(workdir, scale, results, plans, os.path.join(export_dir, "1"),
+                        stage_seconds)
+    log(text.split("## Pretext")[0])
+    log(f"total {_fmt_time(time.time() - start)}; report: {os.path.join(workdir, REPORT)}")
+    return {"results": results, "export": os.path.join(export_dir, "1"),
+            "ratio": results["pretrained"]["measured"][0] / results["scratch"]["measured"][0],
+            "report": os.path.join(workdir, REPORT)}
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    try:
+        run(FLAGS.workdir, FLAGS.scale, FLAGS.seed, FLAGS.scratch_row, FLAGS.pretrained_row)
+    except xl.StageError as e:
+        sys.exit(f"demo stopped: {e}\nRe-run the same command to resume.")
+    except OSError as e:
+        message = xl.disk_full_message(e)
+        if message is None:
+            raise
+        sys.exit(f"demo stopped: {message}")
+
+
+if __name__ == "__main__":
+    app.run(main)

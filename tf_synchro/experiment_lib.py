@@ -1,0 +1,309 @@
+"""Paper experiments as cached stages of the project's own binaries.
+
+An *experiment row* (one line of the paper's Table 1 or 2) is described by a flagfile in
+``flags/table1/`` or ``flags/table2/`` (see :func:`define_row_flags`). Running a row means
+running, as subprocesses, exactly the binaries a user would run:
+
+    tfrecords_tools.synthesize -> tf_synchro.pretrain (unless random init)
+        -> tf_synchro.finetune -> tf_synchro.evaluate
+
+with the base settings of a *scale* (``cpu`` or ``paper``: a flagfile per binary) plus the
+row's own flags. Each stage runs in ``<workdir>/stages/<stage>-<key>`` where ``key`` hashes
+everything the stage depends on: the flagfile *contents*, the row's overrides and the keys
+of the stages it reads. So
+
+* rows that share a stage share its directory (Table 1's rows d, g, k and m are the same
+  pre-training and run once);
+* changed settings get a new directory: results of different settings never mix;
+* an interrupted stage is resumed by its own binary (each one resumes), and a finished one
+  (``stage_done.json``) is reused.
+"""
+from __future__ import annotations
+
+import dataclasses
+import errno
+import glob
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Callable, Optional, Sequence
+
+from absl import flags
+
+from tfrecords_tools import dataset_io
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS_DIR = os.path.join(REPO, "flags")
+STAGE_DONE = "stage_done.json"
+
+# Base flagfiles of each scale: one per binary (paths relative to the repository).
+SCALES = {
+    "cpu": {"synthesize": "flags/synthesize_cpu.flags",
+            "pretrain": "flags/pretrain_synthetic.flags",
+            "finetune": "flags/finetune_synthetic.flags",
+            "evaluate": "flags/evaluate_cpu.flags"},
+    "paper": {"synthesize": "flags/synthesize_paper.flags",
+              "pretrain": "flags/pretrain_paper_r18.flags",
+              "finetune": "flags/finetune_paper_r18.flags",
+              "evaluate": "flags/evaluate_paper.flags"},
+}
+
+METRICS = ("mpjpe", "n_mpjpe", "pa_mpjpe")
+EVAL_JSON, EVAL_PNG = "eval.json", "examples.png"
+
+
+class StageError(RuntimeError):
+    """A stage's binary failed; the message names the stage, its command and its log."""
+
+
+# ----------------------------------------------------------------------------- rows
+
+def define_row_flags(fv: flags.FlagValues) -> None:
+    """Defines the flags a row flagfile may set, on a private ``FlagValues``."""
+    flags.DEFINE_string("row", None, "Row id in the paper's table (a, b, ...).", flag_values=fv)
+    flags.DEFINE_string("title", "", "Row title as in the paper.", flag_values=fv)
+    flags.DEFINE_list("paper", [], "Paper's MPJPE,N-MPJPE,PA-MPJPE (mm) for this row.",
+                      flag_values=fv)
+    flags.DEFINE_bool("background", False, "Dataset rendered with a static background.",
+                      flag_values=fv)
+    flags.DEFINE_enum("init", "pretrained", ["pretrained", "scratch"],
+                      "Fine-tune from the self-supervised encoder or random init.",
+                      flag_values=fv)
+    flags.DEFINE_list("tasks", ["sync", "flip"], "Pretext tasks.", flag_values=fv)
+    flags.DEFINE_enum("fusion", "multiply", ["multiply", "concat", "add", "difference"],
+                      "Feature fusion.", flag_values=fv)
+    flags.DEFINE_enum("views", "multi", ["multi", "single"], "Multi- or single-view pairs.",
+                      flag_values=fv)
+    flags.DEFINE_list("label_subjects", ["S1"], "Subjects with 3D labels for fine-tuning.",
+                      flag_values=fv)
+    flags.DEFINE_enum("arch", None, ["resnet18", "resnet34", "resnet50"],
+                      "Encoder; None keeps the scale's flagfile value.", flag_values=fv)
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One experiment row (parsed from its flagfile)."""
+
+    row: str
+    title: str
+    paper: tuple
+    background: bool
+    init: str
+    tasks: tuple
+    fusion: str
+    views: str
+    label_subjects: tuple
+    arch: Optional[str]
+    path: str = ""
+
+
+def load_row(path: str) -> Row:
+    """Parses a row flagfile.
+
+    Raises:
+      ValueError: naming the file and the flag that is unknown or malformed.
+    """
+    fv = flags.FlagValues()
+    define_row_flags(fv)
+    try:
+        fv(["row", f"--flagfile={path}"])
+    except (flags.Error, OSError) as e:
+        raise ValueError(f"row flagfile {path}: {e}") from e
+    if not fv.row:
+        raise ValueError(f"row flagfile {path}: --row is required")
+    if fv.paper and len(fv.paper) != 3:
+        raise ValueError(f"row flagfile {path}: --paper needs 3 numbers, got {fv.paper}")
+    return Row(fv.row, fv.title, tuple(float(x) for x in fv.paper), fv.background, fv.init,
+               tuple(fv.tasks), fv.fusion, fv.views, tuple(fv.label_subjects), fv.arch, path)
+
+
+def suite_rows(suite: str) -> list[Row]:
+    """Rows of ``flags/<suite>/*.flags`` (or of a directory path), sorted by file name."""
+    folder = suite if os.path.isdir(suite) else os.path.join(FLAGS_DIR, suite)
+    paths = sorted(glob.glob(os.path.join(folder, "*.flags")))
+    if not paths:
+        known = sorted(d for d in os.listdir(FLAGS_DIR)
+                       if os.path.isdir(os.path.join(FLAGS_DIR, d)))
+        raise ValueError(f"--suite={suite}: no row flagfiles in {folder}; known suites: {known}")
+    return [load_row(p) for p in paths]
+
+
+# ----------------------------------------------------------------------------- stages
+
+def _read(path: str) -> str:
+    with open(os.path.join(REPO, path)) as f:
+        return f.read()
+
+
+def stage_key(settings: dict) -> str:
+    """Short stable hash of a stage's settings."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+
+@dataclasses.dataclass
+class Stage:
+    """One invocation of a binary, cached in ``<workdir>/stages/<name>-<key>``."""
+
+    name: str
+    module: str
+    flagfile: Optional[str]
+    args: list            # row-specific flags (no paths)
+    upstream: dict         # {"--flag": Stage}: earlier stages' directories passed on
+    out_flag: Optional[str]  # the flag given this stage's directory (None: only out_files)
+    out_files: dict = dataclasses.field(default_factory=dict)  # {"--flag": file in the dir}
+
+    def settings(self) -> dict:
+        return {"module": self.module,
+                "flagfile": _read(self.flagfile) if self.flagfile else None,
+                "args": list(self.args),
+                "upstream": {k: s.key for k, s in self.upstream.items()}}
+
+    @property
+    def key(self) -> str:
+        return stage_key(self.settings())
+
+    def directory(self, workdir: str) -> str:
+        return os.path.join(workdir, "stages", f"{self.name}-{self.key}")
+
+    def path(self, workdir: str, name: str = "") -> str:
+        """The stage directory, or the file ``name`` inside it."""
+        return os.path.join(self.directory(workdir), name) if name else self.directory(workdir)
+
+    def command(self, workdir: str) -> list[str]:
+        cmd = [sys.executable, "-m", self.module]
+        if self.flagfile:
+            cmd.append(f"--flagfile={os.path.join(REPO, self.flagfile)}")
+        cmd += [f"{flag}={stage.path(workdir)}" for flag, stage in self.upstream.items()]
+        cmd += list(self.args)
+        if self.out_flag:
+            cmd.append(f"{self.out_flag}={self.path(workdir)}")
+        cmd += [f"{flag}={self.path(workdir, name)}" for flag, name in self.out_files.items()]
+        return cmd
+
+    def done(self, workdir: str) -> bool:
+        return os.path.exists(os.path.join(self.directory(workdir), STAGE_DONE))
+
+
+def run_stage(stage: Stage, workdir: str, log: Callable[[str], None] = print,
+              label: str = "") -> str:
+    """Runs ``stage`` unless it already finished; returns its directory.
+
+    The binary's output is streamed (its progress bar included) and kept in
+    ``<stage dir>/log.txt``.
+
+    Raises:
+      StageError: the binary exited non-zero (or ran out of disk).
+    """
+    directory = stage.directory(workdir)
+    if stage.done(workdir):
+        log(f"{label}{stage.name}: reusing finished {os.path.relpath(directory, workdir)}")
+        return directory
+    os.makedirs(directory, exist_ok=True)
+    dataset_io.write_json_atomic(os.path.join(directory, "settings.json"), stage.settings())
+    cmd = stage.command(workdir)
+    log(f"{label}{stage.name}: {' '.join(cmd[1:])}")
+    start = time.time()
+    env = dict(os.environ, PYTHONUNBUFFERED="1", TF_CPP_MIN_LOG_LEVEL="2",
+               PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
+    log_path = os.path.join(directory, "log.txt")
+    with open(log_path, "a") as log_file:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env,
+                                cwd=REPO, text=True, bufsize=1)
+        tail = []
+        for line in proc.stdout:
+            log_file.write(line)
+            tail = (tail + [line])[-20:]
+            sys.stdout.write("    " + line if not line.startswith("\r") else line)
+            sys.stdout.flush()
+        rc = proc.wait()
+    if rc != 0:
+        text = "".join(tail)
+        hint = ""
+        if "No space left on device" in text or "ENOSPC" in text:
+            hint = " (the disk is full: free space and re-run; finished stages are kept)"
+        raise StageError(f"stage {stage.name} failed with exit code {rc}{hint}; command: "
+                         f"{' '.join(cmd)}; full log: {log_path}; last lines:\n{text}")
+    dataset_io.write_json_atomic(os.path.join(directory, STAGE_DONE),
+                                 {"seconds": round(time.time() - start, 1),
+                                  "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    return directory
+
+
+# ----------------------------------------------------------------------------- row plans
+
+@dataclasses.dataclass
+class RowPlan:
+    """The stages of one row at one scale."""
+
+    row: Row
+    data: Stage
+    pretrain: Optional[Stage]
+    finetune: Stage
+    evaluate: Stage
+
+    def stages(self) -> list[Stage]:
+        return [s for s in (self.data, self.pretrain, self.finetune, self.evaluate) if s]
+
+
+def plan_row(row: Row, scale: str, seed: int = 0) -> RowPlan:
+    """Stages of ``row`` at ``scale`` (``cpu`` or ``paper``)."""
+    if scale not in SCALES:
+        raise ValueError(f"--scale={scale}: expected one of {sorted(SCALES)}")
+    files = SCALES[scale]
+    arch = [f"--arch={row.arch}"] if row.arch else []
+    data = Stage("data", "tfrecords_tools.synthesize", files["synthesize"],
+                 [f"--background={str(row.background).lower()}"], {}, "--output_dir")
+    pretrain = None
+    if row.init == "pretrained":
+        pretrain = Stage("pretrain", "tf_synchro.pretrain", files["pretrain"],
+                         arch + [f"--tasks={','.join(row.tasks)}", f"--fusion={row.fusion}",
+                                 f"--views={row.views}", f"--seed={seed}"],
+                         {"--data_dir": data}, "--model_dir")
+    finetune = Stage("finetune", "tf_synchro.finetune", files["finetune"],
+                     arch + [f"--label_subjects={','.join(row.label_subjects)}",
+                             f"--seed={seed}"] + ([] if pretrain else ["--init_from=scratch"]),
+                     {"--data_dir": data, **({"--init_from": pretrain} if pretrain else {})},
+                     "--model_dir")
+    evaluate = Stage("evaluate", "tf_synchro.evaluate", files["evaluate"], [],
+                     {"--data_dir": data, "--model_dir": finetune}, None,
+                     {"--output_json": EVAL_JSON, "--output_png": EVAL_PNG})
+    return RowPlan(row, data, pretrain, finetune, evaluate)
+
+
+def run_row(plan: RowPlan, workdir: str, log: Callable[[str], None] = print) -> dict:
+    """Runs (or reuses) every stage of a row; returns its result record."""
+    n = len(plan.stages())
+    for i, stage in enumerate(plan.stages(), 1):
+        run_stage(stage, workdir, log, label=f"[row {plan.row.row} {i}/{n}] ")
+    with open(plan.evaluate.path(workdir, EVAL_JSON)) as f:
+        report = json.load(f)
+    return {"row": plan.row.row, "title": plan.row.title, "paper": list(plan.row.paper),
+            "measured": [report["mean"][m] for m in METRICS],
+            "num_frames": report["num_frames"],
+            "stages": {s.name: os.path.relpath(s.directory(workdir), workdir)
+                       for s in plan.stages()}}
+
+
+# ----------------------------------------------------------------------------- tables
+
+def format_table(results: Sequence[dict], title: str) -> str:
+    """Markdown table: measured MPJPE / N-MPJPE / PA-MPJPE beside the paper's numbers."""
+    lines = [f"### {title}", "",
+             "| row | setting | MPJPE | N-MPJPE | PA-MPJPE | paper MPJPE | paper N-MPJPE | "
+             "paper PA-MPJPE |", "|---|---|---|---|---|---|---|---|"]
+    for r in results:
+        measured = [f"{v:.1f}" for v in r["measured"]] if r.get("measured") else ["—"] * 3
+        paper = [f"{v:.1f}" for v in r["paper"]] if r.get("paper") else ["—"] * 3
+        lines.append(f"| {r['row']} | {r['title']} | " + " | ".join(measured + paper) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def disk_full_message(err: OSError) -> Optional[str]:
+    """A clear message for a full disk, else None."""
+    if err.errno == errno.ENOSPC:
+        return ("the disk is full; free space and re-run the same command: finished stages "
+                "are kept and unfinished ones resume from their last checkpoint")
+    return None

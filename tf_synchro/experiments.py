@@ -1,0 +1,82 @@
+r"""Runs a suite of the paper's experiments and writes its table beside the paper's numbers.
+
+    python -m tf_synchro.experiments --suite table1 --workdir /tmp/tf_synchro_table1 \
+        [--scale cpu|paper] [--rows a,b,d]
+
+A suite is a folder of row flagfiles (``flags/table1``, ``flags/table2``, or any path).
+Rows that share a stage share its run (e.g. Table 1's d, g, k, m are one pre-training
+and one fine-tune). Finished stages are reused, an interrupted one resumes, so re-running
+the same command continues a partly finished suite. Writes ``<suite>_<scale>.md`` and
+``.json`` in the workdir, updated after every row.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Sequence
+
+from absl import app, flags
+
+from tf_synchro import experiment_lib as xl
+from tfrecords_tools import dataset_io
+
+FLAGS = flags.FLAGS
+
+flags.DEFINE_string("suite", "table1", "flags/<suite>/ folder of row flagfiles, or a path.")
+flags.DEFINE_string("workdir", None, "Directory for datasets, runs and the result table.")
+flags.DEFINE_enum("scale", "cpu", sorted(xl.SCALES), "cpu (minutes per row) or paper.")
+flags.DEFINE_list("rows", [], "Run only these row ids (default: all rows of the suite).")
+flags.DEFINE_integer("seed", 0, "Seed of every pre-training and fine-tuning.")
+flags.mark_flag_as_required("workdir")
+
+
+def run_suite(suite: str, workdir: str, scale: str, rows: Sequence[str] = (), seed: int = 0,
+              log=print) -> list[dict]:
+    """Runs (or resumes) the rows of ``suite``; returns their result records."""
+    all_rows = xl.suite_rows(suite)
+    unknown = sorted(set(rows) - {r.row for r in all_rows})
+    if unknown:
+        raise app.UsageError(f"--rows: {unknown} not in suite {suite} "
+                             f"(rows: {[r.row for r in all_rows]})")
+    selected = [r for r in all_rows if not rows or r.row in rows]
+    name = os.path.basename(os.path.normpath(suite))
+    base = os.path.join(workdir, f"{name}_{scale}")
+    os.makedirs(workdir, exist_ok=True)
+    results = []
+    start = time.time()
+    for i, row in enumerate(selected, 1):
+        log(f"\n##### row {row.row} ({i}/{len(selected)}): {row.title} — elapsed "
+            f"{time.time() - start:.0f}s")
+        t0 = time.time()
+        result = xl.run_row(xl.plan_row(row, scale, seed), workdir, log)
+        result["seconds_this_run"] = round(time.time() - t0, 1)
+        results.append(result)
+        # Written after every row: a partly finished suite still has a table.
+        dataset_io.write_json_atomic(base + ".json", {"suite": name, "scale": scale,
+                                                      "seed": seed, "rows": results})
+        table = xl.format_table(results, f"{name}, scale={scale}, seed={seed} (mm; test S9/S11)")
+        with open(base + ".md.tmp", "w") as f:
+            f.write(table)
+        os.replace(base + ".md.tmp", base + ".md")
+    log("\n" + xl.format_table(results, f"{name}, scale={scale}"))
+    log(f"written {base}.md and {base}.json")
+    return results
+
+
+def main(argv: Sequence[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    try:
+        run_suite(FLAGS.suite, FLAGS.workdir, FLAGS.scale, FLAGS.rows, FLAGS.seed)
+    except xl.StageError as e:
+        sys.exit(f"experiments stopped: {e}\nRe-run the same command to resume.")
+    except OSError as e:
+        message = xl.disk_full_message(e)
+        if message is None:
+            raise
+        sys.exit(f"experiments stopped: {message}")
+
+
+if __name__ == "__main__":
+    app.run(main)

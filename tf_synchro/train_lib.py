@@ -266,6 +266,20 @@ class Checkpoint(keras.callbacks.Callback):
         _write_json_atomic(self.state_path, {"epoch": epoch + 1, "step": step})
 
 
+def _scalar_metadata():
+    from tensorflow.core.framework import summary_pb2
+    # What tensorboard's scalar summary writes; built here because ``tf.summary.scalar``
+    # needs the tensorboard package, which is not a dependency of this project.
+    return summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(plugin_name="scalars"))
+
+
+def write_scalar(name: str, value: float, step: int) -> None:
+    """Writes a TensorBoard scalar to the default summary writer (no tensorboard import)."""
+    tf.summary.write(name, tf.constant(value, tf.float32), step=step,
+                     metadata=_scalar_metadata())
+
+
 def _learning_rate(optimizer) -> float:
     return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
 
@@ -290,8 +304,8 @@ class ScalarLogger(keras.callbacks.Callback):
             return
         with self.writer.as_default(step=step):
             for name, value in (logs or {}).items():
-                tf.summary.scalar(f"train/{name}", float(value))
-            tf.summary.scalar("train/learning_rate", _learning_rate(self.model.optimizer))
+                write_scalar(f"train/{name}", float(value), step)
+            write_scalar("train/learning_rate", _learning_rate(self.model.optimizer), step)
 
     def on_train_end(self, logs=None) -> None:
         if self.writer is not None:
@@ -302,28 +316,26 @@ class Progress(keras.callbacks.Callback):
     """One progress bar over all ``total_steps`` (not per epoch), with ETA, losses and lr."""
 
     def __init__(self, total_steps: int, steps_per_epoch: int, chief: bool = True,
-                 every: int = 10, stream=None):
+                 every: int = 10, initial_step: int = 0, stream=None):
         super().__init__()
         self.total_steps, self.steps_per_epoch = total_steps, steps_per_epoch
         self.chief, self.every = chief, max(int(every), 1)
+        self.initial_step = initial_step  # A resumed run measures its ETA from here.
         self.stream = stream or sys.stdout
         self._epoch = 0
-        self._start: Optional[float] = None
-        self._first_step = 0
+        self._start = time.time()
 
     def on_train_begin(self, logs=None) -> None:
         self._start = time.time()
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self._epoch = epoch
-        if self._start is not None and epoch * self.steps_per_epoch > 0 and not self._first_step:
-            self._first_step = epoch * self.steps_per_epoch  # Resumed run: ETA from here.
 
     def on_train_batch_end(self, batch: int, logs=None) -> None:
         step = self._epoch * self.steps_per_epoch + batch + 1
         if not self.chief or (step % self.every and step != self.total_steps):
             return
-        done = step - self._first_step
+        done = step - self.initial_step
         elapsed = time.time() - self._start
         eta = elapsed / max(done, 1) * (self.total_steps - step)
         frac = step / self.total_steps
@@ -373,10 +385,11 @@ def fit(model: keras.Model, dataset, *, model_dir: str, total_steps: int, steps_
         print(f"Resuming from checkpoint at step {initial_step} in {ckpt.backup_dir}")
     cbs = [ckpt, ScalarLogger(os.path.join(model_dir, TENSORBOARD_DIR, "train"), log_every, chief)]
     if verbose:
-        cbs.append(Progress(total_steps, steps_per_epoch, chief, progress_every))
+        cbs.append(Progress(total_steps, steps_per_epoch, chief, progress_every, initial_step))
     cbs.extend(callbacks)
     history = {}
     if initial_epoch < epochs:
         history = model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch,
-                            steps_per_epoch=steps_per_epoch, callbacks=cbs, verbose=0).history
+                            steps_per_epoch=steps_per_epoch, callbacks=cbs, verbose=0,
+                            shuffle=False).history  # The pipeline shuffles.
     return {"initial_step": initial_step, "final_step": total_steps, "history": history}

@@ -1,0 +1,166 @@
+"""Pre-training: train_lib pieces, bad input caught before training, crash + resume.
+
+Subprocess tests run the real binary (`python -m tf_synchro.pretrain`) on tiny settings.
+"""
+import glob
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tests import test_pairs
+from tf_synchro import pretrain, train_lib
+from tf_synchro.data import augment, pairs
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_FLAGS = ["--train_subjects=S1,S5", "--width=0.125", "--input_size=32", "--head_units=8",
+              "--batch_size=4", "--d_min=4", "--d_max=30", "--pairs_per_clip=6",
+              "--shuffle_buffer=32", "--seed=1"]
+
+
+@pytest.fixture(scope="module")
+def coded_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("coded_pretrain")
+    test_pairs._write(path, subjects=("S1", "S5", "S9"), seqs=2)
+    return str(path)
+
+
+def _env():
+    return {**os.environ, "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2",
+            "PYTHONPATH": REPO}
+
+
+# ----------------------------------------------------------------------------- train_lib
+
+def test_optimizer_is_adamw_with_cosine_decay_to_floor():
+    opt = train_lib.make_optimizer(1000, 1e-4, 1e-7, 1e-4)
+    assert isinstance(opt, keras.optimizers.AdamW) and opt.weight_decay == pytest.approx(1e-4)
+    opt.build([keras.Variable(1.0)])
+    lr = []
+    for step in (0, 500, 1000, 2000):
+        opt.iterations.assign(step)
+        lr.append(float(opt.learning_rate))
+    np.testing.assert_allclose(lr, [1e-4, (1e-4 + 1e-7) / 2, 1e-7, 1e-7], rtol=1e-4)
+    with pytest.raises(ValueError, match="final_learning_rate"):
+        train_lib.make_optimizer(10, 1e-4, 1e-3)
+
+
+def test_strategy_and_batch_errors():
+    with pytest.raises(ValueError, match="unknown strategy 'tpu'"):
+        train_lib.make_strategy("tpu")
+    strategy = train_lib.make_strategy("default")
+    assert train_lib.replica_batch_size(16, strategy) == 16 and train_lib.is_chief(strategy)
+    with pytest.raises(ValueError, match="--batch_size=0"):
+        train_lib.replica_batch_size(0, strategy)
+
+
+def test_model_dir_refuses_other_settings(tmp_path):
+    d = str(tmp_path / "run")
+    train_lib.prepare_model_dir(d, {"arch": "resnet18", "width": 0.25}, {"batch_size": 8})
+    # Same model settings, other training settings: accepted (resume with a new batch size).
+    train_lib.prepare_model_dir(d, {"arch": "resnet18", "width": 0.25}, {"batch_size": 16})
+    with pytest.raises(train_lib.ModelDirError, match=r"'width': \(0.25, 0.5\)"):
+        train_lib.prepare_model_dir(d, {"arch": "resnet18", "width": 0.5})
+    orphan = tmp_path / "orphan" / "backup"
+    orphan.mkdir(parents=True)
+    (orphan / "latest.weights.h5").write_bytes(b"x")
+    with pytest.raises(train_lib.ModelDirError, match="no config.json"):
+        train_lib.prepare_model_dir(str(tmp_path / "orphan"), {"arch": "resnet18"})
+
+
+def test_fit_logs_scalars_checkpoints_and_skips_finished_epochs(tmp_path):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model.compile(train_lib.make_optimizer(6, 1e-2, 1e-4), loss="mse")
+    ds = tf.data.Dataset.from_tensors((tf.ones((2, 3)), tf.ones((2, 1)))).repeat()
+    out = train_lib.fit(model, ds, model_dir=str(tmp_path), total_steps=6, steps_per_epoch=3,
+                        log_every=1, verbose=False)
+    assert out["initial_step"] == 0 and len(out["history"]["loss"]) == 2
+    state = json.load(open(tmp_path / "backup" / "state.json"))
+    assert state == {"epoch": 2, "step": 6}
+    tags = {}
+    for f in glob.glob(str(tmp_path / "tensorboard" / "train" / "events*")):
+        for e in tf.compat.v1.train.summary_iterator(f):
+            for v in e.summary.value:
+                tags.setdefault(v.tag, []).append(
+                    (e.step, float(tf.make_ndarray(v.tensor))))
+    assert [s for s, _ in tags["train/learning_rate"]] == [1, 2, 3, 4, 5, 6]
+    assert tags["train/learning_rate"][-1][1] == pytest.approx(1e-4, rel=1e-3)
+    assert "train/loss" in tags
+    # A second call restores the optimizer (step 6) and has nothing left to do.
+    model2 = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
+    model2.compile(train_lib.make_optimizer(6, 1e-2, 1e-4), loss="mse")
+    out2 = train_lib.fit(model2, ds, model_dir=str(tmp_path), total_steps=6, steps_per_epoch=3,
+                         verbose=False)
+    assert out2["initial_step"] == 6 and int(model2.optimizer.iterations) == 6
+    np.testing.assert_array_equal(model2.get_weights()[0], model.get_weights()[0])
+    with pytest.raises(ValueError, match="multiple of --steps_per_checkpoint=4"):
+        train_lib.fit(model2, ds, model_dir=str(tmp_path), total_steps=6, steps_per_epoch=4)
+
+
+# ----------------------------------------------------------------------------- bad input
+
+def _config(data_dir, model_dir, **pair_kw) -> pretrain.PretrainConfig:
+    pair_kw = {"d_min": 4, "d_max": 30, "subjects": ("S1", "S5"),
+               "augment": augment.AugmentConfig(output_size=32), **pair_kw}
+    return pretrain.PretrainConfig(data_dir=data_dir, model_dir=model_dir,
+                                   pairs=pairs.PairConfig(**pair_kw), train_subjects=("S1", "S5"),
+                                   width=0.125, batch_size=4, train_steps=4,
+                                   steps_per_checkpoint=2, verbose=False)
+
+
+def test_bad_input_fails_before_training(coded_dir, tmp_path):
+    with pytest.raises(ValueError, match="--d_min=30 < --d_max=30"):
+        pretrain.train(_config(coded_dir, str(tmp_path / "a"), d_min=30, d_max=30))
+    with pytest.raises(ValueError, match="spans 117 frames"):
+        pretrain.train(_config(coded_dir, str(tmp_path / "b"), d_min=200, d_max=300))
+    one_view = test_pairs._write(tmp_path / "one_view", views=1)
+    with pytest.raises(ValueError, match="1 view"):
+        pretrain.train(_config(os.path.dirname(one_view[0]), str(tmp_path / "c")))
+    model_dir = str(tmp_path / "d")
+    train_lib.prepare_model_dir(model_dir, {**_config(coded_dir, model_dir).model_settings(),
+                                            "width": 1.0})
+    with pytest.raises(train_lib.ModelDirError, match="different model settings"):
+        pretrain.train(_config(coded_dir, model_dir))
+    assert not os.path.exists(os.path.join(model_dir, "backup"))
+
+
+# ----------------------------------------------------------------------------- crash + resume
+
+def test_killed_run_resumes_from_last_checkpoint(coded_dir, tmp_path):
+    model_dir = str(tmp_path / "run")
+    cmd = [sys.executable, "-m", "tf_synchro.pretrain", f"--data_dir={coded_dir}",
+           f"--model_dir={model_dir}", "--train_steps=60", "--steps_per_checkpoint=5",
+           "--eval_subjects=", *TINY_FLAGS]
+    state_path = os.path.join(model_dir, "backup", "state.json")
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 90
+        while not os.path.exists(state_path) and time.time() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        assert os.path.exists(state_path), proc.communicate()[0][-3000:]
+        os.kill(proc.pid, signal.SIGKILL)  # A crash: no clean-up code runs.
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    saved = json.load(open(state_path))["step"]
+    assert 5 <= saved < 60 and not os.path.exists(os.path.join(model_dir, "encoder.keras"))
+
+    rerun = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True,
+                           timeout=240)
+    assert rerun.returncode == 0, rerun.stdout[-2000:] + rerun.stderr[-3000:]
+    assert f"Resuming from checkpoint at step {saved}" in rerun.stdout
+    summary = json.loads(rerun.stdout.strip().splitlines()[-1])
+    assert summary["initial_step"] == saved
+    # The optimizer step was restored too: it ends at exactly train_steps.
+    assert json.load(open(state_path)) == {"epoch": 12, "step": 60}
+    assert os.path.exists(os.path.join(model_dir, "encoder.keras"))

@@ -44,6 +44,11 @@ flags.DEFINE_string("pretrained_row", "flags/table1/d_ssl_no_background.flags",
 flags.mark_flag_as_required("workdir")
 
 DEMO_FILE = "demo.json"
+
+
+class WorkdirError(ValueError):
+    """The workdir holds a demo run of other settings."""
+
 REPORT = "REPORT.md"
 
 
@@ -52,11 +57,13 @@ REPORT = "REPORT.md"
 def read_scalars(logdir: str) -> dict:
     """``{tag: [(step, value), ...]}`` from every TensorBoard event file under ``logdir``."""
     import tensorflow as tf
+    from tensorflow.core.util import event_pb2
     out: dict = {}
     for path in sorted(glob.glob(os.path.join(logdir, "**", "events.out.tfevents.*"),
                                  recursive=True)):
         split = os.path.basename(os.path.dirname(path))
-        for event in tf.compat.v1.train.summary_iterator(path):
+        for record in tf.data.TFRecordDataset(path):
+            event = event_pb2.Event.FromString(record.numpy())
             for value in event.summary.value:
                 if value.HasField("tensor"):
                     number = float(tf.make_ndarray(value.tensor))
@@ -69,25 +76,26 @@ def read_scalars(logdir: str) -> dict:
 
 
 def plot_curves(runs: dict, path: str) -> None:
-    """One panel per run: its training loss (and accuracies for pre-training) vs step."""
+    """A column per run: training losses on top, accuracies / errors (mm) below, vs step."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(runs), figsize=(5 * len(runs), 3.6), squeeze=False)
-    for ax, (title, scalars) in zip(axes[0], runs.items()):
+    fig, axes = plt.subplots(2, len(runs), figsize=(5 * len(runs), 6), squeeze=False)
+    for col, (title, scalars) in enumerate(runs.items()):
         for tag, points in sorted(scalars.items()):
-            name = tag.split("/", 1)[-1]
-            if not tag.startswith("train/") or not any(
-                    k in name for k in ("loss", "accuracy", "mpjpe")):
-                continue
-            if name.startswith("epoch_"):
+            name = tag.rsplit("/", 1)[-1]
+            if not tag.startswith("train/") or name.startswith("epoch_") or name == "learning_rate":
                 continue
             steps, values = zip(*points)
-            ax.plot(steps, values, label=name.replace("batch_", ""))
-        ax.set_title(title)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+            axes[0 if "loss" in name else 1, col].plot(steps, values, label=name)
+        axes[0, col].set_title(title)
+        axes[0, col].set_ylabel("loss")
+        axes[1, col].set_ylabel("accuracy" if "pre-training" in title else "error (mm)")
+        for ax in axes[:, col]:
+            ax.set_xlabel("step")
+            ax.grid(alpha=0.3)
+            if ax.lines:
+                ax.legend(fontsize=7)
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp, dpi=100)
@@ -103,7 +111,7 @@ def _check_workdir(workdir: str, settings: dict) -> None:
             old = json.load(f)
         if old != settings:
             diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-            raise app.UsageError(
+            raise WorkdirError(
                 f"--workdir={workdir} holds a demo run with different settings ({diff}); "
                 f"use another --workdir, or delete it to start over")
     os.makedirs(workdir, exist_ok=True)
@@ -254,6 +262,8 @@ def main(argv: Sequence[str]) -> None:
         run(FLAGS.workdir, FLAGS.scale, FLAGS.seed, FLAGS.scratch_row, FLAGS.pretrained_row)
     except xl.StageError as e:
         sys.exit(f"demo stopped: {e}\nRe-run the same command to resume.")
+    except WorkdirError as e:
+        sys.exit(f"demo refused: {e}")
     except OSError as e:
         message = xl.disk_full_message(e)
         if message is None:

@@ -26,6 +26,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -38,6 +39,8 @@ from tfrecords_tools import dataset_io
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS_DIR = os.path.join(REPO, "flags")
 STAGE_DONE = "stage_done.json"
+# TensorFlow/absl C++ log lines (I1128 12:00:00.1 ...), and absl's pre-init notice.
+_NOISE = re.compile(r"^([IWE]\d{4} |WARNING: All log messages before absl)")
 
 # Base flagfiles of each scale: one per binary (paths relative to the repository).
 SCALES = {
@@ -49,6 +52,11 @@ SCALES = {
               "pretrain": "flags/pretrain_paper_r18.flags",
               "finetune": "flags/finetune_paper_r18.flags",
               "evaluate": "flags/evaluate_paper.flags"},
+    # Smoke tests: every stage in seconds (numbers mean nothing).
+    "tiny": {"synthesize": "flags/synthesize_tiny.flags",
+             "pretrain": "flags/pretrain_tiny.flags",
+             "finetune": "flags/finetune_tiny.flags",
+             "evaluate": "flags/evaluate_tiny.flags"},
 }
 
 METRICS = ("mpjpe", "n_mpjpe", "pa_mpjpe")
@@ -188,11 +196,11 @@ class Stage:
 
 
 def run_stage(stage: Stage, workdir: str, log: Callable[[str], None] = print,
-              label: str = "") -> str:
+              label: str = "", quiet: bool = False) -> str:
     """Runs ``stage`` unless it already finished; returns its directory.
 
-    The binary's output is streamed (its progress bar included) and kept in
-    ``<stage dir>/log.txt``.
+    The binary's output is streamed (its progress bar included; not with ``quiet``) and
+    kept in ``<stage dir>/log.txt``.
 
     Raises:
       StageError: the binary exited non-zero (or ran out of disk).
@@ -216,6 +224,8 @@ def run_stage(stage: Stage, workdir: str, log: Callable[[str], None] = print,
         for line in proc.stdout:
             log_file.write(line)
             tail = (tail + [line])[-20:]
+            if quiet or _NOISE.match(line):
+                continue  # Kept in log.txt; TensorFlow's C++ start-up chatter is not progress.
             sys.stdout.write("    " + line if not line.startswith("\r") else line)
             sys.stdout.flush()
         rc = proc.wait()

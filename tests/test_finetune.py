@@ -113,9 +113,35 @@ def write_pose_dataset(path: str) -> str:
     return path
 
 
-@pytest.fixture(scope="module")
+# Built once per session and shared with test_export (which imports this module): the
+# dataset and the tiny fine-tuned run are the slow parts of both files.
+_SHARED: dict = {}
+
+
+def shared_pose_data(tmp_path_factory) -> str:
+    if "data" not in _SHARED:
+        _SHARED["data"] = write_pose_dataset(str(tmp_path_factory.mktemp("pose_data")))
+    return _SHARED["data"]
+
+
+def shared_finished_run(tmp_path_factory) -> tuple:
+    """A tiny fine-tune from scratch: (model_dir, summary)."""
+    if "run" not in _SHARED:
+        model_dir = str(tmp_path_factory.mktemp("run"))
+        summary = finetune.run(_config(shared_pose_data(tmp_path_factory), model_dir),
+                               verbose=False)
+        _SHARED["run"] = (model_dir, summary)
+    return _SHARED["run"]
+
+
+@pytest.fixture
 def pose_data(tmp_path_factory):
-    return write_pose_dataset(str(tmp_path_factory.mktemp("pose_data")))
+    return shared_pose_data(tmp_path_factory)
+
+
+@pytest.fixture
+def finished_run(tmp_path_factory):
+    return shared_finished_run(tmp_path_factory)
 
 
 def _aug(**kw):
@@ -323,14 +349,6 @@ def _config(data_dir, model_dir, **kw):
                 freeze_blocks=0, min_scale=0.9, seed=0, log_every=10, progress_every=30)
     base.update(kw)
     return finetune.FinetuneConfig(**base)
-
-
-@pytest.fixture(scope="module")
-def finished_run(pose_data, tmp_path_factory):
-    """A tiny fine-tune from scratch (also used by test_export)."""
-    model_dir = str(tmp_path_factory.mktemp("run"))
-    summary = finetune.run(_config(pose_data, model_dir), verbose=False)
-    return model_dir, summary
 
 
 def test_tiny_finetune_lowers_the_error_and_evaluates(pose_data, finished_run, tmp_path):

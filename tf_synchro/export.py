@@ -51,15 +51,27 @@ def next_version(export_dir: str) -> int:
 
 
 def _preprocess_uint8(images: tf.Tensor, input_size: int, crop_scale: float) -> tf.Tensor:
+    # The signature fixes dtype uint8 and rank 4, but a serving runtime may pass any
+    # shape; check it here so a client reads what was wrong, not an op's internals.
     shape = tf.shape(images)
-    with tf.control_dependencies([tf.debugging.assert_positive(
-            shape[1:3], message="serving_default: images must have height and width >= 1")]):
-        return frames.preprocess_images(images, input_size, crop_scale)
+    checks = [
+        tf.debugging.assert_equal(shape[3], 3, message=(
+            "serving_default: images must be RGB uint8 [N, H, W, 3]; the last dimension "
+            "(channels) is not 3")),
+        tf.debugging.assert_positive(shape[1:3], message=(
+            "serving_default: images must have height and width >= 1")),
+    ]
+    with tf.control_dependencies(checks):
+        return frames.preprocess_images(tf.identity(images), input_size, crop_scale)
 
 
 def _decode_one(jpeg: tf.Tensor, input_size: int, crop_scale: float,
                 dct_method: str) -> tf.Tensor:
-    image = frames.decode_jpeg(jpeg, dct_method)
+    check = tf.debugging.Assert(tf.io.is_jpeg(jpeg), [
+        f"{SIGNATURE_JPEG}: image_bytes holds a value that is not a JPEG (with TF Serving "
+        f"REST, send {{\"b64\": <base64 of the .jpg file>}})"])
+    with tf.control_dependencies([check]):
+        image = frames.decode_jpeg(tf.identity(jpeg), dct_method)
     return frames.preprocess_images(image[None], input_size, crop_scale)[0]
 
 

@@ -65,7 +65,7 @@ class Look:
     long_trousers: bool
     shoes: tuple
     hair_long: bool
-    strap_side: str          # "L" or "R": shoulder a bag strap hangs from (crosses the chest)
+    strap_side: str          # "L", "R" or "": shoulder a bag strap hangs from (crosses the chest)
     strap_colour: tuple
     watch_side: str          # "L" or "R"
     stripe_side: str         # "L", "R" or "": trouser leg with a side stripe
@@ -112,14 +112,19 @@ def make_look(rng: np.random.Generator) -> Look:
         # Small per-subject tint so two subjects with the same palette entry still differ.
         return tuple(int(v) for v in np.clip(base + rng.normal(0, 12, 3), 25, 250))
 
+    def pick_natural(palette):
+        # Skin and hair vary in brightness only: a hue shift would look unnatural.
+        base = np.asarray(palette[rng.integers(len(palette))], np.float64)
+        return tuple(int(v) for v in np.clip(base * rng.uniform(0.9, 1.08), 25, 250))
+
     shirt = pick(_CLOTH)
     trousers = pick(_TROUSERS)
     return Look(
-        skin=pick(_SKIN), hair=pick(_HAIR), shirt=shirt,
+        skin=pick_natural(_SKIN), hair=pick_natural(_HAIR), shirt=shirt,
         shirt_pattern=("plain", "stripes", "chest_band")[rng.integers(3)],
         pattern_colour=pick(_CLOTH, avoid=(shirt,)), long_sleeves=bool(rng.random() < 0.5),
         trousers=trousers, long_trousers=bool(rng.random() < 0.75), shoes=pick(_SHOES),
-        hair_long=bool(rng.random() < 0.35), strap_side="LR"[rng.integers(2)],
+        hair_long=bool(rng.random() < 0.35), strap_side=("L", "R", "")[rng.integers(3)],
         strap_colour=pick(((30, 30, 30), (140, 80, 40), (200, 60, 40), (230, 230, 230))),
         watch_side="LR"[rng.integers(2)], stripe_side=("", "L", "R")[rng.integers(3)],
         stripe_colour=pick(((240, 240, 240), (240, 220, 40), (230, 60, 60))))

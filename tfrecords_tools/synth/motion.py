@@ -101,8 +101,8 @@ def _smooth_noise(rng, t_count: int, sigma_frames: float, scale: float = 1.0) ->
     return np.convolve(x, k, mode="valid")[:t_count] * scale
 
 
-def _speed_envelope(rng, t_count: int, fps: float, active_s=(2.0, 6.0),
-                    pause_s=(0.4, 2.0)) -> np.ndarray:
+def _speed_envelope(rng, t_count: int, fps: float, active_s=(3.0, 8.0),
+                    pause_s=(0.3, 1.5)) -> np.ndarray:
     """Speed in [0, 1]: active stretches with smooth stops (pauses at speed 0)."""
     env = np.zeros(t_count)
     t = 0
@@ -188,15 +188,15 @@ def _waving(p, ch, st, rng, ex):
     osc = np.sin(2 * np.pi * f * waves * 2.5)
     ch[f"{s}_sh_elev"] = ch[f"{s}_sh_elev"] * (1 - up) + up * (115 + 15 * osc * 0.3)
     ch[f"{s}_sh_plane"] = ch[f"{s}_sh_plane"] * (1 - up) + up * _per_cycle(rng, p, 40, 85)
-    ch[f"{s}_sh_twist"] = up * -80
+    ch[f"{s}_sh_twist"] = up * 80  # forearm points up when the elbow flexes
     ch[f"{s}_elbow"] = 12 + up * (55 + 30 * osc)
-    ch["neck_twist"] += up * (15 if s == "r" else -15) * 0
+    ch["neck_twist"] += up * (-12 if s == "r" else 12)  # glance towards the waving hand
     ch["spine_lat"] = up * 4 * osc
 
 
 def _squatting(p, ch, st, rng, ex):
     f = p % 1
-    d = bump(f, 0.1, 0.4, 0.6, 0.9) * _per_cycle(rng, p, 0.7, 1.0) * st["amp"]
+    d = bump(f, 0.05, 0.45, 0.55, 0.95) * _per_cycle(rng, p, 0.7, 1.0) * st["amp"]
     for s in "lr":
         ch[f"{s}_hip_flex"] = 100 * d
         ch[f"{s}_knee"] = st["knee"] + 120 * d
@@ -209,7 +209,7 @@ def _squatting(p, ch, st, rng, ex):
 def _reaching(p, ch, st, rng, ex):
     f = p % 1
     s_sign = np.where(_per_cycle(rng, p, 0, 1) < 0.5 + 0.3 * st["hand"], 1, -1)  # 1 = right
-    u = bump(f, 0.05, 0.35, 0.6, 0.9)
+    u = bump(f, 0.05, 0.35, 0.5, 0.85)
     elev = _per_cycle(rng, p, 50, 165)
     plane = _per_cycle(rng, p, -20, 100)
     lean = _per_cycle(rng, p, -5, 20)
@@ -238,7 +238,9 @@ def _sitting_down(p, ch, st, rng, ex):
         ch[f"{s}_elbow"] = 12 + 65 * sit
     ch["root_pitch"] = 35 * lean + 8 * sit
     ch["spine_flex"] += 8 * lean
-    fidget = _smooth_noise(rng, len(p), 25, 6) * sit
+    fidget = _smooth_noise(rng, len(p), 20, 10) * sit
+    for s in "lr":  # hands move while seated (gesturing, adjusting)
+        ch[f"{s}_elbow"] = ch[f"{s}_elbow"] + _smooth_noise(rng, len(p), 15, 15) * sit
     ch["spine_twist"] = fidget
     ch["neck_twist"] += 2 * fidget
 
@@ -255,10 +257,11 @@ def _boxing(p, ch, st, rng, ex):
     for s, sign in (("r", 1), ("l", -1)):
         ch[f"{s}_knee"] = 22 + 6 * bounce
         w = punch * (side == sign)
-        ch[f"{s}_sh_elev"] = 40 * (1 - w) + 88 * w
-        ch[f"{s}_sh_plane"] = 25 * (1 - w) - 5 * w
-        ch[f"{s}_sh_twist"] = -60 * (1 - w) - 10 * w
-        ch[f"{s}_elbow"] = 120 * (1 - w) + 8 * w
+        # Guard: fists in front of the chin; punch: arm straight forward at shoulder height.
+        ch[f"{s}_sh_elev"] = 50 * (1 - w) + 90 * w
+        ch[f"{s}_sh_plane"] = -20 * (1 - w) - 10 * w
+        ch[f"{s}_sh_twist"] = -30 + 0 * w
+        ch[f"{s}_elbow"] = 125 * (1 - w) + 15 * w
     ch["spine_twist"] = 18 * punch * side
     ch["spine_flex"] += 8
     ch["neck_flex"] = 8 + 0 * p
@@ -267,7 +270,7 @@ def _boxing(p, ch, st, rng, ex):
 
 def _bending(p, ch, st, rng, ex):
     f = p % 1
-    d = bump(f, 0.1, 0.35, 0.55, 0.85) * _per_cycle(rng, p, 0.6, 1.0)
+    d = bump(f, 0.05, 0.4, 0.5, 0.9) * _per_cycle(rng, p, 0.6, 1.0)
     ch["root_pitch"] = 80 * d
     ch["spine_flex"] += 25 * d
     for s in "lr":
@@ -316,7 +319,7 @@ def _turning(p, ch, st, rng, ex):
 def _pointing(p, ch, st, rng, ex):
     f = p % 1
     s_sign = np.where(_per_cycle(rng, p, 0, 1) < 0.5 + 0.3 * st["hand"], 1, -1)
-    u = bump(f, 0.05, 0.25, 0.65, 0.85)
+    u = bump(f, 0.05, 0.3, 0.5, 0.8)
     plane = _per_cycle(rng, p, -30, 110)
     elev = _per_cycle(rng, p, 70, 110)
     for s, sign in (("r", 1), ("l", -1)):
@@ -330,10 +333,10 @@ def _pointing(p, ch, st, rng, ex):
 
 # action -> (function, cycles per second)
 _ACTION_TABLE: Dict[str, tuple] = {
-    "Walking": (_walking, 0.9), "Waving": (_waving, 0.18), "Squatting": (_squatting, 0.3),
-    "Reaching": (_reaching, 0.3), "SittingDown": (_sitting_down, 0.12),
-    "Boxing": (_boxing, 0.6), "Bending": (_bending, 0.22), "Jumping": (_jumping, 0.75),
-    "Turning": (_turning, 0.25), "Pointing": (_pointing, 0.25),
+    "Walking": (_walking, 0.9), "Waving": (_waving, 0.2), "Squatting": (_squatting, 0.35),
+    "Reaching": (_reaching, 0.35), "SittingDown": (_sitting_down, 0.13),
+    "Boxing": (_boxing, 0.7), "Bending": (_bending, 0.3), "Jumping": (_jumping, 0.75),
+    "Turning": (_turning, 0.3), "Pointing": (_pointing, 0.3),
 }
 
 
@@ -407,13 +410,18 @@ def _walk_path(rng, speed_mm_per_frame: np.ndarray, start_xy, heading0) -> tuple
     yaw = np.zeros(t_count)
     p, h = np.asarray(start_xy, np.float64), float(heading0)
     for t in range(t_count):
-        r = np.hypot(*p)
-        if r > 0.6 * CAPTURE_RADIUS:
-            target = math.atan2(-p[1], -p[0])
-            diff = (target - h + np.pi) % (2 * np.pi) - np.pi
-            h += np.clip(diff, -1, 1) * 0.03 * min(1.0, (r - 0.6 * CAPTURE_RADIUS) / 300)
+        r = math.hypot(p[0], p[1])
+        # Steer towards the centre, harder the nearer the edge, slowing down in sharp turns
+        # (people do); turning at up to 3.5 rad/s keeps walkers inside the volume.
+        pull = min(max((r - 0.3 * CAPTURE_RADIUS) / (0.3 * CAPTURE_RADIUS), 0.0), 1.0)
+        slow = 1.0
+        if pull > 0:
+            diff = (math.atan2(-p[1], -p[0]) - h + math.pi) % (2 * math.pi) - math.pi
+            h += 0.07 * pull * max(-1.0, min(1.0, diff / 0.6))
+            slow = 1.0 - 0.5 * pull * abs(diff) / math.pi
         h += wander[t]
-        p = p + speed_mm_per_frame[t] * np.array([math.cos(h), math.sin(h)])
+        step = speed_mm_per_frame[t] * slow
+        p = p + step * np.array([math.cos(h), math.sin(h)])
         xy[t], yaw[t] = p, h
     return xy, np.degrees(yaw)
 

@@ -23,6 +23,7 @@ from tfrecords_tools.synth import body as body_lib
 _SHIFT = 4                     # fractional bits of OpenCV drawing coordinates
 _ONE = 1 << _SHIFT
 _LINE = cv2.LINE_AA
+_INNER = cv2.LINE_8
 _LIGHT = np.array([0.35, -0.45, 0.82])  # world direction towards the light (z up)
 _LIGHT /= np.linalg.norm(_LIGHT)
 _EYE_BGR = [40, 30, 30]
@@ -91,9 +92,6 @@ class _Body3D:
             else:
                 c = trousers if (name.endswith("thigh") or look.long_trousers) else self.skin
             add(name, j[:, ja], j[:, jb], r0 * g * (1 + 0.2 * bend), r1 * g * (1 + 0.1 * bend), c)
-        # Torso depth along the spine: the torso's thickness seen from the side.
-        add("torso_depth", j[:, 0] + 0.12 * (j[:, 8] - j[:, 0]), j[:, 8] - 0.15 * (j[:, 8] - j[:, 0]),
-            100 * g * shape.belly, 108 * g, self.shirt)
         head_c0 = 0.5 * (j[:, 9] + j[:, 10])
         add("neck", j[:, 8], head_c0, 40 * g, 38 * g, self.skin)
         # Shoes: from behind the ankle forward, towards the floor.
@@ -121,7 +119,7 @@ class _Body3D:
                 if name.endswith("shin") and not look.long_trousers:
                     continue
                 k = names.index(name)
-                out = side_sign * left_hip * self.cap_r[:, k:k + 1] * 0.9
+                out = side_sign * left_hip * self.cap_r[:, k:k + 1] * 0.65
                 self.stripe.append((k, self.cap_a[:, k] + out, self.cap_b[:, k] + out))
 
         # ---- hands and watch
@@ -148,29 +146,58 @@ class _Body3D:
         self.head_light = self.head_c + 0.35 * rh * _LIGHT
         self.hair_back = self.head_c - 0.5 * rh * head_fwd - 1.3 * rh * head_up
 
-        # ---- torso silhouette (seen from the front or back), slightly outside the joints
+        # ---- torso: elliptical cross-sections at shoulders, chest, waist and hips; any
+        # view's silhouette is the convex hull of their projections (wide from the front,
+        # deep from the side).
         sh_l, sh_r, hip_l, hip_r = j[:, 11], j[:, 14], j[:, 4], j[:, 1]
-        widen = 38 * g
-        pinch = 0.1 - 0.12 * (shape.belly - 1)
-        waist_l = 0.5 * (sh_l + hip_l) - pinch * (sh_l - sh_r) + 0.3 * widen * left_hip
-        waist_r = 0.5 * (sh_r + hip_r) + pinch * (sh_l - sh_r) - 0.3 * widen * left_hip
-        top_l = sh_l + widen * left_sh + 25 * up
-        top_r = sh_r - widen * left_sh + 25 * up
-        bot_l = hip_l + widen * left_hip - 30 * up
-        bot_r = hip_r - widen * left_hip - 30 * up
-        self.torso = np.stack([top_r, top_l, waist_l, bot_l, bot_r, waist_r], 1)
-        self.torso_lambert = 0.72 + 0.28 * np.abs(fwd @ _LIGHT)
-        # Shirt pattern bands: pairs of (left, right) points at heights along the torso.
-        fr = {"plain": (), "stripes": (0.25, 0.45, 0.65), "chest_band": (0.3,)}[look.shirt_pattern]
-        self.band_w = 60.0 if look.shirt_pattern == "chest_band" else 28.0
-        self.bands = [(top_l + s * (bot_l - top_l), top_r + s * (bot_r - top_r)) for s in fr]
-        # Bag strap from one shoulder across the chest (and back) to a bag at the other hip.
-        if look.strap_side == "L":
-            self.strap = (sh_l + 20 * up, hip_r - 0.6 * widen * left_hip)
-            self.bag_c = hip_r - 1.6 * widen * left_hip - 20 * up
-        else:
-            self.strap = (sh_r + 20 * up, hip_l + 0.6 * widen * left_hip)
-            self.bag_c = hip_l + 1.6 * widen * left_hip - 20 * up
+        fwd_sh = _unit(np.cross(left_sh, up))
+        fwd_hip = _unit(np.cross(left_hip, up))
+        half_sh = 0.5 * np.linalg.norm(sh_l - sh_r, axis=-1) + 22 * g
+        half_hip = 0.5 * np.linalg.norm(hip_l - hip_r, axis=-1) + 42 * g
+        levels = (  # (centre, left axis, forward axis, half width, half depth)
+            (0.5 * (sh_l + sh_r) + 15 * up, left_sh, fwd_sh, half_sh, 80 * g),
+            (0.5 * (j[:, 8] + j[:, 7]), left_sh, fwd_sh, 0.85 * half_sh, 105 * g),
+            (j[:, 7] - 20 * up, _unit(left_sh + left_hip), _unit(fwd_sh + fwd_hip),
+             0.78 * half_sh * shape.belly, 100 * g * shape.belly),
+            (0.5 * (hip_l + hip_r) - 25 * up, left_hip, fwd_hip, half_hip, 95 * g),
+        )
+        ang = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+        ca, sa = np.cos(ang)[None, :, None], np.sin(ang)[None, :, None]
+        rings, centres = [], []
+        for c, lft, fw, hw, hd in levels:
+            rings.append(c[:, None] + ca * hw[..., None, None] * lft[:, None]
+                         + sa * np.broadcast_to(hd, (n,))[:, None, None] * fw[:, None])
+            centres.append(c)
+        self.rings = np.stack(rings, 1)           # [N, 4, 12, 3]
+        self.ring_c = np.stack(centres, 1)        # [N, 4, 3]
+        self.torso_c = self.ring_c.mean(1)
+        self.torso_fwd = _unit(fwd_sh + fwd_hip)
+        light = 0.25 * 100 * g * _LIGHT
+        self.torso_inner = (self.ring_c[:, :, None] + 0.78 * (self.rings - self.ring_c[:, :, None]))
+        self.torso_hl = (self.ring_c[:, :, None] + 0.4 * (self.rings - self.ring_c[:, :, None])
+                         + light)
+        # Shirt pattern bands: pairs of rings at heights along the torso (they wrap around).
+        fr = {"plain": (), "stripes": (0.3, 0.5, 0.7), "chest_band": (0.28,)}[look.shirt_pattern]
+        half = 0.06 if look.shirt_pattern == "chest_band" else 0.03
+        self.bands = [np.concatenate([self._ring_at(s - half), self._ring_at(s + half)], 1)
+                      for s in fr]
+        # Bag strap from one shoulder to the other hip, on the front and on the back.
+        self.has_strap = bool(look.strap_side)
+        top = 1 if look.strap_side == "L" else -1
+        strap = []
+        for face in (1, -1):
+            p0 = self.ring_c[:, 0] + top * 0.55 * half_sh[:, None] * left_sh + face * 70 * g * fwd_sh
+            p1 = self.ring_c[:, 3] - top * 0.8 * half_hip[:, None] * left_hip + face * 90 * g * fwd_hip
+            strap.append((p0, p1))
+        self.strap = strap
+        self.bag_c = self.ring_c[:, 3] - top * (half_hip[:, None] + 40) * left_hip - 10 * up
+
+    def _ring_at(self, s: float) -> np.ndarray:
+        """Torso cross-section [N, 12, 3] at fraction s from the shoulders (0) to hips (1)."""
+        x = np.clip(s, 0, 1) * 3
+        i = min(int(x), 2)
+        w = x - i
+        return (1 - w) * self.rings[:, i] + w * self.rings[:, i + 1]
 
 
 def _fixed(xy: np.ndarray) -> list:
@@ -235,7 +262,7 @@ def _view_geometry(b: _Body3D, cam: cameras_lib.Camera, ox, oy, scale) -> dict:
     g["hair_w"] = np.maximum(np.round(r_head * 1.6), 1).astype(int).tolist()
     g["eyes"] = _fixed(eyes)
     g["eye_vis"] = (ez < hz[:, None] - 0.3 * b.head_r[:, None]).tolist()
-    g["eye_r"] = np.maximum(np.round(r_head * 0.14 * _ONE), _ONE // 2).astype(int).tolist()
+    g["eye_r"] = np.maximum(np.round(r_head * 0.1 * _ONE), _ONE // 2).astype(int).tolist()
     g["hair_c"] = _colour(b.hair[None], body_f)
     g["hair_hl"] = _colour(b.hair[None], body_f * 1.3)
     g["skin_c"] = _colour(b.skin[None], body_f)
@@ -250,26 +277,32 @@ def _view_geometry(b: _Body3D, cam: cameras_lib.Camera, ox, oy, scale) -> dict:
     g["watch_w"] = np.maximum(np.round(2 * 36 * b.girth * f * scale / np.maximum(wz, 1)),
                               1).astype(int).tolist()
 
-    torso, tz = proj(b.torso)
-    tzm = tz.mean(1)
-    tp = f * scale / np.maximum(tzm, 1.0)
-    g["torso_z"] = (tzm - 1.0).tolist()  # just in front of the torso depth capsule
-    g["torso"] = np.round(np.clip(torso, -1e5, 1e5) * _ONE).astype(np.int32)
-    g["torso_c"] = _colour(b.shirt[None], b.torso_lambert * body_f)
-    g["torso_rim"] = _colour(b.shirt[None], b.torso_lambert * body_f * 0.7)
-    g["bands"] = [(_fixed(proj(l_)[0]), _fixed(proj(r_)[0])) for l_, r_ in b.bands]
-    g["band_w"] = np.maximum(np.round(b.band_w * tp), 1).astype(int).tolist()
-    g["band_c"] = _colour(b.pattern[None], b.torso_lambert * body_f)
-    sa, _ = proj(b.strap[0])
-    sb, _ = proj(b.strap[1])
-    g["strap_a"], g["strap_b"] = _fixed(sa), _fixed(sb)
+    n = b.n
+    nring = b.rings.shape[1] * b.rings.shape[2]
+    outer, _ = proj(b.rings.reshape(n, nring, 3))
+    inner, _ = proj(b.torso_inner.reshape(n, nring, 3))
+    hlp, _ = proj(b.torso_hl.reshape(n, nring, 3))
+    _, tz = proj(b.torso_c)
+    tp = f * scale / np.maximum(tz, 1.0)
+    g["torso_z"] = tz.tolist()
+    g["torso"] = [np.round(np.clip(x, -1e5, 1e5) * _ONE).astype(np.int32) for x in (outer, inner, hlp)]
+    g["bands"] = [np.round(np.clip(proj(r)[0], -1e5, 1e5) * _ONE).astype(np.int32) for r in b.bands]
+    tc = b.shirt[None] * body_f[:, None]
+    g["torso_c"] = [_colour(b.shirt[None], body_f * k) for k in (0.62, 0.95, 1.15)]
+    g["band_c"] = [_colour(b.pattern[None], body_f * k) for k in (0.62, 0.95, 1.15)]
+    # Which strap (front or back) faces the camera.
+    to_cam = cam.centre - b.torso_c
+    front = np.sum(to_cam * b.torso_fwd, -1) > 0
+    sa = np.where(front[:, None], b.strap[0][0], b.strap[1][0])
+    sb = np.where(front[:, None], b.strap[0][1], b.strap[1][1])
+    g["strap_a"], g["strap_b"] = _fixed(proj(sa)[0]), _fixed(proj(sb)[0])
     g["strap_w"] = np.maximum(np.round(22 * tp), 1).astype(int).tolist()
     g["strap_c"] = _colour(b.strap_col[None], body_f)
     bag, bz = proj(b.bag_c)
     g["bag_z"], g["bag"] = bz.tolist(), _fixed(bag)
     g["bag_r"] = np.round(70 * f * scale / np.maximum(bz, 1) * _ONE).astype(int).tolist()
     g["bag_c"] = _colour(b.strap_col[None], body_f * 0.9)
-    g["bag_hl"] = _colour(b.strap_col[None], body_f * 1.2)
+    del tc
     stripes = []
     for k, pa, pb in b.stripe:
         sa_, sz = proj(pa)
@@ -289,18 +322,21 @@ def _draw_frame(img: np.ndarray, b: _Body3D, g: dict, t: int) -> None:
     items.append((g["hand_z"][t][0], _HAND, 0))
     items.append((g["hand_z"][t][1], _HAND, 1))
     items.append((g["torso_z"][t], _TORSO, 0))
-    items.append((g["bag_z"][t], _BAG, 0))
+    if b.has_strap:
+        items.append((g["bag_z"][t], _BAG, 0))
     items.sort(key=lambda it: -it[0])
     line, circle = cv2.line, cv2.circle
     for _, kind, k in items:
         if kind == _CAPSULE:
             a, bb, w = g["cap_a"][t][k], g["cap_b"][t][k], g["cap_w"][t][k]
             line(img, a, bb, g["cap_c1"][t][k], w, _LINE, _SHIFT)
+            # Inner shading lines without anti-aliasing: 3x cheaper, and their edges fall on
+            # similar colours where aliasing does not show.
             if w >= 3:
-                line(img, a, bb, g["cap_c2"][t][k], g["cap_w2"][t][k], _LINE, _SHIFT)
+                line(img, a, bb, g["cap_c2"][t][k], g["cap_w2"][t][k], _INNER, _SHIFT)
             if w >= 5:
                 line(img, g["cap_ha"][t][k], g["cap_hb"][t][k], g["cap_c3"][t][k],
-                     g["cap_w3"][t][k], _LINE, _SHIFT)
+                     g["cap_w3"][t][k], _INNER, _SHIFT)
             for sk, sa, sb, vis in g["stripes"]:
                 if sk == k and vis[t]:
                     line(img, sa[t], sb[t], g["stripe_c"][t], g["stripe_w"][t], _LINE, _SHIFT)
@@ -312,14 +348,16 @@ def _draw_frame(img: np.ndarray, b: _Body3D, g: dict, t: int) -> None:
         elif kind == _HAND:
             circle(img, g["hand"][t][k], g["hand_r"][t][k], g["skin_c"][t], -1, _LINE, _SHIFT)
         elif kind == _TORSO:
-            pts = g["torso"][t]
-            cv2.fillPoly(img, [pts], g["torso_c"][t], _LINE, _SHIFT)
-            cv2.polylines(img, [pts], True, g["torso_rim"][t], max(g["strap_w"][t] // 2, 1),
-                          _LINE, _SHIFT)
-            for bl, br in g["bands"]:
-                line(img, bl[t], br[t], g["band_c"][t], g["band_w"][t], _LINE, _SHIFT)
-            line(img, g["strap_a"][t], g["strap_b"][t], g["strap_c"][t], g["strap_w"][t],
-                 _LINE, _SHIFT)
+            for layer in range(3):
+                hull = cv2.convexHull(g["torso"][layer][t])
+                cv2.fillConvexPoly(img, hull, g["torso_c"][layer][t], _LINE, _SHIFT)
+            for band in g["bands"]:
+                # The band is shaded like the torso: clip it to the torso's layers by colour.
+                hull = cv2.convexHull(band[t])
+                cv2.fillConvexPoly(img, hull, g["band_c"][1][t], _LINE, _SHIFT)
+            if b.has_strap:
+                line(img, g["strap_a"][t], g["strap_b"][t], g["strap_c"][t], g["strap_w"][t],
+                     _LINE, _SHIFT)
         else:
             circle(img, g["bag"][t], g["bag_r"][t], g["bag_c"][t], -1, _LINE, _SHIFT)
 
@@ -345,6 +383,34 @@ def _draw_head(img, b: _Body3D, g: dict, t: int) -> None:
             cv2.line(img, hc, g["hair_back"][t], hair, g["hair_w"][t], _LINE, _SHIFT)
 
 
+def iter_render(joints: np.ndarray, cams: Sequence[cameras_lib.Camera], subject: body_lib.Subject,
+                boxes: np.ndarray, size: int, backgrounds: Optional[Sequence] = None):
+    """Yields (t, v, image) for N frames in V views, view-major; the fast path.
+
+    ``image`` is a BGR uint8 [size, size, 3] buffer that is **reused** for the next
+    image: encode or copy it before advancing the iterator. Arguments as
+    :func:`render_batch`.
+    """
+    boxes = np.asarray(boxes, np.float64)
+    n = len(joints)
+    b = _Body3D(joints, subject)
+    buf = np.zeros((size, size, 3), np.uint8)
+    for v, cam in enumerate(cams):
+        bx = boxes[:, v]
+        scale = size / (bx[:, 2] - bx[:, 0])
+        g = _view_geometry(b, cam, bx[:, 0], bx[:, 1], scale)
+        bg = None if backgrounds is None else backgrounds[v]
+        for t in range(n):
+            if bg is None:
+                buf.fill(0)  # reusing one buffer: a fresh np.zeros per image costs page faults
+            else:
+                m = np.array([[scale[t], 0, -scale[t] * bx[t, 0]], [0, scale[t], -scale[t] * bx[t, 1]]])
+                cv2.warpAffine(bg, m, (size, size), dst=buf, flags=cv2.INTER_LINEAR,
+                               borderMode=cv2.BORDER_REPLICATE)
+            _draw_frame(buf, b, g, t)
+            yield t, v, buf
+
+
 def render_batch(joints: np.ndarray, cams: Sequence[cameras_lib.Camera], subject: body_lib.Subject,
                  boxes: np.ndarray, size: int, backgrounds: Optional[Sequence] = None) -> list:
     """Renders N frames of one person in V views as square BGR crops.
@@ -361,24 +427,9 @@ def render_batch(joints: np.ndarray, cams: Sequence[cameras_lib.Camera], subject
     Returns:
       [N][V] uint8 BGR arrays of shape [size, size, 3].
     """
-    boxes = np.asarray(boxes, np.float64)
-    n = len(joints)
-    b = _Body3D(joints, subject)
-    out = [[None] * len(cams) for _ in range(n)]
-    for v, cam in enumerate(cams):
-        bx = boxes[:, v]
-        scale = size / (bx[:, 2] - bx[:, 0])
-        g = _view_geometry(b, cam, bx[:, 0], bx[:, 1], scale)
-        bg = None if backgrounds is None else backgrounds[v]
-        for t in range(n):
-            if bg is None:
-                img = np.zeros((size, size, 3), np.uint8)
-            else:
-                m = np.array([[scale[t], 0, -scale[t] * bx[t, 0]], [0, scale[t], -scale[t] * bx[t, 1]]])
-                img = cv2.warpAffine(bg, m, (size, size), flags=cv2.INTER_LINEAR,
-                                     borderMode=cv2.BORDER_REPLICATE)
-            _draw_frame(img, b, g, t)
-            out[t][v] = img
+    out = [[None] * len(cams) for _ in range(len(joints))]
+    for t, v, img in iter_render(joints, cams, subject, boxes, size, backgrounds):
+        out[t][v] = img.copy()
     return out
 
 

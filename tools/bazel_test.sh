@@ -22,11 +22,12 @@
 #   BAZEL                the bazel command (default: bazel)
 #   BAZEL_TEST_JOBS      tests run in parallel (default: 2)
 #   TF_SYNCHRO_BAZEL_CACHE  where the generated repositories go
+#   BAZEL_SHARE          Debian's Bazel data dir (default: /usr/share/bazel)
 set -euo pipefail
 
 APT_PACKAGES=(bazel-bootstrap bazel-rules-cc bazel-platforms bazel-rules-java bazel-rules-proto)
 APT_LINE="apt-get update && apt-get install -y ${APT_PACKAGES[*]}"
-BAZEL_SHARE=/usr/share/bazel
+BAZEL_SHARE="${BAZEL_SHARE:-/usr/share/bazel}"
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
@@ -49,7 +50,7 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$repo"
 BAZEL="${BAZEL:-bazel}"
 PYTHON="${PYTHON:-python3}"
-cache="${TF_SYNCHRO_BAZEL_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/tf_synchro_bazel}"
+cache="${TF_SYNCHRO_BAZEL_CACHE:-${XDG_CACHE_HOME:-${HOME:?HOME is not set: set TF_SYNCHRO_BAZEL_CACHE}/.cache}/tf_synchro_bazel}"
 
 die() { echo "tools/bazel_test.sh: $*" >&2; exit 1; }
 
@@ -64,7 +65,10 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   if [[ $install -eq 1 ]]; then
     command -v apt-get >/dev/null 2>&1 || die "--install needs apt-get (Debian/Ubuntu); install Bazel 4 and the rule repositories ${APT_PACKAGES[*]} by other means."
     sudo=()
-    [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+    if [[ $(id -u) -ne 0 ]]; then
+      command -v sudo >/dev/null 2>&1 || die "--install needs root (or sudo) to run: $APT_LINE"
+      sudo=(sudo)
+    fi
     echo "tools/bazel_test.sh: installing ${APT_PACKAGES[*]}" >&2
     "${sudo[@]}" apt-get update -q
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -q "${APT_PACKAGES[@]}"
@@ -191,7 +195,13 @@ test --test_env=PATH=$(dirname "$py"):/usr/local/bin:/usr/bin:/bin
 test --local_test_jobs=$jobs
 RC
 
-echo "tools/bazel_test.sh: bazel $("$BAZEL" --version 2>/dev/null | sed 's/^bazel //'), python $py" >&2
+version="$("$BAZEL" --version 2>/dev/null || true)"
+echo "tools/bazel_test.sh: ${version:-bazel (unknown version)}, python $py" >&2
+# Debian's build reports "bazel no_version"; anything else numbered but not 4.x is a
+# Bazel this setup was not made for (newer ones resolve rules through bzlmod).
+if [[ $version =~ ^bazel\ [0-9] && ! $version =~ ^bazel\ 4\. ]]; then
+  echo "tools/bazel_test.sh: warning: this setup is made for Bazel 4.2.3 (Debian's bazel-bootstrap), not $version" >&2
+fi
 if [[ $check_only -eq 1 ]]; then
   echo "tools/bazel_test.sh: prerequisites OK; wrote tools/bazel/offline.bazelrc" >&2
   exit 0

@@ -1,0 +1,66 @@
+"""tools/bazel_test.sh fails early, with the command to run, when its prerequisites are missing."""
+import os
+import stat
+import subprocess
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(REPO, "tools", "bazel_test.sh")
+APT_LINE = ("apt-get update && apt-get install -y bazel-bootstrap bazel-rules-cc bazel-platforms "
+            "bazel-rules-java bazel-rules-proto")
+
+
+def _run(tmp_path, *args, **env):
+    full = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path),
+            "TF_SYNCHRO_BAZEL_CACHE": str(tmp_path / "cache"), **env}
+    return subprocess.run(["bash", SCRIPT, *args], env=full, capture_output=True, text=True,
+                          timeout=120)
+
+
+def _fake_bazel_share(tmp_path):
+    share = tmp_path / "share"
+    for d in ("rules/cc/cc", "rules/java", "rules/proto", "tools/platforms"):
+        (share / d).mkdir(parents=True)
+    (share / "tools/platforms/WORKSPACE").write_text("")
+    bazel = tmp_path / "bazel"
+    bazel.write_text("#!/bin/sh\necho 'fake bazel must not run' >&2\nexit 99\n")
+    bazel.chmod(bazel.stat().st_mode | stat.S_IEXEC)
+    return str(share), str(bazel)
+
+
+def test_missing_bazel_prints_apt_line_and_fails(tmp_path):
+    out = _run(tmp_path, BAZEL=str(tmp_path / "no-such-bazel"), BAZEL_SHARE=str(tmp_path / "none"))
+    assert out.returncode == 1
+    assert APT_LINE in out.stderr
+    assert "--install" in out.stderr
+    assert "bazel-bootstrap" in out.stderr.splitlines()[0]  # says what is missing first
+
+
+def test_missing_rule_repositories_are_named(tmp_path):
+    share, bazel = _fake_bazel_share(tmp_path)
+    (tmp_path / "share/rules/java").rmdir()
+    out = _run(tmp_path, BAZEL=bazel, BAZEL_SHARE=share)
+    assert out.returncode == 1
+    assert "missing: bazel-rules-java" in out.stderr and APT_LINE in out.stderr
+
+
+def test_python_without_requirements_is_reported(tmp_path):
+    share, bazel = _fake_bazel_share(tmp_path)
+    out = _run(tmp_path, BAZEL=bazel, BAZEL_SHARE=share, PYTHON=str(tmp_path / "no-python"))
+    assert out.returncode == 1 and "PYTHON=" in out.stderr and "requirements.txt" in out.stderr
+    fake_py = tmp_path / "python3"
+    fake_py.write_text("#!/bin/sh\nif [ \"$1\" = -c ] && [ \"$2\" = 'import sys; print(sys.executable)' ]; "
+                       "then echo \"$0\"; exit 0; fi\nexit 1\n")
+    fake_py.chmod(fake_py.stat().st_mode | stat.S_IEXEC)
+    out = _run(tmp_path, BAZEL=bazel, BAZEL_SHARE=share, PYTHON=str(fake_py))
+    assert out.returncode == 1
+    assert "cannot import tensorflow, keras and pytest" in out.stderr
+    assert f"{fake_py} -m pip install -r requirements.txt" in out.stderr
+    assert "fake bazel must not run" not in out.stderr
+
+
+@pytest.mark.parametrize("arg", ["--frobnicate", "//..."])
+def test_unknown_arguments_are_rejected(tmp_path, arg):
+    out = _run(tmp_path, arg)
+    assert out.returncode == 2 and "unknown argument" in out.stderr

@@ -235,6 +235,32 @@ def test_fill_and_smooth_boxes():
         video.fill_and_smooth_boxes([None, None])
 
 
+def test_masked_median_ignores_person_boxes():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (7, 70, 9, 3)).astype(np.uint8)
+    boxes = np.full((7, 4), np.nan)
+    boxes[1], boxes[3] = [0, 0, 4, 200], [2, 10, 8, 50]
+    valid = np.ones((7, 70, 9), bool)
+    valid[1, :, 0:5], valid[3, 10:51, 2:9] = False, False
+    ref = frames.astype(float)
+    ref[~valid] = np.nan
+    np.testing.assert_array_equal(video.masked_median(frames, boxes, rows_per_chunk=16),
+                                  np.round(np.nanmedian(ref, 0)))
+    everywhere = np.tile([0, 0, 8, 69.0], (7, 1))  # always covered: the plain median
+    np.testing.assert_array_equal(video.masked_median(frames, everywhere),
+                                  np.median(frames, 0).astype(np.uint8))
+
+
+def test_video_ending_early_keeps_what_was_read(tree):
+    path = os.path.join(tree.root, "walk", "left.mp4")  # 36 frames
+    frames = np.array([[0], [20], [35], [40]])  # the container ends before frame 40
+    steps = video.crop_timesteps([path], frames, np.tile([0, 0, 199, 199.0], (4, 1, 1)), 32)
+    chunks = video.clip_chunks(steps, clip_length=2)
+    assert [len(c) for _, c in [next(chunks), next(chunks)]] == [2, 1]
+    with pytest.raises(video.VideoError, match="ends at frame 36, frame 40 was requested"):
+        next(chunks)
+
+
 def test_binary_and_inspector(tree, tmp_path):
     from tfrecords_tools import inspect
     out = str(tmp_path / "out")

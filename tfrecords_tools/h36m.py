@@ -355,6 +355,9 @@ def produce_sequence(task: tuple[H36MConfig, SequenceSpec]
             log.warning("%s", e)
             yield dataset_io.Skipped(f"{spec.sequence_id}.{cam_id}", str(e))
             continue
+        if info.fps and abs(info.fps - FPS) > 0.5:
+            log.warning("%s reports %.2f fps; Human3.6M poses are %g fps and are matched to "
+                        "video frames by index", path, info.fps, FPS)
         views.append((cam_id, path))
         infos.append(info)
         cams.append(_view_camera(spec.subject, cam_id, info))

@@ -41,7 +41,8 @@ from typing import Iterator, Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from tfrecords_tools import cameras, crops, dataset_io, motion_filter, schema, video
+from tfrecords_tools import (cameras, crops, dataset_io, h36m_calibration, motion_filter, schema,
+                             video)
 
 log = logging.getLogger(__name__)
 
@@ -299,8 +300,9 @@ def discover(config: RigConfig) -> tuple[list[RigSequence], list[dataset_io.Skip
             specs.append(spec)
     if not specs:
         reasons = "; ".join(f"{s.item}: {s.reason}" for s in skipped[:10])
-        raise RigError(f"{root}: no convertible sequence folder (expected <input_dir>/<sequence>/"
-                       f"<camera>.mp4 with >= {config.min_views} cameras){': ' + reasons if reasons else ''}")
+        raise RigError(f"{root}: no convertible sequence folder (expected <input_dir>/"
+                       f"<sequence>/<camera>.mp4 with >= {config.min_views} cameras)"
+                       + (f": {reasons}" if reasons else ""))
     return specs, skipped
 
 
@@ -353,10 +355,7 @@ def _fit_camera(cam: cameras.Camera, info: video.VideoInfo) -> cameras.Camera:
         return cam
     log.warning("%s: video is %dx%d, calibration is for %dx%d; scaling the intrinsics",
                 info.path, info.width, info.height, cam.width, cam.height)
-    sx, sy = info.width / cam.width, info.height / cam.height
-    return dataclasses.replace(cam, fx=cam.fx * sx, fy=cam.fy * sy, cx=(cam.cx + 0.5) * sx - 0.5,
-                               cy=(cam.cy + 0.5) * sy - 0.5, width=info.width,
-                               height=info.height)
+    return h36m_calibration.scale_camera(cam, info.width, info.height)
 
 
 def _analyse_view(config: RigConfig, path: str, info: video.VideoInfo, frames: np.ndarray,
@@ -373,8 +372,8 @@ def _analyse_view(config: RigConfig, path: str, info: video.VideoInfo, frames: n
     need_bg = config.crop == "mask" or config.background == "remove"
     background = small_bg = None
     if need_bg:
-        samples, _ = video.sample_frames(path, video.sample_indices(count, config.background_samples,
-                                                                    first))
+        samples, _ = video.sample_frames(
+            path, video.sample_indices(count, config.background_samples, first))
         background = video.masked_median(samples)
         if config.crop == "mask":
             # Second estimate ignoring where the first one found the person: someone who

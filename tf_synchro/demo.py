@@ -34,14 +34,16 @@ from tfrecords_tools import dataset_io
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("workdir", None, "Directory for the dataset, runs and REPORT.md.")
-flags.DEFINE_enum("scale", "cpu", sorted(xl.SCALES), "Settings: cpu (minutes) or paper.")
-flags.DEFINE_integer("seed", 0, "Seed of pre-training and fine-tuning.")
-flags.DEFINE_string("scratch_row", "flags/table1/b_random_init_no_background.flags",
-                    "Row flagfile of the random-initialisation baseline.")
-flags.DEFINE_string("pretrained_row", "flags/table1/d_ssl_no_background.flags",
-                    "Row flagfile of the self-supervised run.")
-flags.mark_flag_as_required("workdir")
+def _define_flags() -> None:
+    """Flags of the binary (defined only when it runs, so the library imports cleanly)."""
+    flags.DEFINE_string("workdir", None, "Directory for the dataset, runs and REPORT.md.")
+    flags.DEFINE_enum("scale", "cpu", sorted(xl.SCALES), "Settings: cpu (minutes) or paper.")
+    flags.DEFINE_integer("seed", 0, "Seed of pre-training and fine-tuning.")
+    flags.DEFINE_string("scratch_row", "flags/table1/b_random_init_no_background.flags",
+                        "Row flagfile of the random-initialisation baseline.")
+    flags.DEFINE_string("pretrained_row", "flags/table1/d_ssl_no_background.flags",
+                        "Row flagfile of the self-supervised run.")
+    flags.mark_flag_as_required("workdir")
 
 DEMO_FILE = "demo.json"
 
@@ -272,4 +274,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

@@ -23,12 +23,14 @@ from tfrecords_tools import dataset_io
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_string("suite", "table1", "flags/<suite>/ folder of row flagfiles, or a path.")
-flags.DEFINE_string("workdir", None, "Directory for datasets, runs and the result table.")
-flags.DEFINE_enum("scale", "cpu", sorted(xl.SCALES), "cpu (minutes per row) or paper.")
-flags.DEFINE_list("rows", [], "Run only these row ids (default: all rows of the suite).")
-flags.DEFINE_integer("seed", 0, "Seed of every pre-training and fine-tuning.")
-flags.mark_flag_as_required("workdir")
+def _define_flags() -> None:
+    """Flags of the binary (defined only when it runs, so the library imports cleanly)."""
+    flags.DEFINE_string("suite", "table1", "flags/<suite>/ folder of row flagfiles, or a path.")
+    flags.DEFINE_string("workdir", None, "Directory for datasets, runs and the result table.")
+    flags.DEFINE_enum("scale", "cpu", sorted(xl.SCALES), "cpu (minutes per row) or paper.")
+    flags.DEFINE_list("rows", [], "Run only these row ids (default: all rows of the suite).")
+    flags.DEFINE_integer("seed", 0, "Seed of every pre-training and fine-tuning.")
+    flags.mark_flag_as_required("workdir")
 
 
 def run_suite(suite: str, workdir: str, scale: str, rows: Sequence[str] = (), seed: int = 0,
@@ -79,4 +81,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
+    _define_flags()
     app.run(main)

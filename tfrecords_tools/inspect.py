@@ -256,9 +256,9 @@ def draw_skeleton(img_bgr: np.ndarray, uv: np.ndarray, scale: float = 1.0) -> No
     for a, b in skeleton.BONES:
         col = (_LEFT_BGR if b in skeleton.LEFT_JOINTS else
                _RIGHT_BGR if b in skeleton.RIGHT_JOINTS else _CENTRE_BGR)
-        cv2.line(img_bgr, p[a], p[b], col, 2, cv2.LINE_AA, shift)
-    for j in range(len(p)):
-        cv2.circle(img_bgr, p[j], 2 << shift, (255, 255, 255), -1, cv2.LINE_AA, shift)
+        cv2.line(img_bgr, p[a], p[b], col, 1, cv2.LINE_AA, shift)
+    for j in range(len(p)):  # thin lines and small dots: the body under them stays visible
+        cv2.circle(img_bgr, p[j], 3 << (shift - 1), (255, 255, 255), -1, cv2.LINE_AA, shift)
 
 
 def contact_sheet_image(clips: list, num_timesteps: int = 3, cell: int = 160) -> np.ndarray:
@@ -318,8 +318,6 @@ def main() -> None:
         f = flags.FLAGS
         sheet = (os.path.join(data_dir, "contact_sheet.png") if f.contact_sheet is None
                  else f.contact_sheet or None)
-        if sheet and os.path.isdir(data_dir) and sheet.startswith(data_dir):
-            pass  # a PNG inside the dataset directory is ignored by readers (not a shard)
         try:
             report = inspect_dataset(data_dir, sheet, f.num_sequences, f.num_timesteps)
         except dataset_io.DatasetError as e:

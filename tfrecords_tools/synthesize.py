@@ -20,7 +20,7 @@ intended RGB colours (``tf.io.decode_jpeg`` returns RGB).
 from __future__ import annotations
 
 import dataclasses
-import hashlib
+import multiprocessing
 import os
 import re
 import time
@@ -191,7 +191,10 @@ def settings_of(config: SynthConfig) -> dict:
     if config.motion_file is not None:
         s["motion_file_sha256"] = dataset_io.sha256_file(config.motion_file)
     if config.cameras is not None:
-        s["cameras"] = [c.camera_id for c in config.cameras]
+        s["cameras"] = [{"id": c.camera_id, "intrinsics": c.intrinsics.tolist(),
+                         "size": [c.width, c.height], "rotation": np.ravel(c.rotation).tolist(),
+                         "translation": np.ravel(c.translation).tolist(),
+                         "distortion": np.ravel(c.distortion).tolist()} for c in config.cameras]
     s["fps"] = FPS
     return s
 
@@ -305,6 +308,8 @@ def take_clips(config: SynthConfig, subject_name: str, action: str, take: int,
 
 def _produce(payload: _Payload) -> Iterator[schema.Clip]:
     """dataset_io producer: all takes of one (subject, action)."""
+    if multiprocessing.parent_process() is not None:
+        cv2.setNumThreads(1)  # one worker per core already: OpenCV threads would oversubscribe
     cfg = payload.config
     takes = 1 if cfg.motion_file is not None else cfg.takes
     for take in range(takes):

@@ -144,7 +144,7 @@ class _Body3D:
         self.eyes = np.stack([self.head_c + rh * (0.9 * head_fwd + s * 0.38 * head_left
                                                    + 0.05 * head_up) for s in (1, -1)], 1)
         self.head_light = self.head_c + 0.35 * rh * _LIGHT
-        self.hair_back = self.head_c - 0.5 * rh * head_fwd - 1.3 * rh * head_up
+        self.hair_back = self.head_c - 0.45 * rh * head_fwd - 1.0 * rh * head_up
 
         # ---- torso: elliptical cross-sections at shoulders, chest, waist and hips; any
         # view's silhouette is the convex hull of their projections (wide from the front,
@@ -259,7 +259,7 @@ def _view_geometry(b: _Body3D, cam: cameras_lib.Camera, ox, oy, scale) -> dict:
     g["head_r"] = np.round(r_head * _ONE).astype(int).tolist()
     g["face_r"] = np.round(r_head * 0.8 * _ONE).astype(int).tolist()
     g["hl_r"] = np.round(r_head * 0.45 * _ONE).astype(int).tolist()
-    g["hair_w"] = np.maximum(np.round(r_head * 1.6), 1).astype(int).tolist()
+    g["hair_w"] = np.maximum(np.round(r_head * 1.3), 1).astype(int).tolist()
     g["eyes"] = _fixed(eyes)
     g["eye_vis"] = (ez < hz[:, None] - 0.3 * b.head_r[:, None]).tolist()
     g["eye_r"] = np.maximum(np.round(r_head * 0.1 * _ONE), _ONE // 2).astype(int).tolist()

@@ -18,7 +18,7 @@ from typing import Optional
 import cv2
 import numpy as np
 
-from tfrecords_tools import cameras, h36m_calibration, skeleton
+from tfrecords_tools import cameras, dataset_io, h36m_calibration, schema, skeleton
 from tfrecords_tools.synth import body as synth_body
 from tfrecords_tools.synth import motion as synth_motion
 from tfrecords_tools.synth import render as synth_render
@@ -158,6 +158,34 @@ def make_motion(subject: synth_body.Subject, seed: int, num_frames: int,
         a, b = still
         joints[a:b] = joints[a]
     return joints
+
+
+# ---------------------------------------------------------------------------- reading back
+
+
+def read_clips(data_dir: str) -> list:
+    """Every record of a finished dataset as :class:`schema.Clip` (numpy)."""
+    import tensorflow as tf
+    out = []
+    for path in dataset_io.shard_paths(data_dir):
+        for rec in tf.data.TFRecordDataset(path):
+            out.append(schema.decode_clip(rec.numpy(), where=path))
+    return out
+
+
+def decode(jpeg: bytes) -> np.ndarray:
+    import tensorflow as tf
+    return tf.io.decode_jpeg(jpeg).numpy()  # The pipelines' decoder: RGB in, RGB out.
+
+
+def stored_camera(clip, v: int) -> cameras.Camera:
+    """Camera ``v`` of a record, rebuilt from the stored parameters."""
+    fx, fy, cx, cy = clip.intrinsics[v]
+    w, h = clip.image_wh[v]
+    return cameras.Camera(clip.camera_ids[v], fx, fy, cx, cy, int(w), int(h),
+                          clip.rotation[v].astype(np.float64),
+                          clip.translation[v].astype(np.float64),
+                          clip.distortion[v].astype(np.float64))
 
 
 # ---------------------------------------------------------------------------- Human3.6M tree

@@ -15,30 +15,7 @@ from tfrecords_tools import (cameras, crops, dataset_io, h36m, h36m_calibration,
 SIZE = 64  # stored crop side in these tests (small: fast)
 
 
-# ---------------------------------------------------------------------------- helpers
-
-
-def read_clips(data_dir):
-    import tensorflow as tf
-    out = []
-    for path in dataset_io.shard_paths(data_dir):
-        for rec in tf.data.TFRecordDataset(path):
-            out.append(schema.decode_clip(rec.numpy(), where=path))
-    return out
-
-
-def decode(jpeg):
-    import tensorflow as tf
-    return tf.io.decode_jpeg(jpeg).numpy()  # The pipelines' decoder: RGB in, RGB out.
-
-
-def stored_camera(clip, v):
-    fx, fy, cx, cy = clip.intrinsics[v]
-    w, h = clip.image_wh[v]
-    return cameras.Camera(clip.camera_ids[v], fx, fy, cx, cy, int(w), int(h),
-                          clip.rotation[v].astype(np.float64),
-                          clip.translation[v].astype(np.float64),
-                          clip.distortion[v].astype(np.float64))
+# ---------------------------------------------------------------------------- fixtures
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +32,7 @@ def keep_config(tree):
 def converted(tree, keep_config, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("h36m_keep"))
     manifest = h36m.convert(keep_config, out, log_fn=lambda s: None)
-    return out, manifest, read_clips(out)
+    return out, manifest, hf.read_clips(out)
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +43,7 @@ def removed(tree, tmp_path_factory):
     config = h36m.H36MConfig(tree.root, subjects=("S1",), actions=("Directions",),
                              image_size=SIZE, background="remove")
     h36m.convert(config, out, log_fn=lambda s: None)
-    return read_clips(out)
+    return hf.read_clips(out)
 
 
 # ---------------------------------------------------------------------------- calibration
@@ -222,7 +199,7 @@ def test_records_match_labels_geometry_and_pixels(converted, tree):
                                    atol=1e-2)
         for v, cam_id in enumerate(clip.camera_ids):
             truth = tree.cameras[seq][cam_id]
-            cam = stored_camera(clip, v)
+            cam = hf.stored_camera(clip, v)
             np.testing.assert_allclose(cam.intrinsics, truth.intrinsics, atol=1e-3)
             np.testing.assert_allclose(cam.rotation, truth.rotation, atol=1e-6)
             np.testing.assert_allclose(cam.translation, truth.translation, atol=1e-2)
@@ -243,7 +220,7 @@ def test_records_match_labels_geometry_and_pixels(converted, tree):
                 total += len(px)
                 # The stored crop is that frame of that camera, cropped along the box, in RGB.
                 expected = crops.crop_image(tree.frames[seq][cam_id][frame], box, SIZE)
-                mae = np.abs(decode(clip.images[t][v]).astype(float) - expected).mean()
+                mae = np.abs(hf.decode(clip.images[t][v]).astype(float) - expected).mean()
                 assert mae < 12, (seq, cam_id, frame, mae)
     assert max(errors) < 0.05  # stored geometry reproduces the fixture's own projection
     assert hits / total > 0.95, hits / total
@@ -251,7 +228,7 @@ def test_records_match_labels_geometry_and_pixels(converted, tree):
 
 def test_colour_order_is_rgb(converted):
     _, _, clips = converted
-    img = decode(clips[0].images[0][0]).astype(int)
+    img = hf.decode(clips[0].images[0][0]).astype(int)
     corners = np.concatenate([img[:6, :6].reshape(-1, 3), img[-6:, -6:].reshape(-1, 3)])
     red, _, blue = corners.mean(0)
     assert red > blue + 60  # the fixture background is red; BGR content would read blue
@@ -283,7 +260,7 @@ def test_background_removal_removes_scene_keeps_person(removed, tree):
                                         box, SIZE, border_value=0)
                 inside = crops.crop_image(np.ones((hf.VIDEO_SIZE, hf.VIDEO_SIZE), np.uint8),
                                           box, SIZE)
-                img = decode(clip.images[t][v]).max(-1)
+                img = hf.decode(clip.images[t][v]).max(-1)
                 # Judge away from the outline (blended by resampling and compression).
                 scene = (cv2.dilate(mask, kernel) == 0) & (inside > 0)
                 body = cv2.erode(mask, kernel) > 0

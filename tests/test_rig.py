@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from tests import h36m_fixtures as hf
-from tests.test_h36m import decode, read_clips, stored_camera
 from tfrecords_tools import crops, dataset_io, rig, schema, video
 
 SIZE = 64
@@ -26,7 +25,7 @@ def converted(tree, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("rig_mask_keep"))
     manifest = rig.convert(rig.RigConfig(tree.root, image_size=SIZE), out,
                            log_fn=lambda s: None)
-    return manifest, {c.sequence_id: c for c in read_clips(out)}
+    return manifest, {c.sequence_id: c for c in hf.read_clips(out)}
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +33,7 @@ def fixed_removed(tree, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("rig_fixed_remove"))
     rig.convert(rig.RigConfig(tree.root, sequences=("dance",), image_size=SIZE, crop="fixed",
                               background="remove"), out, log_fn=lambda s: None)
-    return read_clips(out)
+    return hf.read_clips(out)
 
 
 def _person(tree, seq, cam_id, instant):
@@ -156,7 +155,7 @@ def test_records_are_synchronized_by_the_offsets(converted, tree):
         off = tree.offsets["dance"][cam_id]
         frames = tree.frames["dance"][cam_id]
         for t, instant in enumerate(clip.frame_index):
-            img = decode(clip.images[t][v]).astype(float)
+            img = hf.decode(clip.images[t][v]).astype(float)
             box = clip.crop_boxes[t, v]
             right.append(np.abs(img - crops.crop_image(frames[instant + off], box, SIZE)).mean())
             shifted = min(instant + off + 4, len(frames) - 1)
@@ -169,7 +168,7 @@ def test_cameras_from_calibration_or_placeholder(converted, tree):
     _, clips = converted
     dance, walk = clips["P1/dance"], clips["rig/walk"]
     for v, cam_id in enumerate(dance.camera_ids):
-        cam, truth = stored_camera(dance, v), tree.cameras["dance"][cam_id]
+        cam, truth = hf.stored_camera(dance, v), tree.cameras["dance"][cam_id]
         np.testing.assert_allclose(cam.intrinsics, truth.intrinsics, atol=1e-3)
         np.testing.assert_allclose(cam.rotation, truth.rotation, atol=1e-6)
         np.testing.assert_allclose(cam.translation, truth.translation, atol=1e-2)
@@ -218,7 +217,7 @@ def test_fixed_crops_and_background_removal(fixed_removed, tree):
         for t, instant in enumerate(clip.frame_index):
             mask = crops.crop_image(_person(tree, "dance", cam_id, instant),
                                     clip.crop_boxes[t, v], SIZE)
-            img = decode(clip.images[t][v]).max(-1)
+            img = hf.decode(clip.images[t][v]).max(-1)
             dark.append((img[cv2.dilate(mask, kernel) == 0] < 40).mean())
             kept.append((img[cv2.erode(mask, kernel) > 0] >= 40).mean())
     assert np.mean(dark) > 0.95, np.mean(dark)

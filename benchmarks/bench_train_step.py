@@ -205,7 +205,7 @@ def main(argv):
                    "ms_per_step": 1e3 * seconds / FLAGS.steps,
                    "pairs_per_s": batch * FLAGS.steps / seconds, "last_loss": loss}
             print(f"{name:<16} {batch:>5} {size:>4} {row['ms_per_step']:>9.1f} "
-                  f"{row['pairs_per_s']:>10,.0f} {loss:>7.3f}", flush=True)
+                  f"{row['pairs_per_s']:>10,.1f} {loss:>7.3f}", flush=True)
             print("JSON " + json.dumps(row), flush=True)
             if FLAGS.json_out:
                 with open(FLAGS.json_out, "a") as f:

@@ -93,6 +93,6 @@ def sync_flip_metrics(tasks: Sequence[str] = ("sync", "flip")) -> dict:
             for task in check_tasks(tasks)}
 
 
-def total_masked_bce(labels: dict, logits: dict, masks: dict) -> "keras.KerasTensor":
+def total_masked_bce(labels: dict, logits: dict, masks: dict):
     """Sum over the heads in ``logits`` of :func:`masked_bce` (the pretext training loss)."""
     return sum(masked_bce(labels[t], logits[t], masks[t]) for t in check_tasks(tuple(logits)))

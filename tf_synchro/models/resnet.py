@@ -210,7 +210,9 @@ def freeze_blocks(encoder: keras.Model, n: int) -> list[str]:
 
     Frozen BatchNorm layers also switch to inference mode (moving statistics, no updates):
     Keras 3 BatchNormalization uses batch statistics only when ``training and trainable``.
-    Recompile any model containing ``encoder`` after calling this.
+    Recompile any model containing ``encoder`` after calling this. The frozen state is not
+    part of a saved ``.keras`` encoder (its config is arch/width/input_size only): call this
+    again after loading.
 
     Args:
       encoder: a model made by :func:`build_encoder`.

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from tfrecords_tools import cameras as cameras_lib
-from tfrecords_tools import crops, dataset_io, motion_filter, schema
+from tfrecords_tools import dataset_io, motion_filter, schema
 from tfrecords_tools.synth import body as body_lib
 from tfrecords_tools.synth import motion as motion_lib
 from tfrecords_tools.synth import render, scene
@@ -349,7 +349,7 @@ def generate(output_dir: str, config: SynthConfig, num_workers: int = 1,
 # ----------------------------------------------------------------------------- binary
 
 def _main(argv: Sequence[str]) -> None:
-    from absl import flags  # noqa: F401 (flags defined below at import of main)
+    from absl import flags
     del argv
     f = flags.FLAGS
     defaults = SynthConfig()

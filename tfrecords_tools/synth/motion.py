@@ -12,7 +12,7 @@ within about 1.5 m of the origin where the Human3.6M cameras look.
 from __future__ import annotations
 
 import math
-from typing import Callable, Dict, Optional
+from typing import Dict
 
 import numpy as np
 

@@ -287,7 +287,6 @@ def _view_geometry(b: _Body3D, cam: cameras_lib.Camera, ox, oy, scale) -> dict:
     g["torso_z"] = tz.tolist()
     g["torso"] = [np.round(np.clip(x, -1e5, 1e5) * _ONE).astype(np.int32) for x in (outer, inner, hlp)]
     g["bands"] = [np.round(np.clip(proj(r)[0], -1e5, 1e5) * _ONE).astype(np.int32) for r in b.bands]
-    tc = b.shirt[None] * body_f[:, None]
     g["torso_c"] = [_colour(b.shirt[None], body_f * k) for k in (0.62, 0.95, 1.15)]
     g["band_c"] = [_colour(b.pattern[None], body_f * k) for k in (0.62, 0.95, 1.15)]
     # Which strap (front or back) faces the camera.
@@ -302,13 +301,13 @@ def _view_geometry(b: _Body3D, cam: cameras_lib.Camera, ox, oy, scale) -> dict:
     g["bag_z"], g["bag"] = bz.tolist(), _fixed(bag)
     g["bag_r"] = np.round(70 * f * scale / np.maximum(bz, 1) * _ONE).astype(int).tolist()
     g["bag_c"] = _colour(b.strap_col[None], body_f * 0.9)
-    del tc
     stripes = []
     for k, pa, pb in b.stripe:
-        sa_, sz = proj(pa)
+        sa_, _ = proj(pa)
         sb_, _ = proj(pb)
-        # Visible only when the outer side of the leg faces the camera.
-        stripes.append((k, _fixed(sa_), _fixed(sb_), (sz < np.asarray(zm[:, k])).tolist()))
+        _, sz = proj(0.5 * (pa + pb))
+        # Visible only when the outer side of the leg faces the camera (nearer than the axis).
+        stripes.append((k, _fixed(sa_), _fixed(sb_), (sz < zm[:, k]).tolist()))
     g["stripes"] = stripes
     g["stripe_w"] = np.maximum(np.round(18 * tp), 1).astype(int).tolist()
     g["stripe_c"] = _colour(b.stripe_col[None], body_f)

@@ -199,7 +199,9 @@ def train(config: PretrainConfig, strategy=None):
                            steps_per_epoch=config.steps_per_checkpoint, strategy=strategy,
                            log_every=config.log_every, verbose=config.verbose)
     summary = {"initial_step": result["initial_step"], "final_step": result["final_step"],
-               "train_seconds": round(time.time() - start, 1)}
+               "train_seconds": round(time.time() - start, 1),
+               "final_metrics": {k: round(float(v[-1]), 4)
+                                 for k, v in result["history"].items()}}
 
     # ---------------------------------------------------------------- export, evaluate
     if chief:

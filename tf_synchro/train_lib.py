@@ -217,6 +217,41 @@ def save_model_atomic(model: keras.Model, path: str) -> None:
 
 # ----------------------------------------------------------------------------- callbacks
 
+class SyncNonTrainable(keras.callbacks.Callback):
+    """Averages non-trainable float variables (BatchNorm moving statistics) over replicas.
+
+    Keras 3 creates them with aggregation "none", so under a strategy each replica (and each
+    worker) keeps the statistics of its own data; trainable weights stay identical because
+    their gradients are all-reduced. Averaging at every epoch end (before the checkpoint)
+    makes the saved model and all workers agree. A collective: every worker runs it.
+    """
+
+    def __init__(self, strategy: tf.distribute.Strategy):
+        super().__init__()
+        self.strategy = strategy
+        self._fn = None
+
+    def _build(self):
+        variables = [v for v in self.model.non_trainable_variables
+                     if "float" in str(v.dtype)]
+
+        def replica_fn():
+            ctx = tf.distribute.get_replica_context()
+            for v in variables:
+                v.assign(ctx.all_reduce(tf.distribute.ReduceOp.MEAN, tf.identity(v.value)))
+
+        @tf.function
+        def sync():
+            self.strategy.run(replica_fn)
+
+        return sync
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        if self.strategy.num_replicas_in_sync > 1:
+            self._fn = self._fn or self._build()
+            self._fn()
+
+
 class Checkpoint(keras.callbacks.Callback):
     """Atomic checkpoint of weights + optimizer state at each epoch end; restores on demand.
 
@@ -350,6 +385,56 @@ class Progress(keras.callbacks.Callback):
 
 # ----------------------------------------------------------------------------- the loop
 
+def _first_local_value(value):
+    if isinstance(value, tf.distribute.DistributedValues):
+        return tf.distribute.get_strategy().experimental_local_results(value)[0]
+    return value
+
+
+def _patch_multi_worker_fit(model: keras.Model, strategy: tf.distribute.Strategy) -> None:
+    """Lets Keras 3 ``model.fit`` run under MultiWorkerMirroredStrategy with several workers.
+
+    Keras 3.15 ``fit`` breaks there in two places (keras-team/keras#20585, #20329):
+
+    * before training, ``Trainer._maybe_symbolic_build`` reduces one whole nested batch with
+      ``strategy.reduce``, which CollectiveAllReduce cannot do for a nest ("Attempt to
+      convert a value ({... PerReplica ...}) ... to a Tensor"). The build only needs shapes,
+      so this model instance takes the first local replica's batch instead;
+    * after each step it reduces the scalar logs with ``strategy.reduce("MEAN", v, axis=0)``
+      ("Invalid reduction dimension 0 for input with 0 dimensions"). The train function set
+      here runs the same ``model.train_step`` under ``strategy.run`` and reduces the logs
+      with ``axis=None``.
+
+    Everything else (callbacks, history, optimizer, loss scaling by the replica count in
+    ``train_step``) is Keras' own. Applied only with more than one worker.
+    """
+    extended = getattr(strategy, "extended", None)
+    if not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy) or getattr(
+            extended, "_num_workers", 1) <= 1:
+        return
+    if not (hasattr(model, "_maybe_symbolic_build") and hasattr(model, "_symbolic_build")
+            and hasattr(model, "train_function")):
+        raise RuntimeError(f"keras {keras.__version__}: the multi-worker fit workaround in "
+                           f"{__name__} no longer matches Keras internals; revisit it")
+
+    def maybe_symbolic_build(iterator=None, data_batch=None):
+        if iterator is not None:
+            for _, _, it in iterator:
+                with strategy.scope():
+                    data_batch = tf.nest.map_structure(_first_local_value, next(it))
+                break
+        with strategy.scope():
+            model._symbolic_build(data_batch=data_batch)
+
+    @tf.function(reduce_retracing=True)
+    def one_step(iterator):
+        outputs = strategy.run(model.train_step, args=(next(iterator),))
+        return tf.nest.map_structure(lambda v: strategy.reduce("MEAN", v, axis=None), outputs)
+
+    model._maybe_symbolic_build = maybe_symbolic_build
+    model.train_function = one_step
+
+
 def fit(model: keras.Model, dataset, *, model_dir: str, total_steps: int, steps_per_epoch: int,
         strategy: Optional[tf.distribute.Strategy] = None, log_every: int = 50,
         progress_every: int = 10, callbacks: Iterable[keras.callbacks.Callback] = (),
@@ -383,11 +468,13 @@ def fit(model: keras.Model, dataset, *, model_dir: str, total_steps: int, steps_
     initial_step = initial_epoch * steps_per_epoch
     if initial_epoch and chief and verbose:
         print(f"Resuming from checkpoint at step {initial_step} in {ckpt.backup_dir}")
-    cbs = [ckpt, ScalarLogger(os.path.join(model_dir, TENSORBOARD_DIR, "train"), log_every, chief)]
+    # Order matters: statistics are averaged before the checkpoint saves them.
+    cbs = [SyncNonTrainable(strategy), ckpt, ScalarLogger(os.path.join(model_dir, TENSORBOARD_DIR, "train"), log_every, chief)]
     if verbose:
         cbs.append(Progress(total_steps, steps_per_epoch, chief, progress_every, initial_step))
     cbs.extend(callbacks)
     history = {}
+    _patch_multi_worker_fit(model, strategy)
     if initial_epoch < epochs:
         history = model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch,
                             steps_per_epoch=steps_per_epoch, callbacks=cbs, verbose=0,

@@ -163,10 +163,12 @@ def _shard_hashes(d):
 
 
 def test_same_seed_same_bytes_other_seed_differs(tmp_path):
+    """Byte-identical shards for a seed, whichever process (worker) writes them."""
     a, b, c = (str(tmp_path / n) for n in "abc")
-    synthesize.generate(a, _small(), log=lambda s: None)
-    synthesize.generate(b, _small(), log=lambda s: None)
-    synthesize.generate(c, _small(seed=4), log=lambda s: None)
+    two = dict(subjects=("S1", "S9"))
+    synthesize.generate(a, _small(**two), log=lambda s: None)
+    synthesize.generate(b, _small(**two), num_workers=2, log=lambda s: None)
+    synthesize.generate(c, _small(seed=4, **two), log=lambda s: None)
     assert _shard_hashes(a) == _shard_hashes(b)
     assert _shard_hashes(a) != _shard_hashes(c)
 

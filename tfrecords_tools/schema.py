@@ -191,7 +191,9 @@ def encode_clip(clip: Clip) -> bytes:
     }
     example = tf.train.Example(features=tf.train.Features(
         feature={k: _feature(FEATURES[k], v) for k, v in values.items()}))
-    return example.SerializeToString()
+    # deterministic=True: protobuf map order otherwise differs between processes, and shard
+    # checksums must not depend on which worker wrote a shard.
+    return example.SerializeToString(deterministic=True)
 
 
 def _values(feature, dtype: str):

@@ -6,6 +6,9 @@ can learn something in a few dozen steps and labels can be checked pixel by pixe
 """
 import json
 import os
+import subprocess
+import sys
+import textwrap
 
 import cv2
 import keras
@@ -18,6 +21,7 @@ from tf_synchro.data import augment, frames, records
 from tf_synchro.models import pose, resnet
 from tfrecords_tools import cameras, crops, dataset_io, schema, skeleton
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = 32  # Stored crop side = model input: the smallest ResNet input.
 T_PER_CLIP = 16
 
@@ -438,3 +442,32 @@ def test_evaluate_refuses_unfinished_runs_and_unlabelled_subjects(pose_data, fin
         evaluate.evaluate(str(unfinished), pose_data)
     with pytest.raises(dataset_io.DatasetError, match="have no 3D labels"):
         evaluate.evaluate(model_dir, pose_data, subjects=("U1",))
+
+
+def test_finetune_under_mirrored_strategy_with_two_logical_cpus(pose_data, tmp_path):
+    # STYLE.md: one smoke run under MirroredStrategy with two logical CPU devices. Logical
+    # devices must be configured before TensorFlow starts, hence a fresh process.
+    code = textwrap.dedent(f"""
+        import tensorflow as tf
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+        from tf_synchro import finetune, train_lib
+        strategy = train_lib.make_strategy("mirrored")
+        assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
+        kw = dict(data_dir={pose_data!r}, model_dir={str(tmp_path / 'm')!r}, width=0.125,
+                  image_size=32, head_units=(8,), train_steps=2, steps_per_checkpoint=2)
+        try:
+            finetune.run(finetune.FinetuneConfig(batch_size=7, **kw), strategy, verbose=False)
+        except ValueError as e:
+            print("refused:", e)
+        s = finetune.run(finetune.FinetuneConfig(batch_size=8, **kw), strategy, verbose=False)
+        print("final_step", s["final_step"])
+    """)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env,
+                         capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "refused: --batch_size=7 must be a positive multiple" in out.stdout, out.stdout
+    assert "final_step 2" in out.stdout
+    assert os.path.exists(tmp_path / "m" / finetune.POSE_MODEL_FILE)

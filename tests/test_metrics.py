@@ -154,21 +154,38 @@ def test_per_joint_shapes_and_keras_metric_means(poses):
         assert clone.name == metric.name
 
 
-def test_metrics_run_on_jax_backend(poses, tmp_path):
-    # Models, losses and metrics must also run on JAX (DESIGN.md section 3).
+def test_metrics_and_pose_head_train_on_jax_backend(poses, tmp_path):
+    # Models, losses and metrics must also run on JAX (DESIGN.md section 3): the metric
+    # functions, and one training step of the pose head with its loss and the metrics.
     pred, gt = poses
     np.savez(tmp_path / "p.npz", pred=pred, gt=gt)
     code = textwrap.dedent(f"""
-        import numpy as np
+        import keras, numpy as np
         from tf_synchro import metrics
+        from tf_synchro.models import pose
         d = np.load({str(tmp_path / 'p.npz')!r})
         print(float(np.mean(metrics.pa_mpjpe_per_pose(d['pred'], d['gt']))),
               float(np.mean(metrics.n_mpjpe_per_pose(d['pred'], d['gt']))))
+        keras.utils.set_random_seed(0)
+        std = np.full((17, 3), 200.0, np.float32)
+        # The pose head on a stand-in feature input (the ResNet's JAX test is its own).
+        model = keras.Sequential([
+            keras.Input((8,)), keras.layers.Dense(48),
+            pose.PoseDenormalization(np.zeros((17, 3), np.float32), std)])
+        model.compile(optimizer="adam", loss=pose.StandardizedPoseLoss(std),
+                      metrics=metrics.pose_metrics())
+        logs = model.train_on_batch(np.ones((4, 8), np.float32), d['gt'][:4],
+                                    return_dict=True)
+        print(keras.backend.backend(), sorted(logs))
     """)
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True,
-                         text=True, timeout=120)
+                         text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
-    pa, n = map(float, out.stdout.split()[-2:])
+    lines = out.stdout.strip().splitlines()
+    pa, n = map(float, lines[-2].split())
     np.testing.assert_allclose(pa, ref_pa_mpjpe(pred, gt).mean(), rtol=1e-3)
     np.testing.assert_allclose(n, ref_n_mpjpe(pred, gt).mean(), rtol=1e-3)
+    assert lines[-1].startswith("jax"), lines[-1]
+    for name in ("loss", "mpjpe", "n_mpjpe", "pa_mpjpe"):
+        assert f"'{name}'" in lines[-1], lines[-1]

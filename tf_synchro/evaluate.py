@@ -132,6 +132,10 @@ def _draw_skeleton(ax, joints: np.ndarray, title: str, limits: float) -> None:
     ax.set_zlim(-limits, limits)
     ax.set_title(title, fontsize=8)
     ax.tick_params(labelsize=5)
+    ax.set_xlabel("x", fontsize=6)
+    ax.set_ylabel("z (depth)", fontsize=6)
+    ax.set_zlabel("-y (up)", fontsize=6)
+    ax.view_init(elev=10, azim=-80)  # Roughly the camera's own viewpoint.
 
 
 def save_figure(path: str, images: np.ndarray, gt: np.ndarray, pred: np.ndarray,

@@ -305,8 +305,10 @@ def joint_statistics(files: Sequence[str], config: FrameConfig, max_frames: int 
       ValueError: no labelled frame was found.
     """
     config.validate()
+    # Manifest file order and a wide deterministic interleave: when max_frames cuts the
+    # pass short, the frames read still come from many sequences, the same in every run.
     ds = records.clip_dataset(files, subjects=config.subjects, shuffle=False, repeat=False,
-                              deterministic=True, cycle_length=1)
+                              deterministic=True, cycle_length=min(len(files), 16))
     ds = ds.filter(_labelled).map(lambda c: _clip_frames(c, config, training=True)["joints"])
     chunks, count = [], 0
     for joints in ds.as_numpy_iterator():

@@ -208,9 +208,13 @@ def inspect_dataset(data_dir: str, contact_sheet: Optional[str] = None, num_sequ
     log(summary_table(report))
     if contact_sheet and samples:
         report.sheet_samples = [f"{c.sequence_id} #{c.clip_index}" for c in samples]
-        write_contact_sheet(contact_sheet, samples, num_timesteps)
-        report.contact_sheet = contact_sheet
-        log(f"contact sheet: {contact_sheet}")
+        try:
+            write_contact_sheet(contact_sheet, samples, num_timesteps)
+            report.contact_sheet = contact_sheet
+            log(f"contact sheet: {contact_sheet}")
+        except (OSError, ValueError) as e:  # e.g. a read-only dataset directory
+            log(f"warning: could not write the contact sheet {contact_sheet} ({e}); "
+                f"pass --contact_sheet=PATH elsewhere")
     if report.errors:
         raise InspectError(f"{data_dir}: {len(report.errors)} problem(s):\n  "
                            + "\n  ".join(report.errors[:MAX_ERRORS]))

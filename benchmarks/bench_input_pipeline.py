@@ -1,0 +1,133 @@
+r"""Input pipeline throughput: pretext pairs/s per CPU core vs plain JPEG decoding.
+
+    python -m benchmarks.bench_input_pipeline [--data_dir DIR] [--input_size 128] \
+        [--threads 1] [--output result.json]
+
+Both measurements run in the same process, alternating (``--trials`` rounds, best kept),
+on the same frames' JPEG bytes:
+
+* ``pipeline``: :func:`tf_synchro.data.pairs.pair_dataset` in training mode (read + parse
+  records, sample pairs, decode the two frames, random crop/scale to ``input_size``,
+  shuffle, batch, float conversion, colour jitter), pairs/s;
+* ``decode``: ``tf.io.decode_jpeg`` (default settings) of the same number of frames, taken
+  from the same shards and held in memory, frames/s, in a tf.data map + batch of the same
+  threading. A pair needs two frames, so the target is
+  ``pipeline_pairs_per_s >= 0.6 * decode_frames_per_s / 2``.
+
+``--threads=1`` confines each tf.data pipeline to one thread (private thread pool of size
+1, no intra-op parallelism), so figures are per CPU core. Without ``--data_dir`` a small
+synthetic dataset with 160 px crops (the DESIGN size for 128 px training) is written to a
+temporary directory first.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from typing import Sequence
+
+from absl import app, flags
+import tensorflow as tf
+
+from tf_synchro.data import augment, pairs, records
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("data_dir", None, "Dataset (tfrecords_tools output); default: a 160 px "
+                    "synthetic dataset generated into a temporary directory.")
+flags.DEFINE_integer("input_size", 128, "Training crop side.")
+flags.DEFINE_integer("batch_size", 64, "Pairs per batch.")
+flags.DEFINE_integer("num_batches", 40, "Timed batches per trial.")
+flags.DEFINE_integer("trials", 3, "Alternating rounds of both measurements (best kept).")
+flags.DEFINE_integer("threads", 1, "tf.data threads per pipeline (1: per-core figures; "
+                     "0: TF default).")
+flags.DEFINE_integer("pairs_per_clip", 24, "Pairs drawn per parsed record.")
+flags.DEFINE_string("output", None, "Also write the JSON result here.")
+
+
+def _options(threads: int) -> tf.data.Options:
+    options = tf.data.Options()
+    if threads:
+        options.threading.private_threadpool_size = threads
+        options.threading.max_intra_op_parallelism = 1
+    return options
+
+
+def _synthetic_dataset(directory: str) -> str:
+    from tfrecords_tools import synthesize
+    config = synthesize.SynthConfig(subjects=("S1", "S5"), actions=("Walking", "Boxing"),
+                                    takes=1, num_frames=300, image_size=160, seed=0)
+    synthesize.generate(directory, config, num_workers=1, log=lambda s: None)
+    return directory
+
+
+def _jpegs(files: Sequence[str], count: int) -> tf.Tensor:
+    """``count`` JPEG strings of the dataset's frames (cycling through records if needed)."""
+    spec = {"image/encoded": tf.io.RaggedFeature(tf.string, row_splits_dtype=tf.int64)}
+    ds = tf.data.TFRecordDataset(list(files)).map(
+        lambda s: tf.io.parse_single_example(s, spec)["image/encoded"]).unbatch()
+    return tf.stack(list(ds.repeat().take(count)))
+
+
+def _rate(ds: tf.data.Dataset, num_batches: int, items_per_batch: int) -> float:
+    it = iter(ds)
+    for _ in range(3):  # Warm-up: fill buffers, let AUTOTUNE settle.
+        next(it)
+    start = time.perf_counter()
+    for _ in range(num_batches):
+        next(it)
+    return num_batches * items_per_batch / (time.perf_counter() - start)
+
+
+def run(data_dir: str, input_size: int, batch_size: int, num_batches: int, trials: int,
+        threads: int, pairs_per_clip: int) -> dict:
+    """Measures the pipeline and decode-only rates; returns the JSON-able result."""
+    files = records.dataset_files(data_dir)
+    pair_config = pairs.PairConfig(
+        pairs_per_clip=pairs_per_clip, shuffle_buffer=512, training=True, seed=0,
+        augment=augment.AugmentConfig(output_size=input_size))
+    pairs.check_records(files, pair_config)
+    pipeline = pairs.pair_dataset(files, pair_config, batch_size).with_options(
+        _options(threads))
+    frames = 2 * batch_size * (num_batches + 3)
+    decode = (tf.data.Dataset.from_tensor_slices(_jpegs(files, frames)).repeat()
+              .map(lambda j: tf.io.decode_jpeg(j, channels=3),
+                   num_parallel_calls=tf.data.AUTOTUNE)
+              .batch(2 * batch_size).prefetch(tf.data.AUTOTUNE).with_options(_options(threads)))
+    pipe_rates, decode_rates = [], []
+    for _ in range(trials):  # Alternate, so that load changes hit both measurements alike.
+        pipe_rates.append(_rate(pipeline, num_batches, batch_size))
+        decode_rates.append(_rate(decode, num_batches, 2 * batch_size))
+    pair_rate, frame_rate = max(pipe_rates), max(decode_rates)
+    stored = int(next(iter(tf.data.TFRecordDataset(files[:1]).map(
+        lambda s: tf.io.parse_single_example(
+            s, {"image/size": tf.io.FixedLenFeature([], tf.int64)})["image/size"]))))
+    return {
+        "input_size": input_size, "stored_size": stored, "batch_size": batch_size,
+        "threads": threads or "default", "pairs_per_clip": pairs_per_clip,
+        "pipeline_pairs_per_s": round(pair_rate, 1),
+        "decode_frames_per_s": round(frame_rate, 1),
+        "decode_pairs_per_s": round(frame_rate / 2, 1),
+        "ratio": round(pair_rate / (frame_rate / 2), 3),
+        "target_ratio": 0.6,
+        "trials": {"pipeline_pairs_per_s": [round(r, 1) for r in pipe_rates],
+                   "decode_frames_per_s": [round(r, 1) for r in decode_rates]},
+        "data_dir": os.path.abspath(data_dir), "num_shards": len(files),
+    }
+
+
+def main(argv: Sequence[str]) -> None:
+    del argv
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = FLAGS.data_dir or _synthetic_dataset(os.path.join(tmp, "synth160"))
+        result = run(data_dir, FLAGS.input_size, FLAGS.batch_size, FLAGS.num_batches,
+                     FLAGS.trials, FLAGS.threads, FLAGS.pairs_per_clip)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if FLAGS.output:
+        with open(FLAGS.output, "w") as f:
+            f.write(text + "\n")
+
+
+if __name__ == "__main__":
+    app.run(main)

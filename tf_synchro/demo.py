@@ -23,7 +23,6 @@ import glob
 import json
 import os
 import shutil
-import sys
 import time
 from typing import Sequence
 
@@ -260,18 +259,9 @@ def run(workdir: str, scale: str, seed: int, scratch_row: str, pretrained_row: s
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    try:
-        run(FLAGS.workdir, FLAGS.scale, FLAGS.seed, FLAGS.scratch_row, FLAGS.pretrained_row)
-    except xl.StageError as e:
-        sys.exit(f"demo stopped: {e}\nRe-run the same command to resume.")
-    except WorkdirError as e:
-        sys.exit(f"demo refused: {e}")
-    except OSError as e:
-        message = xl.disk_full_message(e)
-        if message is None:
-            raise
-        sys.exit(f"demo stopped: {message}")
-
+    xl.run_or_exit("demo", lambda: run(FLAGS.workdir, FLAGS.scale, FLAGS.seed,
+                                       FLAGS.scratch_row, FLAGS.pretrained_row),
+                   refusals=(WorkdirError,))
 
 if __name__ == "__main__":
     _define_flags()

@@ -311,9 +311,23 @@ def format_table(results: Sequence[dict], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def disk_full_message(err: OSError) -> Optional[str]:
-    """A clear message for a full disk, else None."""
-    if err.errno == errno.ENOSPC:
-        return ("the disk is full; free space and re-run the same command: finished stages "
-                "are kept and unfinished ones resume from their last checkpoint")
-    return None
+def run_or_exit(what: str, fn: Callable[[], object], refusals: tuple = ()) -> None:
+    """Runs a binary's job; a failed stage, a refusal or a full disk exits with one clear line.
+
+    Args:
+      what: the binary's name, for the message.
+      fn: the job.
+      refusals: exception types meaning "refused before doing anything".
+    """
+    try:
+        fn()
+    except StageError as e:
+        sys.exit(f"{what} stopped: {e}\nRe-run the same command to resume.")
+    except refusals as e:
+        sys.exit(f"{what} refused: {e}")
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        sys.exit(f"{what} stopped: the disk is full; free space and re-run the same command: "
+                 f"finished stages are kept and unfinished ones resume from their last "
+                 f"checkpoint")

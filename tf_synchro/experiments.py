@@ -12,7 +12,6 @@ the same command continues a partly finished suite. Writes ``<suite>_<scale>.md`
 from __future__ import annotations
 
 import os
-import sys
 import time
 from typing import Sequence
 
@@ -69,16 +68,8 @@ def run_suite(suite: str, workdir: str, scale: str, rows: Sequence[str] = (), se
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    try:
-        run_suite(FLAGS.suite, FLAGS.workdir, FLAGS.scale, FLAGS.rows, FLAGS.seed)
-    except xl.StageError as e:
-        sys.exit(f"experiments stopped: {e}\nRe-run the same command to resume.")
-    except OSError as e:
-        message = xl.disk_full_message(e)
-        if message is None:
-            raise
-        sys.exit(f"experiments stopped: {message}")
-
+    xl.run_or_exit("experiments", lambda: run_suite(FLAGS.suite, FLAGS.workdir, FLAGS.scale,
+                                                    FLAGS.rows, FLAGS.seed))
 
 if __name__ == "__main__":
     _define_flags()

@@ -35,7 +35,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_synchro.data import augment, records
-from tfrecords_tools import dataset_io, schema, skeleton
+from tfrecords_tools import dataset_io, skeleton
 
 NUM_JOINTS = skeleton.NUM_JOINTS
 # Resolution of --label_fraction: frames are kept by a fingerprint bucket out of this many.

@@ -39,6 +39,7 @@ from tfrecords_tools import dataset_io
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS_DIR = os.path.join(REPO, "flags")
 STAGE_DONE = "stage_done.json"
+FLAGS_SNAPSHOT = "base.flags"  # the scale's flagfile as it was when the stage was planned
 # TensorFlow/absl C++ log lines (I1128 12:00:00.1 ...), and absl's pre-init notice.
 _NOISE = re.compile(r"^([IWE]\d{4} |WARNING: All log messages before absl)")
 
@@ -163,9 +164,14 @@ class Stage:
     out_flag: Optional[str]  # the flag given this stage's directory (None: only out_files)
     out_files: dict = dataclasses.field(default_factory=dict)  # {"--flag": file in the dir}
 
+    def __post_init__(self):
+        # The flagfile's text is read once: the key and the binary's flags must not change
+        # if the file is edited while a suite runs (the binary reads a snapshot of it).
+        self.flag_text = _read(self.flagfile) if self.flagfile else None
+
     def settings(self) -> dict:
         return {"module": self.module,
-                "flagfile": _read(self.flagfile) if self.flagfile else None,
+                "flagfile": self.flag_text,
                 "args": list(self.args),
                 "upstream": {k: s.key for k, s in self.upstream.items()}}
 
@@ -183,7 +189,7 @@ class Stage:
     def command(self, workdir: str) -> list[str]:
         cmd = [sys.executable, "-m", self.module]
         if self.flagfile:
-            cmd.append(f"--flagfile={os.path.join(REPO, self.flagfile)}")
+            cmd.append(f"--flagfile={self.path(workdir, FLAGS_SNAPSHOT)}")
         cmd += [f"{flag}={stage.path(workdir)}" for flag, stage in self.upstream.items()]
         cmd += list(self.args)
         if self.out_flag:
@@ -211,6 +217,9 @@ def run_stage(stage: Stage, workdir: str, log: Callable[[str], None] = print,
         return directory
     os.makedirs(directory, exist_ok=True)
     dataset_io.write_json_atomic(os.path.join(directory, "settings.json"), stage.settings())
+    if stage.flag_text is not None:
+        with open(os.path.join(directory, FLAGS_SNAPSHOT), "w") as f:
+            f.write(f"# snapshot of {stage.flagfile}\n{stage.flag_text}")
     cmd = stage.command(workdir)
     log(f"{label}{stage.name}: {' '.join(cmd[1:])}")
     start = time.time()

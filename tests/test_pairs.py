@@ -20,10 +20,10 @@ FRAME_STEP = 3            # frame_index = 100 + 3 t: gaps are multiples of 3
 D_MIN, D_MAX = 4, 30
 
 
-def _code_image(t: int, v: int) -> np.ndarray:
+def _code_image(t: int, v: int, r_step: int = 5) -> np.ndarray:
     """RGB crop: R encodes t, G encodes v, B is dark on the left and bright on the right."""
     img = np.zeros((SIZE, SIZE, 3), np.uint8)
-    img[..., 0] = (20 + 5 * t) % 256  # Exact code only for t < 47 (all but one test).
+    img[..., 0] = (20 + r_step * t) % 256  # Exact code only for t < 47 (all but one test).
     img[..., 1] = 40 + 50 * v
     img[:, : SIZE // 2, 2] = 30
     img[:, SIZE // 2:, 2] = 220
@@ -47,7 +47,7 @@ def _jpeg(img: np.ndarray) -> bytes:
 
 
 def _clip(subject: str, seq: int, views: int = V, frames: int = T, step: int = FRAME_STEP,
-          frame_index=None) -> schema.Clip:
+          frame_index=None, r_step: int = 5) -> schema.Clip:
     if frame_index is None:
         frame_index = 100 + step * np.arange(frames)
     frames = len(frame_index)
@@ -58,19 +58,19 @@ def _clip(subject: str, seq: int, views: int = V, frames: int = T, step: int = F
         distortion=np.zeros((views, 5)), rotation=np.tile(np.eye(3), (views, 1, 1)),
         translation=np.zeros((views, 3)), image_wh=np.full((views, 2), 1000),
         image_size=SIZE, has_background=False,
-        images=[[_jpeg(_code_image(t, v)) for v in range(views)] for t in range(frames)],
+        images=[[_jpeg(_code_image(t, v, r_step)) for v in range(views)] for t in range(frames)],
         crop_boxes=np.tile([0.0, 0.0, 100.0, 100.0], (frames, views, 1)))
 
 
 def _produce(payload):
-    subject, seqs, views, frames, step, frame_index = payload
+    subject, seqs, views, frames, step, frame_index, r_step = payload
     for seq in range(seqs):
-        yield _clip(subject, seq, views, frames, step, frame_index)
+        yield _clip(subject, seq, views, frames, step, frame_index, r_step)
 
 
 def _write(path, subjects=("S1", "S5"), seqs=2, views=V, frames=T, step=FRAME_STEP,
-           frame_index=None) -> list:
-    tasks = [dataset_io.ShardTask(s, (s, seqs, views, frames, step, frame_index))
+           frame_index=None, r_step=5) -> list:
+    tasks = [dataset_io.ShardTask(s, (s, seqs, views, frames, step, frame_index, r_step))
              for s in subjects]
     dataset_io.write_dataset(str(path), writer="test_pairs", settings={}, tasks=tasks,
                              producer=_produce, log=lambda _: None)

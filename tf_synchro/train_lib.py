@@ -297,7 +297,7 @@ class Checkpoint(keras.callbacks.Callback):
         tmp = os.path.join(self.backup_dir, f"tmp-{os.getpid()}.weights.h5")
         self.model.save_weights(tmp, overwrite=True)
         os.replace(tmp, self.weights_path)
-        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        step = _step(self.model)
         _write_json_atomic(self.state_path, {"epoch": epoch + 1, "step": step})
 
 
@@ -315,8 +315,17 @@ def write_scalar(name: str, value: float, step: int) -> None:
                      metadata=_scalar_metadata())
 
 
+def _scalar(value) -> float:
+    # .numpy() on variables/eager tensors; keras.ops.convert_to_numpy warns under numpy 2.
+    return float(value.numpy() if hasattr(value, "numpy") else value)
+
+
+def _step(model: keras.Model) -> int:
+    return int(_scalar(model.optimizer.iterations))
+
+
 def _learning_rate(optimizer) -> float:
-    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+    return _scalar(optimizer.learning_rate)
 
 
 class ScalarLogger(keras.callbacks.Callback):
@@ -334,7 +343,7 @@ class ScalarLogger(keras.callbacks.Callback):
     def on_train_batch_end(self, batch: int, logs=None) -> None:
         if self.writer is None:
             return
-        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        step = _step(self.model)
         if step % self.every:
             return
         with self.writer.as_default(step=step):

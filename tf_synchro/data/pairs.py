@@ -260,13 +260,12 @@ def _sample_pairs(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
         "camera_b": v2,
         "frame_a": frame_a,
         "frame_b": frame_b,
-        "image_size": tf.fill([k], tf.cast(clip["image/size"], tf.int32)),
         "subject": tf.fill([k], clip["sequence/subject"]),
         "sequence_id": tf.fill([k], clip["sequence/id"]),
     }
 
 
-def _decode_pairs(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
+def _decode_pairs(clip: dict, key: tf.Tensor, config: PairConfig, with_metadata: bool) -> dict:
     """Samples a clip's pairs and makes their images: uint8 [K, S, S, 3] per view.
 
     Done per clip, not per pair: tf.data's per-element cost is paid once per clip,
@@ -298,6 +297,8 @@ def _decode_pairs(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
         jitter = augment.jitter_factors_batch(k_jitter, 2 * k, aug)
         p["jitter_a"], p["jitter_b"] = jitter[:k], jitter[k:]
     p["image_a"], p["image_b"] = images[:k], images[k:]
+    if not with_metadata:  # Fewer components make unbatch/shuffle/batch cheaper per pair.
+        p = {name: v for name, v in p.items() if name in _TRAIN_KEYS}
     return p
 
 
@@ -362,11 +363,8 @@ def pair_dataset(files: Sequence[str], config: PairConfig, batch_size: int,
     # pairs_per_clip decoded pairs: the record parse and per-element costs are amortised.
     ds = ds.enumerate().map(
         lambda i, c: _decode_pairs(c, tf.random.experimental.stateless_fold_in(base_key, i),
-                                   config),
+                                   config, with_metadata),
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
-    if not with_metadata:
-        # Fewer components make unbatch/shuffle/batch cheaper per pair.
-        ds = ds.map(lambda p: {k: v for k, v in p.items() if k in _TRAIN_KEYS})
     ds = ds.unbatch()
     # Separates pairs of the same clip; elements are uint8 crops (S*S*6 bytes a pair).
     if config.shuffle_buffer and config.training:

@@ -54,6 +54,8 @@ flags.DEFINE_integer("steps_per_checkpoint", 1000, "Checkpoint period (divides t
 flags.DEFINE_float("learning_rate", 1e-4, "Initial learning rate.")
 flags.DEFINE_float("final_learning_rate", 1e-7, "Learning rate at the end (cosine decay).")
 flags.DEFINE_float("weight_decay", 1e-4, "AdamW weight decay.")
+flags.DEFINE_float("sync_loss_weight", 1.0, "Weight of the sync head's loss.")
+flags.DEFINE_float("flip_loss_weight", 1.0, "Weight of the flip head's loss.")
 flags.DEFINE_enum("strategy", "default", list(train_lib.STRATEGIES),
                   "default | mirrored (local devices) | multi_worker (TF_CONFIG).")
 flags.DEFINE_enum("mixed_precision", "float32", list(train_lib.PRECISIONS), "Dtype policy.")
@@ -83,6 +85,7 @@ class PretrainConfig:
     learning_rate: float = 1e-4
     final_learning_rate: float = 1e-7
     weight_decay: float = 1e-4
+    loss_weights: tuple = (("sync", 1.0), ("flip", 1.0))
     strategy: str = "default"
     mixed_precision: str = "float32"
     log_every: int = 50
@@ -108,7 +111,8 @@ class PretrainConfig:
                 "training": {"batch_size": self.batch_size, "train_steps": self.train_steps,
                              "learning_rate": self.learning_rate,
                              "final_learning_rate": self.final_learning_rate,
-                             "weight_decay": self.weight_decay, "strategy": self.strategy,
+                             "weight_decay": self.weight_decay,
+                             "loss_weights": dict(self.loss_weights), "strategy": self.strategy,
                              "mixed_precision": self.mixed_precision}}
 
 
@@ -127,6 +131,7 @@ def config_from_flags() -> PretrainConfig:
         batch_size=FLAGS.batch_size, train_steps=FLAGS.train_steps,
         steps_per_checkpoint=FLAGS.steps_per_checkpoint, learning_rate=FLAGS.learning_rate,
         final_learning_rate=FLAGS.final_learning_rate, weight_decay=FLAGS.weight_decay,
+        loss_weights=(("sync", FLAGS.sync_loss_weight), ("flip", FLAGS.flip_loss_weight)),
         strategy=FLAGS.strategy, mixed_precision=FLAGS.mixed_precision,
         log_every=FLAGS.log_every, seed=FLAGS.seed, eval_passes=FLAGS.eval_passes)
 
@@ -155,6 +160,7 @@ def build_model(config: PretrainConfig):
         optimizer=train_lib.make_optimizer(config.train_steps, config.learning_rate,
                                            config.final_learning_rate, config.weight_decay),
         loss=losses.sync_flip_losses(config.pairs.tasks),
+        loss_weights={t: w for t, w in config.loss_weights if t in config.pairs.tasks},
         weighted_metrics=losses.sync_flip_metrics(config.pairs.tasks))
     return model
 

@@ -198,6 +198,19 @@ def write_dataset(output_dir: str, *, writer: str, settings: dict, tasks: Sequen
     return manifest
 
 
+def write_sequences(output_dir: str, *, writer: str, config, specs: Sequence, skipped: Sequence,
+                    producer: Callable, num_workers: int = 1,
+                    log: Callable[[str], None] = print) -> dict:
+    """Converter driver: one shard per discovered sequence ``spec`` (``spec.shard_name``),
+    produced from ``(config, spec)``; items skipped during discovery are logged and listed."""
+    for item in skipped:
+        log(f"skipping {item.item}: {item.reason}")
+    tasks = [ShardTask(spec.shard_name, (config, spec)) for spec in specs]
+    return write_dataset(output_dir, writer=writer, settings=config.settings(), tasks=tasks,
+                         producer=producer, num_workers=num_workers, log=log,
+                         extra_skipped=skipped)
+
+
 def _manifest(writer: str, settings: dict, shards: list, extra_skipped) -> dict:
     totals = collections.Counter()
     per = {"subject": collections.Counter(), "action": collections.Counter(),

@@ -512,12 +512,9 @@ def convert(config: RigConfig, output_dir: str, num_workers: int = 1, log_fn=pri
       dataset_io.DatasetError: ``output_dir`` holds a dataset with other settings.
     """
     specs, skipped = discover(config)
-    for s in skipped:
-        log_fn(f"skipping {s.item}: {s.reason}")
-    tasks = [dataset_io.ShardTask(s.shard_name, (config, s)) for s in specs]
-    return dataset_io.write_dataset(
-        output_dir, writer=WRITER, settings=config.settings(), tasks=tasks,
-        producer=produce_sequence, num_workers=num_workers, log=log_fn, extra_skipped=skipped)
+    return dataset_io.write_sequences(output_dir, writer=WRITER, config=config, specs=specs,
+                                      skipped=skipped, producer=produce_sequence,
+                                      num_workers=num_workers, log=log_fn)
 
 
 def main(argv: Sequence[str]) -> None:

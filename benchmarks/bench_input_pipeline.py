@@ -6,9 +6,16 @@ r"""Input pipeline throughput: pretext pairs/s per CPU core vs plain JPEG decodi
 Both measurements run in the same process, alternating (``--trials`` rounds, best kept),
 on the same frames' JPEG bytes:
 
-* ``pipeline``: :func:`tf_synchro.data.pairs.pair_dataset` in training mode (read + parse
-  records, sample pairs, decode the two frames, random crop/scale to ``input_size``,
-  shuffle, batch, float conversion, colour jitter), pairs/s;
+* ``pipeline``: :func:`tf_synchro.data.pairs.pair_dataset` in training mode, pairs/s, in
+  both of its modes:
+
+  - ``device`` (what ``tf_synchro.pretrain`` uses by default): read + parse records, sample
+    pairs, decode the two frames, draw the crop/flip/jitter parameters, shuffle, batch; the
+    crop, resize, mirror and colour jitter then run in the train step on the accelerator
+    (:class:`tf_synchro.models.view_augment.ViewAugment`, timed with the model by
+    ``bench_train_step.py``);
+  - ``host``: the same plus random crop/scale to ``input_size``, mirror, float conversion and
+    colour jitter in tf.data;
 * ``decode``: ``tf.io.decode_jpeg`` (default settings) of the same number of frames, taken
   from the same shards and held in memory, frames/s, in a tf.data map + batch of the same
   threading. A pair needs two frames, so the target is
@@ -42,6 +49,7 @@ flags.DEFINE_integer("trials", 3, "Alternating rounds of both measurements (best
 flags.DEFINE_integer("threads", 1, "tf.data threads per pipeline (1: per-core figures; "
                      "0: TF default).")
 flags.DEFINE_integer("pairs_per_clip", 24, "Pairs drawn per parsed record.")
+flags.DEFINE_list("modes", ["device", "host"], "Pipeline modes to time (device, host).")
 flags.DEFINE_string("output", None, "Also write the JSON result here.")
 
 
@@ -80,38 +88,43 @@ def _rate(ds: tf.data.Dataset, num_batches: int, items_per_batch: int) -> float:
 
 
 def run(data_dir: str, input_size: int, batch_size: int, num_batches: int, trials: int,
-        threads: int, pairs_per_clip: int) -> dict:
-    """Measures the pipeline and decode-only rates; returns the JSON-able result."""
+        threads: int, pairs_per_clip: int, modes: Sequence[str] = ("device", "host")) -> dict:
+    """Measures the pipeline (each mode) and decode-only rates; returns the JSON-able result."""
     files = records.dataset_files(data_dir)
-    pair_config = pairs.PairConfig(
-        pairs_per_clip=pairs_per_clip, shuffle_buffer=512, training=True, seed=0,
-        augment=augment.AugmentConfig(output_size=input_size))
-    pairs.check_records(files, pair_config)
-    pipeline = pairs.pair_dataset(files, pair_config, batch_size).with_options(
-        _options(threads))
+    pipelines = {}
+    for mode in modes:
+        pair_config = pairs.PairConfig(
+            pairs_per_clip=pairs_per_clip, shuffle_buffer=512, training=True, seed=0,
+            augment=augment.AugmentConfig(output_size=input_size),
+            device_augment=mode == "device")
+        pairs.check_records(files, pair_config)
+        pipelines[mode] = pairs.pair_dataset(files, pair_config, batch_size).with_options(
+            _options(threads))
     frames = 2 * batch_size * (num_batches + 3)
     decode = (tf.data.Dataset.from_tensor_slices(_jpegs(files, frames)).repeat()
               .map(lambda j: tf.io.decode_jpeg(j, channels=3),
                    num_parallel_calls=tf.data.AUTOTUNE)
               .batch(2 * batch_size).prefetch(tf.data.AUTOTUNE).with_options(_options(threads)))
-    pipe_rates, decode_rates = [], []
-    for _ in range(trials):  # Alternate, so that load changes hit both measurements alike.
-        pipe_rates.append(_rate(pipeline, num_batches, batch_size))
+    pipe_rates, decode_rates = {mode: [] for mode in pipelines}, []
+    for _ in range(trials):  # Alternate, so that load changes hit all measurements alike.
+        for mode, pipeline in pipelines.items():
+            pipe_rates[mode].append(_rate(pipeline, num_batches, batch_size))
         decode_rates.append(_rate(decode, num_batches, 2 * batch_size))
-    pair_rate, frame_rate = max(pipe_rates), max(decode_rates)
+    frame_rate = max(decode_rates)
     stored = int(next(iter(tf.data.TFRecordDataset(files[:1]).map(
         lambda s: tf.io.parse_single_example(
             s, {"image/size": tf.io.FixedLenFeature([], tf.int64)})["image/size"]))))
     return {
         "input_size": input_size, "stored_size": stored, "batch_size": batch_size,
         "threads": threads or "default", "pairs_per_clip": pairs_per_clip,
-        "pipeline_pairs_per_s": round(pair_rate, 1),
         "decode_frames_per_s": round(frame_rate, 1),
         "decode_pairs_per_s": round(frame_rate / 2, 1),
-        "ratio": round(pair_rate / (frame_rate / 2), 3),
+        "modes": {mode: {"pipeline_pairs_per_s": round(max(rates), 1),
+                         "ratio": round(max(rates) / (frame_rate / 2), 3),
+                         "trials": [round(r, 1) for r in rates]}
+                  for mode, rates in pipe_rates.items()},
         "target_ratio": 0.6,
-        "trials": {"pipeline_pairs_per_s": [round(r, 1) for r in pipe_rates],
-                   "decode_frames_per_s": [round(r, 1) for r in decode_rates]},
+        "decode_trials": [round(r, 1) for r in decode_rates],
         "data_dir": os.path.abspath(data_dir), "num_shards": len(files),
     }
 
@@ -121,7 +134,7 @@ def main(argv: Sequence[str]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = FLAGS.data_dir or _synthetic_dataset(os.path.join(tmp, "synth160"))
         result = run(data_dir, FLAGS.input_size, FLAGS.batch_size, FLAGS.num_batches,
-                     FLAGS.trials, FLAGS.threads, FLAGS.pairs_per_clip)
+                     FLAGS.trials, FLAGS.threads, FLAGS.pairs_per_clip, FLAGS.modes)
     text = json.dumps(result, indent=1)
     print(text)
     if FLAGS.output:

@@ -2,7 +2,11 @@ r"""Train-step throughput of the Siamese sync/flip model on the Keras JAX backen
 
 Issue 4 item 5b. Measures pairs/s of one optimisation step (forward, backward, AdamW update)
 with the data already on the device, so the figure is the model's ceiling, not the input
-pipeline's. Two implementations of the same step are timed:
+pipeline's. By default (``--device_augment``) the batches are what ``tf_synchro.pretrain``'s
+pipeline hands over — uint8 frames at the stored size (1.25x the input side) plus the
+crop/flip/jitter draws — and the step includes the
+:class:`tf_synchro.models.view_augment.ViewAugment` layer that turns them into crops on the
+device. Two implementations of the same step are timed:
 
 * ``jit``: a hand-written step, ``model.stateless_call`` + ``jax.value_and_grad`` +
   ``optimizer.stateless_apply`` under one ``jax.jit`` with donated state (the loop a JAX
@@ -45,7 +49,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tf_synchro import losses  # noqa: E402
-from tf_synchro.models import resnet, siamese  # noqa: E402
+from tf_synchro.models import resnet, siamese, view_augment  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("configs", ["256x128", "16x224"], "BATCHxSIZE pairs per step x pixels.")
@@ -59,6 +63,9 @@ flags.DEFINE_enum("mixed_precision", "bf16", ["bf16", "none"],
 flags.DEFINE_integer("warmup", 5, "Untimed steps first (compilation, autotuning).")
 flags.DEFINE_integer("steps", 50, "Timed steps per config and implementation.")
 flags.DEFINE_integer("n_batches", 4, "Distinct in-memory batches cycled through.")
+flags.DEFINE_bool("device_augment", True, "Feed uint8 stored frames + draws and time the "
+                  "ViewAugment layer in the step (as pretrain does); else float crops.")
+flags.DEFINE_float("stored_scale", 1.25, "Stored frame side / input side (DESIGN: 160/128).")
 flags.DEFINE_bool("fit", False, "Also time Keras' train_on_batch (model.fit's step).")
 flags.DEFINE_string("json_out", None, "Append one JSON line per measurement to this file.")
 flags.DEFINE_integer("seed", 0, "Seed for weights and data.")
@@ -77,9 +84,23 @@ def make_batches(n: int, batch: int, size: int, tasks, seed: int) -> list:
     """``n`` random device-resident (views, labels, masks) batches, shaped as the pipeline's."""
     rng = np.random.default_rng(seed)
     out = []
+    stored = int(round(size * FLAGS.stored_scale))
     for _ in range(n):
-        views = {k: jax.device_put(rng.integers(0, 256, (batch, size, size, 3)).astype("float32"))
-                 for k in siamese.VIEW_KEYS}
+        if FLAGS.device_augment:
+            views = {}
+            for key in siamese.VIEW_KEYS:
+                side = rng.uniform(0.8, 1.0, batch) * stored
+                params = np.stack([rng.uniform(0, stored - side), rng.uniform(0, stored - side),
+                                   side, rng.integers(0, 2, batch), rng.uniform(-38, 38, batch),
+                                   rng.uniform(0.8, 1.2, batch), rng.uniform(0.8, 1.2, batch)],
+                                  axis=1).astype("float32")
+                views[key] = jax.device_put(
+                    rng.integers(0, 256, (batch, stored, stored, 3)).astype("uint8"))
+                views["aug_" + key[-1]] = jax.device_put(params)
+        else:
+            views = {k: jax.device_put(
+                rng.integers(0, 256, (batch, size, size, 3)).astype("float32"))
+                for k in siamese.VIEW_KEYS}
         kind = rng.integers(0, 3, batch)  # 0 sync, 1 unsync, 2 flip: as in tf_synchro.data.pairs
         labels = {"sync": (kind == 0), "flip": (kind == 2)}
         masks = {"sync": kind != 2, "flip": kind != 1}
@@ -100,6 +121,9 @@ def build(size: int) -> tuple[keras.Model, keras.optimizers.Optimizer]:
     encoder = resnet.build_encoder(FLAGS.arch, FLAGS.width, size)
     model = siamese.build_sync_flip_model(encoder, FLAGS.fusion, tuple(FLAGS.tasks),
                                           FLAGS.head_units)
+    if FLAGS.device_augment:
+        model = view_augment.wrap_with_augment(model, int(round(size * FLAGS.stored_scale)),
+                                               size)
     return model, keras.optimizers.AdamW(learning_rate=1e-4, weight_decay=1e-4)
 
 
@@ -186,7 +210,7 @@ def main(argv):
         "python": platform.python_version(), "jax": jax.__version__,
         "keras": keras.__version__, "arch": FLAGS.arch, "width": FLAGS.width,
         "fusion": FLAGS.fusion, "tasks": list(FLAGS.tasks), "head_units": FLAGS.head_units,
-        "policy": policy, "optimizer": "AdamW", "warmup": FLAGS.warmup, "steps": FLAGS.steps,
+        "policy": policy, "optimizer": "AdamW", "device_augment": FLAGS.device_augment, "warmup": FLAGS.warmup, "steps": FLAGS.steps,
     }
     print(f"# {info['device']} x{info['n_devices']}, jax {jax.__version__}, "
           f"keras {keras.__version__}, {info['date']}")

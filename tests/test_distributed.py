@@ -118,7 +118,7 @@ def _worker(mode: str, data_dir: str, model_dir: str, out: str, batch: int) -> N
             eval_subjects=(), width=0.125, head_units=8, batch_size=batch_size,
             train_steps=STEPS, steps_per_checkpoint=2, seed=1, verbose=False,
             pairs=pairs.PairConfig(d_min=4, d_max=30, pairs_per_clip=6, shuffle_buffer=16,
-                                   subjects=("S1", "S5"), seed=1,
+                                   subjects=("S1", "S5"), seed=1, device_augment=True,
                                    augment=augment.AugmentConfig(output_size=32)))
 
     summary = {"replicas": strategy.num_replicas_in_sync, "chief": train_lib.is_chief(strategy)}

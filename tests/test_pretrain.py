@@ -185,7 +185,8 @@ def test_tiny_run_learns_sync_and_flip_on_coded_frames(tmp_path):
         steps_per_checkpoint=150, learning_rate=3e-3, final_learning_rate=1e-5, seed=0,
         eval_passes=4, verbose=False,
         pairs=pairs.PairConfig(d_min=4, d_max=128, pairs_per_clip=12, shuffle_buffer=256,
-                               subjects=("S1", "S5"), seed=0, augment=augment.AugmentConfig(
+                               subjects=("S1", "S5"), seed=0, device_augment=True,
+                               augment=augment.AugmentConfig(
                                    output_size=32, brightness=0, contrast=0, saturation=0)))
     _, summary = pretrain.train(config)
     result = summary["eval"]

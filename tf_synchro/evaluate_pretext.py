@@ -53,7 +53,7 @@ def eval_pair_config(train_config: pairs.PairConfig, config: EvalConfig) -> pair
     return dataclasses.replace(
         train_config, subjects=tuple(config.subjects), training=False, seed=config.seed,
         deterministic=True, passes=config.passes, pairs_per_clip=config.pairs_per_clip,
-        shuffle_buffer=0)
+        shuffle_buffer=0, device_augment=False)  # Central crops made on the host.
 
 
 def _gap_edges(d_min: int, d_max: int, num_bins: int) -> np.ndarray:

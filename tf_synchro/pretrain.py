@@ -47,6 +47,9 @@ flags.DEFINE_integer("pairs_per_clip", 12, "Pairs drawn per parsed record.")
 flags.DEFINE_integer("shuffle_buffer", 2048, "Pair shuffle buffer.")
 flags.DEFINE_float("min_scale", 0.8, "Smallest random crop side (fraction of stored side).")
 flags.DEFINE_float("max_scale", 1.0, "Largest random crop side.")
+flags.DEFINE_enum("augment_on", "device", ["device", "host"],
+                  "Where crops are resized, mirrored and colour-jittered: device (a Keras layer "
+                  "in the train step; tf.data only decodes) or host (tf.data).")
 # Optimisation.
 flags.DEFINE_integer("batch_size", 16, "Global batch size (pairs), split over replicas.")
 flags.DEFINE_integer("train_steps", 200_000, "Optimiser steps.")
@@ -106,6 +109,7 @@ class PretrainConfig:
                 "train_subjects": list(self.train_subjects),
                 "eval_subjects": list(self.eval_subjects),
                 "pairs": {"d_min": p.d_min, "d_max": p.d_max, "views": p.views,
+                          "augment_on": "device" if p.device_augment else "host",
                           "pairs_per_clip": p.pairs_per_clip, "min_scale": p.augment.min_scale,
                           "max_scale": p.augment.max_scale},
                 "training": {"batch_size": self.batch_size, "train_steps": self.train_steps,
@@ -123,7 +127,8 @@ def config_from_flags() -> PretrainConfig:
         pairs_per_clip=FLAGS.pairs_per_clip, shuffle_buffer=FLAGS.shuffle_buffer,
         subjects=tuple(FLAGS.train_subjects), seed=FLAGS.seed, deterministic=FLAGS.deterministic,
         augment=augment.AugmentConfig(output_size=FLAGS.input_size, min_scale=FLAGS.min_scale,
-                                      max_scale=FLAGS.max_scale))
+                                      max_scale=FLAGS.max_scale),
+        device_augment=FLAGS.augment_on == "device")
     return PretrainConfig(
         data_dir=FLAGS.data_dir, model_dir=FLAGS.model_dir, pairs=pair_config,
         train_subjects=tuple(FLAGS.train_subjects), eval_subjects=tuple(FLAGS.eval_subjects),
@@ -145,17 +150,30 @@ def _check_tasks(config: PretrainConfig) -> None:
         raise ValueError(f"--tasks={','.join(tasks)}: list them in the order sync,flip")
 
 
-def build_model(config: PretrainConfig):
-    """Builds and compiles the sync/flip model (call under ``strategy.scope()``)."""
+def build_model(config: PretrainConfig, stored_size: Optional[int] = None):
+    """Builds and compiles the sync/flip model (call under ``strategy.scope()``).
+
+    With ``config.pairs.device_augment`` the compiled model is the sync/flip model behind a
+    :class:`tf_synchro.models.view_augment.ViewAugment` layer (inputs: uint8 frames of
+    ``stored_size`` (default: read from the dataset) and their draws);
+    :func:`sync_flip_model` returns the bare model.
+    """
     import keras
     from tf_synchro import losses
-    from tf_synchro.models import resnet, siamese
+    from tf_synchro.models import resnet, siamese, view_augment
 
     if config.seed is not None:
         keras.utils.set_random_seed(config.seed)
     encoder = resnet.build_encoder(config.arch, config.width, config.pairs.augment.output_size)
     model = siamese.build_sync_flip_model(encoder, config.fusion, config.pairs.tasks,
                                           config.head_units)
+    if config.pairs.device_augment:
+        if stored_size is None:
+            stored_size = pairs.check_records(
+                records.dataset_files(config.data_dir, config.train_subjects),
+                config.pairs)["image_size"]
+        model = view_augment.wrap_with_augment(model, stored_size,
+                                               config.pairs.augment.output_size)
     model.compile(
         optimizer=train_lib.make_optimizer(config.train_steps, config.learning_rate,
                                            config.final_learning_rate, config.weight_decay),
@@ -163,6 +181,11 @@ def build_model(config: PretrainConfig):
         loss_weights={t: w for t, w in config.loss_weights if t in config.pairs.tasks},
         weighted_metrics=losses.sync_flip_metrics(config.pairs.tasks))
     return model
+
+
+def sync_flip_model(model):
+    """The bare sync/flip model (float crops in) of a model from :func:`build_model`."""
+    return model.get_layer("sync_flip") if model.name != "sync_flip" else model
 
 
 def train(config: PretrainConfig, strategy=None):
@@ -190,7 +213,7 @@ def train(config: PretrainConfig, strategy=None):
 
     # ---------------------------------------------------------------- model, data
     with strategy.scope():
-        model = build_model(config)
+        model = build_model(config, data_info["image_size"])
     dataset = train_lib.distributed_dataset(
         strategy, pairs.dataset_fn(config.data_dir, config.pairs, config.batch_size))
     if config.verbose and chief:
@@ -211,12 +234,13 @@ def train(config: PretrainConfig, strategy=None):
 
     # ---------------------------------------------------------------- export, evaluate
     if chief:
-        encoder = model.get_layer("encoder")
+        bare = sync_flip_model(model)
+        encoder = bare.get_layer("encoder")
         train_lib.save_model_atomic(encoder, os.path.join(config.model_dir, "encoder.keras"))
-        train_lib.save_model_atomic(model, os.path.join(config.model_dir, "sync_flip.keras"))
+        train_lib.save_model_atomic(bare, os.path.join(config.model_dir, "sync_flip.keras"))
         if config.eval_subjects:
             results = evaluate_pretext.evaluate(
-                model, config.data_dir, config.pairs,
+                bare, config.data_dir, config.pairs,
                 evaluate_pretext.EvalConfig(subjects=tuple(config.eval_subjects),
                                             passes=config.eval_passes))
             evaluate_pretext.write_report(results, config.model_dir)

@@ -48,7 +48,7 @@ TASK_PAIR_TYPES = {  # Pair types that carry a label for a set of heads (no wast
 }
 VIEW_MODES = ("multi", "single")
 # Per-pair fields kept for training (metadata only travels with with_metadata=True).
-_TRAIN_KEYS = ("image_a", "image_b", "pair_type", "jitter_a", "jitter_b")
+_TRAIN_KEYS = ("image_a", "image_b", "pair_type", "jitter_a", "jitter_b", "aug_a", "aug_b")
 # Record features the pair pipeline reads (the rest is not parsed).
 _KEYS = ("sequence/subject", "sequence/id", "clip/frame_index", "clip/num_views",
          "image/size", "image/encoded")
@@ -69,6 +69,10 @@ class PairConfig:
       shuffle_buffer: pairs mixed across clips before batching (0: no shuffle).
       training: random crop/scale and colour jitter (else a fixed central crop).
       augment: crop and jitter settings.
+      device_augment: hand the model whole decoded frames (uint8, stored size) and the
+        crop/flip/jitter draws (``aug_a``/``aug_b``, see
+        :mod:`tf_synchro.models.view_augment`) instead of finished crops; the model applies
+        them on the accelerator. Same draws as the host path.
       subjects: keep only these subjects (None: all).
       seed: random seed (None: a fresh one per pipeline).
       deterministic: fixed element order for a seed (tests, evaluation).
@@ -84,6 +88,7 @@ class PairConfig:
     shuffle_buffer: int = 512
     training: bool = True
     augment: augment.AugmentConfig = augment.AugmentConfig()
+    device_augment: bool = False
     subjects: Optional[tuple] = None
     seed: Optional[int] = None
     deterministic: bool = False
@@ -122,20 +127,25 @@ def check_records(files: Sequence[str], config: PairConfig, max_records: int = 6
     than ``d_max`` frames apart. Clips that fail are skipped by the pipeline; if all
     checked ones fail, training could never start, so this raises.
 
+    With ``device_augment`` it also checks that all checked records share one stored image
+    size of at least the input size (whole frames are batched).
+
     Returns:
-      ``{"checked": n, "usable": n_ok, "num_views": max V, "max_span": max frame span}``.
+      ``{"checked": n, "usable": n_ok, "num_views": max V, "max_span": max frame span,
+      "image_size": max stored side}``.
 
     Raises:
       ValueError: naming a failing record and what it lacks.
     """
     config.validate()
     spec = {k: schema.tf_feature_spec()[k] for k in
-            ("sequence/id", "clip/index", "clip/num_views", "clip/frame_index")}
+            ("sequence/id", "clip/index", "clip/num_views", "clip/frame_index", "image/size")}
     per_file = max(1, max_records // max(len(files), 1))
     ds = tf.data.Dataset.from_tensor_slices(list(files)).interleave(
         lambda f: tf.data.TFRecordDataset(f).take(per_file), cycle_length=len(files) or 1)
     ds = ds.take(max_records).map(lambda s: tf.io.parse_single_example(s, spec))
     checked = usable = max_views = max_span = 0
+    sizes = set()
     first_error = None
     for rec in ds.as_numpy_iterator():
         checked += 1
@@ -144,6 +154,7 @@ def check_records(files: Sequence[str], config: PairConfig, max_records: int = 6
         gaps = abs(fi[:, None] - fi[None, :])
         span = int(fi[-1] - fi[0]) if len(fi) else 0
         max_views, max_span = max(max_views, views), max(max_span, span)
+        sizes.add(int(rec["image/size"]))
         where = f"record {rec['sequence/id'].decode()!r} clip {int(rec['clip/index'])}"
         if config.views == "multi" and views < 2:
             first_error = first_error or (f"{where} has {views} view(s); multi-view pairs need "
@@ -160,7 +171,13 @@ def check_records(files: Sequence[str], config: PairConfig, max_records: int = 6
     if usable == 0:
         raise ValueError(f"none of the {checked} records checked can give all pair types: "
                          f"{first_error}")
-    return {"checked": checked, "usable": usable, "num_views": max_views, "max_span": max_span}
+    if config.device_augment and (len(sizes) > 1 or min(sizes) < config.augment.output_size):
+        raise ValueError(
+            f"device augmentation batches whole stored frames: it needs one stored image size "
+            f">= the input size {config.augment.output_size}, the records have {sorted(sizes)} "
+            f"(use host augmentation, or rewrite the dataset with one --image_size)")
+    return {"checked": checked, "usable": usable, "num_views": max_views, "max_span": max_span,
+            "image_size": max(sizes)}
 
 
 # ----------------------------------------------------------------------------- sampling
@@ -285,6 +302,21 @@ def _decode_pairs(clip: dict, key: tf.Tensor, config: PairConfig, with_metadata:
         windows = augment.random_crop_windows(k_crop, 2 * k, size, aug, shared_side=True)
     else:
         windows = tf.tile(augment.central_crop_window(size, aug.central_scale)[None], [2 * k, 1])
+    if config.device_augment:
+        # Whole frames and the draws; the model's ViewAugment layer crops, mirrors, resizes
+        # and jitters them on the accelerator.
+        images = tf.map_fn(
+            lambda j: tf.io.decode_jpeg(j, channels=3, dct_method=aug.dct_method), jpegs,
+            fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+        jitter = (augment.jitter_factors_batch(k_jitter, 2 * k, aug) if config.training
+                  else tf.tile(tf.constant([[0.0, 1.0, 1.0]]), [2 * k, 1]))
+        params = tf.concat([tf.cast(windows[:, :3], tf.float32),
+                            tf.cast(flips, tf.float32)[:, None], jitter], axis=1)
+        p["aug_a"], p["aug_b"] = params[:k], params[k:]
+        p["image_a"], p["image_b"] = images[:k], images[k:]
+        if not with_metadata:
+            p = {name: v for name, v in p.items() if name in _TRAIN_KEYS}
+        return p
     crops = tf.map_fn(
         lambda a: augment.decode_window(a[0], a[1], a[2], aug.dct_method),
         (jpegs, windows, flips), fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
@@ -307,6 +339,10 @@ def _to_model_inputs(b: dict, config: PairConfig, with_metadata: bool):
     t = b["pair_type"]
     features = {}
     for view in ("a", "b"):
+        if config.device_augment:  # uint8 frames + draws: see tf_synchro.models.view_augment.
+            features[f"view_{view}"] = b[f"image_{view}"]
+            features[f"aug_{view}"] = b[f"aug_{view}"]
+            continue
         images = tf.cast(b[f"image_{view}"], tf.float32)
         if config.training:  # Vectorised over the batch: one colour matrix per image.
             images = augment.apply_colour_jitter(images, b[f"jitter_{view}"])

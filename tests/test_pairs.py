@@ -186,6 +186,16 @@ def test_tasks_restrict_pair_types(coded_files):
     assert set(p["pair_type"]) == {pairs.SYNC, pairs.UNSYNC} and "y_flip" not in p
 
 
+def test_flip_only_needs_no_partners_in_range(coded_files):
+    """Flip-only pairs are synchronized: clips with no two timesteps in (d_min, d_max) are
+    fine (regression: the unsynchronized sampler used to run anyway and crash on them)."""
+    config = _eval_config(tasks=("flip",), passes=1, d_min=500, d_max=600)
+    assert pairs.check_records(coded_files, config)["usable"] > 0
+    p = _collect(coded_files, config)
+    assert set(p["pair_type"]) == {pairs.SYNC, pairs.FLIP} and "y_sync" not in p
+    assert (p["gap"] == 0).all()
+
+
 def test_single_view_variant(coded_files):
     p = _collect(coded_files, _eval_config(views="single", passes=1))
     assert np.array_equal(p["view_a"].shape, p["view_b"].shape)

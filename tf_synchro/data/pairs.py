@@ -208,6 +208,38 @@ def _usable(clip: dict, config: PairConfig) -> tf.Tensor:
     return ok
 
 
+def _unsync_times(fi: tf.Tensor, k: int, key_t1: tf.Tensor, key_t2: tf.Tensor,
+                  config: PairConfig):
+    """``k`` unsynchronized time index pairs ``(t1, t2)`` of one clip (int32 [k] each).
+
+    The clip must have a partner pair in range (:func:`_usable` filters for it).
+    """
+    # t1 uniform over timesteps with a partner in (d_min, d_max); then t2
+    # among those partners with probability proportional to the frames each kept timestep
+    # stands for (half the distance to its neighbours). Where the motion filter dropped
+    # frames unevenly this keeps |dt| close to uniform over (d_min, d_max) instead of
+    # favouring the densely kept (fast-moving) stretches next to t1.
+    lo_m, hi_m, lo_p, hi_p = _partner_ranges(fi, config)
+    padded = tf.concat([fi[:1], fi, fi[-1:]], 0)
+    span = tf.cast(tf.maximum(padded[2:] - padded[:-2], 1), tf.float32)
+    cum = tf.concat([[0.0], tf.cumsum(span)], 0)  # Weight of range [a, b) = cum[b] - cum[a].
+    w_m = tf.gather(cum, hi_m) - tf.gather(cum, lo_m)
+    w_p = tf.gather(cum, hi_p) - tf.gather(cum, lo_p)
+    rows = tf.cast(tf.where(w_m + w_p > 0)[:, 0], tf.int32)  # Non-empty: _usable filtered.
+    pick = tf.random.stateless_uniform([k], key_t1, 0, tf.maximum(tf.size(rows), 1),
+                                       dtype=tf.int32)
+    t1 = tf.gather(rows, pick)
+    # Inverse-CDF draw over the span weights of t1's two partner ranges.
+    u = tf.random.stateless_uniform([k], key_t2) * (tf.gather(w_m, t1) + tf.gather(w_p, t1))
+    in_minus = u < tf.gather(w_m, t1)
+    lo = tf.where(in_minus, tf.gather(lo_m, t1), tf.gather(lo_p, t1))
+    hi = tf.where(in_minus, tf.gather(hi_m, t1), tf.gather(hi_p, t1))
+    target = tf.gather(cum, lo) + tf.where(in_minus, u, u - tf.gather(w_m, t1))
+    t2 = tf.cast(tf.searchsorted(cum, target, side="right"), tf.int32) - 1
+    t2 = tf.clip_by_value(t2, lo, hi - 1)  # Guards float round-off at the range ends.
+    return t1, t2
+
+
 def _sample_pairs(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
     """Draws ``pairs_per_clip`` pairs from one parsed clip; returns per-pair tensors [K, ...]."""
     k = config.pairs_per_clip
@@ -234,32 +266,13 @@ def _sample_pairs(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
 
     # Times. Synchronized: one uniform timestep.
     t_sync = tf.random.stateless_uniform([k], keys[3], 0, num_t, dtype=tf.int32)
-    # Unsynchronized: t1 uniform over timesteps with a partner in (d_min, d_max); then t2
-    # among those partners with probability proportional to the frames each kept timestep
-    # stands for (half the distance to its neighbours). Where the motion filter dropped
-    # frames unevenly this keeps |dt| close to uniform over (d_min, d_max) instead of
-    # favouring the densely kept (fast-moving) stretches next to t1.
-    lo_m, hi_m, lo_p, hi_p = _partner_ranges(fi, config)
-    padded = tf.concat([fi[:1], fi, fi[-1:]], 0)
-    span = tf.cast(tf.maximum(padded[2:] - padded[:-2], 1), tf.float32)
-    cum = tf.concat([[0.0], tf.cumsum(span)], 0)  # Weight of range [a, b) = cum[b] - cum[a].
-    w_m = tf.gather(cum, hi_m) - tf.gather(cum, lo_m)
-    w_p = tf.gather(cum, hi_p) - tf.gather(cum, lo_p)
-    rows = tf.cast(tf.where(w_m + w_p > 0)[:, 0], tf.int32)  # Non-empty: _usable filtered.
-    pick = tf.random.stateless_uniform([k], keys[4], 0, tf.maximum(tf.size(rows), 1),
-                                       dtype=tf.int32)
-    t1 = tf.gather(rows, pick)
-    # Inverse-CDF draw over the span weights of t1's two partner ranges.
-    u = tf.random.stateless_uniform([k], keys[5]) * (tf.gather(w_m, t1) + tf.gather(w_p, t1))
-    in_minus = u < tf.gather(w_m, t1)
-    lo = tf.where(in_minus, tf.gather(lo_m, t1), tf.gather(lo_p, t1))
-    hi = tf.where(in_minus, tf.gather(hi_m, t1), tf.gather(hi_p, t1))
-    target = tf.gather(cum, lo) + tf.where(in_minus, u, u - tf.gather(w_m, t1))
-    t2 = tf.cast(tf.searchsorted(cum, target, side="right"), tf.int32) - 1
-    t2 = tf.clip_by_value(t2, lo, hi - 1)  # Guards float round-off at the range ends.
     unsync = types == UNSYNC
-    t_a = tf.where(unsync, t1, t_sync)
-    t_b = tf.where(unsync, t2, t_sync)
+    if UNSYNC in config.pair_types:
+        t1, t2 = _unsync_times(fi, k, keys[4], keys[5], config)
+        t_a = tf.where(unsync, t1, t_sync)
+        t_b = tf.where(unsync, t2, t_sync)
+    else:  # Flip-only: no unsynchronized pairs, and clips need no partners in range.
+        t_a = t_b = t_sync
 
     # Flipped pairs mirror either frame with probability 1/2.
     side = tf.random.stateless_uniform([k], keys[6], 0, 2, dtype=tf.int32)

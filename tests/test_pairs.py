@@ -5,6 +5,7 @@ asymmetric stripe, so every pair the pipeline makes can be checked against its l
 the pixels alone.
 """
 import collections
+import dataclasses
 
 import cv2
 import numpy as np
@@ -147,6 +148,29 @@ def test_unsync_gaps_spread_where_frames_were_dropped_unevenly(tmp_path):
     assert np.all((gaps > 4) & (gaps < 128))
     low = np.mean(gaps < 46)
     assert 0.33 < low < 0.5, low
+    # Gap-first sampling is about uniform even here (a third below 46); both stay in range.
+    uniform = _collect(files, dataclasses.replace(config, gap_sampling="uniform"), batch=600)
+    gaps = uniform["gap"][uniform["gap"] > 0]
+    assert np.all((gaps > 4) & (gaps < 128))
+    assert 0.27 < np.mean(gaps < 46) < 0.4, np.mean(gaps < 46)
+
+
+def test_uniform_gap_sampling_is_flat_over_a_clip(tmp_path):
+    """Every frame kept, one 300-frame clip: "clip" sampling leans to small gaps (fewer
+    timesteps have far partners on both sides), "uniform" is flat over (4, 128)."""
+    files = _write(tmp_path / "dense", subjects=("S1",), seqs=1,
+                   frame_index=np.arange(0, 300))
+    config = _eval_config(d_min=4, d_max=128, tasks=("sync",), pairs_per_clip=2000, passes=1)
+    counts = {}
+    for mode in pairs.GAP_SAMPLING:
+        p = _collect(files, dataclasses.replace(config, gap_sampling=mode), batch=1000)
+        gaps = p["gap"][p["pair_type"] == pairs.UNSYNC]
+        assert np.all((gaps > 4) & (gaps < 128)) and len(gaps) == 1000
+        counts[mode] = np.histogram(gaps, bins=[5, 36, 67, 98, 128])[0]
+    assert counts["clip"][0] > 1.4 * counts["clip"][-1], counts
+    assert np.all(np.abs(counts["uniform"] - 250) < 60), counts
+    with pytest.raises(ValueError, match="gap_sampling='even'"):
+        dataclasses.replace(config, gap_sampling="even").validate()
 
 
 def test_flipped_frame_equals_mirrored_original(coded_files):

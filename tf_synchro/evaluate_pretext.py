@@ -165,6 +165,9 @@ def _define_flags() -> None:
     flags.DEFINE_integer("batch_size", 64, "Evaluation batch size.")
     flags.DEFINE_integer("seed", 0, "Fixes the evaluated pairs.")
     flags.DEFINE_string("output_dir", None, "Where to write JSON/PNG; default --model_dir.")
+    flags.DEFINE_enum("gap_sampling", None, list(pairs.GAP_SAMPLING),
+                      "Unsynchronized gap sampling of the evaluated pairs; default: the run's "
+                      "(so runs trained with different samplers can be compared on one).")
     flags.mark_flag_as_required("model_dir")
 
 
@@ -185,7 +188,8 @@ def load_run(model_dir: str):
     p = config["pairs"]
     pair_config = pairs.PairConfig(
         d_min=p["d_min"], d_max=p["d_max"], tasks=tuple(config["model"]["tasks"]),
-        views=p["views"], augment=augment.AugmentConfig(
+        views=p["views"], gap_sampling=p.get("gap_sampling", "clip"),
+        augment=augment.AugmentConfig(
             output_size=config["model"]["input_size"], min_scale=p["min_scale"],
             max_scale=p["max_scale"]))
     return keras.models.load_model(model_path), pair_config, config
@@ -194,6 +198,8 @@ def load_run(model_dir: str):
 def main(argv: Sequence[str]) -> None:
     del argv
     model, pair_config, run_config = load_run(FLAGS.model_dir)
+    if FLAGS.gap_sampling:
+        pair_config = dataclasses.replace(pair_config, gap_sampling=FLAGS.gap_sampling)
     data_dir = FLAGS.data_dir or run_config.get("data_dir")
     results = evaluate(model, data_dir, pair_config, EvalConfig(
         subjects=tuple(FLAGS.subjects), passes=FLAGS.passes, batch_size=FLAGS.batch_size,

@@ -43,6 +43,9 @@ flags.DEFINE_enum("views", "multi", list(pairs.VIEW_MODES),
                   "multi: two cameras; single: one camera + 2D augmentation (ablation l).")
 flags.DEFINE_integer("d_min", 4, "Unsynchronized pairs: |dt| > d_min frames.")
 flags.DEFINE_integer("d_max", 128, "Unsynchronized pairs: |dt| < d_max frames.")
+flags.DEFINE_enum("gap_sampling", "clip", list(pairs.GAP_SAMPLING),
+                  "Unsynchronized |dt|: clip (t1 first; leans to small gaps near clip ends) or "
+                  "uniform (gap first, flat over (d_min, d_max)); see pairs.PairConfig.")
 flags.DEFINE_integer("pairs_per_clip", 12, "Pairs drawn per parsed record.")
 flags.DEFINE_integer("shuffle_buffer", 2048, "Pair shuffle buffer.")
 flags.DEFINE_float("min_scale", 0.8, "Smallest random crop side (fraction of stored side).")
@@ -110,6 +113,7 @@ class PretrainConfig:
                 "eval_subjects": list(self.eval_subjects),
                 "pairs": {"d_min": p.d_min, "d_max": p.d_max, "views": p.views,
                           "augment_on": "device" if p.device_augment else "host",
+                          "gap_sampling": p.gap_sampling,
                           "pairs_per_clip": p.pairs_per_clip, "min_scale": p.augment.min_scale,
                           "max_scale": p.augment.max_scale},
                 "training": {"batch_size": self.batch_size, "train_steps": self.train_steps,
@@ -124,6 +128,7 @@ def config_from_flags() -> PretrainConfig:
     """Reads the absl flags into a :class:`PretrainConfig`."""
     pair_config = pairs.PairConfig(
         d_min=FLAGS.d_min, d_max=FLAGS.d_max, tasks=tuple(FLAGS.tasks), views=FLAGS.views,
+        gap_sampling=FLAGS.gap_sampling,
         pairs_per_clip=FLAGS.pairs_per_clip, shuffle_buffer=FLAGS.shuffle_buffer,
         subjects=tuple(FLAGS.train_subjects), seed=FLAGS.seed, deterministic=FLAGS.deterministic,
         augment=augment.AugmentConfig(output_size=FLAGS.input_size, min_scale=FLAGS.min_scale,

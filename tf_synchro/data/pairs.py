@@ -13,7 +13,9 @@ type            frames                                         sync head  flip h
 ``dt`` is measured in original frame numbers (``clip/frame_index``), so frames dropped by
 the motion filter do not shrink it. An unsynchronized pair takes ``t1`` uniformly among
 timesteps that have a partner in range, then ``t2`` among those partners weighted by the
-frames each stands for, so that ``|dt|`` is about uniform in range.
+frames each stands for (``gap_sampling="clip"``, the default; over a clip this leans to
+small gaps, because timesteps near the clip ends have partners on one side only), or draws
+``|dt|`` first, uniform in range, then ``t1`` (``gap_sampling="uniform"``).
 
 Elements are ``(features, labels, sample_weights)`` for ``model.fit``::
 
@@ -21,12 +23,20 @@ Elements are ``(features, labels, sample_weights)`` for ``model.fit``::
     labels   = {"sync": float32 [B, 1], "flip": float32 [B, 1]}
     weights  = {"sync": float32 [B], "flip": float32 [B]}   # 0 = masked for that head
 
+or, with ``PairConfig(device_augment=True)`` (what ``tf_synchro.pretrain`` uses by default),
+whole decoded frames and the augmentation draws, turned into crops on the accelerator by
+:class:`tf_synchro.models.view_augment.ViewAugment`::
+
+    features = {"view_a": uint8 [B, H, W, 3] (stored size), "view_b": same,
+                "aug_a": float32 [B, 7] (crop window, mirror, jitter), "aug_b": same}
+
 plus, with ``with_metadata=True``, a fourth dict (pair type, time gap, views, frame
 numbers, flipped side, subject, sequence id) for the pretext evaluation.
 
 Cost: a clip record is parsed once (only the features pairs need) and ``pairs_per_clip``
 pairs are drawn and made from it in one tf.data element; only the two chosen JPEGs of
-each pair are decoded; resizing and colour jitter run vectorised over the clip's frames.
+each pair are decoded; on the host path resizing and colour jitter run vectorised over the
+clip's frames (on the device path they leave tf.data altogether).
 """
 from __future__ import annotations
 

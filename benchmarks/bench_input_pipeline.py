@@ -103,7 +103,6 @@ def run(data_dir: str, input_size: int, batch_size: int, num_batches: int, trial
         pairs.check_records(files, pair_config)
         pipelines[mode] = pairs.pair_dataset(files, pair_config, batch_size).with_options(
             _options(threads))
-    frames = 2 * batch_size * (num_batches + 3)
     jpegs = _jpegs(files, 2 * batch_size * (num_batches + 3))
 
     def decode_only(dct_method: str) -> tf.data.Dataset:

@@ -358,7 +358,8 @@ def _sample_pairs(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
 
 
 def _decode_pairs(clip: dict, key: tf.Tensor, config: PairConfig, with_metadata: bool) -> dict:
-    """Samples a clip's pairs and makes their images: uint8 [K, S, S, 3] per view.
+    """Samples a clip's pairs and makes their images: uint8 [K, S, S, 3] per view (device
+    path: the whole stored frames [K, H, W, 3] and their draws ``aug_a``/``aug_b``).
 
     Done per clip, not per pair: tf.data's per-element cost is paid once per clip,
     ``map_fn`` decodes and slices (mirrors) each frame's window, and one batched resize
@@ -388,21 +389,18 @@ def _decode_pairs(clip: dict, key: tf.Tensor, config: PairConfig, with_metadata:
         params = tf.concat([tf.cast(windows[:, :3], tf.float32),
                             tf.cast(flips, tf.float32)[:, None], jitter], axis=1)
         p["aug_a"], p["aug_b"] = params[:k], params[k:]
-        p["image_a"], p["image_b"] = images[:k], images[k:]
-        if not with_metadata:
-            p = {name: v for name, v in p.items() if name in _TRAIN_KEYS}
-        return p
-    crops = tf.map_fn(
-        lambda a: augment.decode_window(a[0], a[1], a[2], aug.dct_method),
-        (jpegs, windows, flips), fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
-    images = tf.image.resize(crops, [aug.output_size, aug.output_size], method="bilinear")
-    # uint8 keeps the pair shuffle buffer 4x smaller than float. Bilinear of uint8 cannot
-    # overshoot [0, 255], so +0.5 rounds.
-    images = tf.ensure_shape(tf.cast(images + 0.5, tf.uint8),
-                             [None, aug.output_size, aug.output_size, 3])
-    if config.training:
-        jitter = augment.jitter_factors_batch(k_jitter, 2 * k, aug)
-        p["jitter_a"], p["jitter_b"] = jitter[:k], jitter[k:]
+    else:
+        crops = tf.map_fn(
+            lambda a: augment.decode_window(a[0], a[1], a[2], aug.dct_method),
+            (jpegs, windows, flips), fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
+        images = tf.image.resize(crops, [aug.output_size, aug.output_size], method="bilinear")
+        # uint8 keeps the pair shuffle buffer 4x smaller than float. Bilinear of uint8 cannot
+        # overshoot [0, 255], so +0.5 rounds.
+        images = tf.ensure_shape(tf.cast(images + 0.5, tf.uint8),
+                                 [None, aug.output_size, aug.output_size, 3])
+        if config.training:
+            jitter = augment.jitter_factors_batch(k_jitter, 2 * k, aug)
+            p["jitter_a"], p["jitter_b"] = jitter[:k], jitter[k:]
     p["image_a"], p["image_b"] = images[:k], images[k:]
     if not with_metadata:  # Fewer components make unbatch/shuffle/batch cheaper per pair.
         p = {name: v for name, v in p.items() if name in _TRAIN_KEYS}

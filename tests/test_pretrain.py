@@ -195,3 +195,21 @@ def test_tiny_run_learns_sync_and_flip_on_coded_frames(tmp_path):
     saved = json.load(open(tmp_path / "run" / "pretext_eval.json"))
     assert saved["sync_accuracy"] == result["sync_accuracy"]
     assert os.path.getsize(tmp_path / "run" / "sync_vs_gap.png") > 1000
+
+    # Re-scoring the finished run with the binary on other pair settings: every evaluated
+    # gap respects the override, and a bad override is refused before anything is written.
+    out = tmp_path / "rescored"
+    cmd = [sys.executable, "-m", "tf_synchro.evaluate_pretext",
+           f"--model_dir={tmp_path / 'run'}", "--subjects=S9", "--passes=1",
+           "--d_min=30", "--d_max=60", "--gap_sampling=uniform", f"--output_dir={out}"]
+    done = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True,
+                          timeout=240)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    rescored = json.load(open(out / "pretext_eval.json"))
+    assert (rescored["d_min"], rescored["d_max"]) == (30, 60)
+    bins = rescored["sync_accuracy_by_gap"][1:]
+    assert bins and all(b["gap_lo"] >= 31 and b["gap_hi"] <= 60 for b in bins), bins
+    bad = subprocess.run(cmd[:-4] + ["--d_min=60", "--d_max=30", f"--output_dir={out}-bad"],
+                         cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240)
+    assert bad.returncode != 0 and "--d_min=60" in bad.stderr, bad.stderr[-2000:]
+    assert not os.path.exists(f"{out}-bad")

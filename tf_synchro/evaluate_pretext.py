@@ -5,6 +5,11 @@ Library: :func:`evaluate` (a model + pair settings -> results dict) and :func:`w
 calls both at the end; the binary here re-evaluates a finished run::
 
     python -m tf_synchro.evaluate_pretext --model_dir DIR [--data_dir DIR] [--subjects S9,S11]
+        [--gap_sampling=clip|uniform] [--d_min=4] [--d_max=128]
+
+By default the pairs are drawn as the run drew its training pairs (``config.json``); the
+``--gap_sampling``, ``--d_min`` and ``--d_max`` overrides score runs trained with different
+pair settings on one common set of pairs.
 
 Accuracies count only the pairs a head sees (its mask): sync accuracy over synchronized and
 unsynchronized pairs, flip accuracy over synchronized and flipped pairs. In the gap curve,
@@ -168,6 +173,10 @@ def _define_flags() -> None:
     flags.DEFINE_enum("gap_sampling", None, list(pairs.GAP_SAMPLING),
                       "Unsynchronized gap sampling of the evaluated pairs; default: the run's "
                       "(so runs trained with different samplers can be compared on one).")
+    flags.DEFINE_integer("d_min", None, "Unsynchronized pairs: |dt| > d_min; default: the "
+                         "run's (e.g. --d_min=4 scores a run trained with a larger d_min on "
+                         "the paper's pairs).")
+    flags.DEFINE_integer("d_max", None, "Unsynchronized pairs: |dt| < d_max; default: the run's.")
     flags.mark_flag_as_required("model_dir")
 
 
@@ -198,8 +207,13 @@ def load_run(model_dir: str):
 def main(argv: Sequence[str]) -> None:
     del argv
     model, pair_config, run_config = load_run(FLAGS.model_dir)
-    if FLAGS.gap_sampling:
-        pair_config = dataclasses.replace(pair_config, gap_sampling=FLAGS.gap_sampling)
+    overrides = {k: getattr(FLAGS, k) for k in ("gap_sampling", "d_min", "d_max")
+                 if getattr(FLAGS, k) is not None}
+    pair_config = dataclasses.replace(pair_config, **overrides)
+    try:
+        pair_config.validate()
+    except ValueError as e:
+        raise app.UsageError(f"{FLAGS.model_dir}: {e}")
     data_dir = FLAGS.data_dir or run_config.get("data_dir")
     results = evaluate(model, data_dir, pair_config, EvalConfig(
         subjects=tuple(FLAGS.subjects), passes=FLAGS.passes, batch_size=FLAGS.batch_size,

@@ -192,6 +192,7 @@ def test_tiny_run_learns_sync_and_flip_on_coded_frames(tmp_path):
     result = summary["eval"]
     assert result["flip_accuracy"] > 0.8, result
     assert result["sync_accuracy"] > 0.7, result
+    assert result["flip_auc"] > 0.8 and result["sync_auc"] > 0.7, result
     saved = json.load(open(tmp_path / "run" / "pretext_eval.json"))
     assert saved["sync_accuracy"] == result["sync_accuracy"]
     assert os.path.getsize(tmp_path / "run" / "sync_vs_gap.png") > 1000

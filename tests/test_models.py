@@ -330,6 +330,7 @@ _JAX_SCRIPT = textwrap.dedent("""
 def test_trains_one_step_on_jax_backend_without_tensorflow():
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
            "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    # A hang guard only: the JAX compile took over 240 s on a 2-core machine under load.
     proc = subprocess.run([sys.executable, "-c", _JAX_SCRIPT], env=env, cwd=REPO,
-                          capture_output=True, text=True, timeout=240)
+                          capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and "JAX_OK" in proc.stdout, proc.stdout + proc.stderr[-3000:]

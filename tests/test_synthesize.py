@@ -216,6 +216,8 @@ def _good_motion():
 
 @pytest.mark.parametrize("kw, match", [
     (dict(subjects=("S1", "Bob")), "unknown subject.*Bob"),
+    (dict(subjects=("U00",)), "unknown subject.*U00"),
+    (dict(subjects=("U1",)), "unknown subject.*U1"),
     (dict(actions=("Walking", "Flying")), "unknown action.*Flying"),
     (dict(image_size=8), "image_size 8 outside"),
     (dict(image_size=4096), "image_size 4096 outside"),
@@ -227,6 +229,42 @@ def test_bad_settings_are_refused_before_writing(tmp_path, kw, match):
     with pytest.raises(ValueError, match=match):
         synthesize.generate(out, _small(**kw), log=lambda s: None)
     assert not os.path.exists(out)
+
+
+def test_extra_people_through_the_binary(tmp_path):
+    """``--extra_subjects=2`` adds U01 and U02 (own bodies and looks) to ``--subjects``;
+    an out-of-range count is refused naming the flag, before anything is written."""
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {**os.environ, "PYTHONPATH": repo, "CUDA_VISIBLE_DEVICES": ""}
+    small = ["--actions=Boxing", "--takes=1", "--num_frames=40", "--image_size=32",
+             "--clip_length=16", "--seed=3", "--num_workers=1"]
+
+    def synth(out, *args):
+        return subprocess.run([sys.executable, "-m", "tfrecords_tools.synthesize",
+                               f"--output_dir={out}", *args, *small], cwd=repo, env=env,
+                              capture_output=True, text=True, timeout=300)
+
+    out = str(tmp_path / "out")
+    done = synth(out, "--subjects=S1", "--extra_subjects=2")
+    assert done.returncode == 0, done.stderr[-2000:]
+    manifest = dataset_io.load_manifest(out)
+    assert set(manifest["images_per"]["subject"]) == {"S1", "U01", "U02"}
+    # The shipped flagfile (nested in the CPU one) asks for U01..U20.
+    people = str(tmp_path / "people")
+    done = synth(people, "--flagfile=flags/synthesize_cpu_extra_people.flags", "--subjects=S9")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert set(dataset_io.load_manifest(people)["images_per"]["subject"]) == {
+        "S9", *body.extra_subjects(20)}
+    assert body.extra_subjects(2) == ("U01", "U02")
+    assert body.make_subject("U01").look != body.make_subject("U02").look
+    assert body.make_subject("U01").look != body.make_subject("S1").look
+    bad = str(tmp_path / "bad")
+    refused = synth(bad, "--subjects=S1", "--extra_subjects=100")
+    assert refused.returncode != 0
+    assert "--extra_subjects=100: must lie in [0, 99]" in refused.stderr
+    assert not os.path.exists(bad)
 
 
 @pytest.mark.parametrize("kind, match", [

@@ -49,7 +49,8 @@ class SynthConfig:
     """Settings of a synthetic dataset (all stored in the manifest).
 
     Attributes:
-      subjects: Human3.6M-style subject names, each with its own body and look.
+      subjects: Human3.6M-style subject names (S1 ... S11) and extra synthetic people
+        (U01 ... U99, see ``--extra_subjects``), each with its own body and look.
       actions: procedural actions (see :data:`tfrecords_tools.synth.motion.ACTIONS`).
       takes: takes per (subject, action), each with its own random variation.
       num_frames: frames per take at 50 fps, before the motion filter.
@@ -141,10 +142,11 @@ def validate(config: SynthConfig) -> Optional[np.ndarray]:
     Raises:
       ValueError: naming the setting (flag) and value at fault and what was expected.
     """
-    unknown = [s for s in config.subjects if s not in body_lib.KNOWN_SUBJECTS]
+    unknown = [s for s in config.subjects if not body_lib.is_synthetic_subject(s)]
     if unknown or not config.subjects:
         raise ValueError(f"--subjects: unknown subject(s) {unknown or '(none given)'}; expected "
-                         f"names from {list(body_lib.KNOWN_SUBJECTS)}")
+                         f"names from {list(body_lib.KNOWN_SUBJECTS)} or extra people "
+                         f"U01..U{body_lib.MAX_EXTRA_SUBJECTS:02d}")
     if len(set(config.subjects)) != len(config.subjects):
         raise ValueError(f"--subjects: duplicates in {list(config.subjects)}")
     if config.motion_file is None:
@@ -353,8 +355,13 @@ def _main(argv: Sequence[str]) -> None:
     del argv
     f = flags.FLAGS
     defaults = SynthConfig()
+    try:
+        extra = body_lib.extra_subjects(f.extra_subjects)
+    except ValueError as e:
+        raise SystemExit(f"error: --extra_subjects={f.extra_subjects}: must lie in "
+                         f"[0, {body_lib.MAX_EXTRA_SUBJECTS}]") from e
     config = SynthConfig(
-        subjects=tuple(f.subjects), actions=tuple(f.actions), takes=f.takes,
+        subjects=tuple(f.subjects) + extra, actions=tuple(f.actions), takes=f.takes,
         num_frames=f.num_frames, clip_length=f.clip_length, image_size=f.image_size,
         background=f.background, min_motion_mm=f.min_motion_mm, seed=f.seed,
         motion_file=f.motion_file, crop_margin=defaults.crop_margin,
@@ -370,6 +377,9 @@ def main() -> None:
     d = SynthConfig()
     flags.DEFINE_string("output_dir", None, "Dataset directory (created; resumed if present).")
     flags.DEFINE_list("subjects", list(d.subjects), "Subjects to generate.")
+    flags.DEFINE_integer("extra_subjects", 0,
+                         "Also generate N extra synthetic people U01..UN (extra unlabelled "
+                         "pre-training subjects; pass them to pretrain --train_subjects).")
     flags.DEFINE_list("actions", list(d.actions), "Actions to generate.")
     flags.DEFINE_integer("takes", d.takes, "Takes per (subject, action).")
     flags.DEFINE_integer("num_frames", d.num_frames, "Frames per take (50 fps).")

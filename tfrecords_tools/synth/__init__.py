@@ -4,7 +4,9 @@ Public API (stable names other modules and tests use):
 
 * ``body.make_subject(name, seed=0) -> body.Subject`` — a person's body shape (bone
   lengths, limb thickness) and look (colours, left/right cues), fixed by name and seed.
-  ``body.KNOWN_SUBJECTS`` = S1, S5, S6, S7, S8 (train), S9, S11 (test).
+  ``body.KNOWN_SUBJECTS`` = S1, S5, S6, S7, S8 (train), S9, S11 (test);
+  ``body.extra_subjects(n)`` = U01 ... U{n} (extra synthetic people, e.g. more
+  unlabelled pre-training subjects).
 * ``motion.generate_motion(subject, action, num_frames, rng, fps=50.0, style_seed=0)
   -> [T, 17, 3]`` world joints in mm (Human3.6M 17-joint order); ``motion.ACTIONS``.
 * ``render.render_view(joints_world [17, 3], camera, subject, box=None, out_size=None,

@@ -17,6 +17,21 @@ import numpy as np
 TRAIN_SUBJECTS = ("S1", "S5", "S6", "S7", "S8")
 TEST_SUBJECTS = ("S9", "S11")
 KNOWN_SUBJECTS = TRAIN_SUBJECTS + TEST_SUBJECTS
+# Extra synthetic people U01..U99, for more unlabelled pre-training subjects than
+# Human3.6M's five (the pretext task then has to generalise across more bodies and looks).
+MAX_EXTRA_SUBJECTS = 99
+
+
+def extra_subjects(n: int) -> tuple:
+    """The first ``n`` extra synthetic people: ``("U01", ..., f"U{n:02d}")``."""
+    if not 0 <= n <= MAX_EXTRA_SUBJECTS:
+        raise ValueError(f"extra subjects: {n} must lie in [0, {MAX_EXTRA_SUBJECTS}]")
+    return tuple(f"U{i:02d}" for i in range(1, n + 1))
+
+
+def is_synthetic_subject(name: str) -> bool:
+    """True for the names the generator accepts: :data:`KNOWN_SUBJECTS` and U01..U99."""
+    return name in KNOWN_SUBJECTS or name in extra_subjects(MAX_EXTRA_SUBJECTS)
 
 # Palettes (RGB). Kept away from pure black: the background-removed look is black,
 # and a body part must stay distinguishable from it even in shadow.
@@ -134,7 +149,7 @@ def make_subject(name: str, seed: int = 0) -> Subject:
     """The subject called ``name`` (body and look are fixed by name and ``seed``).
 
     Any name works (e.g. for tests and rig converters); the generator restricts itself
-    to :data:`KNOWN_SUBJECTS`.
+    to :data:`KNOWN_SUBJECTS` and the extra people of :func:`extra_subjects`.
     """
     return Subject(name=name, body=make_body(_rng_for(name, seed, "body")),
                    look=make_look(_rng_for(name, seed, "look")))

@@ -261,9 +261,9 @@ def test_extra_people_through_the_binary(tmp_path):
     assert body.make_subject("U01").look != body.make_subject("U02").look
     assert body.make_subject("U01").look != body.make_subject("S1").look
     bad = str(tmp_path / "bad")
-    refused = synth(bad, "--subjects=S1", "--extra_subjects=100")
+    refused = synth(bad, "--subjects=S1", "--extra_subjects=1000")
     assert refused.returncode != 0
-    assert "--extra_subjects=100: must lie in [0, 99]" in refused.stderr
+    assert "--extra_subjects=1000: must lie in [0, 999]" in refused.stderr
     assert not os.path.exists(bad)
 
 
@@ -324,10 +324,11 @@ def test_motion_file_is_rendered_as_given(tmp_path):
 
 # ----------------------------------------------------------------------------- motion
 
-@pytest.mark.parametrize("action", motion.ACTIONS)
-def test_procedural_motion_is_plausible(action):
-    subj = body.make_subject("S7")
-    j = motion.generate_motion(subj, action, 400, np.random.default_rng(5))
+@pytest.mark.parametrize("action, name, seed", [(a, "S7", 5) for a in motion.ALL_ACTIONS] + [
+    (a, "U12", 1) for a in motion.EXTRA_ACTIONS + motion.UNSEEN_ACTIONS])
+def test_procedural_motion_is_plausible(action, name, seed):
+    subj = body.make_subject(name)
+    j = motion.generate_motion(subj, action, 400, np.random.default_rng(seed))
     assert j.shape == (400, 17, 3) and np.isfinite(j).all()
     # Rigid skeleton: bone lengths constant over time.
     for a, b in skeleton.BONES:
@@ -366,3 +367,99 @@ def test_actions_and_subjects_differ():
     for i in range(len(rel)):
         for k in range(i + 1, len(rel)):
             assert np.abs(rel[i] - rel[k]).mean() > 20, (motion.ACTIONS[i], motion.ACTIONS[k])
+
+
+@pytest.mark.parametrize("action", motion.EXTRA_ACTIONS + motion.UNSEEN_ACTIONS)
+def test_new_motion_families_are_deterministic_and_within_limits(action):
+    subj = body.make_subject("U07")
+    a = motion.generate_motion(subj, action, 300, np.random.default_rng(11))
+    b = motion.generate_motion(subj, action, 300, np.random.default_rng(11))
+    c = motion.generate_motion(subj, action, 300, np.random.default_rng(12))
+    np.testing.assert_array_equal(a, b)  # same seed, same take
+    assert np.abs(a - c).mean() > 1.0     # another seed, another take
+    # Joint limits hold: elbows never bend past 150 degrees nor backwards (the forearm stays
+    # within the limit cone of the upper arm), knees never past 150.
+    for p, m, c_ in ((11, 12, 13), (14, 15, 16), (1, 2, 3), (4, 5, 6)):
+        u, v = a[:, m] - a[:, p], a[:, c_] - a[:, m]
+        cos = np.einsum("ti,ti->t", u, v) / (np.linalg.norm(u, axis=-1) * np.linalg.norm(v, axis=-1))
+        assert np.degrees(np.arccos(np.clip(cos, -1, 1))).max() <= 150.0 + 1e-6, (action, m)
+
+
+def test_unseen_families_differ_from_every_training_motion():
+    """The held-out families are new poses, not renamed standard actions: each is far (mean
+    root-relative joint distance) from every standard and pre-training family."""
+    s9 = body.make_subject("S9")
+    rel = {a: skeleton.root_relative(motion.generate_motion(s9, a, 300, np.random.default_rng(0)))
+           for a in motion.ALL_ACTIONS}
+    for unseen in motion.UNSEEN_ACTIONS:
+        for other in motion.ACTIONS + motion.EXTRA_ACTIONS:
+            assert np.abs(rel[unseen] - rel[other]).mean() > 20, (unseen, other)
+
+
+def test_per_take_looks_are_deterministic_and_vary():
+    s1 = body.make_subject("S1")
+    looks = [body.take_look(s1, 0, f"Walking/{t}") for t in range(8)]
+    assert looks[0] == body.take_look(s1, 0, "Walking/0")  # fixed by person, seed, take
+    assert len({(l.shirt, l.trousers) for l in looks}) == 8  # a new outfit every take
+    assert {l.skin for l in looks} == {s1.look.skin} and {l.hair for l in looks} == {s1.look.hair}
+    # Which side carries the asymmetric cues changes from take to take.
+    assert {l.watch_side for l in looks} == {"L", "R"}
+    assert len({l.strap_side for l in looks}) > 1
+
+
+def test_subject_actions_keep_unseen_families_for_the_test_subjects():
+    cfg = synthesize.SynthConfig(
+        subjects=body.KNOWN_SUBJECTS + body.extra_subjects(30), actions=motion.ACTIONS,
+        extra_actions=motion.ACTIONS + motion.EXTRA_ACTIONS, extra_actions_per_subject=3,
+        unseen_actions=motion.UNSEEN_ACTIONS)
+    for name in cfg.subjects:
+        acts = synthesize.subject_actions(cfg, name)
+        if name in body.TEST_SUBJECTS:
+            assert acts == motion.ACTIONS + motion.UNSEEN_ACTIONS
+        elif name in body.TRAIN_SUBJECTS:
+            assert acts == motion.ACTIONS  # S1's labelled actions are unchanged
+        else:
+            assert len(acts) == 3 and not set(acts) & set(motion.UNSEEN_ACTIONS)
+            assert acts == synthesize.subject_actions(cfg, name)  # drawn by seed
+    drawn = {a for n in body.extra_subjects(30) for a in synthesize.subject_actions(cfg, n)}
+    assert set(motion.EXTRA_ACTIONS) <= drawn
+    with pytest.raises(ValueError, match="--extra_actions.*stay test-only"):
+        synthesize.validate(dataclasses.replace(cfg, extra_actions=("Kicking",)))
+    with pytest.raises(ValueError, match="--unseen_actions: unknown"):
+        synthesize.validate(dataclasses.replace(cfg, unseen_actions=("Walking",)))
+    with pytest.raises(ValueError, match="--look_variation=outfit"):
+        synthesize.validate(dataclasses.replace(cfg, look_variation="outfit"))
+
+
+def test_extra_people_names_beyond_99():
+    assert body.extra_subjects(101)[-3:] == ("U99", "U100", "U101")
+    assert body.is_synthetic_subject("U100") and body.is_synthetic_subject("U07")
+    assert not body.is_synthetic_subject("U7") and not body.is_synthetic_subject("U1000")
+    assert not body.is_synthetic_subject("U00")
+
+
+def test_standard_subjects_are_unchanged_by_the_new_options(tmp_path):
+    """With one look per person (the default), S1's shard is byte-identical whether or not
+    the dataset also has extra people, their families and the unseen test families; with
+    per-take looks only the pixels change, never the poses."""
+    base = _small(subjects=("S1", "S9"), actions=("Boxing",))
+    plain, more, takes = (str(tmp_path / n) for n in ("plain", "more", "takes"))
+    synthesize.generate(plain, base, log=lambda s: None)
+    synthesize.generate(more, dataclasses.replace(
+        base, subjects=("S1", "S9", "U01"), extra_actions=("Dancing", "RandomMotion"),
+        unseen_actions=("Kicking",)), log=lambda s: None)
+    synthesize.generate(takes, dataclasses.replace(base, look_variation="take"),
+                        log=lambda s: None)
+    h_plain, h_more, h_takes = (_shard_hashes(d) for d in (plain, more, takes))
+    for shard in ("S1-Boxing.tfrecord", "S9-Boxing.tfrecord"):
+        assert h_plain[shard] == h_more[shard]
+        assert h_plain[shard] != h_takes[shard]
+    assert set(h_more) == {"S1-Boxing.tfrecord", "S9-Boxing.tfrecord", "S9-Kicking.tfrecord",
+                           "U01-Dancing.tfrecord", "U01-RandomMotion.tfrecord"}
+    a = {c.sequence_id: c.joints3d_world for _, c in _clips(plain)}
+    b = {c.sequence_id: c.joints3d_world for _, c in _clips(takes)}
+    assert a.keys() == b.keys()
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    manifest = dataset_io.load_manifest(more)
+    assert manifest["settings"]["unseen_actions"] == ["Kicking"]

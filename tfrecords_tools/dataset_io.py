@@ -20,6 +20,7 @@ import collections
 import concurrent.futures
 import dataclasses
 import datetime
+import fnmatch
 import hashlib
 import json
 import multiprocessing
@@ -259,6 +260,28 @@ def load_manifest(data_dir: str) -> dict:
         if not os.path.exists(os.path.join(data_dir, shard["file"])):
             raise DatasetError(f"{data_dir}: shard {shard['file']} listed in {MANIFEST} is missing")
     return manifest
+
+
+def expand_subjects(data_dir: str, names: Sequence[str]) -> tuple:
+    """Subject names with shell-style patterns (``U*``) expanded against a dataset's subjects.
+
+    Plain names pass unchanged (and in order); a pattern becomes the dataset's matching
+    subjects, sorted. Lets a flag say "every extra person" without listing hundreds.
+
+    Raises:
+      DatasetError: a pattern matches no subject of the dataset.
+    """
+    if not any(ch in name for name in names for ch in "*?["):
+        return tuple(names)
+    have = sorted(load_manifest(data_dir)["images_per"]["subject"])
+    out: list = []
+    for name in names:
+        matched = fnmatch.filter(have, name) if any(ch in name for ch in "*?[") else [name]
+        if not matched:
+            raise DatasetError(f"{data_dir}: subject pattern {name!r} matches none of the "
+                               f"dataset's subjects {have}")
+        out += [m for m in matched if m not in out]
+    return tuple(out)
 
 
 def shard_paths(data_dir: str, manifest: Optional[dict] = None,

@@ -70,6 +70,19 @@ class SynthConfig:
       jpeg_quality: JPEG quality 1-100.
       labels: store 3D joints (False writes an unlabelled dataset, like raw video).
       cameras: camera rig; None = the Human3.6M rig (cameras.h36m_rig()).
+      look_variation: ``"subject"``: one look per person (as Human3.6M subjects wear one
+        outfit); ``"take"``: a new outfit per take, with the asymmetric cues (strap, watch,
+        stripe) on sides drawn per take, so no per-person left/right cue can solve the flip
+        task (:func:`tfrecords_tools.synth.body.take_look`).
+      extra_actions: the motion pool of the extra people U01...: standard actions and
+        pre-training-only families (:data:`~tfrecords_tools.synth.motion.EXTRA_ACTIONS`).
+        Empty: the extra people perform ``actions``, like everyone else.
+      extra_actions_per_subject: each extra person performs this many actions of the pool,
+        drawn per person by seed (0: all of them). Many people, each in a few motions, cost
+        no more frames than few people in many.
+      unseen_actions: held-out motion families
+        (:data:`~tfrecords_tools.synth.motion.UNSEEN_ACTIONS`) performed only by the test
+        subjects (S9, S11): the unseen-motion test set. Never given to anyone else.
     """
 
     subjects: tuple = body_lib.KNOWN_SUBJECTS
@@ -87,10 +100,37 @@ class SynthConfig:
     jpeg_quality: int = 90
     labels: bool = True
     cameras: Optional[tuple] = None
+    look_variation: str = "subject"
+    extra_actions: tuple = ()
+    extra_actions_per_subject: int = 0
+    unseen_actions: tuple = ()
 
 
 def _rig(config: SynthConfig) -> list:
     return list(config.cameras) if config.cameras is not None else cameras_lib.h36m_rig()
+
+
+LOOK_VARIATIONS = ("subject", "take")
+
+
+def subject_actions(config: SynthConfig, subject: str) -> tuple:
+    """The actions ``subject`` performs in a dataset of ``config``.
+
+    Human3.6M-named subjects perform ``actions``; the test subjects also the held-out
+    ``unseen_actions``; extra people U01... a per-person draw from ``extra_actions``.
+    """
+    if config.motion_file is not None:
+        return (motion_action_name(config.motion_file),)
+    if body_lib.is_extra_subject(subject):
+        pool = tuple(config.extra_actions) or tuple(config.actions)
+        k = config.extra_actions_per_subject
+        if not 0 < k < len(pool):
+            return pool
+        rng = take_rng(config, subject, "", 0, "actions")
+        pick = np.sort(rng.choice(len(pool), size=k, replace=False))
+        return tuple(pool[i] for i in pick)
+    unseen = tuple(config.unseen_actions) if subject in body_lib.TEST_SUBJECTS else ()
+    return tuple(config.actions) + unseen
 
 
 # ----------------------------------------------------------------------------- validation
@@ -154,8 +194,26 @@ def validate(config: SynthConfig) -> Optional[np.ndarray]:
         if bad or not config.actions:
             raise ValueError(f"--actions: unknown action(s) {bad or '(none given)'}; expected "
                              f"names from {list(motion_lib.ACTIONS)}")
-        if len(set(config.actions)) != len(config.actions):
-            raise ValueError(f"--actions: duplicates in {list(config.actions)}")
+        for name, values in (("actions", config.actions), ("extra_actions", config.extra_actions),
+                             ("unseen_actions", config.unseen_actions)):
+            if len(set(values)) != len(values):
+                raise ValueError(f"--{name}: duplicates in {list(values)}")
+        allowed = motion_lib.ACTIONS + motion_lib.EXTRA_ACTIONS
+        bad = [a for a in config.extra_actions if a not in allowed]
+        if bad:
+            raise ValueError(f"--extra_actions: {bad} cannot be given to the extra people; "
+                             f"expected names from {list(allowed)} (the held-out families "
+                             f"{list(motion_lib.UNSEEN_ACTIONS)} stay test-only)")
+        bad = [a for a in config.unseen_actions if a not in motion_lib.UNSEEN_ACTIONS]
+        if bad:
+            raise ValueError(f"--unseen_actions: unknown family(ies) {bad}; expected names from "
+                             f"{list(motion_lib.UNSEEN_ACTIONS)}")
+    if config.look_variation not in LOOK_VARIATIONS:
+        raise ValueError(f"--look_variation={config.look_variation}: expected one of "
+                         f"{list(LOOK_VARIATIONS)}")
+    if config.extra_actions_per_subject < 0:
+        raise ValueError(f"--extra_actions_per_subject {config.extra_actions_per_subject} is "
+                         f"invalid; expected >= 0 (0: every action of the pool)")
     if not schema.MIN_IMAGE_SIZE <= config.image_size <= schema.MAX_IMAGE_SIZE:
         raise ValueError(f"--image_size {config.image_size} outside the sane range "
                          f"[{schema.MIN_IMAGE_SIZE}, {schema.MAX_IMAGE_SIZE}] pixels")
@@ -282,6 +340,9 @@ def take_clips(config: SynthConfig, subject_name: str, action: str, take: int,
     """Renders one take and yields its records (clips of kept timesteps)."""
     rig = _rig(config)
     subject = body_lib.make_subject(subject_name, config.seed)
+    if config.look_variation == "take":
+        subject = dataclasses.replace(
+            subject, look=body_lib.take_look(subject, config.seed, f"{action}/{take}"))
     if joints is None:
         joints = take_motion(config, subject, action, take)
     keep = np.flatnonzero(motion_filter.moving_frames_3d(joints, config.min_motion_mm))
@@ -334,10 +395,8 @@ def generate(output_dir: str, config: SynthConfig, num_workers: int = 1,
     if num_workers < 1:
         raise ValueError(f"--num_workers {num_workers} is invalid; expected >= 1")
     validate(config)
-    actions = ((motion_action_name(config.motion_file),) if config.motion_file is not None
-               else tuple(config.actions))
     tasks = [dataset_io.ShardTask(shard_name(s, a), _Payload(config, s, a))
-             for s in config.subjects for a in actions]
+             for s in config.subjects for a in subject_actions(config, s)]
     start = time.time()
     manifest = dataset_io.write_dataset(
         output_dir, writer=WRITER, settings=settings_of(config), tasks=tasks, producer=_produce,
@@ -350,50 +409,82 @@ def generate(output_dir: str, config: SynthConfig, num_workers: int = 1,
 
 # ----------------------------------------------------------------------------- binary
 
+def config_from_flags(f) -> SynthConfig:
+    """The :class:`SynthConfig` of parsed flags (``f``: a ``FlagValues`` with
+    :func:`define_flags`' flags).
+
+    Raises:
+      ValueError: ``--extra_subjects`` out of range.
+    """
+    try:
+        extra = body_lib.extra_subjects(f.extra_subjects)
+    except ValueError as e:
+        raise ValueError(f"--extra_subjects={f.extra_subjects}: must lie in "
+                         f"[0, {body_lib.MAX_EXTRA_SUBJECTS}]") from e
+    return SynthConfig(
+        subjects=tuple(f.subjects) + extra, actions=tuple(f.actions), takes=f.takes,
+        num_frames=f.num_frames, clip_length=f.clip_length, image_size=f.image_size,
+        background=f.background, min_motion_mm=f.min_motion_mm, seed=f.seed,
+        motion_file=f.motion_file, crop_margin=SynthConfig.crop_margin,
+        crop_jitter=f.crop_jitter, jpeg_quality=f.jpeg_quality, labels=f.labels,
+        look_variation=f.look_variation, extra_actions=tuple(f.extra_actions),
+        extra_actions_per_subject=f.extra_actions_per_subject,
+        unseen_actions=tuple(f.unseen_actions))
+
+
 def _main(argv: Sequence[str]) -> None:
     from absl import flags
     del argv
     f = flags.FLAGS
-    defaults = SynthConfig()
     try:
-        extra = body_lib.extra_subjects(f.extra_subjects)
-    except ValueError as e:
-        raise SystemExit(f"error: --extra_subjects={f.extra_subjects}: must lie in "
-                         f"[0, {body_lib.MAX_EXTRA_SUBJECTS}]") from e
-    config = SynthConfig(
-        subjects=tuple(f.subjects) + extra, actions=tuple(f.actions), takes=f.takes,
-        num_frames=f.num_frames, clip_length=f.clip_length, image_size=f.image_size,
-        background=f.background, min_motion_mm=f.min_motion_mm, seed=f.seed,
-        motion_file=f.motion_file, crop_margin=defaults.crop_margin,
-        crop_jitter=f.crop_jitter, jpeg_quality=f.jpeg_quality, labels=f.labels)
-    try:
-        generate(f.output_dir, config, num_workers=f.num_workers)
+        generate(f.output_dir, config_from_flags(f), num_workers=f.num_workers)
     except (ValueError, dataset_io.DatasetError) as e:
         raise SystemExit(f"error: {e}")
 
 
+def define_flags(fv=None) -> None:
+    """Defines the binary's flags on ``fv`` (default: absl's global FLAGS)."""
+    from absl import flags
+    fv = fv if fv is not None else flags.FLAGS
+    d = SynthConfig()
+    for kind, name, default, text in (
+            ("string", "output_dir", None, "Dataset directory (created; resumed if present)."),
+            ("list", "subjects", list(d.subjects), "Subjects to generate."),
+            ("integer", "extra_subjects", 0,
+             "Also generate N extra synthetic people U01..UN (extra unlabelled pre-training "
+             "subjects; pass them to pretrain --train_subjects, e.g. as U*)."),
+            ("list", "actions", list(d.actions), "Actions to generate."),
+            ("integer", "takes", d.takes, "Takes per (subject, action)."),
+            ("integer", "num_frames", d.num_frames, "Frames per take (50 fps)."),
+            ("integer", "clip_length", d.clip_length, "Kept timesteps per record."),
+            ("integer", "image_size", d.image_size, "Crop side in pixels."),
+            ("bool", "background", d.background, "Render the static room behind the person."),
+            ("float", "min_motion_mm", d.min_motion_mm,
+             "Drop frames where no joint moved this much since the last kept one."),
+            ("integer", "seed", d.seed, "Random seed (same seed, same dataset)."),
+            ("string", "motion_file", None, "Optional .npz of world joints [T, 17, 3] in mm."),
+            ("float", "crop_jitter", d.crop_jitter, "Crop box jitter (fraction of the side)."),
+            ("integer", "jpeg_quality", d.jpeg_quality, "JPEG quality."),
+            ("bool", "labels", d.labels, "Store 3D joints."),
+            ("list", "extra_actions", list(d.extra_actions),
+             "Motion pool of the extra people (standard actions and the pre-training families "
+             f"{list(motion_lib.EXTRA_ACTIONS)}); empty: --actions."),
+            ("integer", "extra_actions_per_subject", d.extra_actions_per_subject,
+             "Actions of the pool each extra person performs (drawn per person; 0: all)."),
+            ("list", "unseen_actions", list(d.unseen_actions),
+             "Held-out motion families only the test subjects S9/S11 perform (the unseen-motion "
+             f"test set), from {list(motion_lib.UNSEEN_ACTIONS)}."),
+            ("integer", "num_workers", 1, "Parallel writer processes.")):
+        getattr(flags, f"DEFINE_{kind}")(name, default, text, flag_values=fv)
+    flags.DEFINE_enum("look_variation", d.look_variation, list(LOOK_VARIATIONS),
+                      "subject: one outfit per person; take: a new outfit per take, with the "
+                      "left/right cues (strap, watch, stripe) on sides drawn per take.",
+                      flag_values=fv)
+
+
 def main() -> None:
     from absl import app, flags
-    d = SynthConfig()
-    flags.DEFINE_string("output_dir", None, "Dataset directory (created; resumed if present).")
-    flags.DEFINE_list("subjects", list(d.subjects), "Subjects to generate.")
-    flags.DEFINE_integer("extra_subjects", 0,
-                         "Also generate N extra synthetic people U01..UN (extra unlabelled "
-                         "pre-training subjects; pass them to pretrain --train_subjects).")
-    flags.DEFINE_list("actions", list(d.actions), "Actions to generate.")
-    flags.DEFINE_integer("takes", d.takes, "Takes per (subject, action).")
-    flags.DEFINE_integer("num_frames", d.num_frames, "Frames per take (50 fps).")
-    flags.DEFINE_integer("clip_length", d.clip_length, "Kept timesteps per record.")
-    flags.DEFINE_integer("image_size", d.image_size, "Crop side in pixels.")
-    flags.DEFINE_bool("background", d.background, "Render the static room behind the person.")
-    flags.DEFINE_float("min_motion_mm", d.min_motion_mm,
-                       "Drop frames where no joint moved this much since the last kept one.")
-    flags.DEFINE_integer("seed", d.seed, "Random seed (same seed, same dataset).")
-    flags.DEFINE_string("motion_file", None, "Optional .npz of world joints [T, 17, 3] in mm.")
-    flags.DEFINE_float("crop_jitter", d.crop_jitter, "Crop box jitter (fraction of the side).")
-    flags.DEFINE_integer("jpeg_quality", d.jpeg_quality, "JPEG quality.")
-    flags.DEFINE_bool("labels", d.labels, "Store 3D joints.")
-    flags.DEFINE_integer("num_workers", 1, "Parallel writer processes.")
+    define_flags()
     flags.mark_flag_as_required("output_dir")
     app.run(_main)
 

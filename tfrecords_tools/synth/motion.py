@@ -20,8 +20,19 @@ from tfrecords_tools import skeleton
 from tfrecords_tools.synth import body as body_lib
 
 FPS = 50.0
+# The ten standard actions: every Human3.6M-named subject performs them (S1's are the
+# fine-tuning labels, S9/S11's the standard test).
 ACTIONS = ("Walking", "Waving", "Squatting", "Reaching", "SittingDown", "Boxing", "Bending",
            "Jumping", "Turning", "Pointing")
+# Motion families only the extra unlabelled people perform: poses the labelled actions do
+# not contain, so pre-training sees more of the pose space than fine-tuning does.
+# ``RandomMotion`` moves every joint independently and smoothly within its limits;
+# ``Mixed`` composes the legs of one standard action with the arms of another.
+EXTRA_ACTIONS = ("Dancing", "Stretching", "Throwing", "RandomMotion", "Mixed")
+# Held-out families: only the test subjects perform them (the unseen-motion test set).
+# No pre-training or fine-tuning data contains them, by construction.
+UNSEEN_ACTIONS = ("Kicking", "Lunging", "Climbing")
+ALL_ACTIONS = ACTIONS + EXTRA_ACTIONS + UNSEEN_ACTIONS
 # Actions that travel: their root follows a path instead of keeping the feet planted.
 _LOCOMOTION = ("Walking",)
 # Radius (mm) of the area the person stays in, around the world origin.
@@ -331,12 +342,191 @@ def _pointing(p, ch, st, rng, ex):
     ch["spine_twist"] = u * s_sign * -(plane - 20) * 0.1
 
 
+# ----------------------------------------------------------------------------- extra families
+# Pre-training-only families (EXTRA_ACTIONS) and the held-out test families (UNSEEN_ACTIONS).
+
+def _phase_noise(rng, p, sigma_cycles: float, scale: float = 1.0) -> np.ndarray:
+    """Smooth noise of the action phase, not of time: it freezes in the take's pauses."""
+    step = 0.02
+    grid = np.arange(0.0, p.max() - p.min() + 2 * step, step)
+    noise = _smooth_noise(rng, len(grid), sigma_cycles / step, scale)
+    return np.interp(p - p.min(), grid, noise)
+
+
+def _dancing(p, ch, st, rng, ex):
+    th = 2 * np.pi * p
+    a = st["amp"]
+    bounce = 0.5 - 0.5 * np.cos(2 * th)
+    for s, sign in (("r", 1), ("l", -1)):
+        ch[f"{s}_knee"] = st["knee"] + 25 * bounce * a + 10 * np.maximum(0, sign * np.sin(th))
+        ch[f"{s}_hip_flex"] = 8 * bounce + 12 * np.maximum(0, sign * np.sin(th))
+        ch[f"{s}_hip_abd"] = 6 + 6 * bounce
+        # Arms trace their own smooth random figures, large and fast.
+        ch[f"{s}_sh_elev"] = 70 + 55 * _phase_noise(rng, p, 0.3) * a
+        ch[f"{s}_sh_plane"] = 45 + 45 * _phase_noise(rng, p, 0.35)
+        ch[f"{s}_sh_twist"] = 35 * _phase_noise(rng, p, 0.35)
+        ch[f"{s}_elbow"] = 60 + 40 * _phase_noise(rng, p, 0.25)
+    ch["spine_twist"] = 20 * np.sin(th) * a
+    ch["spine_lat"] = 8 * np.sin(2 * th)
+    ch["root_roll"] = 5 * np.sin(th)
+    ch["root_yaw"] = 25 * np.sin(th / 2)
+    ch["neck_lat"] = 10 * np.sin(th + 1)
+
+
+def _stretching(p, ch, st, rng, ex):
+    f = p % 1
+    kind = _per_cycle(rng, p, 0, 3).astype(int)  # 0 overhead, 1 side bend, 2 arm across
+    side = np.where(_per_cycle(rng, p, 0, 1) < 0.5, 1, -1)  # 1 = right
+    u = bump(f, 0.05, 0.35, 0.65, 0.95)
+    over, bend, across = u * (kind == 0), u * (kind == 1), u * (kind == 2)
+    for s, sign in (("r", 1), ("l", -1)):
+        mine = (side == sign)
+        up = over + bend * mine
+        ch[f"{s}_sh_elev"] = ch[f"{s}_sh_elev"] * (1 - up) + up * 170
+        ch[f"{s}_sh_plane"] = ch[f"{s}_sh_plane"] * (1 - up) + up * 60
+        ch[f"{s}_elbow"] = ch[f"{s}_elbow"] * (1 - up) + up * 10
+        w = across * mine  # arm pulled across the chest
+        ch[f"{s}_sh_elev"] = ch[f"{s}_sh_elev"] * (1 - w) + w * 90
+        ch[f"{s}_sh_plane"] = ch[f"{s}_sh_plane"] * (1 - w) + w * -40
+        ch[f"{s}_sh_twist"] = ch[f"{s}_sh_twist"] + w * 30
+    ch["spine_lat"] = bend * side * -18
+    ch["spine_flex"] += over * -10
+    ch["neck_flex"] = over * -25
+    ch["spine_twist"] = across * side * 15
+
+
+def _throwing(p, ch, st, rng, ex):
+    f = p % 1
+    s = "r" if st["hand"] > 0 else "l"
+    o = "l" if s == "r" else "r"
+    sign = 1 if s == "r" else -1
+    wind = bump(f, 0.05, 0.35, 0.4, 0.5)          # arm back and up
+    throw = bump(f, 0.4, 0.5, 0.55, 0.85)         # arm forward and down
+    power = _per_cycle(rng, p, 0.6, 1.0)
+    ch[f"{s}_sh_elev"] = ch[f"{s}_sh_elev"] * (1 - wind - throw) + (wind * 150 + throw * 80)
+    ch[f"{s}_sh_plane"] = ch[f"{s}_sh_plane"] * (1 - wind - throw) + (wind * 100 + throw * 0)
+    ch[f"{s}_sh_twist"] = wind * 60
+    ch[f"{s}_elbow"] = 12 + wind * 100 + throw * 10
+    _arm_fwd(ch, o, 60 * wind * power, 20)
+    ch[f"{o}_hip_flex"] = 25 * (wind + throw) * power        # step with the other leg
+    ch[f"{o}_knee"] = st["knee"] + 20 * (wind + throw)
+    ch[f"{s}_hip_flex"] = -15 * throw
+    ch["spine_twist"] = sign * (25 * wind - 25 * throw) * power
+    ch["spine_flex"] += 20 * throw * power - 8 * wind
+
+
+def _random_motion(p, ch, st, rng, ex):
+    """Every joint wanders smoothly and independently inside (most of) its limits."""
+    def wander(lo, hi, sigma):
+        # A smooth random walk of the phase (it freezes in pauses), squashed into [lo, hi].
+        x = np.tanh(0.9 * _phase_noise(rng, p, sigma / 50.0) + rng.normal(0, 0.3))
+        return lo + (hi - lo) * (0.5 + 0.5 * x)
+
+    for s in "lr":
+        ch[f"{s}_hip_flex"] = wander(-20, 95, 30)
+        ch[f"{s}_hip_abd"] = wander(-5, 35, 40)
+        ch[f"{s}_hip_twist"] = wander(-25, 30, 40)
+        ch[f"{s}_knee"] = np.maximum(wander(0, 120, 25), ch[f"{s}_hip_flex"] * 0.3)
+        ch[f"{s}_sh_elev"] = wander(5, 170, 20)
+        ch[f"{s}_sh_plane"] = wander(-30, 110, 25)
+        ch[f"{s}_sh_twist"] = wander(-70, 80, 25)
+        ch[f"{s}_elbow"] = wander(0, 140, 20)
+    ch["spine_flex"] = wander(-10, 40, 40)
+    ch["spine_lat"] = wander(-15, 15, 40)
+    ch["spine_twist"] = wander(-30, 30, 40)
+    ch["neck_flex"] = wander(-30, 35, 30)
+    ch["neck_twist"] = wander(-50, 50, 30)
+    # Keep the supporting leg mostly straight so the body stands on its feet.
+    stand = np.argmin([ch["l_hip_flex"].mean(), ch["r_hip_flex"].mean()])
+    leg = "lr"[stand]
+    ch[f"{leg}_hip_flex"] = ch[f"{leg}_hip_flex"] * 0.3
+    ch[f"{leg}_knee"] = ch[f"{leg}_knee"] * 0.3
+    ch["root_pitch"] = 0.35 * np.clip(ch["spine_flex"], 0, None)
+
+
+_MIX_LEGS = ("Walking", "Squatting", "Jumping", "Turning", "Boxing", "Bending")
+_MIX_ARMS = ("Waving", "Reaching", "Boxing", "Pointing", "Jumping", "Squatting")
+_LEG_CHANNELS = ("root_pitch", "root_roll", "root_lift", "spine_flex") + tuple(
+    f"{s}_{k}" for s in "lr" for k in ("hip_flex", "hip_abd", "hip_twist", "knee"))
+_ARM_CHANNELS = ("spine_twist", "spine_lat", "neck_flex", "neck_twist") + tuple(
+    f"{s}_{k}" for s in "lr" for k in ("sh_elev", "sh_plane", "sh_twist", "elbow"))
+
+
+def _mixed(p, ch, st, rng, ex):
+    """Legs of one standard action with the arms of another (chosen per take)."""
+    legs = _MIX_LEGS[rng.integers(len(_MIX_LEGS))]
+    arms = _MIX_ARMS[rng.integers(len(_MIX_ARMS))]
+    lower, upper = dict(ch), dict(ch)
+    lx, ux = dict(ex), dict(ex)
+    _ACTION_TABLE[legs][0](p * _ACTION_TABLE[legs][1] / 0.4, lower, st, rng, lx)
+    _ACTION_TABLE[arms][0](p * _ACTION_TABLE[arms][1] / 0.4, upper, st, rng, ux)
+    lower["root_lift"] = lower["root_lift"] * 0  # both feet stay on the floor
+    for k in _LEG_CHANNELS:
+        ch[k] = lower[k]
+    for k in _ARM_CHANNELS:
+        ch[k] = upper[k]
+    ch["root_yaw"] = lower["root_yaw"]
+
+
+def _kicking(p, ch, st, rng, ex):
+    f = p % 1
+    side = np.where(_per_cycle(rng, p, 0, 1) < 0.5 + 0.2 * st["hand"], 1, -1)  # 1 = right leg
+    chamber = bump(f, 0.05, 0.3, 0.35, 0.5)
+    extend = bump(f, 0.3, 0.48, 0.55, 0.85)
+    height = _per_cycle(rng, p, 55, 95)
+    front = _per_cycle(rng, p, 0, 1) < 0.7  # front kick, else side kick
+    for s, sign in (("r", 1), ("l", -1)):
+        k = (side == sign)
+        lift = np.maximum(chamber, extend) * k
+        ch[f"{s}_hip_flex"] = lift * np.where(front, height, 25)
+        ch[f"{s}_hip_abd"] = 3 + lift * np.where(front, 0, height * 0.6)
+        ch[f"{s}_knee"] = st["knee"] + k * (chamber * 100 * (1 - extend) + extend * 5)
+        _arm_fwd(ch, s, 30 * lift + 20, 35 + 20 * lift)   # arms up and out for balance
+        ch[f"{s}_elbow"] = 60 + 0 * f
+    ch["root_pitch"] = -8 * extend
+    ch["spine_flex"] += -6 * extend
+    ch["spine_lat"] = 8 * extend * side
+
+
+def _lunging(p, ch, st, rng, ex):
+    f = p % 1
+    side = np.where(_per_cycle(rng, p, 0, 1) < 0.5, 1, -1)  # 1 = right leg forward
+    d = bump(f, 0.1, 0.4, 0.6, 0.9) * _per_cycle(rng, p, 0.7, 1.0)
+    for s, sign in (("r", 1), ("l", -1)):
+        fwd = (side == sign)
+        ch[f"{s}_hip_flex"] = np.where(fwd, 85 * d, -30 * d)
+        ch[f"{s}_knee"] = st["knee"] + np.where(fwd, 90 * d, 95 * d)
+        ch[f"{s}_sh_elev"] = ch[f"{s}_sh_elev"] * (1 - d) + d * 30
+        ch[f"{s}_sh_plane"] = ch[f"{s}_sh_plane"] * (1 - d) + d * 120  # hands to the hips
+        ch[f"{s}_elbow"] = 12 + 80 * d
+    ch["spine_flex"] += -4 * d
+
+
+def _climbing(p, ch, st, rng, ex):
+    """Climbing a ladder in place: the arm reaches high while the same-side knee lifts."""
+    th = 2 * np.pi * p
+    a = st["amp"]
+    for s, phase in (("r", 0.0), ("l", np.pi)):
+        u = 0.5 + 0.5 * np.sin(th + phase)
+        ch[f"{s}_sh_elev"] = 120 + 50 * u * a
+        ch[f"{s}_sh_plane"] = 20 + 15 * u
+        ch[f"{s}_elbow"] = 90 - 70 * u
+        ch[f"{s}_sh_twist"] = 40 * (1 - u)
+        ch[f"{s}_hip_flex"] = 10 + 65 * u * a
+        ch[f"{s}_knee"] = st["knee"] + 15 + 85 * u * a
+    ch["spine_flex"] += 10
+    ch["neck_flex"] = -20 + 0 * p
+
+
 # action -> (function, cycles per second)
 _ACTION_TABLE: Dict[str, tuple] = {
     "Walking": (_walking, 0.9), "Waving": (_waving, 0.2), "Squatting": (_squatting, 0.35),
     "Reaching": (_reaching, 0.35), "SittingDown": (_sitting_down, 0.13),
     "Boxing": (_boxing, 0.7), "Bending": (_bending, 0.3), "Jumping": (_jumping, 0.75),
     "Turning": (_turning, 0.3), "Pointing": (_pointing, 0.3),
+    "Dancing": (_dancing, 0.5), "Stretching": (_stretching, 0.15), "Throwing": (_throwing, 0.3),
+    "RandomMotion": (_random_motion, 0.4), "Mixed": (_mixed, 0.4),
+    "Kicking": (_kicking, 0.3), "Lunging": (_lunging, 0.25), "Climbing": (_climbing, 0.4),
 }
 
 
@@ -433,14 +623,14 @@ def generate_motion(subject: body_lib.Subject, action: str, num_frames: int,
 
     Args:
       subject: body shape (and name, which fixes the motion style with ``style_seed``).
-      action: one of :data:`ACTIONS`.
+      action: one of :data:`ALL_ACTIONS`.
       num_frames: T.
       rng: per-take randomness (start position, heading, timing, targets).
       fps: frame rate of the output.
       style_seed: seed of the per-subject style (tempo, amplitude, handedness).
     """
     if action not in _ACTION_TABLE:
-        raise ValueError(f"unknown action {action!r}; expected one of {list(ACTIONS)}")
+        raise ValueError(f"unknown action {action!r}; expected one of {list(ALL_ACTIONS)}")
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     st = _style(subject, style_seed)

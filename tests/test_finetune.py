@@ -6,6 +6,7 @@ can learn something in a few dozen steps and labels can be checked pixel by pixe
 """
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -471,3 +472,29 @@ def test_finetune_under_mirrored_strategy_with_two_logical_cpus(pose_data, tmp_p
     assert "refused: --batch_size=7 must be a positive multiple" in out.stdout, out.stdout
     assert "final_step 2" in out.stdout
     assert os.path.exists(tmp_path / "m" / finetune.POSE_MODEL_FILE)
+
+
+def test_unseen_motion_families_are_reported_apart(pose_data, finished_run, tmp_path):
+    """Actions a dataset's manifest lists as ``unseen_actions`` leave the standard figures
+    and are reported under ``unseen_motion``, with the same per-action numbers."""
+    model_dir, _ = finished_run
+    kw = dict(subjects=("S9",), frame_step=4)
+    full = evaluate.evaluate(model_dir, pose_data, **kw)
+    marked = str(tmp_path / "marked")
+    shutil.copytree(pose_data, marked)
+    path = os.path.join(marked, dataset_io.MANIFEST)
+    with open(path) as f:
+        manifest = json.load(f)
+    manifest["settings"]["unseen_actions"] = ["Posing"]
+    with open(path, "w") as f:
+        json.dump(manifest, f)
+    split = evaluate.evaluate(model_dir, marked, **kw)
+    assert set(split["per_action"]) == {"Walking"}
+    assert set(split["unseen_motion"]["per_action"]) == {"Posing"}
+    for name in ("mpjpe", "pa_mpjpe"):
+        assert split["mean"][name] == pytest.approx(full["per_action"]["Walking"][name])
+        assert split["unseen_motion"]["mean_over_actions"][name] == pytest.approx(
+            full["per_action"]["Posing"][name])
+    assert split["num_frames"] + split["unseen_motion"]["num_frames"] == full["num_frames"]
+    assert "unseen motion (actions)" in evaluate.format_report(split)
+    assert "unseen_motion" not in full

@@ -9,6 +9,11 @@ N-MPJPE and PA-MPJPE (:mod:`tf_synchro.metrics`) in mm. The JSON report holds th
 frames, the mean over actions (the usual Table layout), and breakdowns per action, joint,
 camera and subject, with frame counts. A PNG next to it shows a few test crops with the
 ground-truth and predicted 3D skeletons side by side.
+
+A dataset may hold held-out motion families only the test subjects perform (the synthetic
+generator's ``--unseen_actions``, listed in its manifest). Their frames are kept out of the
+standard protocol's figures and reported on their own under ``unseen_motion`` (same
+layout), so the standard test stays comparable across datasets.
 """
 from __future__ import annotations
 
@@ -167,6 +172,16 @@ def save_figure(path: str, images: np.ndarray, gt: np.ndarray, pred: np.ndarray,
 
 # ----------------------------------------------------------------------------- the run
 
+def unseen_actions(data_dir: str) -> tuple:
+    """The held-out motion families of a dataset (its manifest's ``unseen_actions``)."""
+    manifest = dataset_io.load_manifest(data_dir)
+    return tuple(manifest.get("settings", {}).get("unseen_actions", ()))
+
+
+def _subset(out: dict, mask: np.ndarray) -> dict:
+    return {k: out[k][mask] for k in ("pred", "gt", "subject", "action", "camera")}
+
+
 def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S11"),
              frame_step: int = 64, batch_size: int = 64, output_json: Optional[str] = None,
              output_png: Optional[str] = None, num_examples: int = 4,
@@ -212,7 +227,16 @@ def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S1
     if empty:
         raise dataset_io.DatasetError(
             f"{data_dir}: subjects {empty} have no labelled frames at --frame_step={frame_step}")
-    report = build_report(out["pred"], out["gt"], out)
+    unseen = np.isin(out["action"], unseen_actions(data_dir))
+    if unseen.all():
+        raise dataset_io.DatasetError(
+            f"{data_dir}: subjects {list(subjects)} have only held-out motion families "
+            f"({sorted(set(out['action']))}); the standard test needs standard actions")
+    standard = _subset(out, ~unseen)
+    report = build_report(standard["pred"], standard["gt"], standard)
+    if unseen.any():
+        held_out = _subset(out, unseen)
+        report["unseen_motion"] = build_report(held_out["pred"], held_out["gt"], held_out)
     report.update({"model_dir": model_dir, "data_dir": data_dir, "subjects": list(subjects),
                    "frame_step": frame_step, "seconds": round(time.time() - start, 1)})
     if output_json:
@@ -234,6 +258,10 @@ def format_report(report: dict) -> str:
     rows = [("mean (frames)", report["mean"]), ("mean (actions)", report["mean_over_actions"])]
     rows += [(f"action {k}", v) for k, v in report["per_action"].items()]
     rows += [(f"camera {k}", v) for k, v in report["per_camera"].items()]
+    if "unseen_motion" in report:
+        unseen = report["unseen_motion"]
+        rows += [("unseen motion (actions)", unseen["mean_over_actions"])]
+        rows += [(f"unseen {k}", v) for k, v in unseen["per_action"].items()]
     for name, r in rows:
         frames_col = f"{r['num_frames']:8d}" if "num_frames" in r else ""
         lines.append(f"{name[:24]:24s}{r['mpjpe']:9.1f}{r['n_mpjpe']:9.1f}"

@@ -10,13 +10,15 @@ from tf_synchro import experiment_lib as xl
 from tf_synchro import experiments
 
 ROWS = os.path.join(xl.REPO, "flags", "table1")
+TRAINABLE = "flags/baselines/b0_random_init_all_trainable.flags"
 
 
 @pytest.fixture(scope="module")
 def demo_run(tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("demo"))
     out = demo.run(workdir, "tiny", 0, "flags/table1/b_random_init_no_background.flags",
-                   "flags/table1/d_ssl_no_background.flags", log=lambda s: None)
+                   "flags/table1/d_ssl_no_background.flags", log=lambda s: None,
+                   scratch_trainable_row=TRAINABLE)
     return workdir, out
 
 
@@ -44,6 +46,84 @@ def test_demo_produces_every_artefact(demo_run):
                                          / out["results"]["scratch"]["measured"][0])
 
 
+def _cells(report, row):
+    line = next(l for l in report.splitlines() if l.startswith(f"| {row} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_report_values_are_the_stage_outputs(demo_run):
+    """Every number of the REPORT's table is the mean over actions of that row's eval.json
+    (standard and unseen-motion test), and the ratios are computed from them."""
+    workdir, out = demo_run
+    report = open(out["report"]).read()
+    rows = {"scratch": "b", "scratch_trainable": "b0", "pretrained": "d"}
+    evals = {}
+    for key, row in rows.items():
+        stage = out["results"][key]["stages"]["evaluate"]
+        with open(os.path.join(workdir, stage, xl.EVAL_JSON)) as f:
+            evals[key] = json.load(f)
+        cells = _cells(report, row)
+        mean = evals[key]["mean_over_actions"]
+        assert cells[2:5] == [f"{mean[m]:.1f}" for m in xl.METRICS], (row, cells)
+        unseen = evals[key]["unseen_motion"]["mean_over_actions"]
+        assert cells[8:10] == [f"{unseen['mpjpe']:.1f}", f"{unseen['pa_mpjpe']:.1f}"]
+        # The per-action means average to the reported mean (not the frame mean).
+        per_action = evals[key]["per_action"]
+        assert mean["mpjpe"] == pytest.approx(
+            sum(a["mpjpe"] for a in per_action.values()) / len(per_action))
+    with open(os.path.join(workdir, out["results"]["pretrained"]["stages"]["pretrain"],
+                           xl.PRETEXT_JSON)) as f:
+        pretext = json.load(f)
+    assert _cells(report, "d")[10] == f"{pretext['sync_auc']:.2f} / {pretext['flip_auc']:.2f}"
+    pre, base = evals["pretrained"], evals["scratch_trainable"]
+    expected = pre["mean_over_actions"]["pa_mpjpe"] / base["mean_over_actions"]["pa_mpjpe"]
+    assert out["ratios"]["pa_mpjpe_vs_scratch_trainable"] == pytest.approx(expected)
+    line = next(l for l in report.splitlines() if l.startswith("| random init (all blocks"))
+    assert f"**{expected:.2f}**" in line
+    assert "unseen_mpjpe_vs_scratch" in out["ratios"]
+
+
+def test_unseen_families_are_absent_from_every_training_dataset(demo_run):
+    """Checked from the manifests the demo wrote, and from the plans of the CPU demo and the
+    scaling suite: held-out motion families only ever belong to the test subjects, and no
+    pre-training or fine-tuning stage reads a test subject."""
+    from absl import flags as absl_flags
+    from tfrecords_tools import dataset_io, synthesize
+    from tfrecords_tools.synth import body, motion
+    workdir, out = demo_run
+    data = os.path.join(workdir, out["results"]["pretrained"]["stages"]["data"])
+    manifest = dataset_io.load_manifest(data)
+    unseen = set(manifest["settings"]["unseen_actions"])
+    assert unseen and unseen <= set(motion.UNSEEN_ACTIONS)
+    for shard in manifest["shards"]:
+        subjects = set(shard["images_per"]["subject"])
+        if set(shard["images_per"]["action"]) & unseen:
+            assert subjects <= set(body.TEST_SUBJECTS), shard["file"]
+    # The CPU-scale data stages (demo and scaling suite), planned, not run.
+    plans = [xl.plan_row(r, "cpu") for r in xl.suite_rows("scaling")]
+    plans.append(xl.plan_row(xl.load_row(os.path.join(ROWS, "d_ssl_no_background.flags")), "cpu"))
+    for plan in plans:
+        fv = absl_flags.FlagValues()
+        synthesize.define_flags(fv)
+        snapshot = os.path.join(str(workdir), "snap.flags")
+        with open(snapshot, "w") as f:
+            f.write(plan.data.flag_text)
+        fv(["synthesize", f"--flagfile={snapshot}", *plan.data.args, "--output_dir=x"])
+        config = synthesize.config_from_flags(fv)
+        for subject in config.subjects:
+            acts = set(synthesize.subject_actions(config, subject))
+            if subject not in body.TEST_SUBJECTS:
+                assert not acts & set(motion.UNSEEN_ACTIONS), (subject, acts)
+        for stage, flag in ((plan.pretrain, "--train_subjects="),
+                            (plan.finetune, "--label_subjects=")):
+            if stage is None:
+                continue
+            given = [a for a in stage.flag_text.splitlines() + list(stage.args)
+                     if a.startswith(flag)]
+            names = given[-1][len(flag):].split(",") if given else []  # the last one wins
+            assert not set(names) & set(body.TEST_SUBJECTS), (stage.name, names)
+
+
 def test_training_curves_are_read_from_tensorboard(demo_run):
     workdir, out = demo_run
     plan = xl.plan_row(xl.load_row(os.path.join(ROWS, "d_ssl_no_background.flags")), "tiny")
@@ -57,17 +137,19 @@ def test_rerun_reuses_every_stage(demo_run):
     workdir, _ = demo_run
     lines = []
     demo.run(workdir, "tiny", 0, "flags/table1/b_random_init_no_background.flags",
-             "flags/table1/d_ssl_no_background.flags", log=lines.append)
+             "flags/table1/d_ssl_no_background.flags", log=lines.append,
+             scratch_trainable_row=TRAINABLE)
     started = [l for l in lines if ": " in l and "-m " in l]
     assert not started, started
-    assert sum("reusing finished" in l for l in lines) >= 6
+    assert sum("reusing finished" in l for l in lines) >= 8
 
 
 def test_workdir_with_other_settings_is_refused(demo_run):
     workdir, _ = demo_run
     with pytest.raises(demo.WorkdirError, match="different settings"):
         demo.run(workdir, "tiny", 1, "flags/table1/b_random_init_no_background.flags",
-                 "flags/table1/d_ssl_no_background.flags", log=lambda s: None)
+                 "flags/table1/d_ssl_no_background.flags", log=lambda s: None,
+                 scratch_trainable_row=TRAINABLE)
 
 
 def test_experiments_resume_a_partly_finished_suite(demo_run, tmp_path):
@@ -109,3 +191,35 @@ def test_bad_row_flagfile_is_named(tmp_path):
     bad.write_text("--row=z\n--fusion=product\n")
     with pytest.raises(ValueError, match="bad.flags"):
         xl.load_row(str(bad))
+
+
+def test_scaling_suite_plans_and_resumes_at_tiny_scale(demo_run):
+    """The scaling suite: every row parses and plans (4 budgets x 3 people counts, all
+    against baseline b); a few rows run at tiny scale in the demo's workdir, reusing its
+    dataset and baseline, write the table (ratios, unseen test, pretext AUCs) and the plot,
+    and a re-run reuses every stage."""
+    workdir, _ = demo_run
+    rows = xl.suite_rows("scaling")
+    points = [r for r in rows if r.series]
+    assert len({r.series for r in points}) == 3 and len({r.x for r in points}) == 4
+    assert max(r.x for r in points) / min(r.x for r in points) >= 8
+    assert all(r.baseline == "b" for r in points)
+    keys = {r.row: xl.plan_row(r, "cpu").pretrain.key for r in points}
+    assert len(set(keys.values())) == len(points)  # every point its own pre-training
+    demo_d = xl.plan_row(xl.load_row(os.path.join(ROWS, "d_ssl_no_background.flags")), "cpu")
+    assert demo_d.pretrain.key in keys.values()  # the demo's pre-training is one point
+    picked = ["p005_s03500", "p025_s03500"]
+    lines = []
+    results = experiments.run_suite("scaling", workdir, "tiny", rows=picked, log=lines.append)
+    assert [r["row"] for r in results] == ["b"] + picked  # the baseline first
+    assert any("[row b " in l and "reusing finished" in l for l in lines)
+    for r in results[1:]:
+        assert set(r["ratios"]) == {"mpjpe", "pa_mpjpe", "unseen_mpjpe", "unseen_pa_mpjpe"}
+        assert r["ratios"]["mpjpe"] == pytest.approx(r["measured"][0] / results[0]["measured"][0])
+        assert {"sync_auc", "flip_auc"} <= set(r["pretext"])
+    assert _png(os.path.join(workdir, "scaling_tiny.png"))
+    table = open(os.path.join(workdir, "scaling_tiny.md")).read()
+    assert "| p025_s03500 | 25 people, 3,500 steps |" in table
+    again = []
+    experiments.run_suite("scaling", workdir, "tiny", rows=picked, log=again.append)
+    assert not [l for l in again if "-m tf_synchro." in l]

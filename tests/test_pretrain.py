@@ -216,26 +216,18 @@ def test_tiny_run_learns_sync_and_flip_on_coded_frames(tmp_path):
     assert not os.path.exists(f"{out}-bad")
 
 
-def test_extra_people_flagfile_extends_the_cpu_flagfile():
-    """flags/pretrain_synthetic_extra_people.flags nests the CPU flagfile: its settings, plus
-    the 25 unlabelled training people and the longer schedule."""
+def test_subject_patterns_expand_against_the_dataset(tmp_path):
+    """``--train_subjects=S1,U*`` (the CPU flagfile's form) becomes the dataset's extra
+    people, sorted after the plain names; a pattern matching nothing is refused by name."""
+    from tfrecords_tools import dataset_io, synthesize
     from tfrecords_tools.synth import body
-    code = ("import json, sys; from absl import flags; import tf_synchro.pretrain; "
-            "F = flags.FLAGS; F(sys.argv); "
-            "print(json.dumps({n: F[n].value for n in ('train_subjects', 'eval_subjects', "
-            "'train_steps', 'steps_per_checkpoint', 'arch', 'width', 'input_size', "
-            "'flip_loss_weight')}))")
-    out = {}
-    for name in ("pretrain_synthetic", "pretrain_synthetic_extra_people"):
-        done = subprocess.run([sys.executable, "-c", code, f"--flagfile=flags/{name}.flags",
-                               "--data_dir=unused", "--model_dir=unused"],
-                              cwd=REPO, env=_env(), capture_output=True, text=True, timeout=240)
-        assert done.returncode == 0, done.stderr[-2000:]
-        out[name] = json.loads(done.stdout.strip().splitlines()[-1])
-    base, extra = out["pretrain_synthetic"], out["pretrain_synthetic_extra_people"]
-    assert extra["train_subjects"] == list(body.TRAIN_SUBJECTS + body.extra_subjects(20))
-    assert extra["eval_subjects"] == base["eval_subjects"] == list(body.TEST_SUBJECTS)
-    assert (extra["train_steps"], extra["steps_per_checkpoint"]) == (16000, 2000)
-    assert base["train_steps"] == 8000
-    for name in ("arch", "width", "input_size", "flip_loss_weight"):
-        assert extra[name] == base[name]
+    data = str(tmp_path / "data")
+    synthesize.generate(data, synthesize.SynthConfig(
+        subjects=("S1", "S9") + body.extra_subjects(11), actions=("Boxing",), takes=1,
+        num_frames=20, image_size=32, clip_length=16), log=lambda s: None)
+    assert dataset_io.expand_subjects(data, ["S1", "U*"]) == ("S1",) + tuple(
+        sorted(body.extra_subjects(11)))
+    assert dataset_io.expand_subjects(data, ["U0?", "S1"]) == body.extra_subjects(9) + ("S1",)
+    assert dataset_io.expand_subjects(data, ["S1", "S9"]) == ("S1", "S9")  # no pattern: as is
+    with pytest.raises(dataset_io.DatasetError, match="pattern 'X\\*' matches none"):
+        dataset_io.expand_subjects(data, ["S1", "X*"])

@@ -251,12 +251,19 @@ def test_extra_people_through_the_binary(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     manifest = dataset_io.load_manifest(out)
     assert set(manifest["images_per"]["subject"]) == {"S1", "U01", "U02"}
-    # The shipped flagfile (nested in the CPU one) asks for U01..U20.
+    # The CPU flagfile's structure, with 2 extra people instead of 100 and tiny takes.
     people = str(tmp_path / "people")
-    done = synth(people, "--flagfile=flags/synthesize_cpu_extra_people.flags", "--subjects=S9")
+    done = synth(people, "--flagfile=flags/synthesize_cpu.flags", "--subjects=S9",
+                 "--extra_subjects=2")
     assert done.returncode == 0, done.stderr[-2000:]
-    assert set(dataset_io.load_manifest(people)["images_per"]["subject"]) == {
-        "S9", *body.extra_subjects(20)}
+    manifest = dataset_io.load_manifest(people)
+    assert set(manifest["images_per"]["subject"]) == {"S9", "U01", "U02"}
+    assert manifest["settings"]["look_variation"] == "take"
+    shards = {(s["images_per"]["subject"].popitem()[0], s["images_per"]["action"].popitem()[0])
+              for s in manifest["shards"]}
+    assert {a for s, a in shards if s == "S9"} == {"Boxing", *motion.UNSEEN_ACTIONS}
+    assert len([a for s, a in shards if s == "U01"]) == 2
+    assert not {a for s, a in shards if s != "S9"} & set(motion.UNSEEN_ACTIONS)
     assert body.extra_subjects(2) == ("U01", "U02")
     assert body.make_subject("U01").look != body.make_subject("U02").look
     assert body.make_subject("U01").look != body.make_subject("S1").look

@@ -4,9 +4,11 @@ r"""The main job: does multi-view synchronization pre-training help? One command
 
 1. generates (or reuses) the embedded synthetic multi-view dataset;
 2. pre-trains the Siamese sync/flip model on the unlabelled train subjects (S1, S5-S8);
-3. fine-tunes on S1's 3D labels only, (a) from random initialisation and (b) from the
+3. fine-tunes on S1's 3D labels only, (a) from random initialisation with the same frozen
+   blocks, (b) from random initialisation with every block trainable, and (c) from the
    pre-trained encoder, with the same budget;
-4. evaluates both on S9/S11 (MPJPE, N-MPJPE, PA-MPJPE);
+4. evaluates all three on S9/S11 (MPJPE, N-MPJPE, PA-MPJPE; means over actions), on the
+   standard actions and on the held-out motion families (the unseen-motion test);
 5. exports the better one as a SavedModel for TF Serving;
 6. prints the comparison in the layout of the paper's Table 1 and writes ``REPORT.md``
    (table, training curves, sync accuracy vs time gap, example predictions).
@@ -24,7 +26,7 @@ import json
 import os
 import shutil
 import time
-from typing import Sequence
+from typing import Optional, Sequence
 
 from absl import app, flags
 
@@ -40,6 +42,10 @@ def _define_flags() -> None:
     flags.DEFINE_integer("seed", 0, "Seed of pre-training and fine-tuning.")
     flags.DEFINE_string("scratch_row", "flags/table1/b_random_init_no_background.flags",
                         "Row flagfile of the random-initialisation baseline.")
+    flags.DEFINE_string("scratch_trainable_row",
+                        "flags/baselines/b0_random_init_all_trainable.flags",
+                        "Row flagfile of the second baseline: random init, every block "
+                        "trainable.")
     flags.DEFINE_string("pretrained_row", "flags/table1/d_ssl_no_background.flags",
                         "Row flagfile of the self-supervised run.")
     flags.mark_flag_as_required("workdir")
@@ -131,41 +137,85 @@ def _copy(src: str, workdir: str, name: str) -> str:
     return name
 
 
+def demo_ratios(results: dict) -> dict:
+    """The demo's headline figures: pre-trained / random init, each baseline, both tests."""
+    pre = results["pretrained"]
+    out = {}
+    for name in ("scratch", "scratch_trainable"):
+        base = results.get(name)
+        if base is None:
+            continue
+        out[f"mpjpe_vs_{name}"] = pre["measured"][0] / base["measured"][0]
+        out[f"pa_mpjpe_vs_{name}"] = pre["measured"][2] / base["measured"][2]
+        if pre.get("unseen") and base.get("unseen"):
+            out[f"unseen_mpjpe_vs_{name}"] = pre["unseen"][0] / base["unseen"][0]
+            out[f"unseen_pa_mpjpe_vs_{name}"] = pre["unseen"][2] / base["unseen"][2]
+    return out
+
+
+def _ratio_lines(ratios: dict, paper_ratio) -> str:
+    names = {"scratch": "random init (same frozen blocks)",
+             "scratch_trainable": "random init (all blocks trainable)"}
+    lines = ["| pre-trained / | MPJPE | PA-MPJPE | unseen-motion MPJPE | unseen-motion PA-MPJPE |",
+             "|---|---|---|---|---|"]
+    for key, title in names.items():
+        if f"mpjpe_vs_{key}" not in ratios:
+            continue
+        cells = [ratios.get(f"{m}_vs_{key}") for m in
+                 ("mpjpe", "pa_mpjpe", "unseen_mpjpe", "unseen_pa_mpjpe")]
+        lines.append(f"| {title} | " + " | ".join(f"**{c:.2f}**" if c is not None else "–"
+                                                 for c in cells) + " |")
+    paper = f" (paper, rows d / b: MPJPE {paper_ratio:.2f})" if paper_ratio else ""
+    return "Ratios, means over actions" + paper + ":\n\n" + "\n".join(lines)
+
+
 def write_report(workdir: str, scale: str, results: dict, plans: dict, export_path: str,
                  stage_seconds: dict) -> str:
     """Writes ``REPORT.md`` (and copies its figures next to it); returns its text."""
     scratch, pre = results["scratch"], results["pretrained"]
-    ratio = pre["measured"][0] / scratch["measured"][0]
+    ratios = demo_ratios(results)
     paper_ratio = pre["paper"][0] / scratch["paper"][0] if pre["paper"] and scratch["paper"] \
         else None
-    table = xl.format_table([scratch, pre], f"Table 1 layout, scale={scale}: S1 labels only, "
-                                            f"test S9/S11 (mm)")
+    rows = [results[k] for k in ("scratch", "scratch_trainable", "pretrained") if k in results]
+    table = xl.format_table(rows, f"Table 1 layout, scale={scale}: S1 labels only, test "
+                                  f"S9/S11, mean over actions (mm)")
     pretrain_dir = plans["pretrained"].pretrain.path(workdir)
     pretext = {}
-    if os.path.exists(os.path.join(pretrain_dir, "pretext_eval.json")):
-        with open(os.path.join(pretrain_dir, "pretext_eval.json")) as f:
+    if os.path.exists(os.path.join(pretrain_dir, xl.PRETEXT_JSON)):
+        with open(os.path.join(pretrain_dir, xl.PRETEXT_JSON)) as f:
             pretext = json.load(f)
     gap_png = _copy(os.path.join(pretrain_dir, "sync_vs_gap.png"), workdir, "sync_vs_gap.png")
     ex_scratch = _copy(plans["scratch"].evaluate.path(workdir, xl.EVAL_PNG), workdir,
                        "examples_scratch.png")
     ex_pre = _copy(plans["pretrained"].evaluate.path(workdir, xl.EVAL_PNG), workdir,
                    "examples_pretrained.png")
-    plot_curves({"pre-training (sync/flip)": read_scalars(pretrain_dir),
-                 "fine-tune, random init": read_scalars(plans["scratch"].finetune.path(workdir)),
-                 "fine-tune, pre-trained": read_scalars(
-                     plans["pretrained"].finetune.path(workdir))},
-                os.path.join(workdir, "curves.png"))
+    curves = {"pre-training (sync/flip)": read_scalars(pretrain_dir),
+              "fine-tune, random init": read_scalars(plans["scratch"].finetune.path(workdir))}
+    if "scratch_trainable" in plans:
+        curves["fine-tune, random init, all trainable"] = read_scalars(
+            plans["scratch_trainable"].finetune.path(workdir))
+    curves["fine-tune, pre-trained"] = read_scalars(plans["pretrained"].finetune.path(workdir))
+    plot_curves(curves, os.path.join(workdir, "curves.png"))
     pretext_lines = [f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: {v}"
                      for k, v in sorted(pretext.items()) if not isinstance(v, (dict, list))]
     times = "\n".join(f"| {k} | {_fmt_time(v)} |" for k, v in stage_seconds.items())
+    frame_means = "; ".join(f"{r['title']} {r['measured_frame_mean'][0]:.1f}" for r in rows
+                            if r.get("measured_frame_mean"))
+    unseen_note = ""
+    if pre.get("unseen"):
+        unseen_note = (f"\nThe unseen-motion columns are S9/S11 performing held-out motion "
+                       f"families that no pre-training or fine-tuning data contains "
+                       f"({pre['unseen_num_frames']} frames).\n")
+    better = min(rows, key=lambda r: r["measured"][0])
     text = f"""# tf_synchro demo report
 
-Scale: `{scale}`. Same dataset, same fine-tuning budget for both rows; only the encoder's
-initialisation differs.
+Scale: `{scale}`. Same dataset, same fine-tuning budget for every row; only the encoder's
+initialisation (and, for the second baseline, which blocks train) differs.
 
-{table}
-MPJPE ratio pre-trained / random init: **{ratio:.2f}** (paper, rows d / b: {
-        f'{paper_ratio:.2f}' if paper_ratio else 'n/a'}).
+{table}{unseen_note}
+{_ratio_lines(ratios, paper_ratio)}
+
+MPJPE as a mean over frames instead of over actions: {frame_means}.
 
 ## Pretext task on held-out subjects
 {chr(10).join(pretext_lines) or '(no pretext evaluation found)'}
@@ -185,8 +235,8 @@ Pre-trained:
 ![pretrained]({ex_pre})
 
 ## Serving
-The better model ({'pre-trained' if ratio < 1 else 'random init'}) is exported for TF
-Serving at `{export_path}`.
+The best model on the standard test ({better['title']}) is exported for TF Serving at
+`{export_path}`.
 
 ## Stage times (this run; reused stages count 0)
 | stage | time |
@@ -203,29 +253,38 @@ Serving at `{export_path}`.
 
 # ----------------------------------------------------------------------------- main
 
+def _load(path: str) -> xl.Row:
+    return xl.load_row(os.path.join(xl.REPO, path) if not os.path.isabs(path) else path)
+
+
 def run(workdir: str, scale: str, seed: int, scratch_row: str, pretrained_row: str,
-        log=print) -> dict:
-    """Runs the demo; returns ``{"results", "ratio", "export", "report"}``."""
-    rows = {"scratch": xl.load_row(os.path.join(xl.REPO, scratch_row)
-                                   if not os.path.isabs(scratch_row) else scratch_row),
-            "pretrained": xl.load_row(os.path.join(xl.REPO, pretrained_row)
-                                      if not os.path.isabs(pretrained_row) else pretrained_row)}
-    if rows["scratch"].init != "scratch" or rows["pretrained"].init != "pretrained":
-        raise app.UsageError("--scratch_row must be a random-init row and --pretrained_row a "
-                             "pre-trained one")
+        log=print, scratch_trainable_row: Optional[str] = None) -> dict:
+    """Runs the demo; returns ``{"results", "ratio", "ratios", "export", "report"}``.
+
+    ``ratio`` is the pre-trained / random-init MPJPE (means over actions); ``ratios`` has
+    every headline ratio (:func:`demo_ratios`).
+    """
+    rows = {"scratch": _load(scratch_row), "pretrained": _load(pretrained_row)}
+    if scratch_trainable_row:
+        rows["scratch_trainable"] = _load(scratch_trainable_row)
+    if any(rows[k].init != "scratch" for k in rows if k != "pretrained") or \
+            rows["pretrained"].init != "pretrained":
+        raise app.UsageError("--scratch_row and --scratch_trainable_row must be random-init "
+                             "rows and --pretrained_row a pre-trained one")
     plans = {k: xl.plan_row(r, scale, seed) for k, r in rows.items()}
     _check_workdir(workdir, {"scale": scale, "seed": seed,
                              "stages": {k: [s.key for s in p.stages()] for k, p in plans.items()}})
 
-    # The stage order of the job: data, pre-training, both fine-tunes, both evaluations.
+    # The stage order of the job: data, pre-training, the fine-tunes, the evaluations.
     order = [("dataset", plans["pretrained"].data),
-             ("pre-training", plans["pretrained"].pretrain),
-             ("fine-tune (random init)", plans["scratch"].finetune),
-             ("fine-tune (pre-trained)", plans["pretrained"].finetune),
-             ("evaluate (random init)", plans["scratch"].evaluate),
-             ("evaluate (pre-trained)", plans["pretrained"].evaluate)]
-    if plans["scratch"].data.key != plans["pretrained"].data.key:
-        order.insert(1, ("dataset (random-init row)", plans["scratch"].data))
+             ("pre-training", plans["pretrained"].pretrain)]
+    titles = {"scratch": "random init", "scratch_trainable": "random init, all trainable",
+              "pretrained": "pre-trained"}
+    for k in plans:
+        if plans[k].data.key != plans["pretrained"].data.key:
+            order.insert(1, (f"dataset ({titles[k]} row)", plans[k].data))
+    order += [(f"fine-tune ({titles[k]})", plans[k].finetune) for k in titles if k in plans]
+    order += [(f"evaluate ({titles[k]})", plans[k].evaluate) for k in titles if k in plans]
     total = len(order) + 2
     start = time.time()
     stage_seconds = {}
@@ -237,15 +296,14 @@ def run(workdir: str, scale: str, seed: int, scratch_row: str, pretrained_row: s
     results = {}
     for k, plan in plans.items():
         results[k] = xl.run_row(plan, workdir, log=lambda _: None)  # all cached: collects
-    better = "pretrained" if results["pretrained"]["measured"][0] <= \
-        results["scratch"]["measured"][0] else "scratch"
+    better = min(results, key=lambda k: results[k]["measured"][0])
     export = xl.Stage("export", "tf_synchro.export", None, ["--version=1"],
                       {"--model_dir": plans[better].finetune}, "--export_dir")
-    log(f"\n=== [{total - 1}/{total}] export ({better}) — elapsed "
+    log(f"\n=== [{total - 1}/{total}] export ({titles[better]}) — elapsed "
         f"{_fmt_time(time.time() - start)}")
     t0 = time.time()
     export_dir = xl.run_stage(export, workdir, log)
-    stage_seconds[f"export ({better})"] = time.time() - t0
+    stage_seconds[f"export ({titles[better]})"] = time.time() - t0
     log(f"\n=== [{total}/{total}] report — elapsed {_fmt_time(time.time() - start)}")
     text = write_report(workdir, scale, results, plans, os.path.join(export_dir, "1"),
                         stage_seconds)
@@ -253,14 +311,15 @@ def run(workdir: str, scale: str, seed: int, scratch_row: str, pretrained_row: s
     log(f"total {_fmt_time(time.time() - start)}; report: {os.path.join(workdir, REPORT)}")
     return {"results": results, "export": os.path.join(export_dir, "1"),
             "ratio": results["pretrained"]["measured"][0] / results["scratch"]["measured"][0],
-            "report": os.path.join(workdir, REPORT)}
+            "ratios": demo_ratios(results), "report": os.path.join(workdir, REPORT)}
 
 
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
     xl.run_or_exit("demo", lambda: run(FLAGS.workdir, FLAGS.scale, FLAGS.seed,
-                                       FLAGS.scratch_row, FLAGS.pretrained_row),
+                                       FLAGS.scratch_row, FLAGS.pretrained_row,
+                                       scratch_trainable_row=FLAGS.scratch_trainable_row),
                    refusals=(WorkdirError,))
 
 if __name__ == "__main__":

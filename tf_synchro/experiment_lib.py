@@ -62,6 +62,8 @@ SCALES = {
 
 METRICS = ("mpjpe", "n_mpjpe", "pa_mpjpe")
 EVAL_JSON, EVAL_PNG = "eval.json", "examples.png"
+PRETEXT_JSON = "pretext_eval.json"
+PRETEXT_KEYS = ("sync_accuracy", "flip_accuracy", "sync_auc", "flip_auc")
 
 
 class StageError(RuntimeError):
@@ -90,6 +92,18 @@ def define_row_flags(fv: flags.FlagValues) -> None:
                       flag_values=fv)
     flags.DEFINE_enum("arch", None, ["resnet18", "resnet34", "resnet50"],
                       "Encoder; None keeps the scale's flagfile value.", flag_values=fv)
+    # Config overrides: any flag of a stage's binary, one per occurrence, appended after the
+    # scale's flagfile (so they win). The binaries check them; nothing is repeated here.
+    for binary in ("synthesize", "pretrain", "finetune", "evaluate"):
+        flags.DEFINE_multi_string(f"{binary}_args", [],
+                                  f"A flag for the {binary} stage, e.g. --{binary}_args=--x=1 "
+                                  f"(repeat for several).", flag_values=fv)
+    flags.DEFINE_string("baseline", None, "Row id of the random-init row this row's ratios "
+                        "(pre-trained / random init) are taken against.", flag_values=fv)
+    flags.DEFINE_string("series", None, "Line of the suite's plot this row belongs to.",
+                        flag_values=fv)
+    flags.DEFINE_float("x", None, "This row's position on the plot's x axis (e.g. steps).",
+                       flag_values=fv)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +121,13 @@ class Row:
     label_subjects: tuple
     arch: Optional[str]
     path: str = ""
+    synthesize_args: tuple = ()
+    pretrain_args: tuple = ()
+    finetune_args: tuple = ()
+    evaluate_args: tuple = ()
+    baseline: Optional[str] = None
+    series: Optional[str] = None
+    x: Optional[float] = None
 
 
 def load_row(path: str) -> Row:
@@ -125,8 +146,16 @@ def load_row(path: str) -> Row:
         raise ValueError(f"row flagfile {path}: --row is required")
     if fv.paper and len(fv.paper) != 3:
         raise ValueError(f"row flagfile {path}: --paper needs 3 numbers, got {fv.paper}")
+    for binary in ("synthesize", "pretrain", "finetune", "evaluate"):
+        bad = [a for a in getattr(fv, f"{binary}_args") if not a.startswith("--")]
+        if bad:
+            raise ValueError(f"row flagfile {path}: --{binary}_args values must be flags "
+                             f"(--name=value), got {bad}")
     return Row(fv.row, fv.title, tuple(float(x) for x in fv.paper), fv.background, fv.init,
-               tuple(fv.tasks), fv.fusion, fv.views, tuple(fv.label_subjects), fv.arch, path)
+               tuple(fv.tasks), fv.fusion, fv.views, tuple(fv.label_subjects), fv.arch, path,
+               synthesize_args=tuple(fv.synthesize_args), pretrain_args=tuple(fv.pretrain_args),
+               finetune_args=tuple(fv.finetune_args), evaluate_args=tuple(fv.evaluate_args),
+               baseline=fv.baseline, series=fv.series, x=fv.x)
 
 
 def suite_rows(suite: str) -> list[Row]:
@@ -274,19 +303,21 @@ def plan_row(row: Row, scale: str, seed: int = 0) -> RowPlan:
     files = SCALES[scale]
     arch = [f"--arch={row.arch}"] if row.arch else []
     data = Stage("data", "tfrecords_tools.synthesize", files["synthesize"],
-                 [f"--background={str(row.background).lower()}"], {}, "--output_dir")
+                 [f"--background={str(row.background).lower()}", *row.synthesize_args], {},
+                 "--output_dir")
     pretrain = None
     if row.init == "pretrained":
         pretrain = Stage("pretrain", "tf_synchro.pretrain", files["pretrain"],
                          arch + [f"--tasks={','.join(row.tasks)}", f"--fusion={row.fusion}",
-                                 f"--views={row.views}", f"--seed={seed}"],
+                                 f"--views={row.views}", f"--seed={seed}", *row.pretrain_args],
                          {"--data_dir": data}, "--model_dir")
     finetune = Stage("finetune", "tf_synchro.finetune", files["finetune"],
                      arch + [f"--label_subjects={','.join(row.label_subjects)}",
-                             f"--seed={seed}"] + ([] if pretrain else ["--init_from=scratch"]),
+                             f"--seed={seed}"] + ([] if pretrain else ["--init_from=scratch"])
+                     + list(row.finetune_args),
                      {"--data_dir": data, **({"--init_from": pretrain} if pretrain else {})},
                      "--model_dir")
-    evaluate = Stage("evaluate", "tf_synchro.evaluate", files["evaluate"], [],
+    evaluate = Stage("evaluate", "tf_synchro.evaluate", files["evaluate"], list(row.evaluate_args),
                      {"--data_dir": data, "--model_dir": finetune}, None,
                      {"--output_json": EVAL_JSON, "--output_png": EVAL_PNG})
     return RowPlan(row, data, pretrain, finetune, evaluate)
@@ -299,25 +330,114 @@ def run_row(plan: RowPlan, workdir: str, log: Callable[[str], None] = print) -> 
         run_stage(stage, workdir, log, label=f"[row {plan.row.row} {i}/{n}] ")
     with open(plan.evaluate.path(workdir, EVAL_JSON)) as f:
         report = json.load(f)
+    unseen = report.get("unseen_motion")
+    pretext = {}
+    if plan.pretrain is not None and os.path.exists(plan.pretrain.path(workdir, PRETEXT_JSON)):
+        with open(plan.pretrain.path(workdir, PRETEXT_JSON)) as f:
+            pretext = {k: v for k, v in json.load(f).items() if k in PRETEXT_KEYS}
+    # Tables quote the protocol's mean over actions (the per-action means averaged).
     return {"row": plan.row.row, "title": plan.row.title, "paper": list(plan.row.paper),
-            "measured": [report["mean"][m] for m in METRICS],
+            "measured": [report["mean_over_actions"][m] for m in METRICS],
+            "measured_frame_mean": [report["mean"][m] for m in METRICS],
             "num_frames": report["num_frames"],
+            "unseen": [unseen["mean_over_actions"][m] for m in METRICS] if unseen else None,
+            "unseen_num_frames": unseen["num_frames"] if unseen else 0,
+            "pretext": pretext, "baseline": plan.row.baseline, "series": plan.row.series,
+            "x": plan.row.x,
             "stages": {s.name: os.path.relpath(s.directory(workdir), workdir)
                        for s in plan.stages()}}
+
+
+def add_ratios(results: Sequence[dict]) -> list[dict]:
+    """Adds ``ratios`` (pre-trained / random init, MPJPE and PA-MPJPE, standard and unseen
+    test) to every result whose ``baseline`` row is among ``results``."""
+    by_row = {r["row"]: r for r in results}
+    out = []
+    for r in results:
+        r = dict(r)
+        base = by_row.get(r.get("baseline") or "")
+        if base is not None:
+            ratios = {"mpjpe": r["measured"][0] / base["measured"][0],
+                      "pa_mpjpe": r["measured"][2] / base["measured"][2]}
+            if r.get("unseen") and base.get("unseen"):
+                ratios["unseen_mpjpe"] = r["unseen"][0] / base["unseen"][0]
+                ratios["unseen_pa_mpjpe"] = r["unseen"][2] / base["unseen"][2]
+            r["ratios"] = ratios
+        out.append(r)
+    return out
 
 
 # ----------------------------------------------------------------------------- tables
 
 def format_table(results: Sequence[dict], title: str) -> str:
-    """Markdown table: measured MPJPE / N-MPJPE / PA-MPJPE beside the paper's numbers."""
-    lines = [f"### {title}", "",
-             "| row | setting | MPJPE | N-MPJPE | PA-MPJPE | paper MPJPE | paper N-MPJPE | "
-             "paper PA-MPJPE |", "|---|---|---|---|---|---|---|---|"]
+    """Markdown table: measured MPJPE / N-MPJPE / PA-MPJPE (mean over actions) beside the
+    paper's numbers; with the unseen-motion test, held-out pretext ROC areas and ratios
+    against a baseline row when any row has them."""
+    unseen = any(r.get("unseen") for r in results)
+    pretext = any(r.get("pretext") for r in results)
+    ratios = any(r.get("ratios") for r in results)
+    head = ["row", "setting", "MPJPE", "N-MPJPE", "PA-MPJPE", "paper MPJPE", "paper N-MPJPE",
+            "paper PA-MPJPE"]
+    head += ["unseen MPJPE", "unseen PA-MPJPE"] if unseen else []
+    head += ["held-out sync / flip AUC"] if pretext else []
+    head += ["ratio MPJPE / PA-MPJPE", "unseen ratio MPJPE / PA-MPJPE"] if ratios else []
+
+    def num(values, idx=(0, 1, 2)):
+        return [f"{values[i]:.1f}" for i in idx] if values else ["—"] * len(idx)
+
+    lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in results:
-        measured = [f"{v:.1f}" for v in r["measured"]] if r.get("measured") else ["—"] * 3
-        paper = [f"{v:.1f}" for v in r["paper"]] if r.get("paper") else ["—"] * 3
-        lines.append(f"| {r['row']} | {r['title']} | " + " | ".join(measured + paper) + " |")
+        cells = [r["row"], r["title"]] + num(r.get("measured")) + num(r.get("paper"))
+        if unseen:
+            cells += num(r.get("unseen"), (0, 2))
+        if pretext:
+            p = r.get("pretext") or {}
+            cells.append(" / ".join(f"{p[k]:.2f}" if k in p else "–"
+                                    for k in ("sync_auc", "flip_auc")) if p else "–")
+        if ratios:
+            q = r.get("ratios") or {}
+            cells.append(f"{q['mpjpe']:.2f} / {q['pa_mpjpe']:.2f}" if q else "–")
+            cells.append(f"{q['unseen_mpjpe']:.2f} / {q['unseen_pa_mpjpe']:.2f}"
+                         if "unseen_mpjpe" in q else "–")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def plot_series(results: Sequence[dict], path: str) -> bool:
+    """Plots each row's ratios and held-out pretext AUCs against its ``x``, one line per
+    ``series`` (e.g. ratio vs pre-training steps, a line per people count). Returns False
+    (and draws nothing) when no row has both."""
+    points = [r for r in results if r.get("series") and r.get("x") is not None]
+    if not points:
+        return False
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    panels = (("mpjpe", "MPJPE ratio (S9/S11)"), ("pa_mpjpe", "PA-MPJPE ratio (S9/S11)"),
+              ("unseen_mpjpe", "MPJPE ratio (unseen motion)"),
+              ("unseen_pa_mpjpe", "PA-MPJPE ratio (unseen motion)"),
+              ("sync_auc", "held-out sync AUC"), ("flip_auc", "held-out flip AUC"))
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7))
+    for ax, (key, label) in zip(axes.ravel(), panels):
+        for series in sorted({r["series"] for r in points}):
+            pts = sorted((r["x"], (r.get("ratios") or {}).get(key, (r.get("pretext") or {})
+                                                                  .get(key)))
+                         for r in points if r["series"] == series)
+            pts = [(x, y) for x, y in pts if y is not None]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=series)
+        ax.set_xscale("log", base=2)
+        ax.set_title(label)
+        ax.set_xlabel("pre-training steps")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return True
 
 
 def run_or_exit(what: str, fn: Callable[[], object], refusals: tuple = ()) -> None:

@@ -2,12 +2,18 @@ r"""Runs a suite of the paper's experiments and writes its table beside the pape
 
     python -m tf_synchro.experiments --suite table1 --workdir /tmp/tf_synchro_table1 \
         [--scale cpu|paper] [--rows a,b,d]
+    python -m tf_synchro.experiments --suite scaling --workdir /tmp/tf_synchro_scaling
 
 A suite is a folder of row flagfiles (``flags/table1``, ``flags/table2``, or any path).
 Rows that share a stage share its run (e.g. Table 1's d, g, k, m are one pre-training
 and one fine-tune). Finished stages are reused, an interrupted one resumes, so re-running
 the same command continues a partly finished suite. Writes ``<suite>_<scale>.md`` and
-``.json`` in the workdir, updated after every row.
+``.json`` in the workdir, updated after every row. Tables quote the protocol's mean over
+actions, the unseen-motion test beside the standard one when the dataset has it, each
+pre-training's held-out pretext ROC areas, and ratios against a row's ``--baseline`` row
+(run first). Rows with ``--series`` and ``--x`` are also plotted (``<suite>_<scale>.png``):
+the ``scaling`` suite plots the ratios against pre-training steps, a line per count of
+unlabelled people.
 """
 from __future__ import annotations
 
@@ -41,6 +47,13 @@ def run_suite(suite: str, workdir: str, scale: str, rows: Sequence[str] = (), se
         raise app.UsageError(f"--rows: {unknown} not in suite {suite} "
                              f"(rows: {[r.row for r in all_rows]})")
     selected = [r for r in all_rows if not rows or r.row in rows]
+    # Baseline rows run first, so every ratio can be filled in as soon as its row finishes.
+    wanted = {r.baseline for r in selected if r.baseline}
+    missing = sorted(wanted - {r.row for r in all_rows})
+    if missing:
+        raise app.UsageError(f"suite {suite}: baseline rows {missing} are not in the suite")
+    selected = ([r for r in all_rows if r.row in wanted]
+                + [r for r in selected if r.row not in wanted])
     name = os.path.basename(os.path.normpath(suite))
     base = os.path.join(workdir, f"{name}_{scale}")
     os.makedirs(workdir, exist_ok=True)
@@ -52,16 +65,19 @@ def run_suite(suite: str, workdir: str, scale: str, rows: Sequence[str] = (), se
         t0 = time.time()
         result = xl.run_row(xl.plan_row(row, scale, seed), workdir, log)
         result["seconds_this_run"] = round(time.time() - t0, 1)
-        results.append(result)
-        # Written after every row: a partly finished suite still has a table.
+        results = xl.add_ratios(results + [result])
+        # Written after every row: a partly finished suite still has a table (and plot).
         dataset_io.write_json_atomic(base + ".json", {"suite": name, "scale": scale,
                                                       "seed": seed, "rows": results})
-        table = xl.format_table(results, f"{name}, scale={scale}, seed={seed} (mm; test S9/S11)")
+        table = xl.format_table(results, f"{name}, scale={scale}, seed={seed} (mm, mean over "
+                                         f"actions; test S9/S11)")
         with open(base + ".md.tmp", "w") as f:
             f.write(table)
         os.replace(base + ".md.tmp", base + ".md")
+        xl.plot_series(results, base + ".png")
     log("\n" + xl.format_table(results, f"{name}, scale={scale}"))
-    log(f"written {base}.md and {base}.json")
+    log(f"written {base}.md and {base}.json" + (f" and {base}.png"
+                                                if os.path.exists(base + ".png") else ""))
     return results
 
 

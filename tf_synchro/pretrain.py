@@ -27,7 +27,7 @@ FLAGS = flags.FLAGS
 
 flags.DEFINE_string("data_dir", None, "Dataset directory (tfrecords_tools output).")
 flags.DEFINE_string("model_dir", None, "Run directory: checkpoints, TensorBoard, exports.")
-flags.DEFINE_list("train_subjects", ["S1", "S5", "S6", "S7", "S8"], "Pre-training subjects.")
+flags.DEFINE_list("train_subjects", ["S1", "S5", "S6", "S7", "S8"], "Pre-training subjects; shell patterns (U*) expand to the dataset's matching subjects.")
 flags.DEFINE_list("eval_subjects", ["S9", "S11"], "Held-out subjects for the pretext eval "
                   "(empty: no evaluation).")
 # Model (a checkpoint depends on these: changing them needs a new --model_dir).
@@ -125,18 +125,24 @@ class PretrainConfig:
 
 
 def config_from_flags() -> PretrainConfig:
-    """Reads the absl flags into a :class:`PretrainConfig`."""
+    """Reads the absl flags into a :class:`PretrainConfig`.
+
+    Raises:
+      dataset_io.DatasetError: a ``--train_subjects`` pattern (``U*``) matches no subject.
+    """
+    from tfrecords_tools import dataset_io
+    train_subjects = dataset_io.expand_subjects(FLAGS.data_dir, FLAGS.train_subjects)
     pair_config = pairs.PairConfig(
         d_min=FLAGS.d_min, d_max=FLAGS.d_max, tasks=tuple(FLAGS.tasks), views=FLAGS.views,
         gap_sampling=FLAGS.gap_sampling,
         pairs_per_clip=FLAGS.pairs_per_clip, shuffle_buffer=FLAGS.shuffle_buffer,
-        subjects=tuple(FLAGS.train_subjects), seed=FLAGS.seed, deterministic=FLAGS.deterministic,
+        subjects=train_subjects, seed=FLAGS.seed, deterministic=FLAGS.deterministic,
         augment=augment.AugmentConfig(output_size=FLAGS.input_size, min_scale=FLAGS.min_scale,
                                       max_scale=FLAGS.max_scale),
         device_augment=FLAGS.augment_on == "device")
     return PretrainConfig(
         data_dir=FLAGS.data_dir, model_dir=FLAGS.model_dir, pairs=pair_config,
-        train_subjects=tuple(FLAGS.train_subjects), eval_subjects=tuple(FLAGS.eval_subjects),
+        train_subjects=train_subjects, eval_subjects=tuple(FLAGS.eval_subjects),
         arch=FLAGS.arch, width=FLAGS.width, fusion=FLAGS.fusion, head_units=FLAGS.head_units,
         batch_size=FLAGS.batch_size, train_steps=FLAGS.train_steps,
         steps_per_checkpoint=FLAGS.steps_per_checkpoint, learning_rate=FLAGS.learning_rate,

@@ -82,6 +82,7 @@ def test_format_options_are_checked(finished_run, tmp_path):
            (dict(formats=("saved_model", "pb")), "expected a list"),
            (dict(tflite_quantize=True), "needs tflite"),
            (dict(formats=("saved_model", "onnx"), onnx_opset=3), "--onnx_opset=3"),
+           (dict(formats=("saved_model", "onnx"), onnx_opset=99), r"expected 7\.\.1\d"),
            (dict(formats=("saved_model", "onnx"), data_dir=str(tmp_path / "no")),
             "does not exist")]
     for kw, message in bad:
@@ -91,3 +92,21 @@ def test_format_options_are_checked(finished_run, tmp_path):
         export.export(model_dir, str(tmp_path / "out"), what="encoder",
                       formats=export.FormatOptions(formats=("saved_model", "onnx")))
     assert not os.path.exists(tmp_path / "out") or os.listdir(tmp_path / "out") == []
+
+
+def test_binary_flags_write_and_report_the_formats(finished_run, tmp_path):
+    import subprocess
+    import sys
+    model_dir, _ = finished_run
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    out = subprocess.run([sys.executable, "-m", "tf_synchro.export", f"--model_dir={model_dir}",
+                          f"--export_dir={tmp_path / 'm'}", "--version=3",
+                          "--formats=saved_model,onnx", "--onnx_opset=15", "--check_crops=4"],
+                         cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"onnx: {tmp_path / 'm' / '3.onnx'}, max difference" in out.stdout
+    meta = json.load(open(tmp_path / "m" / "3" / export.METADATA_FILE))
+    assert meta["formats"]["onnx"]["opset"] == 15
+    assert meta["format_check"]["num_crops"] == 4
+    assert sorted(os.listdir(tmp_path / "m")) == ["3", "3.onnx"]

@@ -129,6 +129,9 @@ def test_exported_model_and_run_dir_agree(footage, model_dir, tmp_path):
     saved = np.load(tmp_path / "a.npz")
     np.testing.assert_allclose(saved["joints3d"], a["joints3d"])
     assert list(saved["joint_names"]) == list(skeleton.JOINT_NAMES)
+    encoder = export.export(model_dir, str(tmp_path / "encoder"), what="encoder")
+    with pytest.raises(predict.PredictError, match="not the pose model"):
+        predict.run(_config(tmp_path, encoder, video=footage["video"]), progress=False)
 
 
 def _iou(a, b):

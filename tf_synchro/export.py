@@ -168,7 +168,7 @@ def export(model_dir: str, export_dir: str, version: Optional[int] = None,
     try:
         archive.write_out(tmp, verbose=False)
         metadata = {"what": what, "output": output_name, "model_dir": model_dir,
-                    "model": model_cfg, "crop_size": _training_crop_size(config)}
+                    "model": model_cfg, "crop_size": training_crop_size(config)}
         if extra_targets:
             metadata.update(write_extra_formats(tmp, extra_tmp, config, formats))
             for key, path in extra_targets.items():
@@ -231,8 +231,12 @@ class FormatOptions:
                               f"runtime check compares joints in mm)")
         if self.check_crops < 1:
             raise ExportError(f"--check_crops={self.check_crops} must be >= 1")
-        if not 7 <= self.onnx_opset <= 21:
-            raise ExportError(f"--onnx_opset={self.onnx_opset}: expected 7..21 (tf2onnx)")
+        if "onnx" in self.formats:
+            from tf2onnx import constants  # Opsets this tf2onnx can write.
+            top = max(constants.OPSET_TO_IR_VERSION)
+            if not 7 <= self.onnx_opset <= top:
+                raise ExportError(f"--onnx_opset={self.onnx_opset}: expected 7..{top} (the "
+                                  f"opsets tf2onnx {_version('tf2onnx')} writes)")
 
 
 def extra_paths(export_dir: str, version: int, options: FormatOptions) -> dict:
@@ -280,7 +284,7 @@ def _round_robin(groups: Sequence[list]):
         yield from (g[i] for g in groups if i < len(g))
 
 
-def _training_crop_size(config: dict) -> Optional[int]:
+def training_crop_size(config: dict) -> Optional[int]:
     """Side of the stored crops the model was trained on (None if the data is gone)."""
     data_dir = config.get("data_dir")
     try:
@@ -332,10 +336,14 @@ def run_tflite(path: str, images: np.ndarray) -> np.ndarray:
     return runner(images=images)["joints3d"]
 
 
+def _version(package: str) -> str:
+    import importlib.metadata
+    return importlib.metadata.version(package)
+
+
 def _runtime_version(key: str) -> str:
-    import importlib.metadata as md
     name = "onnxruntime" if key == "onnx" else "ai-edge-litert"
-    return f"{name} {md.version(name)}"
+    return f"{name} {_version(name)}"
 
 
 def write_extra_formats(saved_model: str, paths: dict, config: dict,

@@ -152,7 +152,7 @@ def load_model(path: str) -> PoseModel:
         size, scale = int(cfg["input_size"]), float(cfg["preprocess"]["crop_scale"])
         call = tf.function(lambda x: model(frames.preprocess_images(x, size, scale),
                                            training=False))
-        return PoseModel(path, "run", export._training_crop_size(config),
+        return PoseModel(path, "run", export.training_crop_size(config),
                          cfg["preprocess"]["dct_method"], lambda x: call(x).numpy())
     raise PredictError(f"--model={path}: expected an export version directory (with "
                        f"saved_model.pb) or a finished fine-tuning run (with config.json)")

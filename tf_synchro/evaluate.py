@@ -3,7 +3,7 @@ r"""Evaluates a fine-tuned pose model with the standard protocol and writes a re
     python -m tf_synchro.evaluate --model_dir=/tmp/pose_ssl --data_dir=/tmp/synth \
         --subjects=S9,S11 --frame_step=64 --output_json=/tmp/pose_ssl/eval.json
 
-Protocol (DESIGN.md section 2): test subjects S9 and S11, every frame whose original frame
+Protocol (docs/DESIGN.md §2): test subjects S9 and S11, every frame whose original frame
 number is a multiple of 64, all cameras; root-relative joints in the camera frame; MPJPE,
 N-MPJPE and PA-MPJPE (:mod:`tf_synchro.metrics`) in mm. The JSON report holds the mean over
 frames, the mean over actions (the usual Table layout), and breakdowns per action, joint,

@@ -1,4 +1,4 @@
-"""3D pose errors in millimetres: MPJPE, N-MPJPE and PA-MPJPE (DESIGN.md section 2).
+"""3D pose errors in millimetres: MPJPE, N-MPJPE and PA-MPJPE (docs/DESIGN.md §2).
 
 Every function takes poses ``[..., J, 3]`` (any units; the project uses mm), makes them
 root-relative (joint 0) and returns per-joint errors ``[..., J]``; the ``*_per_pose``

@@ -26,8 +26,6 @@ from tf_synchro import finetune, metrics
 from tf_synchro.data import augment, frames
 from tfrecords_tools import dataset_io, skeleton
 
-METRICS = ("mpjpe", "n_mpjpe", "pa_mpjpe")
-
 
 # ----------------------------------------------------------------------------- predictions
 
@@ -109,9 +107,9 @@ def build_report(pred: np.ndarray, gt: np.ndarray, meta: dict) -> dict:
     # Table convention on Human3.6M: the average of the per-action means.
     report["mean_over_actions"] = {
         name: float(np.mean([a[name] for a in report["per_action"].values()]))
-        for name in METRICS}
+        for name in metrics.METRICS}
     report["per_joint"] = {
-        joint: {name: float(errors[name][:, j].mean()) for name in METRICS}
+        joint: {name: float(errors[name][:, j].mean()) for name in metrics.METRICS}
         for j, joint in enumerate(skeleton.JOINT_NAMES)}
     return report
 

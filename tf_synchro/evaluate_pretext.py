@@ -29,6 +29,7 @@ from absl import app, flags
 import numpy as np
 
 from tf_synchro.data import augment, pairs, records
+from tfrecords_tools import dataset_io
 
 RESULTS_FILE = "pretext_eval.json"
 PLOT_FILE = "sync_vs_gap.png"
@@ -164,10 +165,7 @@ def write_report(results: dict, output_dir: str, title: str = "") -> list[str]:
 
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, RESULTS_FILE)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    dataset_io.write_json_atomic(path, results)
     written = [path]
     curve = results.get("sync_accuracy_by_gap")
     if curve:

@@ -17,6 +17,8 @@ import keras
 from keras import ops
 
 ROOT = 0
+# The three pose errors, in the order reports and tables give them.
+METRICS = ("mpjpe", "n_mpjpe", "pa_mpjpe")
 # Guards divisions by a pose's squared norm (mm^2); a real pose has norm >> 1 mm.
 _EPS = 1e-8
 

@@ -26,8 +26,8 @@ on the same frames' JPEG bytes:
 
 ``--threads=1`` confines each tf.data pipeline to one thread (private thread pool of size
 1, no intra-op parallelism), so figures are per CPU core. Without ``--data_dir`` a small
-synthetic dataset with 160 px crops (the DESIGN size for 128 px training) is written to a
-temporary directory first.
+synthetic dataset with 160 px crops (the stored size for 128 px training, docs/DESIGN.md
+§4) is written to a temporary directory first.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ device. Two implementations of the same step are timed:
 
 * ``jit``: a hand-written step, ``model.stateless_call`` + ``jax.value_and_grad`` +
   ``optimizer.stateless_apply`` under one ``jax.jit`` with donated state (the loop a JAX
-  user writes; DESIGN.md's reference figures were measured this way);
+  user writes; docs/DESIGN.md §6's reference figures were measured this way);
 * ``train_on_batch``: Keras' own compiled train step (what ``model.fit`` runs), with
   ``--fit``.
 
@@ -65,7 +65,8 @@ flags.DEFINE_integer("steps", 50, "Timed steps per config and implementation.")
 flags.DEFINE_integer("n_batches", 4, "Distinct in-memory batches cycled through.")
 flags.DEFINE_bool("device_augment", True, "Feed uint8 stored frames + draws and time the "
                   "ViewAugment layer in the step (as pretrain does); else float crops.")
-flags.DEFINE_float("stored_scale", 1.25, "Stored frame side / input side (DESIGN: 160/128).")
+flags.DEFINE_float("stored_scale", 1.25,
+                   "Stored frame side / input side (docs/DESIGN.md §4: 160/128).")
 flags.DEFINE_bool("fit", False, "Also time Keras' train_on_batch (model.fit's step).")
 flags.DEFINE_string("json_out", None, "Append one JSON line per measurement to this file.")
 flags.DEFINE_integer("seed", 0, "Seed for weights and data.")

@@ -9,7 +9,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # ---------------------------------------------------------------- synthetic data fixtures
 import pytest  # noqa: E402
 
-TINY_ACTIONS = ("Walking", "Boxing")
+from tests.testutil import TINY_ACTIONS  # noqa: E402
 
 
 @pytest.fixture(scope="session")

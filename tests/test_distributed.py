@@ -14,7 +14,7 @@ import sys
 import numpy as np
 import pytest
 
-from tests import test_pairs
+from tests import testutil
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 4
@@ -46,7 +46,7 @@ def _worker_cmd(mode, data_dir, model_dir, out, batch=4):
 @pytest.fixture(scope="module")
 def coded_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("coded_dist")
-    test_pairs._write(path, subjects=("S1", "S5"), seqs=2)
+    testutil.write_coded_dataset(path, subjects=("S1", "S5"), seqs=2)
     return str(path)
 
 

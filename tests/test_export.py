@@ -12,7 +12,7 @@ import pytest
 from tf_synchro import export, finetune
 from tf_synchro.data import frames
 from tf_synchro.models import pose
-from tests import test_finetune as tf_fixtures
+from tests import testutil
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -20,7 +20,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture
 def finished_run(tmp_path_factory):
     """The tiny fine-tuned run of test_finetune (built once per session)."""
-    return tf_fixtures.shared_finished_run(tmp_path_factory)
+    return testutil.shared_finished_run(tmp_path_factory)
 
 
 def _crops(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Labelled-frame pipeline, pose model, fine-tuning and evaluation.
 
-The dataset here is written by :func:`write_pose_dataset`: stick figures whose limbs are
-colour-coded (left blue, right red), projected through the Human3.6M rig, so a tiny model
-can learn something in a few dozen steps and labels can be checked pixel by pixel.
+The dataset here is written by :func:`tests.testutil.write_pose_dataset`: stick figures
+whose limbs are colour-coded (left blue, right red), projected through the Human3.6M rig, so
+a tiny model can learn something in a few dozen steps and labels can be checked pixel by
+pixel.
 """
 import json
 import os
@@ -11,142 +12,29 @@ import subprocess
 import sys
 import textwrap
 
-import cv2
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
+from tests import testutil
 from tf_synchro import evaluate, finetune, train_lib
 from tf_synchro.data import augment, frames, records
 from tf_synchro.models import pose, resnet
-from tfrecords_tools import cameras, crops, dataset_io, schema, skeleton
+from tfrecords_tools import dataset_io, schema, skeleton
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SIZE = 32  # Stored crop side = model input: the smallest ResNet input.
-T_PER_CLIP = 16
-
-# A standing template (world mm, z up); x = +-100 hips, +-170 shoulders.
-_TEMPLATE = np.array([
-    [0, 0, 900], [-100, 0, 900], [-100, 0, 500], [-100, 0, 100], [100, 0, 900], [100, 0, 500],
-    [100, 0, 100], [0, 0, 1150], [0, 0, 1400], [0, 0, 1500], [0, 0, 1650], [170, 0, 1400],
-    [170, 0, 1150], [170, 0, 900], [-170, 0, 1400], [-170, 0, 1150], [-170, 0, 900]], float)
-
-
-def _rot_x(a):
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[1, 0, 0], [0, c, -s], [0, s, c]])
-
-
-def _rot_z(a):
-    c, s = np.cos(a), np.sin(a)
-    return np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])
-
-
-def _pose(t: int, seed: int) -> np.ndarray:
-    """World joints [17, 3] of frame t: swinging limbs, turning body (deterministic)."""
-    rng = np.random.default_rng(seed)
-    phase, speed = rng.uniform(0, 2 * np.pi, 4), rng.uniform(0.15, 0.35, 4)
-    j = _TEMPLATE.copy()
-    # Limb chains swing about their shoulder / hip: (first joint, [moving joints]).
-    for k, (pivot, chain) in enumerate(((11, [12, 13]), (14, [15, 16]), (1, [2, 3]),
-                                        (4, [5, 6]))):
-        r = _rot_x(1.1 * np.sin(speed[k] * t + phase[k]))
-        j[chain] = (j[chain] - j[pivot]) @ r.T + j[pivot]
-    yaw = _rot_z(0.5 * np.sin(0.05 * t + seed))
-    return (j - j[0]) @ yaw.T + j[0] + np.array([50.0 * np.sin(0.1 * t), 0, 0])
-
-
-def _render(points_2d: np.ndarray, box) -> bytes:
-    img = np.zeros((SIZE, SIZE, 3), np.uint8)
-    p = crops.image_to_crop(points_2d, box, SIZE)
-    for parent, child in skeleton.BONES:
-        colour = ((0, 0, 255) if child in skeleton.LEFT_JOINTS else
-                  (255, 0, 0) if child in skeleton.RIGHT_JOINTS else (0, 255, 0))
-        a, b = tuple(int(round(v)) for v in p[parent]), tuple(int(round(v)) for v in p[child])
-        cv2.line(img, a, b, colour, 1)
-    ok, buf = cv2.imencode(".jpg", img[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 95])  # RGB->BGR
-    assert ok
-    return buf.tobytes()
-
-
-def make_clip(subject: str, action: str, clip_index: int, labelled: bool = True,
-              seed: int = 0) -> schema.Clip:
-    """One clip of T_PER_CLIP frames, all four H36M cameras (frame numbers continue per clip)."""
-    rig = cameras.h36m_rig()
-    fi = np.arange(T_PER_CLIP) + clip_index * T_PER_CLIP
-    world = np.stack([_pose(t, seed) for t in fi])
-    images, boxes = [], np.zeros((len(fi), len(rig), 4))
-    for ti in range(len(fi)):
-        row = []
-        for vi, cam in enumerate(rig):
-            pts = cam.project(world[ti])
-            boxes[ti, vi] = crops.square_box(pts, margin=0.2)
-            row.append(_render(pts, boxes[ti, vi]))
-        images.append(row)
-    return schema.Clip(
-        subject=subject, action=action, sequence_id=f"{subject}/{action}", fps=50.0,
-        clip_index=clip_index, frame_index=fi, camera_ids=[c.camera_id for c in rig],
-        intrinsics=np.stack([c.intrinsics for c in rig]), distortion=np.zeros((4, 5)),
-        rotation=np.stack([c.rotation for c in rig]),
-        translation=np.stack([c.translation for c in rig]),
-        image_wh=np.array([[c.width, c.height] for c in rig]), image_size=SIZE,
-        has_background=False, images=images, crop_boxes=boxes,
-        joints3d_world=world if labelled else None)
-
-
-# Subjects of the fixture: label subject S1, test subject S9, unlabelled U1.
-_SPEC = {"S1": (True, ("Walking", "Posing"), 2), "S9": (True, ("Walking", "Posing"), 1),
-         "U1": (False, ("Walking",), 1)}
-
-
-def _produce(payload):
-    subject, labelled, action, clip_index, seed = payload
-    yield make_clip(subject, action, clip_index, labelled, seed)
-
-
-def write_pose_dataset(path: str) -> str:
-    """Writes the fixture dataset (S1: 2 actions x 2 clips; S9: 2 x 1; U1 unlabelled)."""
-    tasks = []
-    for si, (subject, (labelled, actions, n_clips)) in enumerate(sorted(_SPEC.items())):
-        for ai, action in enumerate(actions):
-            for c in range(n_clips):
-                tasks.append(dataset_io.ShardTask(f"{subject}-{action}-{c}",
-                                                  (subject, labelled, action, c, 10 * si + ai)))
-    dataset_io.write_dataset(path, writer="test_finetune", settings={"size": SIZE},
-                             tasks=tasks, producer=_produce, log=lambda _: None)
-    return path
-
-
-# Built once per session and shared with test_export (which imports this module): the
-# dataset and the tiny fine-tuned run are the slow parts of both files.
-_SHARED: dict = {}
-
-
-def shared_pose_data(tmp_path_factory) -> str:
-    if "data" not in _SHARED:
-        _SHARED["data"] = write_pose_dataset(str(tmp_path_factory.mktemp("pose_data")))
-    return _SHARED["data"]
-
-
-def shared_finished_run(tmp_path_factory) -> tuple:
-    """A tiny fine-tune from scratch: (model_dir, summary)."""
-    if "run" not in _SHARED:
-        model_dir = str(tmp_path_factory.mktemp("run"))
-        summary = finetune.run(_config(shared_pose_data(tmp_path_factory), model_dir),
-                               verbose=False)
-        _SHARED["run"] = (model_dir, summary)
-    return _SHARED["run"]
+SIZE = testutil.POSE_SIZE
 
 
 @pytest.fixture
 def pose_data(tmp_path_factory):
-    return shared_pose_data(tmp_path_factory)
+    return testutil.shared_pose_data(tmp_path_factory)
 
 
 @pytest.fixture
 def finished_run(tmp_path_factory):
-    return shared_finished_run(tmp_path_factory)
+    return testutil.shared_finished_run(tmp_path_factory)
 
 
 def _aug(**kw):
@@ -258,7 +146,7 @@ def test_label_fraction_is_a_fixed_subset_of_timesteps(pose_data):
     clips = records.clip_dataset(files, shuffle=False, repeat=False, deterministic=True)
     kept = [frames._clip_frames(c, cfg, training=True) for c in clips]
     n_kept = sum(len(k["frame_index"]) for k in kept)
-    n_all = 4 * T_PER_CLIP * 4  # 4 clips x 16 timesteps x 4 views
+    n_all = 4 * testutil.POSE_T_PER_CLIP * 4  # 4 clips x 16 timesteps x 4 views
     assert 0.1 * n_all < n_kept < 0.5 * n_all
     for k in kept:  # All four views of a kept timestep are kept.
         assert set(np.unique(k["frame_index"].numpy(), return_counts=True)[1]) <= {4}
@@ -347,15 +235,6 @@ def test_standardized_loss_is_mse_of_standardized_coordinates():
 # ----------------------------------------------------------------------------- fine-tuning
 
 
-def _config(data_dir, model_dir, **kw):
-    base = dict(data_dir=data_dir, model_dir=model_dir, arch="resnet18", width=0.125,
-                image_size=SIZE, head_units=(32,), batch_size=16, train_steps=60,
-                steps_per_checkpoint=30, learning_rate=3e-3, final_learning_rate=3e-4,
-                freeze_blocks=0, min_scale=0.9, seed=0, log_every=10, progress_every=30)
-    base.update(kw)
-    return finetune.FinetuneConfig(**base)
-
-
 def test_tiny_finetune_lowers_the_error_and_evaluates(pose_data, finished_run, tmp_path):
     model_dir, summary = finished_run
     assert summary["initial_step"] == 0 and summary["final_step"] == 60
@@ -386,7 +265,7 @@ def test_tiny_finetune_lowers_the_error_and_evaluates(pose_data, finished_run, t
     assert report["mean"]["pa_mpjpe"] <= report["mean"]["mpjpe"]
     assert os.path.getsize(out_png) > 1000
     # Re-running the finished command resumes at the end: nothing is retrained.
-    again = finetune.run(_config(pose_data, model_dir), verbose=False)
+    again = finetune.run(testutil.finetune_config(pose_data, model_dir), verbose=False)
     assert again["initial_step"] == 60
 
 
@@ -399,8 +278,9 @@ def test_init_from_pretrained_keeps_frozen_weights(pose_data, tmp_path):
     (pre / "config.json").write_text(json.dumps(
         {"model": {"arch": "resnet18", "width": 0.125, "input_size": SIZE}}))
     model_dir = str(tmp_path / "ft")
-    finetune.run(_config(pose_data, model_dir, init_from=str(pre), freeze_blocks=3,
-                         train_steps=4, steps_per_checkpoint=4), verbose=False)
+    finetune.run(testutil.finetune_config(pose_data, model_dir, init_from=str(pre),
+                                          freeze_blocks=3, train_steps=4,
+                                          steps_per_checkpoint=4), verbose=False)
     tuned = pose.pose_encoder(finetune.load_finished(model_dir)[0])
     for name in ("stem_conv", "stage3_block2_conv2", "stage4_block2_conv2"):
         same = np.array_equal(tuned.get_layer(name).kernel.numpy(),
@@ -410,8 +290,8 @@ def test_init_from_pretrained_keeps_frozen_weights(pose_data, tmp_path):
 
 def test_init_from_must_be_a_compatible_encoder(pose_data, tmp_path):
     run = lambda init, **kw: finetune.run(
-        _config(pose_data, str(tmp_path / "m"), init_from=init, train_steps=1,
-                steps_per_checkpoint=1, **kw), verbose=False)
+        testutil.finetune_config(pose_data, str(tmp_path / "m"), init_from=init,
+                                 train_steps=1, steps_per_checkpoint=1, **kw), verbose=False)
     with pytest.raises(pose.IncompatibleEncoderError, match="no such directory"):
         run(str(tmp_path / "nope"))
     (tmp_path / "empty").mkdir()

@@ -1,86 +1,29 @@
 """Pair pipeline: labels, masks, balance, flips, determinism, sharding, bad input; augment ops.
 
-The fixture clips encode (timestep, view) in each frame's colour and carry a left/right
-asymmetric stripe, so every pair the pipeline makes can be checked against its labels from
-the pixels alone.
+The fixture clips (:func:`tests.testutil.write_coded_dataset`) encode (timestep, view) in
+each frame's colour and carry a left/right asymmetric stripe, so every pair the pipeline
+makes can be checked against its labels from the pixels alone.
 """
 import collections
 import dataclasses
 
-import cv2
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_synchro.data import augment, pairs, records
-from tfrecords_tools import dataset_io, schema
+from tests import testutil
+from tf_synchro.data import augment, pairs
+from tfrecords_tools import schema
 
-SIZE = 32
-T, V = 40, 3
-FRAME_STEP = 3            # frame_index = 100 + 3 t: gaps are multiples of 3
+SIZE = testutil.CODED_SIZE
+V = testutil.CODED_V
+FRAME_STEP = testutil.CODED_FRAME_STEP  # frame_index = 100 + 3 t: gaps are multiples of 3
 D_MIN, D_MAX = 4, 30
-
-
-def _code_image(t: int, v: int, r_step: int = 5) -> np.ndarray:
-    """RGB crop: R encodes t, G encodes v, B is dark on the left and bright on the right."""
-    img = np.zeros((SIZE, SIZE, 3), np.uint8)
-    img[..., 0] = (20 + r_step * t) % 256  # Exact code only for t < 47 (all but one test).
-    img[..., 1] = 40 + 50 * v
-    img[:, : SIZE // 2, 2] = 30
-    img[:, SIZE // 2:, 2] = 220
-    return img
-
-
-def _decode_code(image: np.ndarray) -> tuple:
-    """(t, v, mirrored) from a decoded fixture frame (interior means; JPEG is lossy)."""
-    q = SIZE // 4
-    t = int(round((image[q:-q, q:-q, 0].mean() - 20) / 5))
-    v = int(round((image[q:-q, q:-q, 1].mean() - 40) / 50))
-    mirrored = image[:, :q, 2].mean() > image[:, -q:, 2].mean()
-    return t, v, bool(mirrored)
-
-
-def _jpeg(img: np.ndarray) -> bytes:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(img, cv2.COLOR_RGB2BGR),
-                           [cv2.IMWRITE_JPEG_QUALITY, 98])
-    assert ok
-    return buf.tobytes()
-
-
-def _clip(subject: str, seq: int, views: int = V, frames: int = T, step: int = FRAME_STEP,
-          frame_index=None, r_step: int = 5) -> schema.Clip:
-    if frame_index is None:
-        frame_index = 100 + step * np.arange(frames)
-    frames = len(frame_index)
-    return schema.Clip(
-        subject=subject, action="Walk", sequence_id=f"{subject}/Walk {seq}", fps=50.0,
-        clip_index=0, frame_index=np.asarray(frame_index),
-        camera_ids=[f"cam{v}" for v in range(views)], intrinsics=np.ones((views, 4)),
-        distortion=np.zeros((views, 5)), rotation=np.tile(np.eye(3), (views, 1, 1)),
-        translation=np.zeros((views, 3)), image_wh=np.full((views, 2), 1000),
-        image_size=SIZE, has_background=False,
-        images=[[_jpeg(_code_image(t, v, r_step)) for v in range(views)] for t in range(frames)],
-        crop_boxes=np.tile([0.0, 0.0, 100.0, 100.0], (frames, views, 1)))
-
-
-def _produce(payload):
-    subject, seqs, views, frames, step, frame_index, r_step = payload
-    for seq in range(seqs):
-        yield _clip(subject, seq, views, frames, step, frame_index, r_step)
-
-
-def _write(path, subjects=("S1", "S5"), seqs=2, views=V, frames=T, step=FRAME_STEP,
-           frame_index=None, r_step=5) -> list:
-    tasks = [dataset_io.ShardTask(s, (s, seqs, views, frames, step, frame_index, r_step))
-             for s in subjects]
-    dataset_io.write_dataset(str(path), writer="test_pairs", settings={}, tasks=tasks,
-                             producer=_produce, log=lambda _: None)
-    return records.dataset_files(str(path))
 
 
 @pytest.fixture(scope="module")
 def coded_files(tmp_path_factory):
-    return _write(tmp_path_factory.mktemp("coded"))
+    return testutil.write_coded_dataset(tmp_path_factory.mktemp("coded"))
 
 
 def _eval_config(**kw) -> pairs.PairConfig:
@@ -111,8 +54,8 @@ def test_labels_masks_and_pixels_agree(coded_pairs):
     n = len(p["pair_type"])
     assert n == 4 * 6 * 3  # 4 clips x 6 pairs x 3 passes, tail batch kept in evaluation
     for i in range(n):
-        ta, va, ma = _decode_code(p["view_a"][i])
-        tb, vb, mb = _decode_code(p["view_b"][i])
+        ta, va, ma = testutil.decode_code(p["view_a"][i])
+        tb, vb, mb = testutil.decode_code(p["view_b"][i])
         kind = p["pair_type"][i]
         assert (100 + FRAME_STEP * ta, 100 + FRAME_STEP * tb) == (p["frame_a"][i], p["frame_b"][i])
         assert (va, vb) == (p["camera_a"][i], p["camera_b"][i])
@@ -141,7 +84,8 @@ def test_unsync_gaps_spread_where_frames_were_dropped_unevenly(tmp_path):
     # Dense kept frames first (fast motion), sparse later: uniform partners would give
     # ~60% of gaps in the lowest third of (4, 128); weighting by covered span ~41%.
     fi = np.concatenate([np.arange(0, 60), np.arange(64, 400, 8)])
-    files = _write(tmp_path / "uneven", subjects=("S1",), seqs=1, frame_index=fi)
+    files = testutil.write_coded_dataset(tmp_path / "uneven", subjects=("S1",), seqs=1,
+                                         frame_index=fi)
     config = _eval_config(d_min=4, d_max=128, tasks=("sync",), pairs_per_clip=600, passes=1)
     gaps = _collect(files, config, batch=600)["gap"]
     gaps = gaps[gaps > 0]
@@ -158,8 +102,8 @@ def test_unsync_gaps_spread_where_frames_were_dropped_unevenly(tmp_path):
 def test_uniform_gap_sampling_is_flat_over_a_clip(tmp_path):
     """Every frame kept, one 300-frame clip: "clip" sampling leans to small gaps (fewer
     timesteps have far partners on both sides), "uniform" is flat over (4, 128)."""
-    files = _write(tmp_path / "dense", subjects=("S1",), seqs=1,
-                   frame_index=np.arange(0, 300))
+    files = testutil.write_coded_dataset(tmp_path / "dense", subjects=("S1",), seqs=1,
+                                         frame_index=np.arange(0, 300))
     config = _eval_config(d_min=4, d_max=128, tasks=("sync",), pairs_per_clip=2000, passes=1)
     counts = {}
     for mode in pairs.GAP_SAMPLING:
@@ -224,7 +168,7 @@ def test_single_view_variant(coded_files):
     p = _collect(coded_files, _eval_config(views="single", passes=1))
     assert np.array_equal(p["view_a"].shape, p["view_b"].shape)
     for i in range(len(p["pair_type"])):
-        assert _decode_code(p["view_a"][i])[1] == _decode_code(p["view_b"][i])[1]
+        assert testutil.decode_code(p["view_a"][i])[1] == testutil.decode_code(p["view_b"][i])[1]
 
 
 def test_seed_fixes_the_stream_and_training_shapes(coded_files):
@@ -253,9 +197,11 @@ def test_bad_settings_and_records(tmp_path, coded_files):
     with pytest.raises(ValueError, match="d_min"):
         _eval_config(d_min=30, d_max=30).validate()
     with pytest.raises(ValueError, match="1 view"):
-        pairs.check_records(_write(tmp_path / "one_view", views=1), _eval_config())
+        pairs.check_records(testutil.write_coded_dataset(tmp_path / "one_view", views=1),
+                            _eval_config())
     with pytest.raises(ValueError, match="spans 4 frames"):
-        pairs.check_records(_write(tmp_path / "short", frames=5, step=1), _eval_config())
+        pairs.check_records(testutil.write_coded_dataset(tmp_path / "short", frames=5, step=1),
+                            _eval_config())
     info = pairs.check_records(coded_files, _eval_config())
     assert info["usable"] == info["checked"] == 4 and info["num_views"] == V
 

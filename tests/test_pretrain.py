@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tests import test_pairs
+from tests import testutil
 from tf_synchro import pretrain, train_lib
 from tf_synchro.data import augment, pairs
 
@@ -28,7 +28,7 @@ TINY_FLAGS = ["--train_subjects=S1,S5", "--width=0.125", "--input_size=32", "--h
 @pytest.fixture(scope="module")
 def coded_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("coded_pretrain")
-    test_pairs._write(path, subjects=("S1", "S5", "S9"), seqs=2)
+    testutil.write_coded_dataset(path, subjects=("S1", "S5", "S9"), seqs=2)
     return str(path)
 
 
@@ -121,7 +121,7 @@ def test_bad_input_fails_before_training(coded_dir, tmp_path):
         pretrain.train(_config(coded_dir, str(tmp_path / "a"), d_min=30, d_max=30))
     with pytest.raises(ValueError, match="spans 117 frames"):
         pretrain.train(_config(coded_dir, str(tmp_path / "b"), d_min=200, d_max=300))
-    one_view = test_pairs._write(tmp_path / "one_view", views=1)
+    one_view = testutil.write_coded_dataset(tmp_path / "one_view", views=1)
     with pytest.raises(ValueError, match="1 view"):
         pretrain.train(_config(os.path.dirname(one_view[0]), str(tmp_path / "c")))
     model_dir = str(tmp_path / "d")
@@ -177,8 +177,8 @@ def test_tiny_run_learns_sync_and_flip_on_coded_frames(tmp_path):
     binary's evaluation (this is a plumbing test; the synthetic-human run is in README).
     """
     data_dir = tmp_path / "coded"
-    test_pairs._write(data_dir, subjects=("S1", "S5", "S9"), seqs=2, frames=8, step=10,
-                      r_step=30)
+    testutil.write_coded_dataset(data_dir, subjects=("S1", "S5", "S9"), seqs=2, frames=8,
+                                 step=10, r_step=30)
     config = pretrain.PretrainConfig(
         data_dir=str(data_dir), model_dir=str(tmp_path / "run"), train_subjects=("S1", "S5"),
         eval_subjects=("S9",), width=0.125, head_units=16, batch_size=32, train_steps=150,

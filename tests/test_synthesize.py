@@ -12,7 +12,7 @@ from tfrecords_tools import cameras, crops, dataset_io, motion_filter, schema, s
 from tfrecords_tools import synthesize
 from tfrecords_tools.synth import body, motion, render
 
-from tests.conftest import TINY_ACTIONS
+from tests.testutil import TINY_ACTIONS
 
 
 def _clips(data_dir):

@@ -3,7 +3,7 @@ r"""Evaluates a fine-tuned pose model with the standard protocol and writes a re
     python -m tf_synchro.evaluate --model_dir=/tmp/pose_ssl --data_dir=/tmp/synth \
         --subjects=S9,S11 --frame_step=64 --output_json=/tmp/pose_ssl/eval.json
 
-Protocol (DESIGN.md section 2): test subjects S9 and S11, every frame whose original frame
+Protocol (docs/DESIGN.md §2): test subjects S9 and S11, every frame whose original frame
 number is a multiple of 64, all cameras; root-relative joints in the camera frame; MPJPE,
 N-MPJPE and PA-MPJPE (:mod:`tf_synchro.metrics`) in mm. The JSON report holds the mean over
 frames, the mean over actions (the usual Table layout), and breakdowns per action, joint,
@@ -30,8 +30,6 @@ import tensorflow as tf
 from tf_synchro import finetune, metrics
 from tf_synchro.data import augment, frames
 from tfrecords_tools import dataset_io, skeleton
-
-METRICS = ("mpjpe", "n_mpjpe", "pa_mpjpe")
 
 
 # ----------------------------------------------------------------------------- predictions
@@ -114,9 +112,9 @@ def build_report(pred: np.ndarray, gt: np.ndarray, meta: dict) -> dict:
     # Table convention on Human3.6M: the average of the per-action means.
     report["mean_over_actions"] = {
         name: float(np.mean([a[name] for a in report["per_action"].values()]))
-        for name in METRICS}
+        for name in metrics.METRICS}
     report["per_joint"] = {
-        joint: {name: float(errors[name][:, j].mean()) for name in METRICS}
+        joint: {name: float(errors[name][:, j].mean()) for name in metrics.METRICS}
         for j, joint in enumerate(skeleton.JOINT_NAMES)}
     return report
 

@@ -29,6 +29,7 @@ from absl import app, flags
 import numpy as np
 
 from tf_synchro.data import augment, pairs, records
+from tfrecords_tools import dataset_io
 
 RESULTS_FILE = "pretext_eval.json"
 PLOT_FILE = "sync_vs_gap.png"
@@ -122,13 +123,40 @@ def evaluate(model, data_dir: str, pair_config: pairs.PairConfig,
         gaps.append(meta["gap"].numpy())
     if not types:
         raise ValueError(f"{data_dir}: no evaluation pairs for subjects {cfg.subjects}")
-    types, gaps = np.concatenate(types), np.concatenate(gaps)
-    results = {"subjects": list(cfg.subjects), "num_pairs": int(len(types)),
+    results = {"subjects": list(cfg.subjects)}
+    results.update(score_pairs(np.concatenate(types), np.concatenate(gaps),
+                               {t: np.concatenate(v) for t, v in logits.items()},
+                               cfg.d_min, cfg.d_max, config.num_gap_bins))
+    return results
+
+
+def score_pairs(types, gaps, logits: dict, d_min: int, d_max: int,
+                num_gap_bins: int = 8) -> dict:
+    """Pretext results of scored pairs: masked accuracies, ROC areas, the gap curve.
+
+    Args:
+      types: ``[N]`` pair types (``pairs.SYNC``, ``pairs.UNSYNC``, ``pairs.FLIP``).
+      gaps: ``[N]`` time gaps in frames (0 for synchronized and flipped pairs).
+      logits: ``{"sync": [N], "flip": [N]}`` head logits (either head may be absent); a
+        head's logits of the pairs it does not see are ignored.
+      d_min, d_max: the unsynchronized gap range (d_min, d_max) the pairs were drawn from.
+      num_gap_bins: bins of that range in the gap curve (empty bins are left out).
+
+    Returns:
+      ``num_pairs``, ``pairs_per_type``, ``d_min``, ``d_max``; with a sync head
+      ``sync_accuracy`` (over synchronized and unsynchronized pairs),
+      ``sync_accuracy_synchronized``, ``sync_accuracy_unsynchronized``, ``sync_auc`` and
+      ``sync_accuracy_by_gap`` (gap 0: the synchronized pairs; then one entry per
+      non-empty bin ``[gap_lo, gap_hi)`` of unsynchronized pairs); with a flip head
+      ``flip_accuracy`` (over synchronized and flipped pairs) and ``flip_auc``.
+    """
+    types, gaps = np.asarray(types).reshape(-1), np.asarray(gaps).reshape(-1)
+    results = {"num_pairs": int(len(types)),
                "pairs_per_type": {name: int((types == i).sum())
                                   for i, name in enumerate(pairs.PAIR_TYPE_NAMES)},
-               "d_min": cfg.d_min, "d_max": cfg.d_max}
-    if "sync" in cfg.tasks:
-        sync_logits = np.concatenate(logits["sync"])
+               "d_min": d_min, "d_max": d_max}
+    if "sync" in logits:
+        sync_logits = np.asarray(logits["sync"], np.float32).reshape(-1)
         pred_sync = sync_logits > 0
         seen = types != pairs.FLIP
         correct = pred_sync == (types == pairs.SYNC)
@@ -139,15 +167,15 @@ def evaluate(model, data_dir: str, pair_config: pairs.PairConfig,
         results["sync_auc"] = roc_auc(sync_logits[types == pairs.SYNC], sync_logits[unsync])
         curve = [{"gap_lo": 0, "gap_hi": 1, "count": int((types == pairs.SYNC).sum()),
                   "accuracy": results["sync_accuracy_synchronized"]}]
-        edges = _gap_edges(cfg.d_min, cfg.d_max, config.num_gap_bins)
+        edges = _gap_edges(d_min, d_max, num_gap_bins)
         for lo, hi in zip(edges[:-1], edges[1:]):
             sel = unsync & (gaps >= lo) & (gaps < hi)
             if sel.any():
                 curve.append({"gap_lo": int(lo), "gap_hi": int(hi), "count": int(sel.sum()),
                               "accuracy": float(correct[sel].mean())})
         results["sync_accuracy_by_gap"] = curve
-    if "flip" in cfg.tasks:
-        flip_logits = np.concatenate(logits["flip"])
+    if "flip" in logits:
+        flip_logits = np.asarray(logits["flip"], np.float32).reshape(-1)
         pred_flip = flip_logits > 0
         seen = types != pairs.UNSYNC
         results["flip_accuracy"] = float((pred_flip == (types == pairs.FLIP))[seen].mean())
@@ -164,10 +192,7 @@ def write_report(results: dict, output_dir: str, title: str = "") -> list[str]:
 
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, RESULTS_FILE)
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(results, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
+    dataset_io.write_json_atomic(path, results)
     written = [path]
     curve = results.get("sync_accuracy_by_gap")
     if curve:

@@ -34,6 +34,7 @@ from typing import Callable, Optional, Sequence
 
 from absl import flags
 
+from tf_synchro.metrics import METRICS
 from tfrecords_tools import dataset_io
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,7 +61,6 @@ SCALES = {
              "evaluate": "flags/evaluate_tiny.flags"},
 }
 
-METRICS = ("mpjpe", "n_mpjpe", "pa_mpjpe")
 EVAL_JSON, EVAL_PNG = "eval.json", "examples.png"
 PRETEXT_JSON = "pretext_eval.json"
 PRETEXT_KEYS = ("sync_accuracy", "flip_accuracy", "sync_auc", "flip_auc")

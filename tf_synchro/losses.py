@@ -20,8 +20,8 @@ replicas see equal numbers of unmasked pairs, close otherwise).
 
 The metrics are ``BinaryAccuracy(threshold=0)`` on logits (logit > 0 <=> p > 0.5) given as
 ``weighted_metrics``, so Keras weights them by the mask: accuracy over unmasked pairs.
-Custom loops (the benchmark) use the pure functions :func:`masked_bce` and
-:func:`masked_accuracy`.
+Custom loops (the benchmark) use the functions :func:`masked_bce` (the same Keras loss as
+``model.fit``, called with the mask) and :func:`masked_accuracy`.
 """
 from __future__ import annotations
 
@@ -39,11 +39,14 @@ def _flat_float32(x):
     return ops.reshape(ops.cast(x, "float32"), (-1,))
 
 
-def bce_from_logits(labels, logits):
-    """Per-pair binary cross-entropy from logits, ``[B]`` float32 (stable for any logit)."""
-    labels, logits = _flat_float32(labels), _flat_float32(logits)
-    # max(x, 0) - x * y + log(1 + exp(-|x|)): never exponentiates a large positive number.
-    return ops.relu(logits) - logits * labels + ops.log1p(ops.exp(-ops.abs(logits)))
+def masked_bce_loss(name: str = "masked_bce") -> keras.losses.Loss:
+    """The one pretext loss: binary cross-entropy from logits, mean over unmasked pairs.
+
+    Keras' ``BinaryCrossentropy`` (numerically stable for any logit) with the reduction
+    ``sum(mask * bce) / sum(mask)``; pass the mask as ``sample_weight``.
+    """
+    return keras.losses.BinaryCrossentropy(
+        from_logits=True, reduction="mean_with_sample_weight", name=name)
 
 
 def masked_mean(values, mask):
@@ -61,7 +64,8 @@ def masked_bce(labels, logits, mask):
       mask: ``[B]`` or ``[B, 1]``; 1 where the pair counts for this head, 0 where it is
         ignored (masked pairs have no influence on the loss or its gradient).
     """
-    return masked_mean(bce_from_logits(labels, logits), mask)
+    labels, logits, mask = _flat_float32(labels), _flat_float32(logits), _flat_float32(mask)
+    return masked_bce_loss()(labels[:, None], logits[:, None], sample_weight=mask)
 
 
 def masked_accuracy(labels, logits, mask):
@@ -76,11 +80,7 @@ def sync_flip_losses(tasks: Sequence[str] = ("sync", "flip")) -> dict:
 
     The mask must be passed as the output's sample weight (see the module docstring).
     """
-    return {
-        task: keras.losses.BinaryCrossentropy(
-            from_logits=True, reduction="mean_with_sample_weight", name=f"{task}_bce")
-        for task in check_tasks(tasks)
-    }
+    return {task: masked_bce_loss(f"{task}_bce") for task in check_tasks(tasks)}
 
 
 def sync_flip_metrics(tasks: Sequence[str] = ("sync", "flip")) -> dict:

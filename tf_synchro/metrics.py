@@ -1,4 +1,4 @@
-"""3D pose errors in millimetres: MPJPE, N-MPJPE and PA-MPJPE (DESIGN.md section 2).
+"""3D pose errors in millimetres: MPJPE, N-MPJPE and PA-MPJPE (docs/DESIGN.md §2).
 
 Every function takes poses ``[..., J, 3]`` (any units; the project uses mm), makes them
 root-relative (joint 0) and returns per-joint errors ``[..., J]``; the ``*_per_pose``
@@ -17,6 +17,8 @@ import keras
 from keras import ops
 
 ROOT = 0
+# The three pose errors, in the order reports and tables give them.
+METRICS = ("mpjpe", "n_mpjpe", "pa_mpjpe")
 # Guards divisions by a pose's squared norm (mm^2); a real pose has norm >> 1 mm.
 _EPS = 1e-8
 

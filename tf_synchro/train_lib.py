@@ -33,6 +33,8 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 import keras
 import tensorflow as tf
 
+from tfrecords_tools import dataset_io
+
 STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 CONFIG_FILE = "config.json"
@@ -148,17 +150,6 @@ def make_optimizer(total_steps: int, learning_rate: float = 1e-4,
 
 # ----------------------------------------------------------------------------- model_dir
 
-def _write_json_atomic(path: str, obj: Any) -> None:
-    tmp = f"{path}.tmp-{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-    os.replace(tmp, path)
-
-
-def _jsonable(obj: Any) -> Any:
-    return json.loads(json.dumps(obj, sort_keys=True))
-
-
 def prepare_model_dir(model_dir: str, model_settings: Mapping[str, Any],
                       extra: Optional[Mapping[str, Any]] = None, *, chief: bool = True) -> dict:
     """Creates ``model_dir`` or checks it holds a run with the same model settings.
@@ -175,7 +166,8 @@ def prepare_model_dir(model_dir: str, model_settings: Mapping[str, Any],
         exists without ``config.json``.
     """
     path = os.path.join(model_dir, CONFIG_FILE)
-    config = {"model": _jsonable(dict(model_settings)), **_jsonable(dict(extra or {}))}
+    config = {"model": dataset_io.jsonable(dict(model_settings)),
+              **dataset_io.jsonable(dict(extra or {}))}
     if os.path.exists(path):
         try:
             with open(path) as f:
@@ -196,7 +188,7 @@ def prepare_model_dir(model_dir: str, model_settings: Mapping[str, Any],
                             f"cannot tell whether it is compatible, use another --model_dir")
     if chief:
         os.makedirs(model_dir, exist_ok=True)
-        _write_json_atomic(path, config)
+        dataset_io.write_json_atomic(path, config)
     return config
 
 
@@ -297,7 +289,7 @@ class Checkpoint(keras.callbacks.Callback):
         self.model.save_weights(tmp, overwrite=True)
         os.replace(tmp, self.weights_path)
         step = _step(self.model)
-        _write_json_atomic(self.state_path, {"epoch": epoch + 1, "step": step})
+        dataset_io.write_json_atomic(self.state_path, {"epoch": epoch + 1, "step": step})
 
 
 def _scalar_metadata():

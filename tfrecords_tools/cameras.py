@@ -15,7 +15,7 @@ import numpy as np
 
 H36M_CAMERA_IDS = ("54138969", "55011271", "58860488", "60457274")
 
-# Intrinsics from the released calibration (DESIGN.md): fx, fy, cx, cy, width, height.
+# Intrinsics from the released calibration (docs/DESIGN.md §2): fx, fy, cx, cy, width, height.
 H36M_INTRINSICS = {
     "54138969": (1145.0494, 1143.7811, 512.5415, 515.4515, 1000, 1002),
     "55011271": (1149.6757, 1147.5917, 508.8486, 508.0649, 1000, 1000),
@@ -23,7 +23,7 @@ H36M_INTRINSICS = {
     "60457274": (1145.5114, 1144.7739, 514.9682, 501.8820, 1000, 1002),
 }
 
-# Subject S1 extrinsics (DESIGN.md): quaternion (w, x, y, z) rotating camera
+# Subject S1 extrinsics (docs/DESIGN.md §2): quaternion (w, x, y, z) rotating camera
 # coordinates into world coordinates, and camera centre in world mm.
 H36M_S1_EXTRINSICS = {
     "54138969": ((0.1407056, -0.1500702, -0.7552408, 0.6223280), (1841.107, 4955.285, 1563.445)),

@@ -55,7 +55,11 @@ class Skipped:
 
 
 def write_json_atomic(path: str, obj) -> None:
-    """Writes JSON to ``path`` through a temporary file and a rename."""
+    """Writes JSON to ``path`` through a temporary file, fsync and a rename.
+
+    The one JSON writer of the project: a crash leaves the old file or the new one, never
+    a torn one.
+    """
     tmp = f"{path}.tmp-{os.getpid()}"
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=1, sort_keys=True)
@@ -72,15 +76,15 @@ def sha256_file(path: str) -> str:
     return h.hexdigest()
 
 
-def _jsonable(obj):
-    """Settings as they would read back from JSON (tuples become lists, etc.)."""
+def jsonable(obj):
+    """``obj`` as it would read back from JSON (tuples become lists, etc.)."""
     return json.loads(json.dumps(obj, sort_keys=True))
 
 
 def _check_or_start(output_dir: str, writer: str, settings: dict) -> None:
     info_path = os.path.join(output_dir, DATASET_INFO)
     info = {"schema_version": schema.SCHEMA_VERSION, "writer": writer,
-            "settings": _jsonable(settings)}
+            "settings": jsonable(settings)}
     if os.path.exists(info_path):
         with open(info_path) as f:
             old = json.load(f)
@@ -226,7 +230,7 @@ def _manifest(writer: str, settings: dict, shards: list, extra_skipped) -> dict:
     return {
         "schema_version": schema.SCHEMA_VERSION,
         "writer": writer,
-        "settings": _jsonable(settings),
+        "settings": jsonable(settings),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "totals": dict(totals),
         "images_per": {k: dict(sorted(c.items())) for k, c in per.items()},

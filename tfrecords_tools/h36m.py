@@ -2,7 +2,7 @@
 
     python -m tfrecords_tools.h36m --h36m_root /data/h36m --output_dir /data/h36m_tfr
 
-Reads the official layout (DESIGN.md section 2)::
+Reads the official layout (docs/DESIGN.md §2)::
 
     <h36m_root>/S1/Videos/<Action>[ <n>].<camera>.mp4
     <h36m_root>/S1/MyPoseFeatures/D3_Positions/<Action>[ <n>].cdf   (variable "Pose", [1, T, 96])

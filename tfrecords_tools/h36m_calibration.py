@@ -6,7 +6,7 @@ public Human3.6M loaders). Conventions of the source, kept here:
 
 * ``orientation``: quaternion (w, x, y, z) rotating *camera* coordinates into *world*
   coordinates; ``centre``: camera centre in world millimetres. This is exactly the
-  convention of :data:`tfrecords_tools.cameras.H36M_S1_EXTRINSICS` (DESIGN.md), and
+  convention of :data:`tfrecords_tools.cameras.H36M_S1_EXTRINSICS` (docs/DESIGN.md §2), and
   S1's entries below reproduce those values (a test checks it).
 * Distortion: the release gives radial (k1, k2, k3) and tangential (p1, p2). They are
   stored here in OpenCV order (k1, k2, p1, p2, k3), which is what the record schema

@@ -1,6 +1,6 @@
 """The 17-joint Human3.6M skeleton used everywhere in tf_synchro.
 
-Order and names follow DESIGN.md section 2. Joint 0 (Hip) is the root.
+Order and names follow docs/DESIGN.md §2. Joint 0 (Hip) is the root.
 """
 from __future__ import annotations
 

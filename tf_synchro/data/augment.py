@@ -112,11 +112,6 @@ def decode_crop_resize(jpeg: tf.Tensor, window: tf.Tensor, output_size: int,
     return tf.ensure_shape(image, [output_size, output_size, 3])
 
 
-def flip_if(image: tf.Tensor, flip: tf.Tensor) -> tf.Tensor:
-    """Mirrors ``image`` [H, W, C] horizontally where the scalar bool ``flip`` is true."""
-    return tf.cond(flip, lambda: tf.reverse(image, axis=[1]), lambda: image)
-
-
 def random_crop_windows(key: tf.Tensor, n: int, image_size: tf.Tensor, config: AugmentConfig,
                         shared_side: bool = False) -> tf.Tensor:
     """``n`` :func:`random_crop_window` draws at once: int32 [n, 4] ``[y0, x0, side, side]``.

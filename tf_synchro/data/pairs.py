@@ -1,4 +1,4 @@
-"""tf.data pipeline of pretext pairs for self-supervised pre-training (DESIGN.md §1).
+"""tf.data pipeline of pretext pairs for self-supervised pre-training (docs/DESIGN.md §1).
 
 Three pair types, drawn in equal numbers from each clip (one sequence window, all views):
 

@@ -89,9 +89,3 @@ def _parse_subset(serialized, spec: dict) -> dict:
                                  tf.cast(p["clip/num_views"], tf.int32)])
     return p
 
-
-def camera_frame_joints(clip: dict, t, v):
-    """World joints of frame ``t`` in camera ``v``'s frame (mm), [17, 3] (TF ops)."""
-    joints = clip["pose/joints3d_world"][t]
-    rot = clip["camera/rotation"][v]
-    return tf.linalg.matmul(joints, rot, transpose_b=True) + clip["camera/translation"][v]

@@ -117,7 +117,7 @@ def _config(data_dir, model_dir, **pair_kw) -> pretrain.PretrainConfig:
 
 
 def test_bad_input_fails_before_training(coded_dir, tmp_path):
-    with pytest.raises(ValueError, match="--d_min=30 < --d_max=30"):
+    with pytest.raises(ValueError, match="--d_min=30, --d_max=30: expected 0 <= d_min < d_max"):
         pretrain.train(_config(coded_dir, str(tmp_path / "a"), d_min=30, d_max=30))
     with pytest.raises(ValueError, match="spans 117 frames"):
         pretrain.train(_config(coded_dir, str(tmp_path / "b"), d_min=200, d_max=300))
@@ -221,7 +221,7 @@ def test_extra_people_flagfile_extends_the_cpu_flagfile():
     the 25 unlabelled training people and the longer schedule."""
     from tfrecords_tools.synth import body
     code = ("import json, sys; from absl import flags; import tf_synchro.pretrain; "
-            "F = flags.FLAGS; F(sys.argv); "
+            "tf_synchro.pretrain._define_flags(); F = flags.FLAGS; F(sys.argv); "
             "print(json.dumps({n: F[n].value for n in ('train_subjects', 'eval_subjects', "
             "'train_steps', 'steps_per_checkpoint', 'arch', 'width', 'input_size', "
             "'flip_loss_weight')}))")

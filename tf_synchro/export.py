@@ -32,6 +32,7 @@ import tensorflow as tf
 from tf_synchro import finetune
 from tf_synchro.data import frames
 from tf_synchro.models import pose
+from tfrecords_tools import run_lock
 
 WHAT = ("pose", "encoder")
 SIGNATURE_JPEG = "serving_jpeg"
@@ -136,9 +137,10 @@ def export(model_dir: str, export_dir: str, version: Optional[int] = None,
     archive = build_archive(model, int(model_cfg["input_size"]),
                             float(model_cfg["preprocess"]["crop_scale"]),
                             model_cfg["preprocess"]["dct_method"], output_name)
-    os.makedirs(export_dir, exist_ok=True)
-    tmp = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}")
+    lock = run_lock.acquire(export_dir, "--export_dir")  # One writer; creates export_dir.
+    tmp = os.path.join(export_dir, f".tmp-{os.getpid()}-{version}")  # run_lock's temp naming.
     try:
+        run_lock.clean_stale_temps(export_dir)
         archive.write_out(tmp, verbose=False)
         os.makedirs(os.path.join(tmp, os.path.dirname(METADATA_FILE)), exist_ok=True)
         with open(os.path.join(tmp, METADATA_FILE), "w") as f:
@@ -148,6 +150,7 @@ def export(model_dir: str, export_dir: str, version: Optional[int] = None,
     finally:
         if os.path.exists(tmp):
             shutil.rmtree(tmp)
+        lock.release()
     return target
 
 
@@ -163,15 +166,15 @@ def _define_flags():
 
 
 def main(argv: Sequence[str]) -> None:
-    from absl import flags
+    from absl import app, flags
     if len(argv) > 1:
-        raise ValueError(f"unexpected arguments {argv[1:]}")
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
     f = flags.FLAGS
     path = export(f.model_dir, f.export_dir, f.version, f.what)
     print(f"exported {f.what} model to {path} (signatures: serving_default, {SIGNATURE_JPEG})")
 
 
 if __name__ == "__main__":
-    from absl import app
+    from tfrecords_tools import cli
     _define_flags()
-    app.run(main)
+    cli.run(main)

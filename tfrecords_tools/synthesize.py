@@ -106,15 +106,17 @@ def load_motion_file(path: str) -> np.ndarray:
     try:
         with np.load(path) as data:
             keys = list(data.keys())
-            if "joints3d_world" in data:
-                joints = data["joints3d_world"]
-            elif len(keys) == 1:
-                joints = data[keys[0]]
-            else:
-                raise ValueError(f"motion file {path} holds arrays {keys}; expected one named "
-                                 f"'joints3d_world' (or a single array) of shape [T, 17, 3]")
-    except (OSError, zlib.error, EOFError) as e:
-        raise ValueError(f"motion file {path} is not a readable .npz ({e})") from e
+            arrays = {k: data[k] for k in keys if k == "joints3d_world" or len(keys) == 1}
+    except (OSError, zlib.error, EOFError, ValueError, AttributeError, TypeError) as e:
+        # np.load reads other bytes as a pickle ("Cannot load file containing pickled
+        # data") or a bare .npy array (no .keys()): neither names the file.
+        raise ValueError(f"motion file {path} is not a readable .npz archive "
+                         f"({type(e).__name__}: {e}); expected numpy.savez output with "
+                         f"'joints3d_world' [T, 17, 3] in mm") from e
+    if not arrays:
+        raise ValueError(f"motion file {path} holds arrays {keys}; expected one named "
+                         f"'joints3d_world' (or a single array) of shape [T, 17, 3]")
+    joints = arrays.get("joints3d_world", next(iter(arrays.values())))
     joints = np.asarray(joints)
     if joints.ndim != 3 or joints.shape[1:] != (schema.NUM_JOINTS, 3) or joints.shape[0] < 2:
         raise ValueError(f"motion file {path}: joints have shape {joints.shape}, expected "
@@ -161,7 +163,8 @@ def validate(config: SynthConfig) -> Optional[np.ndarray]:
                          f"[{schema.MIN_IMAGE_SIZE}, {schema.MAX_IMAGE_SIZE}] pixels")
     checks = (("takes", config.takes >= 1, ">= 1"),
               ("num_frames", config.num_frames >= 2, ">= 2"),
-              ("clip_length", config.clip_length >= 1, ">= 1"),
+              ("clip_length", config.clip_length >= schema.MIN_CLIP_LENGTH,
+               f">= {schema.MIN_CLIP_LENGTH} (room for an unsynchronized pair)"),
               ("min_motion_mm", 0 <= config.min_motion_mm < 500, "in [0, 500)"),
               ("crop_margin", 0 <= config.crop_margin <= 1, "in [0, 1]"),
               ("crop_jitter", 0 <= config.crop_jitter <= 0.25, "in [0, 0.25]"),
@@ -358,7 +361,7 @@ def _main(argv: Sequence[str]) -> None:
     try:
         extra = body_lib.extra_subjects(f.extra_subjects)
     except ValueError as e:
-        raise SystemExit(f"error: --extra_subjects={f.extra_subjects}: must lie in "
+        raise ValueError(f"--extra_subjects={f.extra_subjects}: must lie in "
                          f"[0, {body_lib.MAX_EXTRA_SUBJECTS}]") from e
     config = SynthConfig(
         subjects=tuple(f.subjects) + extra, actions=tuple(f.actions), takes=f.takes,
@@ -366,14 +369,12 @@ def _main(argv: Sequence[str]) -> None:
         background=f.background, min_motion_mm=f.min_motion_mm, seed=f.seed,
         motion_file=f.motion_file, crop_margin=defaults.crop_margin,
         crop_jitter=f.crop_jitter, jpeg_quality=f.jpeg_quality, labels=f.labels)
-    try:
-        generate(f.output_dir, config, num_workers=f.num_workers)
-    except (ValueError, dataset_io.DatasetError) as e:
-        raise SystemExit(f"error: {e}")
+    generate(f.output_dir, config, num_workers=f.num_workers)  # Errors: see tfrecords_tools.cli.
 
 
 def main() -> None:
-    from absl import app, flags
+    from absl import flags
+    from tfrecords_tools import cli
     d = SynthConfig()
     flags.DEFINE_string("output_dir", None, "Dataset directory (created; resumed if present).")
     flags.DEFINE_list("subjects", list(d.subjects), "Subjects to generate.")
@@ -395,7 +396,7 @@ def main() -> None:
     flags.DEFINE_bool("labels", d.labels, "Store 3D joints.")
     flags.DEFINE_integer("num_workers", 1, "Parallel writer processes.")
     flags.mark_flag_as_required("output_dir")
-    app.run(_main)
+    cli.run(_main)
 
 
 if __name__ == "__main__":

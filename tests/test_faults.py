@@ -86,7 +86,10 @@ class _Killed:
     """A binary started in the background that SIGKILLs itself before the nth rename of a
     ``pattern`` temporary (started early, so other tests run meanwhile)."""
 
+    started: list = []
+
     def __init__(self, module, argv, pattern, nth=1):
+        _Killed.started.append(self)
         code = _KILL.format(pattern=pattern, nth=nth, module=module, argv=list(argv))
         self.proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=_env(),
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -128,7 +131,11 @@ def kills(data, tmp_path_factory):
     path = str(root / "pretrain")
     argv = [f"--data_dir={data}", f"--model_dir={path}", "--train_steps=3", *PRETRAIN_FLAGS]
     out["pretrain"] = (path, _Killed("tf_synchro.pretrain", argv, "state.json.tmp-", 2), argv)
-    return out
+    yield out
+    for killed in _Killed.started:  # Not waited for when only some tests ran.
+        if killed.proc.poll() is None:
+            killed.proc.kill()
+            killed.proc.communicate()
 
 
 @pytest.fixture(scope="module")
@@ -581,3 +588,32 @@ def test_read_error_during_a_run_names_shard_and_record_and_keeps_checkpoint(
     assert code == 1 and err.count("\n") == 1, err
     assert f"{shard}: record 0: damaged or truncated" in err
     assert open(os.path.join(model_dir, "backup", "state.json")).read() == state
+
+
+def test_fit_stops_naming_the_damaged_shard_and_keeps_the_checkpoint(data, tmp_path):
+    """A record that breaks mid-run (here: after the start checks) stops training with an
+    error naming shard and record; the checkpoint of the last finished period stays."""
+    import keras
+    import tensorflow as tf
+    from tf_synchro import train_lib
+
+    copy, shard = _damaged_copy(data, tmp_path, "flip_last")
+
+    def run(path, steps):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+        ds = tf.data.TFRecordDataset(path).map(
+            lambda s: (tf.ones([1]) * tf.cast(tf.strings.length(s) > 0, tf.float32),
+                       tf.zeros([1]))).batch(1).repeat()
+        return train_lib.fit(model, ds, model_dir=str(tmp_path / "fit"), total_steps=steps,
+                             steps_per_epoch=1, verbose=False, data_files=[path])
+
+    run(os.path.join(data, "S1-Walking.tfrecord"), 2)
+    with pytest.raises(dataset_io.DataReadError,
+                       match=rf"^{shard}: record \d+: damaged or truncated .*training "
+                             rf"stopped, the last checkpoint is kept"):
+        run(shard, 50)
+    with open(tmp_path / "fit" / "backup" / "state.json") as f:
+        step = json.load(f)["step"]
+    assert 2 <= step < 50 and _temps(str(tmp_path / "fit")) == []

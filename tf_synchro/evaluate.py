@@ -24,7 +24,7 @@ import tensorflow as tf
 
 from tf_synchro import finetune, metrics
 from tf_synchro.data import augment, frames
-from tfrecords_tools import dataset_io, skeleton
+from tfrecords_tools import dataset_io, run_lock, skeleton
 
 METRICS = ("mpjpe", "n_mpjpe", "pa_mpjpe")
 
@@ -159,7 +159,7 @@ def save_figure(path: str, images: np.ndarray, gt: np.ndarray, pred: np.ndarray,
         _draw_skeleton(fig.add_subplot(n, 3, 3 * i + 3, projection="3d"), pred[i],
                        f"prediction (MPJPE {err:.0f} mm)", limits)
     fig.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
+    tmp = run_lock.temp_path(path, ".png")
     fig.savefig(tmp, dpi=80)
     plt.close(fig)
     os.replace(tmp, path)
@@ -274,6 +274,7 @@ def main(argv: Sequence[str]) -> None:
     dataset_io.verify_shards(f.data_dir, f.verify_data, f.subjects, f.skip_corrupt_records)
     output_json = f.output_json or os.path.join(f.model_dir, "eval.json")
     output_png = f.output_png or os.path.splitext(output_json)[0] + ".png"
+    run_lock.clean_stale_temps(os.path.dirname(os.path.abspath(output_json)))
     report = evaluate(f.model_dir, f.data_dir, tuple(f.subjects), f.frame_step, f.batch_size,
                       output_json, output_png, f.num_examples,
                       skip_corrupt_records=f.skip_corrupt_records)

@@ -274,6 +274,7 @@ def main(argv: Sequence[str]) -> None:
     results = evaluate(model, data_dir, pair_config, EvalConfig(
         subjects=tuple(FLAGS.subjects), passes=FLAGS.passes, batch_size=FLAGS.batch_size,
         seed=FLAGS.seed))
+    run_lock.clean_stale_temps(FLAGS.output_dir or FLAGS.model_dir)
     for path in write_report(results, FLAGS.output_dir or FLAGS.model_dir):
         print(f"wrote {path}")
     print(json.dumps({k: v for k, v in results.items() if k != "sync_accuracy_by_gap"}))

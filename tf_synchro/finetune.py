@@ -227,8 +227,9 @@ def _check_config(config: FinetuneConfig) -> None:
     if config.init_from != SCRATCH and not os.path.isdir(config.init_from):
         # Checked here too (pose.load_pretrained_encoder does) so that a typo fails
         # before the target statistics are read.
-        raise ValueError(f"--init_from={config.init_from}: no such directory (expected a "
-                         f"pre-training model_dir or 'scratch')")
+        raise pose.IncompatibleEncoderError(
+            f"--init_from={config.init_from}: no such directory (expected a pre-training "
+            f"model_dir or 'scratch')")
     if not config.label_subjects:
         raise ValueError("--label_subjects must name at least one subject")
 

@@ -311,6 +311,16 @@ def test_skip_corrupt_records_counts_and_carries_on(data, finetuned, tmp_path):
     assert json.load(open(tmp_path / "eval.json"))["num_frames"] > 0
 
 
+def test_allow_subject_overlap_turns_the_error_into_a_warning(data, finetuned, tmp_path):
+    argv = [f"--data_dir={data}", f"--model_dir={finetuned['dir']}", "--subjects=S1",
+            "--frame_step=1", f"--output_json={tmp_path / 'eval.json'}", "--num_examples=0"]
+    code, out, err = _invoke("tf_synchro.evaluate", argv + ["--allow_subject_overlap"])
+    assert code == 0, err[-3000:]
+    assert ("warning: --subjects=S1 includes S1, which the model trained on (its labels and "
+            "pre-training: S1): those are not held-out results" in out)
+    assert json.load(open(tmp_path / "eval.json"))["subjects"] == ["S1"]
+
+
 def test_manifest_paths_must_stay_inside_the_dataset(data, tmp_path):
     copy = str(tmp_path / "escaping")
     shutil.copytree(data, copy)

@@ -155,7 +155,7 @@ def check_held_out(model_dir: str, subjects: Sequence[str], allow: bool = False)
             train += cfg.get("model", {}).get("label_subjects", [])
             train += cfg.get("train_subjects", [])
     train_lib.check_subject_overlap(list(dict.fromkeys(train)), subjects,
-                                    "the subjects the model trained on", "--subjects", allow)
+                                    "its labels and pre-training", "--subjects", allow)
 
 
 def _init_dir(model_dir: str) -> Optional[str]:

@@ -177,8 +177,8 @@ def check_subject_overlap(train: Sequence[str], test: Sequence[str], train_what:
     both = sorted(set(train) & set(test))
     if not both:
         return
-    text = (f"{test_flag}={','.join(test)} overlaps {train_what}={','.join(train)} in "
-            f"{','.join(both)}: results on training subjects are not held-out results")
+    text = (f"{test_flag}={','.join(test)} includes {','.join(both)}, which the model trained "
+            f"on ({train_what}: {','.join(train)}): those are not held-out results")
     if not allow:
         raise ValueError(f"{text}; pass --allow_subject_overlap to run anyway")
     log(f"warning: {text} (--allow_subject_overlap)")

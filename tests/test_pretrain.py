@@ -117,7 +117,7 @@ def _config(data_dir, model_dir, **pair_kw) -> pretrain.PretrainConfig:
 
 
 def test_bad_input_fails_before_training(coded_dir, tmp_path):
-    with pytest.raises(ValueError, match="--d_min=30 < --d_max=30"):
+    with pytest.raises(ValueError, match="--d_min=30, --d_max=30: expected 0 <= d_min < d_max"):
         pretrain.train(_config(coded_dir, str(tmp_path / "a"), d_min=30, d_max=30))
     with pytest.raises(ValueError, match="spans 117 frames"):
         pretrain.train(_config(coded_dir, str(tmp_path / "b"), d_min=200, d_max=300))

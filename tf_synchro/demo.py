@@ -31,7 +31,7 @@ from typing import Optional, Sequence
 from absl import app, flags
 
 from tf_synchro import experiment_lib as xl
-from tfrecords_tools import dataset_io
+from tfrecords_tools import cli, dataset_io, run_lock
 
 FLAGS = flags.FLAGS
 
@@ -104,7 +104,7 @@ def plot_curves(runs: dict, path: str) -> None:
             if ax.lines:
                 ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
+    tmp = run_lock.temp_path(path, ".png")
     fig.savefig(tmp, dpi=100)
     plt.close(fig)
     os.replace(tmp, path)
@@ -244,7 +244,7 @@ The best model on the standard test ({better['title']}) is exported for TF Servi
 {times}
 """
     path = os.path.join(workdir, REPORT)
-    tmp = path + ".tmp"
+    tmp = run_lock.temp_path(path)
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
@@ -317,11 +317,14 @@ def run(workdir: str, scale: str, seed: int, scratch_row: str, pretrained_row: s
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    xl.run_or_exit("demo", lambda: run(FLAGS.workdir, FLAGS.scale, FLAGS.seed,
-                                       FLAGS.scratch_row, FLAGS.pretrained_row,
-                                       scratch_trainable_row=FLAGS.scratch_trainable_row),
-                   refusals=(WorkdirError,))
+    # The workdir's lock; each stage binary locks its own stage directory inside it.
+    with run_lock.hold(FLAGS.workdir, "--workdir"):
+        run_lock.clean_stale_temps(FLAGS.workdir)
+        xl.run_or_exit("demo", lambda: run(FLAGS.workdir, FLAGS.scale, FLAGS.seed,
+                                           FLAGS.scratch_row, FLAGS.pretrained_row,
+                                           scratch_trainable_row=FLAGS.scratch_trainable_row),
+                       refusals=(WorkdirError,))
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    cli.run(main)

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from tf_synchro import finetune, metrics
 from tf_synchro.data import augment, frames
-from tfrecords_tools import dataset_io, skeleton
+from tfrecords_tools import dataset_io, run_lock, skeleton
 
 
 # ----------------------------------------------------------------------------- predictions
@@ -162,7 +162,7 @@ def save_figure(path: str, images: np.ndarray, gt: np.ndarray, pred: np.ndarray,
         _draw_skeleton(fig.add_subplot(n, 3, 3 * i + 3, projection="3d"), pred[i],
                        f"prediction (MPJPE {err:.0f} mm)", limits)
     fig.tight_layout()
-    tmp = f"{path}.tmp-{os.getpid()}.png"
+    tmp = run_lock.temp_path(path, ".png")
     fig.savefig(tmp, dpi=80)
     plt.close(fig)
     os.replace(tmp, path)
@@ -183,7 +183,7 @@ def _subset(out: dict, mask: np.ndarray) -> dict:
 def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S11"),
              frame_step: int = 64, batch_size: int = 64, output_json: Optional[str] = None,
              output_png: Optional[str] = None, num_examples: int = 4,
-             model: Optional[keras.Model] = None) -> dict:
+             model: Optional[keras.Model] = None, skip_corrupt_records: bool = False) -> dict:
     """Evaluates the finished run in ``model_dir`` (or ``model``) on ``subjects``.
 
     Args:
@@ -197,6 +197,7 @@ def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S1
       num_examples: rows of the figure.
       model: evaluate this model instead of loading ``pose_model.keras`` (the config.json
         of ``model_dir`` still gives the preprocessing).
+      skip_corrupt_records: skip damaged records instead of stopping.
 
     Raises:
       finetune.UnfinishedModelDirError: ``model_dir`` holds no finished run.
@@ -214,9 +215,10 @@ def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S1
                                 eval_scale=float(model_cfg["preprocess"]["crop_scale"]),
                                 dct_method=model_cfg["preprocess"]["dct_method"])
     frame_config = frames.FrameConfig(subjects=tuple(subjects), frame_step=frame_step,
-                                      augment=aug)
+                                      augment=aug, skip_corrupt_records=skip_corrupt_records)
     ds = frames.eval_dataset(files, frame_config, batch_size)
-    out = predict(model, ds, num_examples=num_examples if output_png else 0)
+    with dataset_io.naming_damaged_shard(files, "evaluation stopped"):
+        out = predict(model, ds, num_examples=num_examples if output_png else 0)
     if not out:
         raise dataset_io.DatasetError(
             f"{data_dir}: no labelled frame of subjects {list(subjects)} has a frame number "
@@ -279,23 +281,34 @@ def _define_flags():
     flags.DEFINE_string("output_json", None, "Report path (default: model_dir/eval.json).")
     flags.DEFINE_string("output_png", None, "Figure path (default: output_json with .png).")
     flags.DEFINE_integer("num_examples", 4, "Examples in the figure (0: no figure).")
+    flags.DEFINE_enum("verify_data", "auto", list(dataset_io.VERIFY_MODES),
+                      "Integrity check of the shards at start: full (sizes + sha256), size, "
+                      "none; auto: full up to 2 GiB of shards, else size.")
+    flags.DEFINE_bool("skip_corrupt_records", False, "Skip damaged records (counted and "
+                      "logged) instead of stopping.")
+    flags.DEFINE_bool("allow_subject_overlap", False, "Allow --subjects the model was "
+                      "trained on (a warning instead of an error).")
     flags.mark_flags_as_required(["model_dir", "data_dir"])
 
 
 def main(argv: Sequence[str]) -> None:
-    from absl import flags
+    from absl import app, flags
     if len(argv) > 1:
-        raise ValueError(f"unexpected arguments {argv[1:]}")
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
     f = flags.FLAGS
+    finetune.check_held_out(f.model_dir, f.subjects, f.allow_subject_overlap)
+    dataset_io.verify_shards(f.data_dir, f.verify_data, f.subjects, f.skip_corrupt_records)
     output_json = f.output_json or os.path.join(f.model_dir, "eval.json")
     output_png = f.output_png or os.path.splitext(output_json)[0] + ".png"
+    run_lock.clean_stale_temps(os.path.dirname(os.path.abspath(output_json)))
     report = evaluate(f.model_dir, f.data_dir, tuple(f.subjects), f.frame_step, f.batch_size,
-                      output_json, output_png, f.num_examples)
+                      output_json, output_png, f.num_examples,
+                      skip_corrupt_records=f.skip_corrupt_records)
     print(format_report(report))
     print(f"wrote {output_json} and {output_png}")
 
 
 if __name__ == "__main__":
-    from absl import app
+    from tfrecords_tools import cli
     _define_flags()
-    app.run(main)
+    cli.run(main)

@@ -28,8 +28,9 @@ from typing import Sequence
 from absl import app, flags
 import numpy as np
 
+from tf_synchro import train_lib
 from tf_synchro.data import augment, pairs, records
-from tfrecords_tools import dataset_io
+from tfrecords_tools import cli, dataset_io, run_lock
 
 RESULTS_FILE = "pretext_eval.json"
 PLOT_FILE = "sync_vs_gap.png"
@@ -113,14 +114,8 @@ def evaluate(model, data_dir: str, pair_config: pairs.PairConfig,
     cfg = eval_pair_config(pair_config, config)
     files = records.dataset_files(data_dir, cfg.subjects)
     ds = pairs.pair_dataset(files, cfg, config.batch_size, with_metadata=True)
-    logits = {t: [] for t in cfg.tasks}
-    types, gaps = [], []
-    for x, _, _, meta in ds:
-        out = model(x, training=False)
-        for t in cfg.tasks:
-            logits[t].append(np.asarray(out[t], np.float32).reshape(-1))
-        types.append(meta["pair_type"].numpy())
-        gaps.append(meta["gap"].numpy())
+    with dataset_io.naming_damaged_shard(files, "evaluation stopped"):
+        logits, types, gaps = _run_pairs(model, ds, cfg.tasks)
     if not types:
         raise ValueError(f"{data_dir}: no evaluation pairs for subjects {cfg.subjects}")
     results = {"subjects": list(cfg.subjects)}
@@ -184,6 +179,19 @@ def score_pairs(types, gaps, logits: dict, d_min: int, d_max: int,
     return results
 
 
+def _run_pairs(model, ds, tasks) -> tuple[dict, list, list]:
+    """Logits per task, pair types and gaps of every evaluated pair."""
+    logits = {t: [] for t in tasks}
+    types, gaps = [], []
+    for x, _, _, meta in ds:
+        out = model(x, training=False)
+        for t in tasks:
+            logits[t].append(np.asarray(out[t], np.float32).reshape(-1))
+        types.append(meta["pair_type"].numpy())
+        gaps.append(meta["gap"].numpy())
+    return logits, types, gaps
+
+
 def write_report(results: dict, output_dir: str, title: str = "") -> list[str]:
     """Writes ``pretext_eval.json`` and, with a sync head, ``sync_vs_gap.png``; returns paths."""
     import matplotlib
@@ -209,8 +217,10 @@ def write_report(results: dict, output_dir: str, title: str = "") -> list[str]:
         ax.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
         png = os.path.join(output_dir, PLOT_FILE)
-        fig.savefig(png)
+        tmp = run_lock.temp_path(png, ".png")
+        fig.savefig(tmp)
         plt.close(fig)
+        os.replace(tmp, png)
         written.append(png)
     return written
 
@@ -236,6 +246,13 @@ def _define_flags() -> None:
                          "run's (e.g. --d_min=4 scores a run trained with a larger d_min on "
                          "the paper's pairs).")
     flags.DEFINE_integer("d_max", None, "Unsynchronized pairs: |dt| < d_max; default: the run's.")
+    flags.DEFINE_enum("verify_data", "auto", list(dataset_io.VERIFY_MODES),
+                      "Integrity check of the shards at start: full (sizes + sha256), size, "
+                      "none; auto: full up to 2 GiB of shards, else size.")
+    flags.DEFINE_bool("skip_corrupt_records", False, "Skip damaged records (counted and "
+                      "logged) instead of stopping.")
+    flags.DEFINE_bool("allow_subject_overlap", False, "Allow --subjects the run pre-trained "
+                      "on (a warning instead of an error).")
     flags.mark_flag_as_required("model_dir")
 
 
@@ -264,19 +281,27 @@ def load_run(model_dir: str):
 
 
 def main(argv: Sequence[str]) -> None:
-    del argv
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
     model, pair_config, run_config = load_run(FLAGS.model_dir)
     overrides = {k: getattr(FLAGS, k) for k in ("gap_sampling", "d_min", "d_max")
                  if getattr(FLAGS, k) is not None}
-    pair_config = dataclasses.replace(pair_config, **overrides)
+    pair_config = dataclasses.replace(pair_config, **overrides,
+                                      skip_corrupt_records=FLAGS.skip_corrupt_records)
     try:
         pair_config.validate()
     except ValueError as e:
         raise app.UsageError(f"{FLAGS.model_dir}: {e}")
+    train_lib.check_subject_overlap(run_config.get("train_subjects", []), FLAGS.subjects,
+                                    "the run's --train_subjects", "--subjects",
+                                    FLAGS.allow_subject_overlap)
     data_dir = FLAGS.data_dir or run_config.get("data_dir")
+    dataset_io.verify_shards(data_dir, FLAGS.verify_data, FLAGS.subjects,
+                             FLAGS.skip_corrupt_records)
     results = evaluate(model, data_dir, pair_config, EvalConfig(
         subjects=tuple(FLAGS.subjects), passes=FLAGS.passes, batch_size=FLAGS.batch_size,
         seed=FLAGS.seed))
+    run_lock.clean_stale_temps(FLAGS.output_dir or FLAGS.model_dir)
     for path in write_report(results, FLAGS.output_dir or FLAGS.model_dir):
         print(f"wrote {path}")
     print(json.dumps({k: v for k, v in results.items() if k != "sync_accuracy_by_gap"}))
@@ -284,4 +309,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    cli.run(main)

@@ -35,7 +35,7 @@ from typing import Callable, Optional, Sequence
 from absl import flags
 
 from tf_synchro.metrics import METRICS
-from tfrecords_tools import dataset_io
+from tfrecords_tools import dataset_io, run_lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS_DIR = os.path.join(REPO, "flags")
@@ -272,8 +272,11 @@ def run_stage(stage: Stage, workdir: str, log: Callable[[str], None] = print,
         hint = ""
         if "No space left on device" in text or "ENOSPC" in text:
             hint = " (the disk is full: free space and re-run; finished stages are kept)"
-        raise StageError(f"stage {stage.name} failed with exit code {rc}{hint}; command: "
-                         f"{' '.join(cmd)}; full log: {log_path}; last lines:\n{text}")
+        # The binaries end with one "<binary>: error: ..." line (tfrecords_tools.cli).
+        errors = [line.strip() for line in tail if ": error: " in line]
+        last = errors[-1] if errors else " | ".join(line.strip() for line in tail[-3:])
+        raise StageError(f"stage {stage.name} failed with exit code {rc}{hint}: {last} (full "
+                         f"log: {log_path}; command: {' '.join(cmd)})")
     dataset_io.write_json_atomic(os.path.join(directory, STAGE_DONE),
                                  {"seconds": round(time.time() - start, 1),
                                   "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
@@ -433,7 +436,7 @@ def plot_series(results: Sequence[dict], path: str) -> bool:
         if ax.lines:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
+    tmp = run_lock.temp_path(path, ".png")
     fig.savefig(tmp, dpi=90)
     plt.close(fig)
     os.replace(tmp, path)
@@ -451,7 +454,7 @@ def run_or_exit(what: str, fn: Callable[[], object], refusals: tuple = ()) -> No
     try:
         fn()
     except StageError as e:
-        sys.exit(f"{what} stopped: {e}\nRe-run the same command to resume.")
+        sys.exit(f"{what} stopped: {e}; re-run the same command to resume")
     except refusals as e:
         sys.exit(f"{what} refused: {e}")
     except OSError as e:

@@ -24,7 +24,7 @@ from typing import Sequence
 from absl import app, flags
 
 from tf_synchro import experiment_lib as xl
-from tfrecords_tools import dataset_io
+from tfrecords_tools import cli, dataset_io, run_lock
 
 FLAGS = flags.FLAGS
 
@@ -71,9 +71,10 @@ def run_suite(suite: str, workdir: str, scale: str, rows: Sequence[str] = (), se
                                                       "seed": seed, "rows": results})
         table = xl.format_table(results, f"{name}, scale={scale}, seed={seed} (mm, mean over "
                                          f"actions; test S9/S11)")
-        with open(base + ".md.tmp", "w") as f:
+        tmp = run_lock.temp_path(base + ".md")
+        with open(tmp, "w") as f:
             f.write(table)
-        os.replace(base + ".md.tmp", base + ".md")
+        os.replace(tmp, base + ".md")
         xl.plot_series(results, base + ".png")
     log("\n" + xl.format_table(results, f"{name}, scale={scale}"))
     log(f"written {base}.md and {base}.json" + (f" and {base}.png"
@@ -84,9 +85,12 @@ def run_suite(suite: str, workdir: str, scale: str, rows: Sequence[str] = (), se
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    xl.run_or_exit("experiments", lambda: run_suite(FLAGS.suite, FLAGS.workdir, FLAGS.scale,
-                                                    FLAGS.rows, FLAGS.seed))
+    # The workdir's lock; each stage binary locks its own stage directory inside it.
+    with run_lock.hold(FLAGS.workdir, "--workdir"):
+        run_lock.clean_stale_temps(FLAGS.workdir)
+        xl.run_or_exit("experiments", lambda: run_suite(
+            FLAGS.suite, FLAGS.workdir, FLAGS.scale, FLAGS.rows, FLAGS.seed))
 
 if __name__ == "__main__":
     _define_flags()
-    app.run(main)
+    cli.run(main)

@@ -44,7 +44,7 @@ import tensorflow as tf
 from tf_synchro import finetune
 from tf_synchro.data import frames
 from tf_synchro.models import pose
-from tfrecords_tools import dataset_io, schema
+from tfrecords_tools import dataset_io, run_lock, schema
 
 WHAT = ("pose", "encoder")
 SIGNATURE_JPEG = "serving_jpeg"
@@ -162,10 +162,11 @@ def export(model_dir: str, export_dir: str, version: Optional[int] = None,
     archive = build_archive(model, int(model_cfg["input_size"]),
                             float(model_cfg["preprocess"]["crop_scale"]),
                             model_cfg["preprocess"]["dct_method"], output_name)
-    os.makedirs(export_dir, exist_ok=True)
-    tmp = os.path.join(export_dir, f".tmp-{version}-{os.getpid()}")
+    lock = run_lock.acquire(export_dir, "--export_dir")  # One writer; creates export_dir.
+    tmp = os.path.join(export_dir, f".tmp-{os.getpid()}-{version}")  # run_lock's temp naming.
     extra_tmp = {k: f"{tmp}.{os.path.basename(p)}" for k, p in extra_targets.items()}
     try:
+        run_lock.clean_stale_temps(export_dir)
         archive.write_out(tmp, verbose=False)
         metadata = {"what": what, "output": output_name, "model_dir": model_dir,
                     "model": model_cfg, "crop_size": training_crop_size(config)}
@@ -185,6 +186,7 @@ def export(model_dir: str, export_dir: str, version: Optional[int] = None,
         for path in extra_tmp.values():
             if os.path.exists(path):
                 os.remove(path)
+        lock.release()
     return target
 
 
@@ -435,9 +437,9 @@ def options_from_flags(f) -> FormatOptions:
 
 
 def main(argv: Sequence[str]) -> None:
-    from absl import flags
+    from absl import app, flags
     if len(argv) > 1:
-        raise ValueError(f"unexpected arguments {argv[1:]}")
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
     f = flags.FLAGS
     path = export(f.model_dir, f.export_dir, f.version, f.what, options_from_flags(f))
     print(f"exported {f.what} model to {path} (signatures: serving_default, {SIGNATURE_JPEG})")
@@ -450,6 +452,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    from absl import app
+    from tfrecords_tools import cli
     _define_flags()
-    app.run(main)
+    cli.run(main)

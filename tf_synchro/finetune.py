@@ -60,6 +60,8 @@ class FinetuneConfig:
       log_every: TensorBoard period (steps).
       progress_every: progress-bar period (steps).
       max_stat_frames: frames read to compute the target mean/std.
+      verify_data: integrity check of the shards at start (``dataset_io.VERIFY_MODES``).
+      skip_corrupt_records: skip damaged records instead of stopping.
     """
 
     data_dir: str
@@ -92,6 +94,8 @@ class FinetuneConfig:
     log_every: int = 50
     progress_every: int = 10
     max_stat_frames: int = 20000
+    verify_data: str = "auto"
+    skip_corrupt_records: bool = False
 
     def frame_config(self, input_size: int) -> frames.FrameConfig:
         """The training pipeline settings for a model of ``input_size`` pixels."""
@@ -100,7 +104,8 @@ class FinetuneConfig:
             brightness=self.brightness, contrast=self.contrast, saturation=self.saturation)
         return frames.FrameConfig(subjects=tuple(self.label_subjects),
                                   label_fraction=self.label_fraction, flip_prob=self.flip_prob,
-                                  augment=aug, seed=self.seed)
+                                  augment=aug, seed=self.seed,
+                                  skip_corrupt_records=self.skip_corrupt_records)
 
 
 # ----------------------------------------------------------------------------- model_dir files
@@ -136,6 +141,30 @@ def load_finished(model_dir: str) -> tuple[keras.Model, dict]:
             f"with the same flags (it resumes from {train_lib.BACKUP_DIR}/)")
     model = keras.saving.load_model(model_path, compile=False)
     return model, config
+
+
+def check_held_out(model_dir: str, subjects: Sequence[str], allow: bool = False) -> None:
+    """Refuses test ``subjects`` that the run in ``model_dir`` trained on (labels, or the
+    pre-training it started from), unless ``allow`` (then a warning)."""
+    train = []
+    for directory in (model_dir, _init_dir(model_dir)):
+        path = os.path.join(directory or "", train_lib.CONFIG_FILE)
+        if directory and os.path.exists(path):
+            with open(path) as f:
+                cfg = json.load(f)
+            train += cfg.get("model", {}).get("label_subjects", [])
+            train += cfg.get("train_subjects", [])
+    train_lib.check_subject_overlap(list(dict.fromkeys(train)), subjects,
+                                    "its labels and pre-training", "--subjects", allow)
+
+
+def _init_dir(model_dir: str) -> Optional[str]:
+    path = os.path.join(model_dir, train_lib.CONFIG_FILE)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        init = json.load(f).get("model", {}).get("init_from")
+    return None if init in (None, SCRATCH) else init
 
 
 # ----------------------------------------------------------------------------- building
@@ -184,11 +213,23 @@ def _stored_statistics(model_dir: str) -> Optional[tuple]:
 
 
 def _check_config(config: FinetuneConfig) -> None:
+    if config.image_size < resnet.MIN_INPUT_SIZE:
+        raise ValueError(f"--image_size={config.image_size}: expected >= "
+                         f"{resnet.MIN_INPUT_SIZE} pixels (the encoder downsamples by 32)")
+    if not config.width > 0:
+        raise ValueError(f"--width={config.width}: expected a positive channel multiplier")
+    train_lib.check_steps(config.train_steps, config.steps_per_checkpoint)
     if not 0 <= config.freeze_blocks <= 4:
         raise ValueError(f"--freeze_blocks={config.freeze_blocks} must lie in 0..4 "
                          f"(stem + that many residual stages)")
     if config.init_from != SCRATCH and not config.init_from:
         raise ValueError("--init_from must be a pre-training model_dir or 'scratch'")
+    if config.init_from != SCRATCH and not os.path.isdir(config.init_from):
+        # Checked here too (pose.load_pretrained_encoder does) so that a typo fails
+        # before the target statistics are read.
+        raise pose.IncompatibleEncoderError(
+            f"--init_from={config.init_from}: no such directory (expected a pre-training "
+            f"model_dir or 'scratch')")
     if not config.label_subjects:
         raise ValueError("--label_subjects must name at least one subject")
 
@@ -220,10 +261,21 @@ def run(config: FinetuneConfig, strategy: Optional[tf.distribute.Strategy] = Non
 
     # --- data: fail before building anything if the labels are not there.
     files = frames.labelled_files(config.data_dir, config.label_subjects)
+    dataset_io.verify_shards(config.data_dir, config.verify_data, config.label_subjects,
+                             config.skip_corrupt_records,
+                             log=print if verbose and chief else lambda _: None)
+    with train_lib.hold_model_dir(config.model_dir, chief):
+        return _run(config, strategy, chief, files, verbose, start)
+
+
+def _run(config: FinetuneConfig, strategy: tf.distribute.Strategy, chief: bool, files: list,
+         verbose: bool, start: float) -> dict:
+    """The part of :func:`run` that writes to model_dir (its lock held)."""
     frame_config = config.frame_config(config.image_size)
     stats = _stored_statistics(config.model_dir)
     if stats is None:
-        stats = frames.joint_statistics(files, frame_config, config.max_stat_frames)
+        with dataset_io.naming_damaged_shard(files):
+            stats = frames.joint_statistics(files, frame_config, config.max_stat_frames)
     mean, std = stats
 
     # --- model: built under the strategy so its variables are mirrored; a bad --init_from
@@ -262,7 +314,7 @@ def run(config: FinetuneConfig, strategy: Optional[tf.distribute.Strategy] = Non
                            total_steps=config.train_steps,
                            steps_per_epoch=config.steps_per_checkpoint, strategy=strategy,
                            log_every=config.log_every, progress_every=config.progress_every,
-                           verbose=verbose)
+                           verbose=verbose, data_files=files)
 
     # --- save the finished model, then mark the run finished (in that order: a crash
     # between the two leaves an unfinished run, which re-running completes).
@@ -321,6 +373,11 @@ def _define_flags():
     flags.DEFINE_integer("seed", d.seed, "Random seed.")
     flags.DEFINE_integer("log_every", d.log_every, "TensorBoard period (steps).")
     flags.DEFINE_integer("progress_every", d.progress_every, "Progress period (steps).")
+    flags.DEFINE_enum("verify_data", d.verify_data, list(dataset_io.VERIFY_MODES),
+                      "Integrity check of the shards at start: full (sizes + sha256), size, "
+                      "none; auto: full up to 2 GiB of shards, else size.")
+    flags.DEFINE_bool("skip_corrupt_records", d.skip_corrupt_records,
+                      "Skip damaged records (counted and logged) instead of stopping.")
     flags.mark_flags_as_required(["data_dir", "model_dir"])
 
 
@@ -337,9 +394,9 @@ def config_from_flags(flag_values) -> FinetuneConfig:
 
 
 def main(argv: Sequence[str]) -> None:
-    from absl import flags
+    from absl import app, flags
     if len(argv) > 1:
-        raise ValueError(f"unexpected arguments {argv[1:]}")
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
     flag_values = flags.FLAGS
     # The strategy first: MultiWorkerMirroredStrategy must exist before other TF ops run.
     strategy = train_lib.make_strategy(flag_values.strategy)
@@ -347,6 +404,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    from absl import app
+    from tfrecords_tools import cli
     _define_flags()
-    app.run(main)
+    cli.run(main)

@@ -20,56 +20,68 @@ from absl import app, flags
 
 from tf_synchro import evaluate_pretext, train_lib
 from tf_synchro.data import augment, pairs, records
+from tfrecords_tools import cli, dataset_io
 
 FLAGS = flags.FLAGS
 
 # ----------------------------------------------------------------------------- flags
 
-flags.DEFINE_string("data_dir", None, "Dataset directory (tfrecords_tools output).")
-flags.DEFINE_string("model_dir", None, "Run directory: checkpoints, TensorBoard, exports.")
-flags.DEFINE_list("train_subjects", ["S1", "S5", "S6", "S7", "S8"], "Pre-training subjects; shell patterns (U*) expand to the dataset's matching subjects.")
-flags.DEFINE_list("eval_subjects", ["S9", "S11"], "Held-out subjects for the pretext eval "
-                  "(empty: no evaluation).")
-# Model (a checkpoint depends on these: changing them needs a new --model_dir).
-flags.DEFINE_enum("arch", "resnet18", ["resnet18", "resnet34", "resnet50"], "Encoder.")
-flags.DEFINE_float("width", 1.0, "Encoder channel multiplier.")
-flags.DEFINE_integer("input_size", 128, "Square input side in pixels.")
-flags.DEFINE_enum("fusion", "multiply", ["multiply", "concat", "add", "difference"],
-                  "Fusion of the two branch features.")
-flags.DEFINE_list("tasks", ["sync", "flip"], "Pretext heads: sync, flip or both.")
-flags.DEFINE_integer("head_units", 256, "Hidden units of each head MLP (0: linear).")
-# Pairs.
-flags.DEFINE_enum("views", "multi", list(pairs.VIEW_MODES),
-                  "multi: two cameras; single: one camera + 2D augmentation (ablation l).")
-flags.DEFINE_integer("d_min", 4, "Unsynchronized pairs: |dt| > d_min frames.")
-flags.DEFINE_integer("d_max", 128, "Unsynchronized pairs: |dt| < d_max frames.")
-flags.DEFINE_enum("gap_sampling", "clip", list(pairs.GAP_SAMPLING),
-                  "Unsynchronized |dt|: clip (t1 first; leans to small gaps near clip ends) or "
-                  "uniform (gap first, flat over (d_min, d_max)); see pairs.PairConfig.")
-flags.DEFINE_integer("pairs_per_clip", 12, "Pairs drawn per parsed record.")
-flags.DEFINE_integer("shuffle_buffer", 2048, "Pair shuffle buffer.")
-flags.DEFINE_float("min_scale", 0.8, "Smallest random crop side (fraction of stored side).")
-flags.DEFINE_float("max_scale", 1.0, "Largest random crop side.")
-flags.DEFINE_enum("augment_on", "device", ["device", "host"],
-                  "Where crops are resized, mirrored and colour-jittered: device (a Keras layer "
-                  "in the train step; tf.data only decodes) or host (tf.data).")
-# Optimisation.
-flags.DEFINE_integer("batch_size", 16, "Global batch size (pairs), split over replicas.")
-flags.DEFINE_integer("train_steps", 200_000, "Optimiser steps.")
-flags.DEFINE_integer("steps_per_checkpoint", 1000, "Checkpoint period (divides train_steps).")
-flags.DEFINE_float("learning_rate", 1e-4, "Initial learning rate.")
-flags.DEFINE_float("final_learning_rate", 1e-7, "Learning rate at the end (cosine decay).")
-flags.DEFINE_float("weight_decay", 1e-4, "AdamW weight decay.")
-flags.DEFINE_float("sync_loss_weight", 1.0, "Weight of the sync head's loss.")
-flags.DEFINE_float("flip_loss_weight", 1.0, "Weight of the flip head's loss.")
-flags.DEFINE_enum("strategy", "default", list(train_lib.STRATEGIES),
-                  "default | mirrored (local devices) | multi_worker (TF_CONFIG).")
-flags.DEFINE_enum("mixed_precision", "float32", list(train_lib.PRECISIONS), "Dtype policy.")
-flags.DEFINE_integer("log_every", 50, "TensorBoard scalar period (steps).")
-flags.DEFINE_integer("seed", None, "Seed of weights and pairs (None: random).")
-flags.DEFINE_bool("deterministic", False, "Fixed tf.data order (slower; tests).")
-flags.DEFINE_integer("eval_passes", 2, "Passes over the held-out records in the final eval.")
-flags.mark_flags_as_required(["data_dir", "model_dir"])
+def _define_flags() -> None:
+    """Flags of the binary (defined only when it runs, so the library imports cleanly)."""
+    flags.DEFINE_string("data_dir", None, "Dataset directory (tfrecords_tools output).")
+    flags.DEFINE_string("model_dir", None, "Run directory: checkpoints, TensorBoard, exports.")
+    flags.DEFINE_list("train_subjects", ["S1", "S5", "S6", "S7", "S8"],
+                      "Pre-training subjects; shell patterns (U*) expand to the dataset's "
+                      "matching subjects.")
+    flags.DEFINE_list("eval_subjects", ["S9", "S11"], "Held-out subjects for the pretext eval "
+                      "(empty: no evaluation).")
+    # Model (a checkpoint depends on these: changing them needs a new --model_dir).
+    flags.DEFINE_enum("arch", "resnet18", ["resnet18", "resnet34", "resnet50"], "Encoder.")
+    flags.DEFINE_float("width", 1.0, "Encoder channel multiplier.")
+    flags.DEFINE_integer("input_size", 128, "Square input side in pixels.")
+    flags.DEFINE_enum("fusion", "multiply", ["multiply", "concat", "add", "difference"],
+                      "Fusion of the two branch features.")
+    flags.DEFINE_list("tasks", ["sync", "flip"], "Pretext heads: sync, flip or both.")
+    flags.DEFINE_integer("head_units", 256, "Hidden units of each head MLP (0: linear).")
+    # Pairs.
+    flags.DEFINE_enum("views", "multi", list(pairs.VIEW_MODES),
+                      "multi: two cameras; single: one camera + 2D augmentation (ablation l).")
+    flags.DEFINE_integer("d_min", 4, "Unsynchronized pairs: |dt| > d_min frames.")
+    flags.DEFINE_integer("d_max", 128, "Unsynchronized pairs: |dt| < d_max frames.")
+    flags.DEFINE_enum("gap_sampling", "clip", list(pairs.GAP_SAMPLING),
+                      "Unsynchronized |dt|: clip (t1 first; leans to small gaps near clip ends) or "
+                      "uniform (gap first, flat over (d_min, d_max)); see pairs.PairConfig.")
+    flags.DEFINE_integer("pairs_per_clip", 12, "Pairs drawn per parsed record.")
+    flags.DEFINE_integer("shuffle_buffer", 2048, "Pair shuffle buffer.")
+    flags.DEFINE_float("min_scale", 0.8, "Smallest random crop side (fraction of stored side).")
+    flags.DEFINE_float("max_scale", 1.0, "Largest random crop side.")
+    flags.DEFINE_enum("augment_on", "device", ["device", "host"],
+                      "Where crops are resized, mirrored and colour-jittered: device (a Keras layer "
+                      "in the train step; tf.data only decodes) or host (tf.data).")
+    # Optimisation.
+    flags.DEFINE_integer("batch_size", 16, "Global batch size (pairs), split over replicas.")
+    flags.DEFINE_integer("train_steps", 200_000, "Optimiser steps.")
+    flags.DEFINE_integer("steps_per_checkpoint", 1000, "Checkpoint period (divides train_steps).")
+    flags.DEFINE_float("learning_rate", 1e-4, "Initial learning rate.")
+    flags.DEFINE_float("final_learning_rate", 1e-7, "Learning rate at the end (cosine decay).")
+    flags.DEFINE_float("weight_decay", 1e-4, "AdamW weight decay.")
+    flags.DEFINE_float("sync_loss_weight", 1.0, "Weight of the sync head's loss.")
+    flags.DEFINE_float("flip_loss_weight", 1.0, "Weight of the flip head's loss.")
+    flags.DEFINE_enum("strategy", "default", list(train_lib.STRATEGIES),
+                      "default | mirrored (local devices) | multi_worker (TF_CONFIG).")
+    flags.DEFINE_enum("mixed_precision", "float32", list(train_lib.PRECISIONS), "Dtype policy.")
+    flags.DEFINE_integer("log_every", 50, "TensorBoard scalar period (steps).")
+    flags.DEFINE_integer("seed", None, "Seed of weights and pairs (None: random).")
+    flags.DEFINE_bool("deterministic", False, "Fixed tf.data order (slower; tests).")
+    flags.DEFINE_integer("eval_passes", 2, "Passes over the held-out records in the final eval.")
+    flags.DEFINE_enum("verify_data", "auto", list(dataset_io.VERIFY_MODES),
+                      "Integrity check of the shards at start: full (sizes + sha256), size, none; "
+                      "auto: full up to 2 GiB of shards, else size.")
+    flags.DEFINE_bool("skip_corrupt_records", False, "Skip damaged records (counted and logged) "
+                      "instead of stopping.")
+    flags.DEFINE_bool("allow_subject_overlap", False, "Allow --eval_subjects that are also "
+                      "--train_subjects (a warning instead of an error).")
+    flags.mark_flags_as_required(["data_dir", "model_dir"])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +110,8 @@ class PretrainConfig:
     seed: Optional[int] = None
     eval_passes: int = 2
     verbose: bool = True
+    verify_data: str = "auto"
+    allow_subject_overlap: bool = False
 
     def model_settings(self) -> dict:
         """Settings a checkpoint depends on (stored as ``config.json["model"]``)."""
@@ -139,7 +153,8 @@ def config_from_flags() -> PretrainConfig:
         subjects=train_subjects, seed=FLAGS.seed, deterministic=FLAGS.deterministic,
         augment=augment.AugmentConfig(output_size=FLAGS.input_size, min_scale=FLAGS.min_scale,
                                       max_scale=FLAGS.max_scale),
-        device_augment=FLAGS.augment_on == "device")
+        device_augment=FLAGS.augment_on == "device",
+        skip_corrupt_records=FLAGS.skip_corrupt_records)
     return PretrainConfig(
         data_dir=FLAGS.data_dir, model_dir=FLAGS.model_dir, pairs=pair_config,
         train_subjects=train_subjects, eval_subjects=tuple(FLAGS.eval_subjects),
@@ -149,16 +164,30 @@ def config_from_flags() -> PretrainConfig:
         final_learning_rate=FLAGS.final_learning_rate, weight_decay=FLAGS.weight_decay,
         loss_weights=(("sync", FLAGS.sync_loss_weight), ("flip", FLAGS.flip_loss_weight)),
         strategy=FLAGS.strategy, mixed_precision=FLAGS.mixed_precision,
-        log_every=FLAGS.log_every, seed=FLAGS.seed, eval_passes=FLAGS.eval_passes)
+        log_every=FLAGS.log_every, seed=FLAGS.seed, eval_passes=FLAGS.eval_passes,
+        verify_data=FLAGS.verify_data, allow_subject_overlap=FLAGS.allow_subject_overlap)
 
 
 # ----------------------------------------------------------------------------- the run
 
-def _check_tasks(config: PretrainConfig) -> None:
-    from tf_synchro.models import siamese
+def _check_settings(config: PretrainConfig) -> None:
+    """Flag checks that need no data (run before anything is read or written)."""
+    from tf_synchro.models import resnet, siamese
     tasks = tuple(config.pairs.tasks)
     if siamese.check_tasks(tasks) != tasks:
         raise ValueError(f"--tasks={','.join(tasks)}: list them in the order sync,flip")
+    size = config.pairs.augment.output_size
+    if size < resnet.MIN_INPUT_SIZE:
+        raise ValueError(f"--input_size={size}: expected >= {resnet.MIN_INPUT_SIZE} pixels "
+                         f"(the encoder downsamples by 32)")
+    if not config.width > 0:
+        raise ValueError(f"--width={config.width}: expected a positive channel multiplier")
+    train_lib.check_steps(config.train_steps, config.steps_per_checkpoint)
+    if not config.train_subjects:
+        raise ValueError("--train_subjects must name at least one subject")
+    train_lib.check_subject_overlap(config.train_subjects, config.eval_subjects,
+                                    "--train_subjects", "--eval_subjects",
+                                    config.allow_subject_overlap)
 
 
 def build_model(config: PretrainConfig, stored_size: Optional[int] = None):
@@ -213,11 +242,22 @@ def train(config: PretrainConfig, strategy=None):
     # ---------------------------------------------------------------- checks, strategy
     strategy = strategy or train_lib.make_strategy(config.strategy)
     chief = train_lib.is_chief(strategy)
+    _check_settings(config)
     config.pairs.validate()
-    _check_tasks(config)
     train_lib.replica_batch_size(config.batch_size, strategy)
     files = records.dataset_files(config.data_dir, config.train_subjects)
-    data_info = pairs.check_records(files, config.pairs)
+    dataset_io.verify_shards(config.data_dir, config.verify_data,
+                             tuple(config.train_subjects) + tuple(config.eval_subjects),
+                             config.pairs.skip_corrupt_records,
+                             log=print if config.verbose and chief else lambda _: None)
+    with dataset_io.naming_damaged_shard(files):
+        data_info = pairs.check_records(files, config.pairs)
+    with train_lib.hold_model_dir(config.model_dir, chief):
+        return _train(config, strategy, chief, files, data_info)
+
+
+def _train(config: PretrainConfig, strategy, chief: bool, files: list, data_info: dict):
+    """The part of :func:`train` that writes to model_dir (its lock held)."""
     run_config = train_lib.prepare_model_dir(config.model_dir, config.model_settings(),
                                              config.extra_settings(), chief=chief)
     train_lib.set_mixed_precision(config.mixed_precision)
@@ -237,7 +277,8 @@ def train(config: PretrainConfig, strategy=None):
     result = train_lib.fit(model, dataset, model_dir=config.model_dir,
                            total_steps=config.train_steps,
                            steps_per_epoch=config.steps_per_checkpoint, strategy=strategy,
-                           log_every=config.log_every, verbose=config.verbose)
+                           log_every=config.log_every, verbose=config.verbose,
+                           data_files=files)
     summary = {"initial_step": result["initial_step"], "final_step": result["final_step"],
                "train_seconds": round(time.time() - start, 1),
                "final_metrics": {k: round(float(v[-1]), 4)
@@ -270,4 +311,5 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    app.run(main)
+    _define_flags()
+    cli.run(main)

@@ -11,6 +11,9 @@ train the same way:
 * :func:`set_mixed_precision` and :func:`make_optimizer` (AdamW, cosine decay to a floor).
 * :func:`prepare_model_dir` — ``config.json`` holds the model settings; a model_dir whose
   checkpoint was made with other settings is refused before training starts.
+* :func:`hold_model_dir` — one run per model_dir (a lock naming host and pid) and the
+  temporaries of killed runs removed; :func:`check_steps` and
+  :func:`check_subject_overlap` — checks every run makes before writing anything.
 * :func:`fit` — one training loop (Keras ``model.fit`` under the strategy) with periodic
   atomic checkpoints in ``model_dir/backup`` and automatic resume: re-running the same
   command continues from the last checkpoint, TensorBoard scalars in
@@ -23,17 +26,17 @@ end, so resume granularity is one epoch and needs no Keras private state.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
-import tempfile
 import time
-from typing import Any, Callable, Iterable, Mapping, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
 
 import keras
 import tensorflow as tf
 
-from tfrecords_tools import dataset_io
+from tfrecords_tools import dataset_io, run_lock
 
 STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -150,6 +153,49 @@ def make_optimizer(total_steps: int, learning_rate: float = 1e-4,
 
 # ----------------------------------------------------------------------------- model_dir
 
+def check_steps(train_steps: int, steps_per_checkpoint: int) -> None:
+    """Raises ValueError unless ``--train_steps`` is a positive multiple of the period."""
+    if (steps_per_checkpoint <= 0 or train_steps <= 0
+            or train_steps % steps_per_checkpoint):
+        raise ValueError(f"--train_steps={train_steps} must be a positive multiple of "
+                         f"--steps_per_checkpoint={steps_per_checkpoint}")
+
+
+def check_subject_overlap(train: Sequence[str], test: Sequence[str], train_what: str,
+                          test_flag: str, allow: bool, log: Callable[[str], None] = print
+                          ) -> None:
+    """Refuses to evaluate on subjects the model trained on, unless ``allow`` (then warns).
+
+    Args:
+      train: subjects the model saw in training.
+      test: subjects it is (or will be) evaluated on.
+      train_what: where ``train`` comes from, for the message (e.g. ``--train_subjects``).
+      test_flag: the flag naming ``test``.
+      allow: ``--allow_subject_overlap``.
+      log: where the warning goes.
+    """
+    both = sorted(set(train) & set(test))
+    if not both:
+        return
+    text = (f"{test_flag}={','.join(test)} includes {','.join(both)}, which the model trained "
+            f"on ({train_what}: {','.join(train)}): those are not held-out results")
+    if not allow:
+        raise ValueError(f"{text}; pass --allow_subject_overlap to run anyway")
+    log(f"warning: {text} (--allow_subject_overlap)")
+
+
+@contextlib.contextmanager
+def hold_model_dir(model_dir: str, chief: bool = True):
+    """One run per model_dir: holds its lock and removes temporaries of killed runs.
+
+    Only the chief writes (and locks); the lock is released at the end of the block.
+    """
+    with run_lock.hold(model_dir, "--model_dir", enabled=chief):
+        if chief:
+            run_lock.clean_stale_temps(model_dir, os.path.join(model_dir, BACKUP_DIR))
+        yield
+
+
 def prepare_model_dir(model_dir: str, model_settings: Mapping[str, Any],
                       extra: Optional[Mapping[str, Any]] = None, *, chief: bool = True) -> dict:
     """Creates ``model_dir`` or checks it holds a run with the same model settings.
@@ -194,10 +240,8 @@ def prepare_model_dir(model_dir: str, model_settings: Mapping[str, Any],
 
 def save_model_atomic(model: keras.Model, path: str) -> None:
     """Saves a ``.keras`` file through a temporary name and a rename (no torn files)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix=".keras", dir=directory)
-    os.close(fd)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    tmp = run_lock.temp_path(path, ".keras")  # Keras insists on the extension.
     try:
         model.save(tmp)
         os.replace(tmp, path)
@@ -285,7 +329,7 @@ class Checkpoint(keras.callbacks.Callback):
         if not self.chief:
             return
         os.makedirs(self.backup_dir, exist_ok=True)
-        tmp = os.path.join(self.backup_dir, f"tmp-{os.getpid()}.weights.h5")
+        tmp = run_lock.temp_path(self.weights_path, ".weights.h5")
         self.model.save_weights(tmp, overwrite=True)
         os.replace(tmp, self.weights_path)
         step = _step(self.model)
@@ -438,7 +482,7 @@ def _patch_multi_worker_fit(model: keras.Model, strategy: tf.distribute.Strategy
 def fit(model: keras.Model, dataset, *, model_dir: str, total_steps: int, steps_per_epoch: int,
         strategy: Optional[tf.distribute.Strategy] = None, log_every: int = 50,
         progress_every: int = 10, callbacks: Iterable[keras.callbacks.Callback] = (),
-        verbose: bool = True) -> dict:
+        verbose: bool = True, data_files: Sequence[str] = ()) -> dict:
     """Trains a compiled model for ``total_steps``, resuming from ``model_dir`` if possible.
 
     Args:
@@ -452,19 +496,24 @@ def fit(model: keras.Model, dataset, *, model_dir: str, total_steps: int, steps_
       progress_every: progress-bar update period in steps.
       callbacks: extra Keras callbacks.
       verbose: print the progress bar.
+      data_files: the shards ``dataset`` reads; a damaged record stops training with an
+        error naming its shard (the last checkpoint stays as it was).
 
     Returns:
       ``{"initial_step": step resumed from (0 for a fresh run), "final_step": ...,
       "history": Keras history dict of this call}``.
     """
-    if steps_per_epoch <= 0 or total_steps <= 0 or total_steps % steps_per_epoch:
-        raise ValueError(f"--train_steps={total_steps} must be a positive multiple of "
-                         f"--steps_per_checkpoint={steps_per_epoch}")
+    check_steps(total_steps, steps_per_epoch)
     strategy = strategy or tf.distribute.get_strategy()
     chief = is_chief(strategy)
     ckpt = Checkpoint(os.path.join(model_dir, BACKUP_DIR), chief=chief)
     epochs = total_steps // steps_per_epoch
     initial_epoch = ckpt.restore(model)
+    if initial_epoch and model.optimizer is not None:
+        # The weights file (renamed into place before state.json) holds the optimizer's
+        # step counter: a run killed between the two renames resumes from the weights,
+        # not from the older state.json.
+        initial_epoch = _step(model) // steps_per_epoch
     initial_step = initial_epoch * steps_per_epoch
     if initial_epoch and chief and verbose:
         print(f"Resuming from checkpoint at step {initial_step} in {ckpt.backup_dir}")
@@ -476,7 +525,9 @@ def fit(model: keras.Model, dataset, *, model_dir: str, total_steps: int, steps_
     history = {}
     _patch_multi_worker_fit(model, strategy)
     if initial_epoch < epochs:
-        history = model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch,
-                            steps_per_epoch=steps_per_epoch, callbacks=cbs, verbose=0,
-                            shuffle=False).history  # The pipeline shuffles.
+        with dataset_io.naming_damaged_shard(
+                data_files, "training stopped, the last checkpoint is kept"):
+            history = model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch,
+                                steps_per_epoch=steps_per_epoch, callbacks=cbs, verbose=0,
+                                shuffle=False).history  # The pipeline shuffles.
     return {"initial_step": initial_step, "final_step": total_steps, "history": history}

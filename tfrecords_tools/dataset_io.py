@@ -12,12 +12,21 @@ that turns one task's payload into :class:`~tfrecords_tools.schema.Clip` objects
   counts as done only when both exist and the checksum matches, so re-running
   the same command skips finished shards and redoes interrupted ones;
 * ``manifest.json`` (schema version, settings, per-shard and per
-  subject/action/view counts, checksums, skipped items) is written last.
+  subject/action/view counts, sizes, checksums, skipped items) is written last;
+* one writer at a time: the output directory is locked (:mod:`tfrecords_tools.run_lock`)
+  and the temporaries of killed writers are removed when the next one starts;
+* a run that ends with no record at all is an error listing why (the skipped items),
+  and a fresh dataset whose run fails before any shard is complete leaves nothing behind.
+
+Readers check a dataset with :func:`load_manifest` (shard paths must stay inside the
+dataset) and :func:`verify_shards` (sizes and checksums against the manifest, before
+training or evaluation writes anything).
 """
 from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import dataclasses
 import datetime
 import fnmatch
@@ -27,11 +36,15 @@ import multiprocessing
 import os
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
-from tfrecords_tools import schema
+from tfrecords_tools import run_lock, schema
 
 MANIFEST = "manifest.json"
 DATASET_INFO = "dataset.json"
 SHARD_SUFFIX = ".tfrecord"
+VERIFY_MODES = ("auto", "full", "size", "none")
+# --verify_data=auto hashes (full) datasets up to this size, about a second of sha256 per
+# GiB; beyond it only sizes are checked at start (damage is then caught while reading).
+AUTO_FULL_VERIFY_BYTES = 2 << 30
 
 
 class DatasetError(ValueError):
@@ -60,7 +73,7 @@ def write_json_atomic(path: str, obj) -> None:
     The one JSON writer of the project: a crash leaves the old file or the new one, never
     a torn one.
     """
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = run_lock.temp_path(path)
     with open(tmp, "w") as f:
         json.dump(obj, f, indent=1, sort_keys=True)
         f.flush()
@@ -81,7 +94,8 @@ def jsonable(obj):
     return json.loads(json.dumps(obj, sort_keys=True))
 
 
-def _check_or_start(output_dir: str, writer: str, settings: dict) -> None:
+def _check_or_start(output_dir: str, writer: str, settings: dict) -> bool:
+    """Checks an existing dataset's settings or starts a new one; True when new."""
     info_path = os.path.join(output_dir, DATASET_INFO)
     info = {"schema_version": schema.SCHEMA_VERSION, "writer": writer,
             "settings": jsonable(settings)}
@@ -99,12 +113,13 @@ def _check_or_start(output_dir: str, writer: str, settings: dict) -> None:
                 f"{output_dir} holds a dataset written by {old.get('writer')!r} with different "
                 f"settings (differing: {diff or 'writer'}); use another --output_dir or the "
                 f"same settings to resume")
-        return
+        return False
     if os.path.isdir(output_dir) and any(
             n.endswith(SHARD_SUFFIX) or n == MANIFEST for n in os.listdir(output_dir)):
         raise DatasetError(f"{output_dir} holds shards but no {DATASET_INFO}; refusing to mix")
     os.makedirs(output_dir, exist_ok=True)
     write_json_atomic(info_path, info)
+    return True
 
 
 def _sidecar(path: str) -> str:
@@ -126,7 +141,7 @@ def _write_shard(output_dir: str, task: ShardTask,
     """Writes one shard atomically and returns its stats (also stored as sidecar)."""
     import tensorflow as tf
     path = os.path.join(output_dir, task.name + SHARD_SUFFIX)
-    tmp = f"{path}.tmp-{os.getpid()}"
+    tmp = run_lock.temp_path(path)
     counts = {"subject": collections.Counter(), "action": collections.Counter(),
               "view": collections.Counter()}
     stats = {"file": os.path.basename(path), "num_records": 0, "num_frames": 0,
@@ -152,6 +167,7 @@ def _write_shard(output_dir: str, task: ShardTask,
         if os.path.exists(tmp):
             os.remove(tmp)
     stats["sha256"] = sha256_file(path)
+    stats["bytes"] = os.path.getsize(path)
     stats["images_per"] = {k: dict(sorted(c.items())) for k, c in counts.items()}
     write_json_atomic(_sidecar(path), stats)
     return stats
@@ -174,9 +190,38 @@ def write_dataset(output_dir: str, *, writer: str, settings: dict, tasks: Sequen
       extra_skipped: items the caller skipped before making tasks (listed in the manifest).
     """
     names = [t.name for t in tasks]
-    if len(set(names)) != len(names):
-        raise ValueError("shard task names must be unique")
-    _check_or_start(output_dir, writer, settings)
+    dupes = sorted(n for n, c in collections.Counter(names).items() if c > 1)
+    if dupes:
+        raise DatasetError(f"shard names must be unique, but {dupes} are each made from more "
+                           f"than one input (names keep letters and digits only); rename those "
+                           f"inputs")
+    with run_lock.hold(output_dir, "--output_dir"):
+        run_lock.clean_stale_temps(output_dir, log=log)
+        fresh = _check_or_start(output_dir, writer, settings)
+        try:
+            manifest = _write_shards(output_dir, writer, settings, tasks, producer,
+                                     num_workers, log, extra_skipped)
+        except BaseException:
+            if fresh and not any((_shard_done(os.path.join(output_dir, n + SHARD_SUFFIX))
+                                  or {}).get("num_records") for n in names):
+                _remove_written(output_dir, names)  # Nothing usable: leave nothing behind.
+            raise
+    return manifest
+
+
+def _remove_written(output_dir: str, names: Sequence[str]) -> None:
+    for name in names:
+        for path in (name + SHARD_SUFFIX, _sidecar(name + SHARD_SUFFIX)):
+            if os.path.exists(os.path.join(output_dir, path)):
+                os.remove(os.path.join(output_dir, path))
+    for name in (DATASET_INFO, MANIFEST):
+        if os.path.exists(os.path.join(output_dir, name)):
+            os.remove(os.path.join(output_dir, name))
+
+
+def _write_shards(output_dir, writer, settings, tasks, producer, num_workers, log,
+                  extra_skipped) -> dict:
+    names = [t.name for t in tasks]
     results, todo = {}, []
     for task in tasks:
         stats = _shard_done(os.path.join(output_dir, task.name + SHARD_SUFFIX))
@@ -199,6 +244,11 @@ def write_dataset(output_dir: str, *, writer: str, settings: dict, tasks: Sequen
             results[task.name] = _write_shard(output_dir, task, producer)
             log(f"shard {task.name} done ({i}/{len(todo)})")
     manifest = _manifest(writer, settings, [results[n] for n in names], extra_skipped)
+    if not manifest["totals"].get("num_records"):
+        reasons = "; ".join(f"{s['item']}: {s['reason']}" for s in manifest["skipped"][:10])
+        raise DatasetError(f"{output_dir}: no records were written, nothing kept "
+                           f"({len(manifest['skipped'])} item(s) skipped: "
+                           f"{reasons or 'the inputs yielded no frames'})")
     write_json_atomic(os.path.join(output_dir, MANIFEST), manifest)
     return manifest
 
@@ -261,6 +311,7 @@ def load_manifest(data_dir: str) -> dict:
         raise DatasetError(f"{path}: schema version {manifest.get('schema_version')}, this code "
                            f"reads {schema.SCHEMA_VERSION}")
     for shard in manifest.get("shards", []):
+        _check_inside(data_dir, shard.get("file"))
         if not os.path.exists(os.path.join(data_dir, shard["file"])):
             raise DatasetError(f"{data_dir}: shard {shard['file']} listed in {MANIFEST} is missing")
     return manifest
@@ -288,6 +339,15 @@ def expand_subjects(data_dir: str, names: Sequence[str]) -> tuple:
     return tuple(out)
 
 
+def _check_inside(data_dir: str, name) -> None:
+    # Writers store plain file names; anything else could make a reader follow a manifest
+    # to files outside the dataset.
+    if (not isinstance(name, str) or not name or name in (".", "..")
+            or os.path.basename(name) != name or "\\" in name):
+        raise DatasetError(f"{os.path.join(data_dir, MANIFEST)}: shard file {name!r} is not a "
+                           f"plain file name inside the dataset folder")
+
+
 def shard_paths(data_dir: str, manifest: Optional[dict] = None,
                 subjects: Optional[Sequence[str]] = None) -> list[str]:
     """Shard files of a dataset, optionally only those holding the given subjects."""
@@ -298,3 +358,121 @@ def shard_paths(data_dir: str, manifest: Optional[dict] = None,
             continue
         out.append(os.path.join(data_dir, shard["file"]))
     return out
+
+
+# ----------------------------------------------------------------------------- reading checks
+
+def verify_shards(data_dir: str, mode: str = "auto", subjects: Optional[Sequence[str]] = None,
+                  skip_corrupt: bool = False, log: Callable[[str], None] = print) -> None:
+    """The integrity check at the start of a run, before it writes anything.
+
+    Compares shard sizes (and sha256) with the manifest.
+
+    Args:
+      data_dir: a finished dataset.
+      mode: ``full`` (size and sha256), ``size``, ``none``, or ``auto``: ``full`` up to
+        :data:`AUTO_FULL_VERIFY_BYTES` of shards (a few seconds), else ``size``.
+      subjects: check only the shards holding these subjects (the ones the run reads).
+      skip_corrupt: instead of failing, read each mismatching shard to count the records
+        a run with ``--skip_corrupt_records`` will skip, and log them.
+      log: where the one-line results go.
+
+    Raises:
+      DatasetError: naming the first shard whose size or checksum differs.
+    """
+    if mode not in VERIFY_MODES:
+        raise ValueError(f"--verify_data={mode}: expected one of {VERIFY_MODES}")
+    if mode == "none":
+        return
+    manifest = load_manifest(data_dir)
+    shards = [s for s in manifest["shards"] if subjects is None
+              or set(s["images_per"]["subject"]) & set(subjects)]
+    paths = [os.path.join(data_dir, s["file"]) for s in shards]
+    total = sum(os.path.getsize(p) for p in paths)
+    if mode == "auto":
+        mode = "full" if total <= AUTO_FULL_VERIFY_BYTES else "size"
+    bad = []
+    for shard, path in zip(shards, paths):
+        size = os.path.getsize(path)
+        if "bytes" in shard and size != shard["bytes"]:
+            bad.append((shard, path, f"{size} bytes, the manifest says {shard['bytes']} "
+                                     f"(truncated or replaced)"))
+        elif mode == "full" and sha256_file(path) != shard.get("sha256"):
+            bad.append((shard, path, "sha256 differs from the manifest (damaged or changed)"))
+    if bad and not skip_corrupt:
+        shard, path, reason = bad[0]
+        raise DatasetError(f"{path}: {reason}; `python -m tfrecords_tools.inspect {data_dir}` "
+                           f"names the record; re-create the shard, or pass "
+                           f"--skip_corrupt_records to skip what cannot be read"
+                           + (f" ({len(bad) - 1} more shard(s) differ)" if len(bad) > 1 else ""))
+    skipped = 0
+    for shard, path, reason in bad:
+        readable = sum(1 for _ in _readable_records(path))
+        skipped += shard["num_records"] - readable
+        log(f"warning: --skip_corrupt_records: {path}: {reason}; {readable} of "
+            f"{shard['num_records']} records readable, the rest is skipped")
+    if bad:
+        log(f"warning: --skip_corrupt_records: {skipped} damaged or unreadable record(s) in "
+            f"{len(bad)} shard(s) will be skipped")
+    log(f"verified {len(paths)} shard(s) of {data_dir} ({mode}: "
+        f"{'sizes and sha256' if mode == 'full' else 'sizes'}, {total / 2**20:.1f} MiB"
+        f"{f', {len(bad)} damaged' if bad else ''})")
+
+
+def _readable_records(path: str):
+    try:
+        yield from iter_records(path)
+    except ValueError:
+        return
+
+
+def iter_records(path: str):
+    """Yields (index, serialized) of a TFRecord file.
+
+    Raises:
+      ValueError: ``record <i>: damaged or truncated (...)`` at the first bad record.
+    """
+    import tensorflow as tf
+    it = iter(tf.data.TFRecordDataset(path))
+    i = 0
+    while True:
+        try:
+            data = next(it)
+        except StopIteration:
+            return
+        except tf.errors.DataLossError as e:
+            raise ValueError(f"record {i}: damaged or truncated "
+                             f"({e.message.splitlines()[0]})") from e
+        yield i, data.numpy()
+        i += 1
+
+
+def first_damaged_record(paths: Sequence[str]) -> Optional[str]:
+    """``"<shard>: record <i>: ..."`` for the first unreadable record in ``paths``, or None."""
+    for path in paths:
+        try:
+            for _ in iter_records(path):
+                pass
+        except ValueError as e:
+            return f"{path}: {e}"
+    return None
+
+
+class DataReadError(DatasetError):
+    """A record could not be read during a run (damaged shard)."""
+
+
+@contextlib.contextmanager
+def naming_damaged_shard(paths: Sequence[str], what: str = "reading stopped"):
+    """Turns TensorFlow's file-less ``DataLossError`` into one naming the shard and record.
+
+    ``tf.data`` reports ``corrupted record at <offset>`` without the file; on such an error
+    the shards in ``paths`` are read once more to find the one at fault.
+    """
+    import tensorflow as tf
+    try:
+        yield
+    except tf.errors.DataLossError as e:
+        where = first_damaged_record(paths) or f"one of {len(paths)} shard(s)"
+        raise DataReadError(f"{where}; {what} ({e.message.splitlines()[0]}); re-create the "
+                            f"shard, or pass --skip_corrupt_records") from e

@@ -116,7 +116,8 @@ class H36MConfig:
             (self.frame_step >= 1, "frame_step", "an integer >= 1"),
             (schema.MIN_IMAGE_SIZE <= self.image_size <= schema.MAX_IMAGE_SIZE, "image_size",
              f"in [{schema.MIN_IMAGE_SIZE}, {schema.MAX_IMAGE_SIZE}]"),
-            (self.clip_length >= 1, "clip_length", ">= 1"),
+            (self.clip_length >= schema.MIN_CLIP_LENGTH, "clip_length",
+             f">= {schema.MIN_CLIP_LENGTH} (room for an unsynchronized pair)"),
             (self.margin >= 0, "margin", ">= 0"),
             (self.background in ("keep", "remove"), "background", "'keep' or 'remove'"),
             (len(self.cameras) > 0 and len(set(self.cameras)) == len(self.cameras), "cameras",
@@ -128,7 +129,7 @@ class H36MConfig:
         ]
         for ok, name, expected in checks:
             if not ok:
-                raise H36MError(f"{name}={getattr(self, name)!r}: expected {expected}")
+                raise H36MError(f"--{name}={getattr(self, name)!r}: expected {expected}")
         if self.actions is not None:
             unknown = [a for a in self.actions if canonical_action(a) not in ACTIONS]
             if unknown:
@@ -449,8 +450,9 @@ def convert(config: H36MConfig, output_dir: str, num_workers: int = 1,
 
 
 def main(argv: Sequence[str]) -> None:
-    del argv
-    from absl import flags
+    from absl import app, flags
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
     f = flags.FLAGS
     config = H36MConfig(
         h36m_root=f.h36m_root, subjects=tuple(f.subjects),
@@ -493,6 +495,6 @@ def _define_flags() -> None:
 
 
 if __name__ == "__main__":
-    from absl import app
+    from tfrecords_tools import cli
     _define_flags()
-    app.run(main)
+    cli.run(main)

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 
 from tfrecords_tools import cameras as cameras_lib
-from tfrecords_tools import crops, dataset_io, schema, skeleton
+from tfrecords_tools import crops, dataset_io, run_lock, schema, skeleton
 
 MAX_ERRORS = 20
 
@@ -50,6 +50,7 @@ class Report:
     errors: list = dataclasses.field(default_factory=list)
     sheet_samples: list = dataclasses.field(default_factory=list)
     contact_sheet: Optional[str] = None
+    stray: list = dataclasses.field(default_factory=list)  # files that are not the dataset's
 
 
 def camera_of(clip: schema.Clip, v: int) -> cameras_lib.Camera:
@@ -83,22 +84,6 @@ def decode_jpeg_checked(data: bytes, size: int) -> np.ndarray:
     return img[..., ::-1]
 
 
-def _records(path: str):
-    """Yields (index, serialized) of a TFRecord file; raises ValueError on a damaged file."""
-    import tensorflow as tf
-    it = iter(tf.data.TFRecordDataset(path))
-    i = 0
-    while True:
-        try:
-            data = next(it)
-        except StopIteration:
-            return
-        except tf.errors.DataLossError as e:
-            raise ValueError(f"record {i}: damaged or truncated ({e.message.splitlines()[0]})") from e
-        yield i, data.numpy()
-        i += 1
-
-
 def _check_shard(data_dir: str, shard: dict, report: Report, want_samples: bool) -> list:
     """Checks one shard; returns up to a few sample clips for the contact sheet."""
     name = shard["file"]
@@ -116,7 +101,7 @@ def _check_shard(data_dir: str, shard: dict, report: Report, want_samples: bool)
            "view": collections.Counter()}
     samples = []
     try:
-        for i, data in _records(path):
+        for i, data in dataset_io.iter_records(path):
             where = f"shard {name} record {i}"
             try:
                 clip = schema.decode_clip(data, where=where)
@@ -162,6 +147,21 @@ def _check_shard(data_dir: str, shard: dict, report: Report, want_samples: bool)
     return samples
 
 
+def stray_files(data_dir: str, manifest: dict) -> list[str]:
+    """Files in ``data_dir`` that the manifest does not account for.
+
+    Temporaries of killed writers (``*.tmp-<pid>``), shards missing from the manifest and
+    anything else; the lock of a writer still running is not stray.
+    """
+    known = {dataset_io.MANIFEST, dataset_io.DATASET_INFO, "contact_sheet.png"}
+    for shard in manifest.get("shards", []):
+        known |= {shard["file"], shard["file"] + ".json"}
+    lock = os.path.join(data_dir, run_lock.LOCK_FILE)
+    if os.path.exists(lock) and not run_lock.stale_lock(lock):
+        known.add(run_lock.LOCK_FILE)
+    return sorted(n for n in os.listdir(data_dir) if n not in known)
+
+
 def _spread(items: list, k: int) -> list:
     if len(items) <= k:
         return items
@@ -199,12 +199,11 @@ def inspect_dataset(data_dir: str, contact_sheet: Optional[str] = None, num_sequ
             if totals.get(key) != getattr(report, key):
                 report.errors.append(f"{dataset_io.MANIFEST}: totals[{key}]={totals.get(key)}, "
                                      f"shards hold {getattr(report, key)}")
-    listed = {s["file"] for s in shards}
-    extra = sorted(n for n in os.listdir(data_dir)
-                   if n.endswith(dataset_io.SHARD_SUFFIX) and n not in listed)
-    if extra:
-        log(f"note: {len(extra)} shard file(s) not in the manifest (ignored by readers): "
-            f"{extra[:5]}")
+    report.stray = stray_files(data_dir, manifest)
+    if report.stray:
+        log(f"note: {len(report.stray)} stray file(s), not part of the dataset (ignored by "
+            f"readers; re-running the writer removes temporaries of killed runs): "
+            f"{report.stray[:5]}")
     log(summary_table(report))
     if contact_sheet and samples:
         report.sheet_samples = [f"{c.sequence_id} #{c.clip_index}" for c in samples]
@@ -216,8 +215,11 @@ def inspect_dataset(data_dir: str, contact_sheet: Optional[str] = None, num_sequ
             log(f"warning: could not write the contact sheet {contact_sheet} ({e}); "
                 f"pass --contact_sheet=PATH elsewhere")
     if report.errors:
-        raise InspectError(f"{data_dir}: {len(report.errors)} problem(s):\n  "
-                           + "\n  ".join(report.errors[:MAX_ERRORS]))
+        for problem in report.errors[:MAX_ERRORS]:
+            log(f"problem: {problem}")
+        # One line (the binary's error line); the problems are also logged one per line.
+        raise InspectError(f"{data_dir}: {len(report.errors)} problem(s): "
+                           + "; ".join(report.errors[:MAX_ERRORS]))
     return report
 
 
@@ -309,6 +311,7 @@ def write_contact_sheet(path: str, clips: list, num_timesteps: int = 3) -> None:
 
 def main() -> None:
     from absl import app, flags
+    from tfrecords_tools import cli
     flags.DEFINE_string("contact_sheet", None,
                         "PNG path of the contact sheet (default DATA_DIR/contact_sheet.png; "
                         "'' for none).")
@@ -322,14 +325,12 @@ def main() -> None:
         f = flags.FLAGS
         sheet = (os.path.join(data_dir, "contact_sheet.png") if f.contact_sheet is None
                  else f.contact_sheet or None)
-        try:
-            report = inspect_dataset(data_dir, sheet, f.num_sequences, f.num_timesteps)
-        except dataset_io.DatasetError as e:
-            raise SystemExit(f"FAILED: {e}")
+        report = inspect_dataset(data_dir, sheet, f.num_sequences, f.num_timesteps)
+        stray = f"; {len(report.stray)} stray file(s) listed above" if report.stray else ""
         print(f"OK: {report.num_shards} shards, {report.num_records} records, "
-              f"{report.num_images} images verified")
+              f"{report.num_images} images verified{stray}")
 
-    app.run(run)
+    cli.run(run)
 
 
 if __name__ == "__main__":

@@ -104,7 +104,8 @@ class RigConfig:
             (self.frame_step >= 1, "frame_step", ">= 1"),
             (schema.MIN_IMAGE_SIZE <= self.image_size <= schema.MAX_IMAGE_SIZE, "image_size",
              f"in [{schema.MIN_IMAGE_SIZE}, {schema.MAX_IMAGE_SIZE}]"),
-            (self.clip_length >= 1, "clip_length", ">= 1"),
+            (self.clip_length >= schema.MIN_CLIP_LENGTH, "clip_length",
+             f">= {schema.MIN_CLIP_LENGTH} (room for an unsynchronized pair)"),
             (self.crop in ("mask", "fixed"), "crop", "'mask' or 'fixed'"),
             (self.background in ("keep", "remove"), "background", "'keep' or 'remove'"),
             (self.margin >= 0, "margin", ">= 0"),
@@ -115,7 +116,7 @@ class RigConfig:
         ]
         for ok, name, expected in checks:
             if not ok:
-                raise RigError(f"{name}={getattr(self, name)!r}: expected {expected}")
+                raise RigError(f"--{name}={getattr(self, name)!r}: expected {expected}")
 
     def settings(self) -> dict:
         out = dataclasses.asdict(self)
@@ -224,6 +225,10 @@ def load_sequence_info(path: str) -> SequenceInfo:
     if not isinstance(d, dict) or set(d) - known:
         raise RigError(f"{path}: expected an object with keys among {sorted(known)}, got "
                        f"{sorted(d) if isinstance(d, dict) else type(d).__name__}")
+    for key in ("subject", "action"):
+        value = d.get(key)
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise RigError(f"{path}: {key!r} must be a non-empty string, got {value!r}")
     offsets = d.get("frame_offsets", {})
     if not isinstance(offsets, dict) or not all(
             isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in offsets.values()):
@@ -298,6 +303,15 @@ def discover(config: RigConfig) -> tuple[list[RigSequence], list[dataset_io.Skip
             continue
         if spec is not None:
             specs.append(spec)
+    by_shard: dict = {}
+    for spec in specs:
+        by_shard.setdefault(spec.shard_name, []).append(spec.name)
+    clashes = {k: v for k, v in by_shard.items() if len(v) > 1}
+    if clashes:
+        shard, names = sorted(clashes.items())[0]
+        raise RigError(f"{root}: sequence folders {names} would share the shard name "
+                       f"{shard!r} (subject and folder name, letters and digits only); rename "
+                       f"one of them")
     if not specs:
         reasons = "; ".join(f"{s.item}: {s.reason}" for s in skipped[:10])
         raise RigError(f"{root}: no convertible sequence folder (expected <input_dir>/"
@@ -518,8 +532,9 @@ def convert(config: RigConfig, output_dir: str, num_workers: int = 1, log_fn=pri
 
 
 def main(argv: Sequence[str]) -> None:
-    del argv
-    from absl import flags
+    from absl import app, flags
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {argv[1:]}")
     f = flags.FLAGS
     config = RigConfig(
         input_dir=f.input_dir, subject=f.subject,
@@ -561,6 +576,6 @@ def _define_flags() -> None:
 
 
 if __name__ == "__main__":
-    from absl import app
+    from tfrecords_tools import cli
     _define_flags()
-    app.run(main)
+    cli.run(main)

@@ -53,6 +53,11 @@ NUM_JOINTS = skeleton.NUM_JOINTS
 
 # Smallest and largest crop sides a writer accepts.
 MIN_IMAGE_SIZE = 32
+# Fewest timesteps a writer may put in a record (--clip_length). Pre-training draws
+# unsynchronized pairs more than --d_min frames apart (paper and default: 4) from one
+# record, so with every frame kept a record needs 6 timesteps to give that pair type;
+# fewer would write records that pre-training can never use.
+MIN_CLIP_LENGTH = 6
 MAX_IMAGE_SIZE = 512
 
 _INT, _FLOAT, _BYTES = "int64", "float32", "string"

@@ -146,15 +146,17 @@ def load_motion_file(path: str) -> np.ndarray:
     try:
         with np.load(path) as data:
             keys = list(data.keys())
-            if "joints3d_world" in data:
-                joints = data["joints3d_world"]
-            elif len(keys) == 1:
-                joints = data[keys[0]]
-            else:
-                raise ValueError(f"motion file {path} holds arrays {keys}; expected one named "
-                                 f"'joints3d_world' (or a single array) of shape [T, 17, 3]")
-    except (OSError, zlib.error, EOFError) as e:
-        raise ValueError(f"motion file {path} is not a readable .npz ({e})") from e
+            arrays = {k: data[k] for k in keys if k == "joints3d_world" or len(keys) == 1}
+    except (OSError, zlib.error, EOFError, ValueError, AttributeError, TypeError) as e:
+        # np.load reads other bytes as a pickle ("Cannot load file containing pickled
+        # data") or a bare .npy array (no .keys()): neither names the file.
+        raise ValueError(f"motion file {path} is not a readable .npz archive "
+                         f"({type(e).__name__}: {e}); expected numpy.savez output with "
+                         f"'joints3d_world' [T, 17, 3] in mm") from e
+    if not arrays:
+        raise ValueError(f"motion file {path} holds arrays {keys}; expected one named "
+                         f"'joints3d_world' (or a single array) of shape [T, 17, 3]")
+    joints = arrays.get("joints3d_world", next(iter(arrays.values())))
     joints = np.asarray(joints)
     if joints.ndim != 3 or joints.shape[1:] != (schema.NUM_JOINTS, 3) or joints.shape[0] < 2:
         raise ValueError(f"motion file {path}: joints have shape {joints.shape}, expected "
@@ -219,7 +221,8 @@ def validate(config: SynthConfig) -> Optional[np.ndarray]:
                          f"[{schema.MIN_IMAGE_SIZE}, {schema.MAX_IMAGE_SIZE}] pixels")
     checks = (("takes", config.takes >= 1, ">= 1"),
               ("num_frames", config.num_frames >= 2, ">= 2"),
-              ("clip_length", config.clip_length >= 1, ">= 1"),
+              ("clip_length", config.clip_length >= schema.MIN_CLIP_LENGTH,
+               f">= {schema.MIN_CLIP_LENGTH} (room for an unsynchronized pair)"),
               ("min_motion_mm", 0 <= config.min_motion_mm < 500, "in [0, 500)"),
               ("crop_margin", 0 <= config.crop_margin <= 1, "in [0, 1]"),
               ("crop_jitter", 0 <= config.crop_jitter <= 0.25, "in [0, 0.25]"),
@@ -436,10 +439,8 @@ def _main(argv: Sequence[str]) -> None:
     from absl import flags
     del argv
     f = flags.FLAGS
-    try:
-        generate(f.output_dir, config_from_flags(f), num_workers=f.num_workers)
-    except (ValueError, dataset_io.DatasetError) as e:
-        raise SystemExit(f"error: {e}")
+    # Errors (a bad flag or file) end as one line: see tfrecords_tools.cli.
+    generate(f.output_dir, config_from_flags(f), num_workers=f.num_workers)
 
 
 def define_flags(fv=None) -> None:
@@ -483,10 +484,11 @@ def define_flags(fv=None) -> None:
 
 
 def main() -> None:
-    from absl import app, flags
+    from absl import flags
+    from tfrecords_tools import cli
     define_flags()
     flags.mark_flag_as_required("output_dir")
-    app.run(_main)
+    cli.run(_main)
 
 
 if __name__ == "__main__":

@@ -57,13 +57,13 @@ class AugmentConfig:
         if self.output_size < 8:
             raise ValueError(f"output_size={self.output_size} must be >= 8")
         if not 0 < self.min_scale <= self.max_scale <= 1:
-            raise ValueError(f"need 0 < min_scale={self.min_scale} <= max_scale="
-                             f"{self.max_scale} <= 1")
+            raise ValueError(f"--min_scale={self.min_scale}, --max_scale={self.max_scale}: "
+                             f"expected 0 < min_scale <= max_scale <= 1")
         if self.eval_scale is not None and not 0 < self.eval_scale <= 1:
             raise ValueError(f"eval_scale={self.eval_scale} must lie in (0, 1]")
         for name in ("brightness", "contrast", "saturation"):
             if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must lie in [0, 1)")
+                raise ValueError(f"--{name}={getattr(self, name)} must lie in [0, 1)")
         if self.dct_method not in DCT_METHODS:
             raise ValueError(f"dct_method={self.dct_method!r}: expected one of {DCT_METHODS}")
 

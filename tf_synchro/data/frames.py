@@ -59,6 +59,8 @@ class FrameConfig:
       seed: random seed (None: a fresh one per pipeline).
       deterministic: fixed element order for a seed (tests).
       cycle_length: shards read concurrently.
+      skip_corrupt_records: skip damaged records instead of stopping (see
+        :func:`records.clip_dataset`).
     """
 
     subjects: tuple = ("S1",)
@@ -70,6 +72,7 @@ class FrameConfig:
     seed: Optional[int] = None
     deterministic: bool = False
     cycle_length: int = 4
+    skip_corrupt_records: bool = False
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad setting."""
@@ -80,7 +83,7 @@ class FrameConfig:
         if self.frame_step < 1:
             raise ValueError(f"--frame_step={self.frame_step} must be >= 1")
         if not 0 <= self.flip_prob <= 1:
-            raise ValueError(f"flip_prob={self.flip_prob} must lie in [0, 1]")
+            raise ValueError(f"--flip_prob={self.flip_prob} must lie in [0, 1]")
         self.augment.validate()
 
     @property
@@ -239,7 +242,8 @@ def train_dataset(files: Sequence[str], config: FrameConfig, batch_size: int,
     ds = records.clip_dataset(files, subjects=config.subjects, input_context=input_context,
                               shuffle=True, repeat=True, seed=seed,
                               deterministic=config.deterministic,
-                              cycle_length=config.cycle_length)
+                              cycle_length=config.cycle_length,
+                              skip_corrupt=config.skip_corrupt_records)
     ds = ds.filter(_labelled)  # Unlabelled clips of a label subject carry no target.
     ds = ds.map(lambda c: _clip_frames(c, config, training=True),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
@@ -271,7 +275,8 @@ def eval_dataset(files: Sequence[str], config: FrameConfig, batch_size: int
     # No file shuffle, no repeat, deterministic interleave: the same frames in the same
     # order every time, so reports of two models are comparable frame by frame.
     ds = records.clip_dataset(files, subjects=config.subjects, shuffle=False, repeat=False,
-                              deterministic=True, cycle_length=1)
+                              deterministic=True, cycle_length=1,
+                              skip_corrupt=config.skip_corrupt_records)
     ds = ds.filter(_labelled)
     ds = ds.map(lambda c: _clip_frames(c, config, training=False),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
@@ -308,7 +313,8 @@ def joint_statistics(files: Sequence[str], config: FrameConfig, max_frames: int 
     # Manifest file order and a wide deterministic interleave: when max_frames cuts the
     # pass short, the frames read still come from many sequences, the same in every run.
     ds = records.clip_dataset(files, subjects=config.subjects, shuffle=False, repeat=False,
-                              deterministic=True, cycle_length=min(len(files), 16))
+                              deterministic=True, cycle_length=min(len(files), 16),
+                              skip_corrupt=config.skip_corrupt_records)
     ds = ds.filter(_labelled).map(lambda c: _clip_frames(c, config, training=True)["joints"])
     chunks, count = [], 0
     for joints in ds.as_numpy_iterator():

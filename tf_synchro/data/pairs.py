@@ -96,6 +96,8 @@ class PairConfig:
         more gaps in 5-20 than in 97-128). ``uniform``: ``|dt|`` first, uniform over
         ``(d_min, min(d_max, clip span)]``, then ``t1`` uniform over the timesteps with a
         frame ``|dt|`` away inside the clip, and ``t2`` the kept frame nearest to it.
+      skip_corrupt_records: skip damaged records instead of stopping (see
+        :func:`records.clip_dataset`).
     """
 
     d_min: int = 4
@@ -113,20 +115,22 @@ class PairConfig:
     passes: Optional[int] = None
     cycle_length: int = 4
     gap_sampling: str = "clip"
+    skip_corrupt_records: bool = False
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad setting."""
         if self.d_min < 0 or self.d_min >= self.d_max:
-            raise ValueError(f"need 0 <= --d_min={self.d_min} < --d_max={self.d_max}")
+            raise ValueError(f"--d_min={self.d_min}, --d_max={self.d_max}: expected "
+                             f"0 <= d_min < d_max")
         if self.d_max - self.d_min < 2:
-            raise ValueError(f"no integer gap lies strictly between --d_min={self.d_min} and "
-                             f"--d_max={self.d_max}")
+            raise ValueError(f"--d_min={self.d_min}, --d_max={self.d_max}: no integer gap "
+                             f"lies strictly between them")
         if tuple(self.tasks) not in TASK_PAIR_TYPES:
-            raise ValueError(f"tasks={self.tasks}: expected one of {list(TASK_PAIR_TYPES)}")
+            raise ValueError(f"--tasks={','.join(self.tasks)}: expected one of {list(TASK_PAIR_TYPES)}")
         if self.views not in VIEW_MODES:
-            raise ValueError(f"views={self.views!r}: expected one of {VIEW_MODES}")
+            raise ValueError(f"--views={self.views!r}: expected one of {VIEW_MODES}")
         if self.pairs_per_clip < 1:
-            raise ValueError(f"pairs_per_clip={self.pairs_per_clip} must be >= 1")
+            raise ValueError(f"--pairs_per_clip={self.pairs_per_clip} must be >= 1")
         if self.gap_sampling not in GAP_SAMPLING:
             raise ValueError(f"--gap_sampling={self.gap_sampling!r}: expected one of "
                              f"{GAP_SAMPLING}")
@@ -163,8 +167,11 @@ def check_records(files: Sequence[str], config: PairConfig, max_records: int = 6
     spec = {k: schema.tf_feature_spec()[k] for k in
             ("sequence/id", "clip/index", "clip/num_views", "clip/frame_index", "image/size")}
     per_file = max(1, max_records // max(len(files), 1))
+    read = ((lambda f: tf.data.TFRecordDataset(f).ignore_errors().take(per_file))
+            if config.skip_corrupt_records else
+            (lambda f: tf.data.TFRecordDataset(f).take(per_file)))
     ds = tf.data.Dataset.from_tensor_slices(list(files)).interleave(
-        lambda f: tf.data.TFRecordDataset(f).take(per_file), cycle_length=len(files) or 1)
+        read, cycle_length=len(files) or 1)
     ds = ds.take(max_records).map(lambda s: tf.io.parse_single_example(s, spec))
     checked = usable = max_views = max_span = 0
     sizes = set()
@@ -463,7 +470,8 @@ def pair_dataset(files: Sequence[str], config: PairConfig, batch_size: int,
     ds = records.clip_dataset(
         files, subjects=config.subjects, input_context=input_context,
         shuffle=config.training, repeat=config.passes is None, seed=seed,
-        deterministic=config.deterministic, cycle_length=config.cycle_length, keys=_KEYS)
+        deterministic=config.deterministic, cycle_length=config.cycle_length, keys=_KEYS,
+        skip_corrupt=config.skip_corrupt_records)
     if config.passes is not None and config.passes > 1:
         ds = ds.repeat(config.passes)
     ds = ds.filter(lambda c: _usable(c, config))

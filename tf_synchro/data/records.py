@@ -27,7 +27,8 @@ def clip_dataset(files: Sequence[str], *, subjects: Optional[Sequence[str]] = No
                  input_context: Optional[tf.distribute.InputContext] = None,
                  shuffle: bool = True, repeat: bool = True, seed: Optional[int] = None,
                  deterministic: bool = False, cycle_length: int = 4,
-                 keys: Optional[Sequence[str]] = None) -> tf.data.Dataset:
+                 keys: Optional[Sequence[str]] = None,
+                 skip_corrupt: bool = False) -> tf.data.Dataset:
     """Dataset of parsed clips (see :func:`tfrecords_tools.schema.parse_clip_tf`).
 
     Args:
@@ -43,6 +44,9 @@ def clip_dataset(files: Sequence[str], *, subjects: Optional[Sequence[str]] = No
       keys: parse only these features (None: all, reshaped by ``parse_clip_tf``). Parsing
         a subset skips the 3D joints and camera arrays, ~3x faster per record; only
         ``image/encoded`` is reshaped (to [T, V]).
+      skip_corrupt: skip records that cannot be read or parsed, with a warning each,
+        instead of failing (``--skip_corrupt_records``). A damaged record ends the read of
+        its shard: TFRecordDataset moves to the next file after a data-loss error.
     """
     files = list(files)
     ds = tf.data.Dataset.from_tensor_slices(files)
@@ -58,7 +62,10 @@ def clip_dataset(files: Sequence[str], *, subjects: Optional[Sequence[str]] = No
     if repeat:
         # Repeat the file list, not the records: the interleave below then never drains.
         ds = ds.repeat()
-    ds = ds.interleave(tf.data.TFRecordDataset, cycle_length=cycle_length,
+    read = tf.data.TFRecordDataset
+    if skip_corrupt:
+        read = lambda f: tf.data.TFRecordDataset(f).ignore_errors(log_warning=True)  # noqa: E731
+    ds = ds.interleave(read, cycle_length=cycle_length,
                        num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
     if shard_records:
         ds = ds.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
@@ -75,6 +82,8 @@ def clip_dataset(files: Sequence[str], *, subjects: Optional[Sequence[str]] = No
         sub_spec = {k: spec[k] for k in wanted}
         parse = lambda s: _parse_subset(s, sub_spec)  # noqa: E731
     ds = ds.map(parse, num_parallel_calls=tf.data.AUTOTUNE, deterministic=deterministic)
+    if skip_corrupt:
+        ds = ds.ignore_errors(log_warning=True)  # Records whose bytes do not parse.
     if subjects is not None:
         wanted = tf.constant(list(subjects))
         ds = ds.filter(lambda c: tf.reduce_any(tf.equal(c["sequence/subject"], wanted)))

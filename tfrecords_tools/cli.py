@@ -1,0 +1,156 @@
+"""How every binary of the project ends: one line per expected error, and a fixed exit code.
+
+Each binary's ``__main__`` calls :func:`run` instead of ``absl.app.run``. An expected
+error (a bad flag, a bad file, a damaged record, a locked directory) is printed as one
+line on stderr, ``<binary>: error: <message>``, and the process exits with
+
+* ``2`` (usage error): a flag that does not parse or is missing, ``app.UsageError``, or a
+  ``ValueError`` whose message starts with the flag at fault (``--name...``);
+* ``1`` (data error): any other ``ValueError`` (bad file, record or directory: the
+  message starts with its path), ``OSError``, TensorFlow ``OpError`` (e.g. a damaged
+  shard) and a held lock (:class:`tfrecords_tools.run_lock.LockError`);
+* ``130`` on Ctrl-C.
+
+``--verbose`` (added to every binary) shows the traceback instead. Other exceptions are
+bugs and keep their traceback.
+
+:func:`invoke` runs a binary in this process (fresh flags, same code path and exit codes
+as ``python -m <module>``), which lets tests try many invocations without a Python and
+TensorFlow start-up each.
+"""
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import os
+import sys
+from typing import Callable, Optional, Sequence
+
+from absl import app, flags
+
+from tfrecords_tools import run_lock
+
+USAGE_EXIT = 2
+DATA_EXIT = 1
+INTERRUPT_EXIT = 130
+_OWN_PACKAGES = ("tf_synchro", "tfrecords_tools", "__main__")
+
+
+def exit_code(error: BaseException) -> Optional[int]:
+    """The exit code of an expected error, or None for a bug (keeps its traceback)."""
+    if isinstance(error, (flags.Error, app.UsageError)):
+        return USAGE_EXIT
+    if isinstance(error, KeyboardInterrupt):
+        return INTERRUPT_EXIT
+    if isinstance(error, ValueError):
+        return USAGE_EXIT if str(error).lstrip().startswith("--") else DATA_EXIT
+    if isinstance(error, (OSError, run_lock.LockError)):
+        return DATA_EXIT
+    if any(c.__name__ == "OpError" and c.__module__.startswith("tensorflow")
+           for c in type(error).__mro__):
+        return DATA_EXIT
+    return None
+
+
+def error_message(error: BaseException) -> str:
+    """One line describing ``error`` (naming the file for OS errors)."""
+    if isinstance(error, KeyboardInterrupt):
+        return "interrupted; re-run the same command to resume"
+    if isinstance(error, OSError) and error.filename and error.strerror:
+        text = f"{error.filename}: {error.strerror}"
+    else:
+        text = getattr(error, "message", None) or str(error) or type(error).__name__
+    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+
+
+def _prog(main: Callable) -> str:
+    module = main.__module__
+    if module == "__main__":  # `python -m pkg.name` runs the module as __main__.
+        spec = getattr(sys.modules["__main__"], "__spec__", None)
+        module = spec.name if spec else os.path.splitext(os.path.basename(sys.argv[0]))[0]
+    return module.rsplit(".", 1)[-1]
+
+
+def _fail(prog: str, code: int, message: str) -> None:
+    print(f"{prog}: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(code)
+
+
+def _parse_flags(prog: str) -> Callable[[Sequence[str]], list]:
+    def parse(argv):
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as e:
+            _fail(prog, USAGE_EXIT, error_message(e))
+    return parse
+
+
+def run(main: Callable[[Sequence[str]], object], argv: Optional[Sequence[str]] = None) -> None:
+    """``absl.app.run(main)`` with the project's error policy (see the module docstring)."""
+    prog = _prog(main)
+    if "verbose" not in flags.FLAGS:
+        flags.DEFINE_bool("verbose", False, "Show the full traceback of an error instead of "
+                                            "one line.")
+
+    def guarded(args):
+        try:
+            return main(args)
+        except Exception as e:  # noqa: BLE001 - classified below; bugs are re-raised.
+            code = exit_code(e)
+            if code is None or flags.FLAGS.verbose:
+                raise
+            _fail(prog, code, error_message(e))
+        except KeyboardInterrupt as e:
+            if flags.FLAGS["verbose"].value:
+                raise
+            _fail(prog, INTERRUPT_EXIT, error_message(e))
+
+    app.run(guarded, argv=list(argv) if argv is not None else None,
+            flags_parser=_parse_flags(prog))
+
+
+# ----------------------------------------------------------------------------- in-process runs
+
+def reset_flags() -> None:
+    """Forgets the flags the project's binaries defined (absl's own stay), unparsed."""
+    fv = flags.FLAGS
+    fv.unparse_flags()
+    for name in list(fv):
+        module = fv.find_module_defining_flag(name) or ""
+        if name in fv and (module.split(".")[0] in _OWN_PACKAGES or name == "verbose"):
+            delattr(fv, name)
+
+
+def invoke(module_name: str, argv: Sequence[str]) -> tuple[int, str, str]:
+    """Runs binary ``module_name`` with ``argv`` in this process; returns (code, out, err).
+
+    The module either has ``_define_flags()`` and ``main(argv)`` (run through :func:`run`)
+    or a no-argument ``main()`` that defines its flags and calls :func:`run` itself.
+    """
+    module = importlib.import_module(module_name)
+    reset_flags()
+    prog = [module_name.rsplit(".", 1)[-1]]
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    saved_argv = sys.argv
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            sys.argv = prog + list(argv)
+            try:
+                if hasattr(module, "_define_flags"):
+                    module._define_flags()
+                    run(module.main, sys.argv)
+                else:
+                    module.main()
+            except SystemExit as e:
+                if isinstance(e.code, str):
+                    print(e.code, file=sys.stderr)
+                    code = 1
+                else:
+                    code = int(e.code or 0)
+    finally:
+        sys.argv = saved_argv
+        reset_flags()
+    return code, out.getvalue(), err.getvalue()
+

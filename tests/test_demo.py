@@ -201,14 +201,17 @@ def test_scaling_suite_plans_and_resumes_at_tiny_scale(demo_run):
     workdir, _ = demo_run
     rows = xl.suite_rows("scaling")
     points = [r for r in rows if r.series]
-    assert len({r.series for r in points}) == 3 and len({r.x for r in points}) == 4
-    assert max(r.x for r in points) / min(r.x for r in points) >= 8
-    assert all(r.baseline == "b" for r in points)
-    keys = {r.row: xl.plan_row(r, "cpu").pretrain.key for r in points}
+    assert len({r.series for r in points}) == 3 and all(r.baseline == "b" for r in points)
+    plans = {r.row: xl.plan_row(r, "cpu") for r in points}
+    steps = {int(xl.flag_value(p.pretrain, "train_steps")) for p in plans.values()}
+    assert steps == {3500, 7000, 14000, 28000}  # 4 budgets spanning 8x, at every count
+    keys = {r: p.pretrain.key for r, p in plans.items()}
     assert len(set(keys.values())) == len(points)  # every point its own pre-training
     demo_d = xl.plan_row(xl.load_row(os.path.join(ROWS, "d_ssl_no_background.flags")), "cpu")
-    assert demo_d.pretrain.key in keys.values()  # the demo's pre-training is one point
-    picked = ["p005_s03500", "p025_s03500"]
+    assert demo_d.pretrain.key == keys["p105_x1"]  # the demo's pre-training is one point
+    tiny = xl.plan_row(next(r for r in points if r.row == "p005_x4"), "tiny")
+    assert xl.flag_value(tiny.pretrain, "train_steps") == "16"  # scaled from the tiny flagfile
+    picked = ["p005_x0_5", "p025_x0_5"]
     lines = []
     results = experiments.run_suite("scaling", workdir, "tiny", rows=picked, log=lines.append)
     assert [r["row"] for r in results] == ["b"] + picked  # the baseline first
@@ -217,9 +220,10 @@ def test_scaling_suite_plans_and_resumes_at_tiny_scale(demo_run):
         assert set(r["ratios"]) == {"mpjpe", "pa_mpjpe", "unseen_mpjpe", "unseen_pa_mpjpe"}
         assert r["ratios"]["mpjpe"] == pytest.approx(r["measured"][0] / results[0]["measured"][0])
         assert {"sync_auc", "flip_auc"} <= set(r["pretext"])
+        assert r["x"] == 2.0  # half of the tiny flagfile's 4 steps
     assert _png(os.path.join(workdir, "scaling_tiny.png"))
     table = open(os.path.join(workdir, "scaling_tiny.md")).read()
-    assert "| p025_s03500 | 25 people, 3,500 steps |" in table
+    assert "| p025_x0_5 | 25 people, 0.5 x the demo's pre-training steps |" in table
     again = []
     experiments.run_suite("scaling", workdir, "tiny", rows=picked, log=again.append)
     assert not [l for l in again if "-m tf_synchro." in l]

@@ -104,10 +104,7 @@ def plot_curves(runs: dict, path: str) -> None:
             if ax.lines:
                 ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = run_lock.temp_path(path, ".png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
+    run_lock.save_figure(fig, path, dpi=100)
 
 
 def _check_workdir(workdir: str, settings: dict) -> None:

@@ -29,7 +29,7 @@ import tensorflow as tf
 
 from tf_synchro import finetune, metrics
 from tf_synchro.data import augment, frames
-from tfrecords_tools import dataset_io, run_lock, skeleton
+from tfrecords_tools import cli, dataset_io, run_lock, skeleton
 
 
 # ----------------------------------------------------------------------------- predictions
@@ -162,10 +162,7 @@ def save_figure(path: str, images: np.ndarray, gt: np.ndarray, pred: np.ndarray,
         _draw_skeleton(fig.add_subplot(n, 3, 3 * i + 3, projection="3d"), pred[i],
                        f"prediction (MPJPE {err:.0f} mm)", limits)
     fig.tight_layout()
-    tmp = run_lock.temp_path(path, ".png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    os.replace(tmp, path)
+    run_lock.save_figure(fig, path, dpi=80)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -281,13 +278,7 @@ def _define_flags():
     flags.DEFINE_string("output_json", None, "Report path (default: model_dir/eval.json).")
     flags.DEFINE_string("output_png", None, "Figure path (default: output_json with .png).")
     flags.DEFINE_integer("num_examples", 4, "Examples in the figure (0: no figure).")
-    flags.DEFINE_enum("verify_data", "auto", list(dataset_io.VERIFY_MODES),
-                      "Integrity check of the shards at start: full (sizes + sha256), size, "
-                      "none; auto: full up to 2 GiB of shards, else size.")
-    flags.DEFINE_bool("skip_corrupt_records", False, "Skip damaged records (counted and "
-                      "logged) instead of stopping.")
-    flags.DEFINE_bool("allow_subject_overlap", False, "Allow --subjects the model was "
-                      "trained on (a warning instead of an error).")
+    cli.define_data_check_flags("--subjects the model was trained on")
     flags.mark_flags_as_required(["model_dir", "data_dir"])
 
 

@@ -217,10 +217,7 @@ def write_report(results: dict, output_dir: str, title: str = "") -> list[str]:
         ax.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
         png = os.path.join(output_dir, PLOT_FILE)
-        tmp = run_lock.temp_path(png, ".png")
-        fig.savefig(tmp)
-        plt.close(fig)
-        os.replace(tmp, png)
+        run_lock.save_figure(fig, png)
         written.append(png)
     return written
 
@@ -246,13 +243,7 @@ def _define_flags() -> None:
                          "run's (e.g. --d_min=4 scores a run trained with a larger d_min on "
                          "the paper's pairs).")
     flags.DEFINE_integer("d_max", None, "Unsynchronized pairs: |dt| < d_max; default: the run's.")
-    flags.DEFINE_enum("verify_data", "auto", list(dataset_io.VERIFY_MODES),
-                      "Integrity check of the shards at start: full (sizes + sha256), size, "
-                      "none; auto: full up to 2 GiB of shards, else size.")
-    flags.DEFINE_bool("skip_corrupt_records", False, "Skip damaged records (counted and "
-                      "logged) instead of stopping.")
-    flags.DEFINE_bool("allow_subject_overlap", False, "Allow --subjects the run pre-trained "
-                      "on (a warning instead of an error).")
+    cli.define_data_check_flags("--subjects the run pre-trained on")
     flags.mark_flag_as_required("model_dir")
 
 

@@ -102,7 +102,10 @@ def define_row_flags(fv: flags.FlagValues) -> None:
                         "(pre-trained / random init) are taken against.", flag_values=fv)
     flags.DEFINE_string("series", None, "Line of the suite's plot this row belongs to.",
                         flag_values=fv)
-    flags.DEFINE_float("x", None, "This row's position on the plot's x axis (e.g. steps).",
+    flags.DEFINE_float("x", None, "This row's position on the plot's x axis (default with "
+                       "--pretrain_steps_factor: the pre-training steps).", flag_values=fv)
+    flags.DEFINE_float("pretrain_steps_factor", None, "Pre-train for this multiple of the "
+                       "scale's --train_steps (so one row file serves every scale).",
                        flag_values=fv)
 
 
@@ -128,6 +131,7 @@ class Row:
     baseline: Optional[str] = None
     series: Optional[str] = None
     x: Optional[float] = None
+    pretrain_steps_factor: Optional[float] = None
 
 
 def load_row(path: str) -> Row:
@@ -155,7 +159,8 @@ def load_row(path: str) -> Row:
                tuple(fv.tasks), fv.fusion, fv.views, tuple(fv.label_subjects), fv.arch, path,
                synthesize_args=tuple(fv.synthesize_args), pretrain_args=tuple(fv.pretrain_args),
                finetune_args=tuple(fv.finetune_args), evaluate_args=tuple(fv.evaluate_args),
-               baseline=fv.baseline, series=fv.series, x=fv.x)
+               baseline=fv.baseline, series=fv.series, x=fv.x,
+               pretrain_steps_factor=fv.pretrain_steps_factor)
 
 
 def suite_rows(suite: str) -> list[Row]:
@@ -299,6 +304,30 @@ class RowPlan:
         return [s for s in (self.data, self.pretrain, self.finetune, self.evaluate) if s]
 
 
+def flag_value(stage: "Stage", name: str) -> Optional[str]:
+    """The value a stage's binary gets for ``--name``: its last occurrence in the stage's
+    flagfile text, then its arguments (later wins, as absl parses them)."""
+    lines = (stage.flag_text or "").splitlines() + list(stage.args)
+    given = [a.strip() for a in lines if a.strip().startswith(f"--{name}=")]
+    return given[-1].split("=", 1)[1] if given else None
+
+
+def _scaled_steps(row: Row, flagfile: str) -> list:
+    """``--train_steps`` (and a checkpoint period that divides it) for a row's
+    ``pretrain_steps_factor`` of the scale's pre-training flagfile."""
+    probe = Stage("pretrain", "tf_synchro.pretrain", flagfile, [], {}, None)
+    base, period = flag_value(probe, "train_steps"), flag_value(probe, "steps_per_checkpoint")
+    if base is None or period is None:
+        raise ValueError(f"row flagfile {row.path}: --pretrain_steps_factor needs "
+                         f"--train_steps and --steps_per_checkpoint in {flagfile}")
+    steps = int(round(int(base) * row.pretrain_steps_factor))
+    if steps < 1 or steps % int(period):
+        raise ValueError(f"row flagfile {row.path}: --pretrain_steps_factor="
+                         f"{row.pretrain_steps_factor:g} gives {steps} steps, not a positive "
+                         f"multiple of {flagfile}'s --steps_per_checkpoint={period}")
+    return [f"--train_steps={steps}"]
+
+
 def plan_row(row: Row, scale: str, seed: int = 0) -> RowPlan:
     """Stages of ``row`` at ``scale`` (``cpu`` or ``paper``)."""
     if scale not in SCALES:
@@ -312,7 +341,9 @@ def plan_row(row: Row, scale: str, seed: int = 0) -> RowPlan:
     if row.init == "pretrained":
         pretrain = Stage("pretrain", "tf_synchro.pretrain", files["pretrain"],
                          arch + [f"--tasks={','.join(row.tasks)}", f"--fusion={row.fusion}",
-                                 f"--views={row.views}", f"--seed={seed}", *row.pretrain_args],
+                                 f"--views={row.views}", f"--seed={seed}", *row.pretrain_args]
+                         + (_scaled_steps(row, files["pretrain"])
+                            if row.pretrain_steps_factor not in (None, 1.0) else []),
                          {"--data_dir": data}, "--model_dir")
     finetune = Stage("finetune", "tf_synchro.finetune", files["finetune"],
                      arch + [f"--label_subjects={','.join(row.label_subjects)}",
@@ -346,7 +377,8 @@ def run_row(plan: RowPlan, workdir: str, log: Callable[[str], None] = print) -> 
             "unseen": [unseen["mean_over_actions"][m] for m in METRICS] if unseen else None,
             "unseen_num_frames": unseen["num_frames"] if unseen else 0,
             "pretext": pretext, "baseline": plan.row.baseline, "series": plan.row.series,
-            "x": plan.row.x,
+            "x": plan.row.x if plan.row.x is not None else (
+                float(flag_value(plan.pretrain, "train_steps")) if plan.pretrain else None),
             "stages": {s.name: os.path.relpath(s.directory(workdir), workdir)
                        for s in plan.stages()}}
 
@@ -436,10 +468,7 @@ def plot_series(results: Sequence[dict], path: str) -> bool:
         if ax.lines:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    tmp = run_lock.temp_path(path, ".png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    os.replace(tmp, path)
+    run_lock.save_figure(fig, path, dpi=90)
     return True
 
 

@@ -74,13 +74,7 @@ def _define_flags() -> None:
     flags.DEFINE_integer("seed", None, "Seed of weights and pairs (None: random).")
     flags.DEFINE_bool("deterministic", False, "Fixed tf.data order (slower; tests).")
     flags.DEFINE_integer("eval_passes", 2, "Passes over the held-out records in the final eval.")
-    flags.DEFINE_enum("verify_data", "auto", list(dataset_io.VERIFY_MODES),
-                      "Integrity check of the shards at start: full (sizes + sha256), size, none; "
-                      "auto: full up to 2 GiB of shards, else size.")
-    flags.DEFINE_bool("skip_corrupt_records", False, "Skip damaged records (counted and logged) "
-                      "instead of stopping.")
-    flags.DEFINE_bool("allow_subject_overlap", False, "Allow --eval_subjects that are also "
-                      "--train_subjects (a warning instead of an error).")
+    cli.define_data_check_flags("--eval_subjects that are also --train_subjects")
     flags.mark_flags_as_required(["data_dir", "model_dir"])
 
 

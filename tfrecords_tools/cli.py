@@ -37,6 +37,20 @@ INTERRUPT_EXIT = 130
 _OWN_PACKAGES = ("tf_synchro", "tfrecords_tools", "__main__")
 
 
+def define_data_check_flags(overlap_help: str) -> None:
+    """The data-safety flags of every binary that reads a dataset: ``--verify_data``,
+    ``--skip_corrupt_records`` and ``--allow_subject_overlap`` (``overlap_help`` says which
+    subjects it allows)."""
+    from tfrecords_tools import dataset_io
+    flags.DEFINE_enum("verify_data", "auto", list(dataset_io.VERIFY_MODES),
+                      "Integrity check of the shards at start: full (sizes + sha256), size, "
+                      "none; auto: full up to 2 GiB of shards, else size.")
+    flags.DEFINE_bool("skip_corrupt_records", False, "Skip damaged records (counted and "
+                      "logged) instead of stopping.")
+    flags.DEFINE_bool("allow_subject_overlap", False,
+                      f"Allow {overlap_help} (a warning instead of an error).")
+
+
 def exit_code(error: BaseException) -> Optional[int]:
     """The exit code of an expected error, or None for a bug (keeps its traceback)."""
     if isinstance(error, (flags.Error, app.UsageError)):

@@ -89,6 +89,16 @@ def stale_temps(directory: str) -> list[str]:
     return out
 
 
+def save_figure(fig, path: str, **savefig_kwargs) -> None:
+    """Saves a matplotlib figure to ``path`` under a temporary name, renames it and closes
+    the figure: a killed writer never leaves a torn PNG."""
+    import matplotlib.pyplot as plt
+    tmp = temp_path(path, os.path.splitext(path)[1])
+    fig.savefig(tmp, **savefig_kwargs)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
 def clean_stale_temps(*directories: str, log: Callable[[str], None] = _warn) -> list[str]:
     """Removes the temporaries of dead writers in ``directories``; returns their paths.
 

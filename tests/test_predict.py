@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from tests import h36m_fixtures as hf
-from tests import test_finetune as tf_fixtures
+from tests import testutil as tf_fixtures
 from tf_synchro import evaluate, export, finetune, predict
 from tf_synchro.data import augment, frames
 from tfrecords_tools import crops, h36m, skeleton
@@ -18,7 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAMERA = "55011271"
 VIDEO = 96          # rendered video side (pixels)
 NUM_FRAMES = 10
-CROP = tf_fixtures.SIZE  # stored crop side of the tiny model's data (32)
+CROP = tf_fixtures.POSE_SIZE  # stored crop side of the tiny model's data (32)
 
 
 @pytest.fixture(scope="module")

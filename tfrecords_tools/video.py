@@ -112,6 +112,18 @@ class FrameReader:
         self.close()
 
 
+def count_frames(path: str) -> int:
+    """Exact number of decodable frames (grabs through the whole video; predict's progress)."""
+    cap = _open(path)
+    n = 0
+    try:
+        while cap.grab():
+            n += 1
+    finally:
+        cap.release()
+    return n
+
+
 def sample_indices(num_frames: int, num_samples: int, start: int = 0) -> np.ndarray:
     """Up to ``num_samples`` frame numbers spread evenly over ``[start, start + num_frames)``."""
     return np.unique(np.linspace(start, start + num_frames - 1,

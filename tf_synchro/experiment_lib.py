@@ -25,6 +25,7 @@ import errno
 import glob
 import hashlib
 import json
+import math
 import os
 import re
 import subprocess
@@ -321,10 +322,11 @@ def _scaled_steps(row: Row, flagfile: str) -> list:
         raise ValueError(f"row flagfile {row.path}: --pretrain_steps_factor needs "
                          f"--train_steps and --steps_per_checkpoint in {flagfile}")
     steps = int(round(int(base) * row.pretrain_steps_factor))
-    if steps < 1 or steps % int(period):
+    if steps < 1:
         raise ValueError(f"row flagfile {row.path}: --pretrain_steps_factor="
-                         f"{row.pretrain_steps_factor:g} gives {steps} steps, not a positive "
-                         f"multiple of {flagfile}'s --steps_per_checkpoint={period}")
+                         f"{row.pretrain_steps_factor:g} gives {steps} steps of {flagfile}")
+    if steps % int(period):  # e.g. 0.25 x 7000 = 1750 with checkpoints every 500: every 250
+        return [f"--train_steps={steps}", f"--steps_per_checkpoint={math.gcd(steps, int(period))}"]
     return [f"--train_steps={steps}"]
 
 

@@ -48,14 +48,14 @@ import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tf_synchro import losses  # noqa: E402
+from tf_synchro import configs, losses  # noqa: E402
 from tf_synchro.models import resnet, siamese, view_augment  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("configs", ["256x128", "16x224"], "BATCHxSIZE pairs per step x pixels.")
-flags.DEFINE_enum("arch", "resnet18", sorted(resnet.ARCHS), "Encoder architecture.")
+flags.DEFINE_enum("arch", "resnet18", list(configs.ARCHS), "Encoder architecture.")
 flags.DEFINE_float("width", 1.0, "Encoder width multiplier.")
-flags.DEFINE_enum("fusion", "multiply", list(siamese.FUSIONS), "Feature fusion.")
+flags.DEFINE_enum("fusion", "multiply", list(configs.FUSIONS), "Feature fusion.")
 flags.DEFINE_list("tasks", ["sync", "flip"], "Heads to train.")
 flags.DEFINE_integer("head_units", 256, "Hidden units of each head.")
 flags.DEFINE_enum("mixed_precision", "bf16", ["bf16", "none"],

@@ -8,6 +8,7 @@ import pytest
 from tf_synchro import demo
 from tf_synchro import experiment_lib as xl
 from tf_synchro import experiments
+from tf_synchro import run_dir
 
 ROWS = os.path.join(xl.REPO, "flags", "table1")
 TRAINABLE = "flags/baselines/b0_random_init_all_trainable.flags"
@@ -72,7 +73,7 @@ def test_report_values_are_the_stage_outputs(demo_run):
         assert mean["mpjpe"] == pytest.approx(
             sum(a["mpjpe"] for a in per_action.values()) / len(per_action))
     with open(os.path.join(workdir, out["results"]["pretrained"]["stages"]["pretrain"],
-                           xl.PRETEXT_JSON)) as f:
+                           run_dir.PRETEXT_EVAL_FILE)) as f:
         pretext = json.load(f)
     assert _cells(report, "d")[10] == f"{pretext['sync_auc']:.2f} / {pretext['flip_auc']:.2f}"
     pre, base = evals["pretrained"], evals["scratch_trainable"]
@@ -194,7 +195,7 @@ def test_bad_row_flagfile_is_named(tmp_path):
 
 
 def test_scaling_suite_plans_and_resumes_at_tiny_scale(demo_run):
-    """The scaling suite: every row parses and plans (4 budgets x 3 people counts, all
+    """The scaling suite: every row parses and plans (5 budgets x 3 people counts, all
     against baseline b); a few rows run at tiny scale in the demo's workdir, reusing its
     dataset and baseline, write the table (ratios, unseen test, pretext AUCs) and the plot,
     and a re-run reuses every stage."""
@@ -204,7 +205,7 @@ def test_scaling_suite_plans_and_resumes_at_tiny_scale(demo_run):
     assert len({r.series for r in points}) == 3 and all(r.baseline == "b" for r in points)
     plans = {r.row: xl.plan_row(r, "cpu") for r in points}
     steps = {int(xl.flag_value(p.pretrain, "train_steps")) for p in plans.values()}
-    assert steps == {3500, 7000, 14000, 28000}  # 4 budgets spanning 8x, at every count
+    assert steps == {1750, 3500, 7000, 14000, 28000}  # 5 budgets spanning 16x, at every count
     keys = {r: p.pretrain.key for r, p in plans.items()}
     assert len(set(keys.values())) == len(points)  # every point its own pre-training
     demo_d = xl.plan_row(xl.load_row(os.path.join(ROWS, "d_ssl_no_background.flags")), "cpu")

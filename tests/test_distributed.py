@@ -107,31 +107,29 @@ def _worker(mode: str, data_dir: str, model_dir: str, out: str, batch: int) -> N
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from tf_synchro import pretrain, train_lib
-    from tf_synchro.data import augment, pairs
+    from tf_synchro import configs, pretext, train_lib
     # The strategy first: MultiWorkerMirroredStrategy must exist before other TF ops.
     strategy = train_lib.make_strategy(mode)
 
     def config(batch_size):
-        return pretrain.PretrainConfig(
+        return configs.make(
+            configs.PretrainConfig,
             data_dir=data_dir, model_dir=model_dir, train_subjects=("S1", "S5"),
             eval_subjects=(), width=0.125, head_units=8, batch_size=batch_size,
-            train_steps=STEPS, steps_per_checkpoint=2, seed=1, verbose=False,
-            pairs=pairs.PairConfig(d_min=4, d_max=30, pairs_per_clip=6, shuffle_buffer=16,
-                                   subjects=("S1", "S5"), seed=1, device_augment=True,
-                                   augment=augment.AugmentConfig(output_size=32)))
+            train_steps=STEPS, steps_per_checkpoint=2, seed=1, verbose=False, d_min=4,
+            d_max=30, pairs_per_clip=6, shuffle_buffer=16, augment_on="device", input_size=32)
 
     summary = {"replicas": strategy.num_replicas_in_sync, "chief": train_lib.is_chief(strategy)}
     if mode == "mirrored":
         try:
-            pretrain.train(config(5), strategy)
+            pretext.train(config(5), strategy)
         except ValueError as e:
             summary["odd_batch_error"] = str(e)
     with strategy.scope():
-        init = pretrain.build_model(config(batch))
+        init = pretext.build_model(config(batch))
     # Positional: names differ between the two builds (sync_flip vs sync_flip_1).
     np.savez(out + ".init.npz", *[np.asarray(v) for v in init.weights])
-    model, result = pretrain.train(config(batch), strategy)
+    model, result = pretext.train(config(batch), strategy)
     np.savez(out, *[np.asarray(v) for v in model.weights])
     summary.update(final_step=result["final_step"],
                    optimizer_step=int(np.asarray(model.optimizer.iterations)),

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from tf_synchro import evaluate_pretext
+from tf_synchro import pretext
 from tf_synchro.data import pairs
 
 
@@ -16,10 +16,10 @@ def _pairwise_auc(pos, neg):
 
 
 def test_roc_auc_extremes_and_ties():
-    assert evaluate_pretext.roc_auc([2.0, 3.0], [0.0, 1.0]) == 1.0
-    assert evaluate_pretext.roc_auc([0.0, 1.0], [2.0, 3.0]) == 0.0
-    assert evaluate_pretext.roc_auc([1.0, 1.0], [1.0, 1.0, 1.0]) == 0.5
-    assert evaluate_pretext.roc_auc([1.0, 2.0], [1.0, 0.0]) == pytest.approx(0.875)
+    assert pretext.roc_auc([2.0, 3.0], [0.0, 1.0]) == 1.0
+    assert pretext.roc_auc([0.0, 1.0], [2.0, 3.0]) == 0.0
+    assert pretext.roc_auc([1.0, 1.0], [1.0, 1.0, 1.0]) == 0.5
+    assert pretext.roc_auc([1.0, 2.0], [1.0, 0.0]) == pytest.approx(0.875)
 
 
 def test_roc_auc_matches_the_pairwise_definition():
@@ -27,15 +27,15 @@ def test_roc_auc_matches_the_pairwise_definition():
     # Rounded scores: many ties, as with saturated logits.
     pos = np.round(rng.normal(0.5, 1.0, 137), 1)
     neg = np.round(rng.normal(0.0, 1.0, 91), 1)
-    assert evaluate_pretext.roc_auc(pos, neg) == pytest.approx(_pairwise_auc(pos, neg), abs=1e-12)
+    assert pretext.roc_auc(pos, neg) == pytest.approx(_pairwise_auc(pos, neg), abs=1e-12)
     # Threshold-free: any increasing transform of the scores leaves it unchanged.
-    assert evaluate_pretext.roc_auc(np.exp(pos), np.exp(neg)) == pytest.approx(
-        evaluate_pretext.roc_auc(pos, neg), abs=1e-12)
+    assert pretext.roc_auc(np.exp(pos), np.exp(neg)) == pytest.approx(
+        pretext.roc_auc(pos, neg), abs=1e-12)
 
 
 def test_roc_auc_needs_both_classes():
     with pytest.raises(ValueError, match="0 negative"):
-        evaluate_pretext.roc_auc([1.0], [])
+        pretext.roc_auc([1.0], [])
 
 
 # ----------------------------------------------------------------------------- score_pairs
@@ -53,7 +53,7 @@ FLIP_LOGITS = np.array([-1.0, 0.3, 9.0, 9.0, 9.0, 1.5, -0.2, -2.0])
 def _score(logits=None, num_gap_bins=2):
     logits = {"sync": SYNC_LOGITS, "flip": FLIP_LOGITS} if logits is None else logits
     # d_min=4, d_max=13: gaps 5..12; two bins [5, 9) and [9, 13).
-    return evaluate_pretext.score_pairs(TYPES, GAPS, logits, d_min=4, d_max=13,
+    return pretext.score_pairs(TYPES, GAPS, logits, d_min=4, d_max=13,
                                         num_gap_bins=num_gap_bins)
 
 
@@ -85,7 +85,7 @@ def test_score_pairs_gap_curve_by_hand():
     assert [(c["gap_lo"], c["gap_hi"], c["count"]) for c in curve] == [
         (0, 1, 3), (5, 7, 1), (9, 11, 1), (11, 13, 1)]
     # The paper's range in 8 bins covers the gaps 5..127 without overlap.
-    edges = evaluate_pretext._gap_edges(4, 128, 8)
+    edges = pretext._gap_edges(4, 128, 8)
     assert edges[0] == 5 and edges[-1] == 128 and np.all(np.diff(edges) > 0)
 
 

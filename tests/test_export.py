@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tf_synchro import export, finetune
+from tf_synchro import run_dir, serving
 from tf_synchro.data import frames
 from tf_synchro.models import pose
 from tests import testutil
@@ -61,12 +61,12 @@ def _saved_model_cli(path: str) -> str:
 def test_exported_pose_model_serves_the_same_joints_in_a_fresh_process(finished_run, tmp_path):
     model_dir, _ = finished_run
     export_dir = str(tmp_path / "serving")
-    path = export.export(model_dir, export_dir)
+    path = serving.export(model_dir, export_dir)
     assert path == os.path.join(export_dir, "1")
     assert os.path.exists(os.path.join(path, "saved_model.pb"))
-    assert json.load(open(os.path.join(path, export.METADATA_FILE)))["what"] == "pose"
+    assert json.load(open(os.path.join(path, serving.METADATA_FILE)))["what"] == "pose"
 
-    model, config = finetune.load_finished(model_dir)
+    model, config = run_dir.load_pose_run(model_dir)
     # Crops of another size than the model input (resized inside the graph) and JPEGs of
     # two different sizes in one request.
     images = _crops(3, 45, 40)
@@ -125,16 +125,16 @@ def test_exported_pose_model_serves_the_same_joints_in_a_fresh_process(finished_
         assert text in shown, text
 
     # The next export becomes version 2; an existing version is never overwritten.
-    with pytest.raises(export.ExportError, match="exists"):
-        export.export(model_dir, export_dir, version=1)
+    with pytest.raises(serving.ExportError, match="exists"):
+        serving.export(model_dir, export_dir, version=1)
 
 
 def test_exported_encoder_gives_features(finished_run, tmp_path):
     import tensorflow as tf
     model_dir, _ = finished_run
-    path = export.export(model_dir, str(tmp_path / "enc"), version=7, what="encoder")
+    path = serving.export(model_dir, str(tmp_path / "enc"), version=7, what="encoder")
     assert path.endswith(os.path.join("enc", "7"))
-    model, config = finetune.load_finished(model_dir)
+    model, config = run_dir.load_pose_run(model_dir)
     encoder = pose.pose_encoder(model)
     images = _crops(2, 32, 32)
     x = frames.preprocess_images(images, config["model"]["input_size"],
@@ -146,11 +146,11 @@ def test_exported_encoder_gives_features(finished_run, tmp_path):
 
 
 def test_export_refuses_unfinished_runs_and_bad_arguments(finished_run, tmp_path):
-    with pytest.raises(finetune.UnfinishedModelDirError, match="does not exist"):
-        export.export(str(tmp_path / "none"), str(tmp_path / "out"))
+    with pytest.raises(run_dir.UnfinishedModelDirError, match="does not exist"):
+        serving.export(str(tmp_path / "none"), str(tmp_path / "out"))
     model_dir, _ = finished_run
-    with pytest.raises(export.ExportError, match="--what"):
-        export.export(model_dir, str(tmp_path / "out"), what="siamese")
-    with pytest.raises(export.ExportError, match="positive integer"):
-        export.export(model_dir, str(tmp_path / "out"), version=0)
+    with pytest.raises(serving.ExportError, match="--what"):
+        serving.export(model_dir, str(tmp_path / "out"), what="siamese")
+    with pytest.raises(serving.ExportError, match="positive integer"):
+        serving.export(model_dir, str(tmp_path / "out"), version=0)
     assert not os.path.exists(tmp_path / "out" / "0")

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from tf_synchro import export
+from tf_synchro import configs, serving
 from tests import testutil as tf_fixtures
 
 
@@ -18,9 +18,9 @@ def finished_run(tmp_path_factory):
 def all_formats(finished_run, tmp_path_factory):
     model_dir, _ = finished_run
     export_dir = str(tmp_path_factory.mktemp("formats"))
-    options = export.FormatOptions(formats=("saved_model", "onnx", "tflite"),
+    options = configs.FormatOptions(formats=("saved_model", "onnx", "tflite"),
                                    tflite_quantize=True, check_crops=8)
-    return export_dir, export.export(model_dir, export_dir, formats=options)
+    return export_dir, serving.export(model_dir, export_dir, formats=options)
 
 
 def test_every_format_is_written_beside_the_version_and_checked(all_formats, finished_run):
@@ -28,7 +28,7 @@ def test_every_format_is_written_beside_the_version_and_checked(all_formats, fin
     assert path == os.path.join(export_dir, "1")
     # TF Serving watches integer-named directories: the other formats are files beside it.
     assert sorted(os.listdir(export_dir)) == ["1", "1.int8.tflite", "1.onnx", "1.tflite"]
-    meta = json.load(open(os.path.join(path, export.METADATA_FILE)))
+    meta = json.load(open(os.path.join(path, serving.METADATA_FILE)))
     formats = meta["formats"]
     assert sorted(formats) == ["onnx", "saved_model", "tflite", "tflite_int8"]
     assert formats["onnx"]["opset"] == 17 and formats["onnx"]["runtime"].startswith("onnxruntime")
@@ -49,15 +49,15 @@ def test_each_runtime_reproduces_the_saved_model_on_other_crops(all_formats, fin
     compare with the SavedModel on crops of another size than the stored ones."""
     import tensorflow as tf
     export_dir, path = all_formats
-    images, _ = export.read_crops(json.load(open(os.path.join(
+    images, _ = serving.read_crops(json.load(open(os.path.join(
         finished_run[0], "config.json")))["data_dir"], 5)
     images = np.stack([np.pad(im, ((3, 3), (0, 0), (0, 0))) for im in images])  # 38 x 32
     reference = tf.saved_model.load(path).signatures["serving_default"](
         images=tf.constant(images))["joints3d"].numpy()
     assert np.abs(reference).max() > 10  # mm
-    onnx = export.run_onnx(os.path.join(export_dir, "1.onnx"), images)
-    lite = export.run_tflite(os.path.join(export_dir, "1.tflite"), images)
-    int8 = export.run_tflite(os.path.join(export_dir, "1.int8.tflite"), images)
+    onnx = serving.run_onnx(os.path.join(export_dir, "1.onnx"), images)
+    lite = serving.run_tflite(os.path.join(export_dir, "1.tflite"), images)
+    int8 = serving.run_tflite(os.path.join(export_dir, "1.int8.tflite"), images)
     assert onnx.shape == lite.shape == (5, 17, 3)
     np.testing.assert_allclose(onnx, reference, atol=1.0)
     np.testing.assert_allclose(lite, reference, atol=1.0)
@@ -68,11 +68,11 @@ def test_each_runtime_reproduces_the_saved_model_on_other_crops(all_formats, fin
 def test_a_format_off_by_more_than_the_tolerance_fails_the_export(finished_run, tmp_path):
     model_dir, _ = finished_run
     # The int8 model differs by mm; with a 1e-6 mm tolerance nothing may be published.
-    options = export.FormatOptions(formats=("saved_model", "tflite"), tflite_quantize=True,
+    options = configs.FormatOptions(formats=("saved_model", "tflite"), tflite_quantize=True,
                                    check_crops=4, int8_max_diff_mm=1e-6)
-    with pytest.raises(export.FormatCheckError,
+    with pytest.raises(serving.FormatCheckError,
                        match=r"tflite_int8: .* differs .*\(allowed 1e-06 mm\)"):
-        export.export(model_dir, str(tmp_path / "out"), formats=options)
+        serving.export(model_dir, str(tmp_path / "out"), formats=options)
     # No version, no files, no temporaries (the export_dir it created is removed too).
     assert not os.path.exists(tmp_path / "out") or os.listdir(tmp_path / "out") == []
 
@@ -88,10 +88,10 @@ def test_format_options_are_checked(finished_run, tmp_path):
             "does not exist")]
     for kw, message in bad:
         with pytest.raises(Exception, match=message):
-            export.export(model_dir, str(tmp_path / "out"), formats=export.FormatOptions(**kw))
-    with pytest.raises(export.ExportError, match="needs --what=pose"):
-        export.export(model_dir, str(tmp_path / "out"), what="encoder",
-                      formats=export.FormatOptions(formats=("saved_model", "onnx")))
+            serving.export(model_dir, str(tmp_path / "out"), formats=configs.FormatOptions(**kw))
+    with pytest.raises(serving.ExportError, match="needs --what=pose"):
+        serving.export(model_dir, str(tmp_path / "out"), what="encoder",
+                      formats=configs.FormatOptions(formats=("saved_model", "onnx")))
     assert not os.path.exists(tmp_path / "out") or os.listdir(tmp_path / "out") == []
 
 
@@ -107,7 +107,7 @@ def test_binary_flags_write_and_report_the_formats(finished_run, tmp_path):
                          cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"onnx: {tmp_path / 'm' / '3.onnx'}, max difference" in out.stdout
-    meta = json.load(open(tmp_path / "m" / "3" / export.METADATA_FILE))
+    meta = json.load(open(tmp_path / "m" / "3" / serving.METADATA_FILE))
     assert meta["formats"]["onnx"]["opset"] == 15
     assert meta["format_check"]["num_crops"] == 4
     assert sorted(os.listdir(tmp_path / "m")) == ["3", "3.onnx"]

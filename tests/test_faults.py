@@ -29,7 +29,7 @@ PRETRAIN_FLAGS = ["--train_subjects=S1", "--eval_subjects=", "--width=0.125",
                   "--input_size=32", "--head_units=8", "--batch_size=4", "--d_min=4",
                   "--d_max=30", "--pairs_per_clip=6", "--shuffle_buffer=32", "--seed=1",
                   "--steps_per_checkpoint=1", "--log_every=1"]
-FINETUNE_FLAGS = ["--init_from=scratch", "--width=0.125", "--image_size=32",
+FINETUNE_FLAGS = ["--init_from=scratch", "--width=0.125", "--input_size=32",
                   "--label_subjects=S1", "--batch_size=4", "--train_steps=2",
                   "--steps_per_checkpoint=1", "--log_every=1"]
 
@@ -74,11 +74,8 @@ os.replace = _replace
 sys.argv = [{module!r}] + {argv!r}
 from tfrecords_tools import cli
 m = importlib.import_module({module!r})
-if hasattr(m, "_define_flags"):
-    m._define_flags()
-    cli.run(m.main)
-else:
-    m.main()
+m.define_flags()
+cli.run(m.main)
 """
 
 
@@ -392,8 +389,8 @@ BAD = [
     ("pt-subject", "tf_synchro.pretrain", ["--data_dir={D}", "--model_dir={O}",
                                            "--train_subjects=S4", "--eval_subjects="],
      1, "'S4'", None),
-    ("ft-image0", "tf_synchro.finetune", ["--data_dir={D}", "--model_dir={O}",
-                                          "--image_size=0"], 2, "--image_size=0", None),
+    ("ft-input0", "tf_synchro.finetune", ["--data_dir={D}", "--model_dir={O}",
+                                          "--input_size=0"], 2, "--input_size=0", None),
     ("ft-freeze", "tf_synchro.finetune", ["--data_dir={D}", "--model_dir={O}",
                                           "--freeze_blocks=9"], 2, "--freeze_blocks=9", None),
     ("ft-steps0", "tf_synchro.finetune", ["--data_dir={D}", "--model_dir={O}",
@@ -401,7 +398,8 @@ BAD = [
     ("ft-subject", "tf_synchro.finetune", ["--data_dir={D}", "--model_dir={O}",
                                            "--label_subjects=S4"], 1, "['S4']", None),
     ("ft-head", "tf_synchro.finetune", ["--data_dir={D}", "--model_dir={O}",
-                                        "--head_units=a"], 2, "--head_units", None),
+                                        "--pose_head_units=a"], 2, "--pose_head_units=a",
+     None),
     ("ft-init", "tf_synchro.finetune", ["--data_dir={D}", "--model_dir={O}",
                                         "--init_from={O}/nothing", *FINETUNE_FLAGS[1:]],
      2, "--init_from={O}/nothing", None),

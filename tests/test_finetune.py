@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from tests import testutil
-from tf_synchro import evaluate, finetune, train_lib
+from tf_synchro import pose3d, run_dir
 from tf_synchro.data import augment, frames, records
 from tf_synchro.models import pose, resnet
 from tfrecords_tools import dataset_io, schema, skeleton
@@ -241,16 +241,16 @@ def test_tiny_finetune_lowers_the_error_and_evaluates(pose_data, finished_run, t
     with open(os.path.join(model_dir, "config.json")) as f:
         config = json.load(f)
     assert config["finished"]["step"] == 60
-    assert os.listdir(os.path.join(model_dir, train_lib.TENSORBOARD_DIR, "train"))
+    assert os.listdir(os.path.join(model_dir, run_dir.TENSORBOARD_DIR, "train"))
     # The same initial weights (same seed, same statistics), untrained:
     keras.utils.set_random_seed(0)
     pose_cfg = config["model"]
     untrained = pose.build_pose_model(resnet.build_encoder("resnet18", 0.125, SIZE),
                                       pose_cfg["target_mean"], pose_cfg["target_std"], (32,))
     kw = dict(subjects=("S9",), frame_step=4)
-    before = evaluate.evaluate(model_dir, pose_data, model=untrained, **kw)
+    before = pose3d.evaluate(model_dir, pose_data, model=untrained, **kw)
     out_json, out_png = str(tmp_path / "eval.json"), str(tmp_path / "eval.png")
-    after = evaluate.evaluate(model_dir, pose_data, output_json=out_json, output_png=out_png,
+    after = pose3d.evaluate(model_dir, pose_data, output_json=out_json, output_png=out_png,
                               num_examples=2, **kw)
     assert after["mean"]["mpjpe"] < 0.8 * before["mean"]["mpjpe"], (before["mean"],
                                                                      after["mean"])
@@ -265,7 +265,7 @@ def test_tiny_finetune_lowers_the_error_and_evaluates(pose_data, finished_run, t
     assert report["mean"]["pa_mpjpe"] <= report["mean"]["mpjpe"]
     assert os.path.getsize(out_png) > 1000
     # Re-running the finished command resumes at the end: nothing is retrained.
-    again = finetune.run(testutil.finetune_config(pose_data, model_dir), verbose=False)
+    again = pose3d.train(testutil.finetune_config(pose_data, model_dir), verbose=False)
     assert again["initial_step"] == 60
 
 
@@ -278,10 +278,10 @@ def test_init_from_pretrained_keeps_frozen_weights(pose_data, tmp_path):
     (pre / "config.json").write_text(json.dumps(
         {"model": {"arch": "resnet18", "width": 0.125, "input_size": SIZE}}))
     model_dir = str(tmp_path / "ft")
-    finetune.run(testutil.finetune_config(pose_data, model_dir, init_from=str(pre),
+    pose3d.train(testutil.finetune_config(pose_data, model_dir, init_from=str(pre),
                                           freeze_blocks=3, train_steps=4,
                                           steps_per_checkpoint=4), verbose=False)
-    tuned = pose.pose_encoder(finetune.load_finished(model_dir)[0])
+    tuned = pose.pose_encoder(run_dir.load_pose_run(model_dir)[0])
     for name in ("stem_conv", "stage3_block2_conv2", "stage4_block2_conv2"):
         same = np.array_equal(tuned.get_layer(name).kernel.numpy(),
                               encoder.get_layer(name).kernel.numpy())
@@ -289,40 +289,40 @@ def test_init_from_pretrained_keeps_frozen_weights(pose_data, tmp_path):
 
 
 def test_init_from_must_be_a_compatible_encoder(pose_data, tmp_path):
-    run = lambda init, **kw: finetune.run(
+    run = lambda init, **kw: pose3d.train(
         testutil.finetune_config(pose_data, str(tmp_path / "m"), init_from=init,
                                  train_steps=1, steps_per_checkpoint=1, **kw), verbose=False)
-    with pytest.raises(pose.IncompatibleEncoderError, match="no such directory"):
+    with pytest.raises(run_dir.IncompatibleEncoderError, match="no such directory"):
         run(str(tmp_path / "nope"))
     (tmp_path / "empty").mkdir()
-    with pytest.raises(pose.IncompatibleEncoderError, match="encoder.keras not found"):
+    with pytest.raises(run_dir.IncompatibleEncoderError, match="encoder.keras not found"):
         run(str(tmp_path / "empty"))
     bad = tmp_path / "bad"
     bad.mkdir()
     keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)]).save(str(bad / "encoder.keras"))
-    with pytest.raises(pose.IncompatibleEncoderError, match="expected a tf_synchro ResNetEncoder"):
+    with pytest.raises(run_dir.IncompatibleEncoderError, match="expected a tf_synchro ResNetEncoder"):
         run(str(bad))
     other = tmp_path / "other"
     other.mkdir()
     resnet.build_encoder("resnet18", 0.25, SIZE).save(str(other / "encoder.keras"))
-    with pytest.raises(pose.IncompatibleEncoderError, match=r"'width': \(0.25, 0.125\)"):
+    with pytest.raises(run_dir.IncompatibleEncoderError, match=r"'width': \(0.25, 0.125\)"):
         run(str(other))
 
 
 def test_evaluate_refuses_unfinished_runs_and_unlabelled_subjects(pose_data, finished_run,
                                                                    tmp_path):
-    with pytest.raises(finetune.UnfinishedModelDirError, match="does not exist"):
-        evaluate.evaluate(str(tmp_path / "none"), pose_data)
+    with pytest.raises(run_dir.UnfinishedModelDirError, match="does not exist"):
+        pose3d.evaluate(str(tmp_path / "none"), pose_data)
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     model_dir, _ = finished_run
     cfg = json.loads(open(os.path.join(model_dir, "config.json")).read())
     cfg.pop("finished")
     (unfinished / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(finetune.UnfinishedModelDirError, match="no finished fine-tuning run"):
-        evaluate.evaluate(str(unfinished), pose_data)
+    with pytest.raises(run_dir.UnfinishedModelDirError, match="no finished fine-tuning run"):
+        pose3d.evaluate(str(unfinished), pose_data)
     with pytest.raises(dataset_io.DatasetError, match="have no 3D labels"):
-        evaluate.evaluate(model_dir, pose_data, subjects=("U1",))
+        pose3d.evaluate(model_dir, pose_data, subjects=("U1",))
 
 
 def test_finetune_under_mirrored_strategy_with_two_logical_cpus(pose_data, tmp_path):
@@ -333,16 +333,18 @@ def test_finetune_under_mirrored_strategy_with_two_logical_cpus(pose_data, tmp_p
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from tf_synchro import finetune, train_lib
+        from tf_synchro import configs, pose3d, train_lib
         strategy = train_lib.make_strategy("mirrored")
         assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
         kw = dict(data_dir={pose_data!r}, model_dir={str(tmp_path / 'm')!r}, width=0.125,
-                  image_size=32, head_units=(8,), train_steps=2, steps_per_checkpoint=2)
+                  input_size=32, pose_head_units=(8,), train_steps=2, steps_per_checkpoint=2)
         try:
-            finetune.run(finetune.FinetuneConfig(batch_size=7, **kw), strategy, verbose=False)
+            pose3d.train(configs.make(configs.FinetuneConfig, batch_size=7, **kw), strategy,
+                         verbose=False)
         except ValueError as e:
             print("refused:", e)
-        s = finetune.run(finetune.FinetuneConfig(batch_size=8, **kw), strategy, verbose=False)
+        s = pose3d.train(configs.make(configs.FinetuneConfig, batch_size=8, **kw), strategy,
+                         verbose=False)
         print("final_step", s["final_step"])
     """)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
@@ -351,7 +353,7 @@ def test_finetune_under_mirrored_strategy_with_two_logical_cpus(pose_data, tmp_p
     assert out.returncode == 0, out.stderr[-3000:]
     assert "refused: --batch_size=7 must be a positive multiple" in out.stdout, out.stdout
     assert "final_step 2" in out.stdout
-    assert os.path.exists(tmp_path / "m" / finetune.POSE_MODEL_FILE)
+    assert os.path.exists(tmp_path / "m" / run_dir.POSE_MODEL_FILE)
 
 
 def test_unseen_motion_families_are_reported_apart(pose_data, finished_run, tmp_path):
@@ -359,7 +361,7 @@ def test_unseen_motion_families_are_reported_apart(pose_data, finished_run, tmp_
     and are reported under ``unseen_motion``, with the same per-action numbers."""
     model_dir, _ = finished_run
     kw = dict(subjects=("S9",), frame_step=4)
-    full = evaluate.evaluate(model_dir, pose_data, **kw)
+    full = pose3d.evaluate(model_dir, pose_data, **kw)
     marked = str(tmp_path / "marked")
     shutil.copytree(pose_data, marked)
     path = os.path.join(marked, dataset_io.MANIFEST)
@@ -368,7 +370,7 @@ def test_unseen_motion_families_are_reported_apart(pose_data, finished_run, tmp_
     manifest["settings"]["unseen_actions"] = ["Posing"]
     with open(path, "w") as f:
         json.dump(manifest, f)
-    split = evaluate.evaluate(model_dir, marked, **kw)
+    split = pose3d.evaluate(model_dir, marked, **kw)
     assert set(split["per_action"]) == {"Walking"}
     assert set(split["unseen_motion"]["per_action"]) == {"Posing"}
     for name in ("mpjpe", "pa_mpjpe"):
@@ -376,5 +378,5 @@ def test_unseen_motion_families_are_reported_apart(pose_data, finished_run, tmp_
         assert split["unseen_motion"]["mean_over_actions"][name] == pytest.approx(
             full["per_action"]["Posing"][name])
     assert split["num_frames"] + split["unseen_motion"]["num_frames"] == full["num_frames"]
-    assert "unseen motion (actions)" in evaluate.format_report(split)
+    assert "unseen motion (actions)" in pose3d.format_report(split)
     assert "unseen_motion" not in full

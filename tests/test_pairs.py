@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from tests import testutil
+from tf_synchro import configs
 from tf_synchro.data import augment, pairs
 from tfrecords_tools import schema
 
@@ -106,7 +107,7 @@ def test_uniform_gap_sampling_is_flat_over_a_clip(tmp_path):
                                          frame_index=np.arange(0, 300))
     config = _eval_config(d_min=4, d_max=128, tasks=("sync",), pairs_per_clip=2000, passes=1)
     counts = {}
-    for mode in pairs.GAP_SAMPLING:
+    for mode in configs.GAP_SAMPLING:
         p = _collect(files, dataclasses.replace(config, gap_sampling=mode), batch=1000)
         gaps = p["gap"][p["pair_type"] == pairs.UNSYNC]
         assert np.all((gaps > 4) & (gaps < 128)) and len(gaps) == 1000

@@ -10,7 +10,7 @@ import pytest
 
 from tests import h36m_fixtures as hf
 from tests import testutil as tf_fixtures
-from tf_synchro import evaluate, export, finetune, predict
+from tf_synchro import configs, inference, pose3d, run_dir, serving
 from tf_synchro.data import augment, frames
 from tfrecords_tools import crops, h36m, skeleton
 
@@ -72,7 +72,7 @@ def model_dir(tmp_path_factory):
 def _config(tmp_path, model, **kw):
     base = dict(model=model, output=str(tmp_path / "poses.json"))
     base.update(kw)
-    return predict.PredictConfig(**base)
+    return configs.make(configs.PredictConfig, base)
 
 
 def _write_boxes_json(path, boxes):
@@ -85,27 +85,27 @@ def test_video_joints_equal_evaluate_and_give_its_mpjpe(footage, model_dir, tmp_
     """Same crops (the converter's boxes), same model: predict == evaluate, frame by frame."""
     clip = footage["clip"]
     boxes = _write_boxes_json(tmp_path / "boxes.json", clip.crop_boxes[:, 0])
-    result = predict.run(_config(tmp_path, model_dir, video=footage["video"], boxes=boxes,
+    result = inference.run(_config(tmp_path, model_dir, video=footage["video"], boxes=boxes,
                                  crop_size=CROP, batch_size=4), progress=False)
     assert result["joints3d"].shape == (NUM_FRAMES, 17, 3)
     assert result["box_source"] == "file" and result["person_found"].all()
 
     # evaluate's own pipeline and predictions on the converted dataset, every frame.
-    model, config = finetune.load_finished(model_dir)
+    model, config = run_dir.load_pose_run(model_dir)
     cfg = config["model"]
     aug = augment.AugmentConfig(output_size=cfg["input_size"],
                                 eval_scale=cfg["preprocess"]["crop_scale"],
                                 dct_method=cfg["preprocess"]["dct_method"])
     ds = frames.eval_dataset(frames.labelled_files(footage["data"], ["S9"]),
                              frames.FrameConfig(subjects=("S9",), frame_step=1, augment=aug), 4)
-    evaluated = evaluate.predict(model, ds)
+    evaluated = pose3d.predict(model, ds)
     order = np.argsort(evaluated["frame_index"])
     np.testing.assert_array_equal(evaluated["frame_index"][order], np.arange(NUM_FRAMES))
     np.testing.assert_allclose(result["joints3d"], evaluated["pred"][order], atol=1e-3)
     np.testing.assert_allclose(evaluated["gt"][order], footage["joints_cam"], atol=0.5)
 
     # MPJPE from predict's joints and the known poses is evaluate's MPJPE.
-    report = evaluate.evaluate(model_dir, footage["data"], subjects=("S9",), frame_step=1)
+    report = pose3d.evaluate(model_dir, footage["data"], subjects=("S9",), frame_step=1)
     mpjpe = np.linalg.norm(result["joints3d"] - footage["joints_cam"], axis=-1).mean()
     assert mpjpe == pytest.approx(report["mean"]["mpjpe"], abs=0.05)
 
@@ -117,21 +117,21 @@ def test_video_joints_equal_evaluate_and_give_its_mpjpe(footage, model_dir, tmp_
 
 
 def test_exported_model_and_run_dir_agree(footage, model_dir, tmp_path):
-    path = export.export(model_dir, str(tmp_path / "serving"))
-    assert json.load(open(os.path.join(path, export.METADATA_FILE)))["crop_size"] == CROP
+    path = serving.export(model_dir, str(tmp_path / "serving"))
+    assert json.load(open(os.path.join(path, serving.METADATA_FILE)))["crop_size"] == CROP
     boxes = _write_boxes_json(tmp_path / "b.json", footage["clip"].crop_boxes[:, 0])
-    a = predict.run(_config(tmp_path, path, video=footage["video"], boxes=boxes,
+    a = inference.run(_config(tmp_path, path, video=footage["video"], boxes=boxes,
                             output=str(tmp_path / "a.npz")), progress=False)
-    b = predict.run(_config(tmp_path, model_dir, video=footage["video"], boxes=boxes),
+    b = inference.run(_config(tmp_path, model_dir, video=footage["video"], boxes=boxes),
                     progress=False)
     assert a["crop_size"] == CROP  # Read from the export's metadata.
     np.testing.assert_allclose(a["joints3d"], b["joints3d"], atol=1e-2)
     saved = np.load(tmp_path / "a.npz")
     np.testing.assert_allclose(saved["joints3d"], a["joints3d"])
     assert list(saved["joint_names"]) == list(skeleton.JOINT_NAMES)
-    encoder = export.export(model_dir, str(tmp_path / "encoder"), what="encoder")
-    with pytest.raises(predict.PredictError, match="not the pose model"):
-        predict.run(_config(tmp_path, encoder, video=footage["video"]), progress=False)
+    encoder = serving.export(model_dir, str(tmp_path / "encoder"), what="encoder")
+    with pytest.raises(inference.PredictError, match="not the pose model"):
+        inference.run(_config(tmp_path, encoder, video=footage["video"]), progress=False)
 
 
 def _iou(a, b):
@@ -153,7 +153,7 @@ def test_background_boxes_follow_the_person_and_overlay(crossing, model_dir, tmp
     path = str(tmp_path / "crossing.mp4")
     hf.write_video(path, crossing["drawn"])
     overlay = str(tmp_path / "overlay.mp4")
-    result = predict.run(_config(tmp_path, model_dir, video=path, overlay=overlay,
+    result = inference.run(_config(tmp_path, model_dir, video=path, overlay=overlay,
                                  box_smoothing=1, batch_size=4), progress=False)
     assert result["box_source"] == "background"
     n = len(crossing["world"])
@@ -178,24 +178,24 @@ def test_image_folder_with_and_without_boxes(crossing, model_dir, tmp_path):
     csv_path = tmp_path / "boxes.csv"
     rows = [[10 + k, 20, 50 + k, 70] for k in range(n)]
     csv_path.write_text("x0,y0,x1,y1\n" + "\n".join(",".join(map(str, r)) for r in rows))
-    given = predict.run(_config(tmp_path, model_dir, images=str(folder), boxes=str(csv_path),
+    given = inference.run(_config(tmp_path, model_dir, images=str(folder), boxes=str(csv_path),
                                 overlay=str(tmp_path / "ov")), progress=False)
     assert given["names"] == [f"img_{k:02d}.png" for k in range(n)]
     np.testing.assert_allclose(given["boxes"][3], [3 + 10 - 5, 20, 3 + 50 + 5, 70])
     assert sorted(os.listdir(tmp_path / "ov")) == [f"{k:06d}_img_{k:02d}.png" for k in range(n)]
     # The crop of a given box is the converters' crop: JPEG of crop_image, decoded.
-    crop = predict.make_crop(crossing["drawn"][3], given["boxes"][3], CROP, 90, "INTEGER_FAST")
-    model, config = finetune.load_finished(model_dir)
+    crop = inference.make_crop(crossing["drawn"][3], given["boxes"][3], CROP, 90, "INTEGER_FAST")
+    model, config = run_dir.load_pose_run(model_dir)
     x = frames.preprocess_images(crop[None], config["model"]["input_size"],
                                  config["model"]["preprocess"]["crop_scale"])
     np.testing.assert_allclose(given["joints3d"][3], model(x).numpy()[0], atol=1e-2)
     # Background boxes on the folder, through a glob pattern.
-    found = predict.run(_config(tmp_path, model_dir, images=str(folder / "img_*.png")),
+    found = inference.run(_config(tmp_path, model_dir, images=str(folder / "img_*.png")),
                         progress=False)
     assert found["box_source"] == "background" and found["person_found"].all()
     _assert_boxes_follow(found, crossing, n)
     # One image: no background to subtract, so the whole frame with a warning.
-    single = predict.run(_config(tmp_path, model_dir, images=str(folder / "img_00.png")),
+    single = inference.run(_config(tmp_path, model_dir, images=str(folder / "img_00.png")),
                          progress=False)
     assert single["box_source"] == "whole_frame" and not single["person_found"].any()
     np.testing.assert_allclose(single["boxes"][0], [0, 0, VIDEO - 1, VIDEO - 1])
@@ -213,26 +213,26 @@ def test_bad_inputs_are_named(footage, model_dir, tmp_path):
     words.write_text("x0,y0,x1,y1\na,b,c,d\n")
     video = footage["video"]
     cases = [
-        (dict(video=str(garbage)), predict.PredictError, "cannot be opened"),
-        (dict(video=str(tmp_path / "missing.mp4")), predict.PredictError, "does not exist"),
-        (dict(images=str(tmp_path / "empty")), predict.PredictError, "holds no image file"),
-        (dict(images=str(tmp_path / "*.png")), predict.PredictError, "holds no image file"),
-        (dict(video=video, boxes=str(bad_json)), predict.PredictError, "not valid JSON"),
-        (dict(video=video, boxes=short), predict.PredictError, "3 boxes for 10 frames"),
-        (dict(video=video, boxes=flipped), predict.PredictError, "x1 > x0"),
-        (dict(video=video, boxes=str(words)), predict.PredictError, "four numbers"),
-        (dict(video=video, boxes=str(tmp_path / "none.csv")), predict.PredictError,
+        (dict(video=str(garbage)), inference.PredictError, "cannot be opened"),
+        (dict(video=str(tmp_path / "missing.mp4")), inference.PredictError, "does not exist"),
+        (dict(images=str(tmp_path / "empty")), inference.PredictError, "holds no image file"),
+        (dict(images=str(tmp_path / "*.png")), inference.PredictError, "holds no image file"),
+        (dict(video=video, boxes=str(bad_json)), inference.PredictError, "not valid JSON"),
+        (dict(video=video, boxes=short), inference.PredictError, "3 boxes for 10 frames"),
+        (dict(video=video, boxes=flipped), inference.PredictError, "x1 > x0"),
+        (dict(video=video, boxes=str(words)), inference.PredictError, "four numbers"),
+        (dict(video=video, boxes=str(tmp_path / "none.csv")), inference.PredictError,
          "cannot be read"),
-        (dict(video=video, model=str(tmp_path)), predict.PredictError,
+        (dict(video=video, model=str(tmp_path)), inference.PredictError,
          "expected an export version directory"),
-        (dict(video=video, images=str(tmp_path)), predict.UsageError, "exactly one of"),
-        (dict(), predict.UsageError, "exactly one of"),
-        (dict(video=video, output=str(tmp_path / "p.txt")), predict.UsageError, ".json or .npz"),
-        (dict(video=video, batch_size=0), predict.UsageError, "--batch_size=0"),
+        (dict(video=video, images=str(tmp_path)), inference.UsageError, "exactly one of"),
+        (dict(), inference.UsageError, "exactly one of"),
+        (dict(video=video, output=str(tmp_path / "p.txt")), inference.UsageError, ".json or .npz"),
+        (dict(video=video, batch_size=0), inference.UsageError, "--batch_size=0"),
     ]
     for kw, error, message in cases:
         with pytest.raises(error, match=message):
-            predict.run(_config(tmp_path, kw.pop("model", model_dir), **kw), progress=False)
+            inference.run(_config(tmp_path, kw.pop("model", model_dir), **kw), progress=False)
     assert not os.path.exists(tmp_path / "poses.json")
 
 

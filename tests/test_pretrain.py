@@ -16,8 +16,7 @@ import pytest
 import tensorflow as tf
 
 from tests import testutil
-from tf_synchro import pretrain, train_lib
-from tf_synchro.data import augment, pairs
+from tf_synchro import configs, pretext, run_dir, train_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = ["--train_subjects=S1,S5", "--width=0.125", "--input_size=32", "--head_units=8",
@@ -61,20 +60,6 @@ def test_strategy_and_batch_errors():
         train_lib.replica_batch_size(0, strategy)
 
 
-def test_model_dir_refuses_other_settings(tmp_path):
-    d = str(tmp_path / "run")
-    train_lib.prepare_model_dir(d, {"arch": "resnet18", "width": 0.25}, {"batch_size": 8})
-    # Same model settings, other training settings: accepted (resume with a new batch size).
-    train_lib.prepare_model_dir(d, {"arch": "resnet18", "width": 0.25}, {"batch_size": 16})
-    with pytest.raises(train_lib.ModelDirError, match=r"'width': \(0.25, 0.5\)"):
-        train_lib.prepare_model_dir(d, {"arch": "resnet18", "width": 0.5})
-    orphan = tmp_path / "orphan" / "backup"
-    orphan.mkdir(parents=True)
-    (orphan / "latest.weights.h5").write_bytes(b"x")
-    with pytest.raises(train_lib.ModelDirError, match="no config.json"):
-        train_lib.prepare_model_dir(str(tmp_path / "orphan"), {"arch": "resnet18"})
-
-
 def test_fit_logs_scalars_checkpoints_and_skips_finished_epochs(tmp_path):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(1)])
@@ -107,28 +92,26 @@ def test_fit_logs_scalars_checkpoints_and_skips_finished_epochs(tmp_path):
 
 # ----------------------------------------------------------------------------- bad input
 
-def _config(data_dir, model_dir, **pair_kw) -> pretrain.PretrainConfig:
-    pair_kw = {"d_min": 4, "d_max": 30, "subjects": ("S1", "S5"),
-               "augment": augment.AugmentConfig(output_size=32), **pair_kw}
-    return pretrain.PretrainConfig(data_dir=data_dir, model_dir=model_dir,
-                                   pairs=pairs.PairConfig(**pair_kw), train_subjects=("S1", "S5"),
-                                   width=0.125, batch_size=4, train_steps=4,
-                                   steps_per_checkpoint=2, verbose=False)
+def _config(data_dir, model_dir, **kw) -> configs.PretrainConfig:
+    settings = dict(d_min=4, d_max=30, input_size=32, augment_on="host",
+                    train_subjects=("S1", "S5"), width=0.125, batch_size=4, train_steps=4,
+                    steps_per_checkpoint=2, verbose=False)
+    return configs.make(configs.PretrainConfig, settings, data_dir=data_dir,
+                        model_dir=model_dir, **kw)
 
 
 def test_bad_input_fails_before_training(coded_dir, tmp_path):
     with pytest.raises(ValueError, match="--d_min=30, --d_max=30: expected 0 <= d_min < d_max"):
-        pretrain.train(_config(coded_dir, str(tmp_path / "a"), d_min=30, d_max=30))
+        pretext.train(_config(coded_dir, str(tmp_path / "a"), d_min=30, d_max=30))
     with pytest.raises(ValueError, match="spans 117 frames"):
-        pretrain.train(_config(coded_dir, str(tmp_path / "b"), d_min=200, d_max=300))
+        pretext.train(_config(coded_dir, str(tmp_path / "b"), d_min=200, d_max=300))
     one_view = testutil.write_coded_dataset(tmp_path / "one_view", views=1)
     with pytest.raises(ValueError, match="1 view"):
-        pretrain.train(_config(os.path.dirname(one_view[0]), str(tmp_path / "c")))
+        pretext.train(_config(os.path.dirname(one_view[0]), str(tmp_path / "c")))
     model_dir = str(tmp_path / "d")
-    train_lib.prepare_model_dir(model_dir, {**_config(coded_dir, model_dir).model_settings(),
-                                            "width": 1.0})
-    with pytest.raises(train_lib.ModelDirError, match="different model settings"):
-        pretrain.train(_config(coded_dir, model_dir))
+    run_dir.prepare(model_dir, {**_config(coded_dir, model_dir).model.settings(), "width": 1.0})
+    with pytest.raises(run_dir.ModelDirError, match=r"different settings .*'width': \(1.0, 0.125\)"):
+        pretext.train(_config(coded_dir, model_dir))
     assert not os.path.exists(os.path.join(model_dir, "backup"))
 
 
@@ -179,16 +162,15 @@ def test_tiny_run_learns_sync_and_flip_on_coded_frames(tmp_path):
     data_dir = tmp_path / "coded"
     testutil.write_coded_dataset(data_dir, subjects=("S1", "S5", "S9"), seqs=2, frames=8,
                                  step=10, r_step=30)
-    config = pretrain.PretrainConfig(
+    config = configs.make(
+        configs.PretrainConfig,
         data_dir=str(data_dir), model_dir=str(tmp_path / "run"), train_subjects=("S1", "S5"),
         eval_subjects=("S9",), width=0.125, head_units=16, batch_size=32, train_steps=150,
         steps_per_checkpoint=150, learning_rate=3e-3, final_learning_rate=1e-5, seed=0,
-        eval_passes=4, verbose=False,
-        pairs=pairs.PairConfig(d_min=4, d_max=128, pairs_per_clip=12, shuffle_buffer=256,
-                               subjects=("S1", "S5"), seed=0, device_augment=True,
-                               augment=augment.AugmentConfig(
-                                   output_size=32, brightness=0, contrast=0, saturation=0)))
-    _, summary = pretrain.train(config)
+        eval_passes=4, verbose=False, d_min=4, d_max=128, pairs_per_clip=12,
+        shuffle_buffer=256, augment_on="device", input_size=32, brightness=0, contrast=0,
+        saturation=0)
+    _, summary = pretext.train(config)
     result = summary["eval"]
     assert result["flip_accuracy"] > 0.8, result
     assert result["sync_accuracy"] > 0.7, result

@@ -190,13 +190,13 @@ def write_pose_dataset(path: str) -> str:
 
 def finetune_config(data_dir: str, model_dir: str, **overrides):
     """A tiny fine-tuning config on the pose dataset (60 steps of a width-0.125 ResNet-18)."""
-    from tf_synchro import finetune
+    from tf_synchro import configs
     base = dict(data_dir=data_dir, model_dir=model_dir, arch="resnet18", width=0.125,
-                image_size=POSE_SIZE, head_units=(32,), batch_size=16, train_steps=60,
+                input_size=POSE_SIZE, pose_head_units=(32,), batch_size=16, train_steps=60,
                 steps_per_checkpoint=30, learning_rate=3e-3, final_learning_rate=3e-4,
                 freeze_blocks=0, min_scale=0.9, seed=0, log_every=10, progress_every=30)
     base.update(overrides)
-    return finetune.FinetuneConfig(**base)
+    return configs.make(configs.FinetuneConfig, base)
 
 
 # Built once per session and shared by test_finetune and test_export: the dataset and the
@@ -213,10 +213,10 @@ def shared_pose_data(tmp_path_factory) -> str:
 
 def shared_finished_run(tmp_path_factory) -> tuple:
     """A tiny fine-tune from scratch on the pose dataset: (model_dir, summary)."""
-    from tf_synchro import finetune
+    from tf_synchro import pose3d
     if "run" not in _SHARED:
         model_dir = str(tmp_path_factory.mktemp("run"))
-        summary = finetune.run(finetune_config(shared_pose_data(tmp_path_factory), model_dir),
+        summary = pose3d.train(finetune_config(shared_pose_data(tmp_path_factory), model_dir),
                                verbose=False)
         _SHARED["run"] = (model_dir, summary)
     return _SHARED["run"]

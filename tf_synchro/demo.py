@@ -31,11 +31,12 @@ from typing import Optional, Sequence
 from absl import app, flags
 
 from tf_synchro import experiment_lib as xl
+from tf_synchro import run_dir
 from tfrecords_tools import cli, dataset_io, run_lock
 
 FLAGS = flags.FLAGS
 
-def _define_flags() -> None:
+def define_flags() -> None:
     """Flags of the binary (defined only when it runs, so the library imports cleanly)."""
     flags.DEFINE_string("workdir", None, "Directory for the dataset, runs and REPORT.md.")
     flags.DEFINE_enum("scale", "cpu", sorted(xl.SCALES), "Settings: cpu (minutes) or paper.")
@@ -113,11 +114,8 @@ def _check_workdir(workdir: str, settings: dict) -> None:
     if os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
-        if old != settings:
-            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-            raise WorkdirError(
-                f"--workdir={workdir} holds a demo run with different settings ({diff}); "
-                f"use another --workdir, or delete it to start over")
+        run_lock.refuse_other_settings(old, settings, WorkdirError, f"--workdir={workdir}",
+                                       "use another --workdir, or delete it to start over")
     os.makedirs(workdir, exist_ok=True)
     dataset_io.write_json_atomic(path, settings)
 
@@ -178,8 +176,8 @@ def write_report(workdir: str, scale: str, results: dict, plans: dict, export_pa
                                   f"S9/S11, mean over actions (mm)")
     pretrain_dir = plans["pretrained"].pretrain.path(workdir)
     pretext = {}
-    if os.path.exists(os.path.join(pretrain_dir, xl.PRETEXT_JSON)):
-        with open(os.path.join(pretrain_dir, xl.PRETEXT_JSON)) as f:
+    if os.path.exists(os.path.join(pretrain_dir, run_dir.PRETEXT_EVAL_FILE)):
+        with open(os.path.join(pretrain_dir, run_dir.PRETEXT_EVAL_FILE)) as f:
             pretext = json.load(f)
     gap_png = _copy(os.path.join(pretrain_dir, "sync_vs_gap.png"), workdir, "sync_vs_gap.png")
     ex_scratch = _copy(plans["scratch"].evaluate.path(workdir, xl.EVAL_PNG), workdir,
@@ -312,8 +310,7 @@ def run(workdir: str, scale: str, seed: int, scratch_row: str, pretrained_row: s
 
 
 def main(argv: Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    cli.check_no_arguments(argv)
     # The workdir's lock; each stage binary locks its own stage directory inside it.
     with run_lock.hold(FLAGS.workdir, "--workdir"):
         run_lock.clean_stale_temps(FLAGS.workdir)
@@ -323,5 +320,5 @@ def main(argv: Sequence[str]) -> None:
                        refusals=(WorkdirError,))
 
 if __name__ == "__main__":
-    _define_flags()
+    define_flags()
     cli.run(main)

@@ -35,6 +35,7 @@ from typing import Callable, Optional, Sequence
 
 from absl import flags
 
+from tf_synchro import configs, run_dir
 from tf_synchro.metrics import METRICS
 from tfrecords_tools import dataset_io, run_lock
 
@@ -62,8 +63,7 @@ SCALES = {
              "evaluate": "flags/evaluate_tiny.flags"},
 }
 
-EVAL_JSON, EVAL_PNG = "eval.json", "examples.png"
-PRETEXT_JSON = "pretext_eval.json"
+EVAL_JSON, EVAL_PNG = run_dir.EVAL_FILE, "examples.png"
 PRETEXT_KEYS = ("sync_accuracy", "flip_accuracy", "sync_auc", "flip_auc")
 
 
@@ -84,17 +84,15 @@ def define_row_flags(fv: flags.FlagValues) -> None:
     flags.DEFINE_enum("init", "pretrained", ["pretrained", "scratch"],
                       "Fine-tune from the self-supervised encoder or random init.",
                       flag_values=fv)
-    flags.DEFINE_list("tasks", ["sync", "flip"], "Pretext tasks.", flag_values=fv)
-    flags.DEFINE_enum("fusion", "multiply", ["multiply", "concat", "add", "difference"],
-                      "Feature fusion.", flag_values=fv)
-    flags.DEFINE_enum("views", "multi", ["multi", "single"], "Multi- or single-view pairs.",
-                      flag_values=fv)
     flags.DEFINE_list("label_subjects", ["S1"], "Subjects with 3D labels for fine-tuning.",
                       flag_values=fv)
-    flags.DEFINE_enum("arch", None, ["resnet18", "resnet34", "resnet50"],
-                      "Encoder; None keeps the scale's flagfile value.", flag_values=fv)
+    flags.DEFINE_string("arch", None, "Encoder of both the pre-training and the fine-tuning "
+                        "(checked by them); None keeps the scale's flagfile value.",
+                        flag_values=fv)
     # Config overrides: any flag of a stage's binary, one per occurrence, appended after the
-    # scale's flagfile (so they win). The binaries check them; nothing is repeated here.
+    # scale's flagfile (so they win), e.g. --pretrain_args=--fusion=concat. The binaries
+    # check them (tf_synchro.configs holds each setting and its choices); nothing is
+    # repeated here.
     for binary in ("synthesize", "pretrain", "finetune", "evaluate"):
         flags.DEFINE_multi_string(f"{binary}_args", [],
                                   f"A flag for the {binary} stage, e.g. --{binary}_args=--x=1 "
@@ -119,9 +117,6 @@ class Row:
     paper: tuple
     background: bool
     init: str
-    tasks: tuple
-    fusion: str
-    views: str
     label_subjects: tuple
     arch: Optional[str]
     path: str = ""
@@ -157,7 +152,7 @@ def load_row(path: str) -> Row:
             raise ValueError(f"row flagfile {path}: --{binary}_args values must be flags "
                              f"(--name=value), got {bad}")
     return Row(fv.row, fv.title, tuple(float(x) for x in fv.paper), fv.background, fv.init,
-               tuple(fv.tasks), fv.fusion, fv.views, tuple(fv.label_subjects), fv.arch, path,
+               tuple(fv.label_subjects), fv.arch, path,
                synthesize_args=tuple(fv.synthesize_args), pretrain_args=tuple(fv.pretrain_args),
                finetune_args=tuple(fv.finetune_args), evaluate_args=tuple(fv.evaluate_args),
                baseline=fv.baseline, series=fv.series, x=fv.x,
@@ -313,6 +308,28 @@ def flag_value(stage: "Stage", name: str) -> Optional[str]:
     return given[-1].split("=", 1)[1] if given else None
 
 
+def _flag_text(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return ",".join(str(v) for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def _drop_restated(args: Sequence[str], flagfile: str, config) -> list:
+    """``args`` without the ones that restate the effective value (the flagfile's, else the
+    config's default), so a row that names the default shares its stage with one that
+    does not (Table 1's rows d, g, k and m are one pre-training)."""
+    probe = Stage("probe", "", flagfile, [], {}, None)
+    defaults = {name: _flag_text(default)
+                for name, _, default, _ in configs.flag_fields(config)}
+    kept = []
+    for arg in args:
+        name, _, value = arg[2:].partition("=")
+        current = flag_value(probe, name)
+        if (current if current is not None else defaults.get(name)) != value:
+            kept.append(arg)
+    return kept
+
+
 def _scaled_steps(row: Row, flagfile: str) -> list:
     """``--train_steps`` (and a checkpoint period that divides it) for a row's
     ``pretrain_steps_factor`` of the scale's pre-training flagfile."""
@@ -342,8 +359,9 @@ def plan_row(row: Row, scale: str, seed: int = 0) -> RowPlan:
     pretrain = None
     if row.init == "pretrained":
         pretrain = Stage("pretrain", "tf_synchro.pretrain", files["pretrain"],
-                         arch + [f"--tasks={','.join(row.tasks)}", f"--fusion={row.fusion}",
-                                 f"--views={row.views}", f"--seed={seed}", *row.pretrain_args]
+                         arch + [f"--seed={seed}",
+                                 *_drop_restated(row.pretrain_args, files["pretrain"],
+                                                 configs.PretrainConfig)]
                          + (_scaled_steps(row, files["pretrain"])
                             if row.pretrain_steps_factor not in (None, 1.0) else []),
                          {"--data_dir": data}, "--model_dir")
@@ -368,8 +386,8 @@ def run_row(plan: RowPlan, workdir: str, log: Callable[[str], None] = print) -> 
         report = json.load(f)
     unseen = report.get("unseen_motion")
     pretext = {}
-    if plan.pretrain is not None and os.path.exists(plan.pretrain.path(workdir, PRETEXT_JSON)):
-        with open(plan.pretrain.path(workdir, PRETEXT_JSON)) as f:
+    if plan.pretrain is not None and os.path.exists(plan.pretrain.path(workdir, run_dir.PRETEXT_EVAL_FILE)):
+        with open(plan.pretrain.path(workdir, run_dir.PRETEXT_EVAL_FILE)) as f:
             pretext = {k: v for k, v in json.load(f).items() if k in PRETEXT_KEYS}
     # Tables quote the protocol's mean over actions (the per-action means averaged).
     return {"row": plan.row.row, "title": plan.row.title, "paper": list(plan.row.paper),

@@ -28,7 +28,7 @@ from tfrecords_tools import cli, dataset_io, run_lock
 
 FLAGS = flags.FLAGS
 
-def _define_flags() -> None:
+def define_flags() -> None:
     """Flags of the binary (defined only when it runs, so the library imports cleanly)."""
     flags.DEFINE_string("suite", "table1", "flags/<suite>/ folder of row flagfiles, or a path.")
     flags.DEFINE_string("workdir", None, "Directory for datasets, runs and the result table.")
@@ -83,8 +83,7 @@ def run_suite(suite: str, workdir: str, scale: str, rows: Sequence[str] = (), se
 
 
 def main(argv: Sequence[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    cli.check_no_arguments(argv)
     # The workdir's lock; each stage binary locks its own stage directory inside it.
     with run_lock.hold(FLAGS.workdir, "--workdir"):
         run_lock.clean_stale_temps(FLAGS.workdir)
@@ -92,5 +91,5 @@ def main(argv: Sequence[str]) -> None:
             FLAGS.suite, FLAGS.workdir, FLAGS.scale, FLAGS.rows, FLAGS.seed))
 
 if __name__ == "__main__":
-    _define_flags()
+    define_flags()
     cli.run(main)

@@ -9,11 +9,8 @@ train the same way:
 * :func:`replica_batch_size` / :func:`distributed_dataset` — the global batch is split over
   replicas; every input pipeline builds its own sharded dataset with the per-replica batch.
 * :func:`set_mixed_precision` and :func:`make_optimizer` (AdamW, cosine decay to a floor).
-* :func:`prepare_model_dir` — ``config.json`` holds the model settings; a model_dir whose
-  checkpoint was made with other settings is refused before training starts.
-* :func:`hold_model_dir` — one run per model_dir (a lock naming host and pid) and the
-  temporaries of killed runs removed; :func:`check_steps` and
-  :func:`check_subject_overlap` — checks every run makes before writing anything.
+* :func:`check_steps` and :func:`check_subject_overlap` — checks every run makes before
+  writing anything (the run directory itself: :mod:`tf_synchro.run_dir`).
 * :func:`fit` — one training loop (Keras ``model.fit`` under the strategy) with periodic
   atomic checkpoints in ``model_dir/backup`` and automatic resume: re-running the same
   command continues from the last checkpoint, TensorBoard scalars in
@@ -26,29 +23,20 @@ end, so resume granularity is one epoch and needs no Keras private state.
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
 import time
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Callable, Iterable, Optional, Sequence
 
 import keras
 import tensorflow as tf
 
+from tf_synchro import configs, run_dir
 from tfrecords_tools import dataset_io, run_lock
 
-STRATEGIES = ("default", "mirrored", "multi_worker")
-PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
-CONFIG_FILE = "config.json"
-BACKUP_DIR = "backup"
-TENSORBOARD_DIR = "tensorboard"
-_WEIGHTS = "latest.weights.h5"
-_STATE = "state.json"
-
-
-class ModelDirError(ValueError):
-    """A model_dir holds a run whose settings or checkpoint do not match this one."""
+STRATEGIES = configs.STRATEGIES
+PRECISIONS = configs.PRECISIONS
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -184,60 +172,6 @@ def check_subject_overlap(train: Sequence[str], test: Sequence[str], train_what:
     log(f"warning: {text} (--allow_subject_overlap)")
 
 
-@contextlib.contextmanager
-def hold_model_dir(model_dir: str, chief: bool = True):
-    """One run per model_dir: holds its lock and removes temporaries of killed runs.
-
-    Only the chief writes (and locks); the lock is released at the end of the block.
-    """
-    with run_lock.hold(model_dir, "--model_dir", enabled=chief):
-        if chief:
-            run_lock.clean_stale_temps(model_dir, os.path.join(model_dir, BACKUP_DIR))
-        yield
-
-
-def prepare_model_dir(model_dir: str, model_settings: Mapping[str, Any],
-                      extra: Optional[Mapping[str, Any]] = None, *, chief: bool = True) -> dict:
-    """Creates ``model_dir`` or checks it holds a run with the same model settings.
-
-    ``model_dir/config.json`` stores ``{"model": model_settings, **extra}``. The ``model``
-    section is what a checkpoint depends on (architecture, width, input size, fusion,
-    tasks...); ``extra`` (batch size, data dir...) is recorded but may change on resume.
-
-    Returns:
-      the config that is (now) stored.
-
-    Raises:
-      ModelDirError: ``config.json`` exists with other model settings, or a checkpoint
-        exists without ``config.json``.
-    """
-    path = os.path.join(model_dir, CONFIG_FILE)
-    config = {"model": dataset_io.jsonable(dict(model_settings)),
-              **dataset_io.jsonable(dict(extra or {}))}
-    if os.path.exists(path):
-        try:
-            with open(path) as f:
-                old = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ModelDirError(f"{path} is not valid JSON ({e}); use another --model_dir")
-        old_model = old.get("model", {})
-        if old_model != config["model"]:
-            diff = {k: (old_model.get(k), config["model"].get(k))
-                    for k in sorted(set(old_model) | set(config["model"]))
-                    if old_model.get(k) != config["model"].get(k)}
-            raise ModelDirError(
-                f"--model_dir={model_dir} holds a run with different model settings "
-                f"(setting: (stored, requested)) {diff}; use another --model_dir or the same "
-                f"settings to resume")
-    elif os.path.exists(os.path.join(model_dir, BACKUP_DIR, _WEIGHTS)):
-        raise ModelDirError(f"--model_dir={model_dir} holds a checkpoint but no {CONFIG_FILE}; "
-                            f"cannot tell whether it is compatible, use another --model_dir")
-    if chief:
-        os.makedirs(model_dir, exist_ok=True)
-        dataset_io.write_json_atomic(path, config)
-    return config
-
-
 def save_model_atomic(model: keras.Model, path: str) -> None:
     """Saves a ``.keras`` file through a temporary name and a rename (no torn files)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
@@ -301,8 +235,8 @@ class Checkpoint(keras.callbacks.Callback):
         super().__init__()
         self.backup_dir = backup_dir
         self.chief = chief
-        self.weights_path = os.path.join(backup_dir, _WEIGHTS)
-        self.state_path = os.path.join(backup_dir, _STATE)
+        self.weights_path = os.path.join(backup_dir, run_dir.WEIGHTS_FILE)
+        self.state_path = os.path.join(backup_dir, run_dir.STATE_FILE)
 
     def read_state(self) -> Optional[dict]:
         """The stored ``{"epoch", "step"}`` or None when there is no checkpoint."""
@@ -321,8 +255,8 @@ class Checkpoint(keras.callbacks.Callback):
         try:
             model.load_weights(self.weights_path)
         except (ValueError, KeyError) as e:
-            raise ModelDirError(f"{self.weights_path} does not fit this model ({e}); use "
-                                f"another --model_dir") from e
+            raise run_dir.ModelDirError(f"{self.weights_path} does not fit this model ({e}); "
+                                        f"use another --model_dir") from e
         return int(state["epoch"])
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
@@ -506,7 +440,7 @@ def fit(model: keras.Model, dataset, *, model_dir: str, total_steps: int, steps_
     check_steps(total_steps, steps_per_epoch)
     strategy = strategy or tf.distribute.get_strategy()
     chief = is_chief(strategy)
-    ckpt = Checkpoint(os.path.join(model_dir, BACKUP_DIR), chief=chief)
+    ckpt = Checkpoint(os.path.join(model_dir, run_dir.BACKUP_DIR), chief=chief)
     epochs = total_steps // steps_per_epoch
     initial_epoch = ckpt.restore(model)
     if initial_epoch and model.optimizer is not None:
@@ -518,7 +452,9 @@ def fit(model: keras.Model, dataset, *, model_dir: str, total_steps: int, steps_
     if initial_epoch and chief and verbose:
         print(f"Resuming from checkpoint at step {initial_step} in {ckpt.backup_dir}")
     # Order matters: statistics are averaged before the checkpoint saves them.
-    cbs = [SyncNonTrainable(strategy), ckpt, ScalarLogger(os.path.join(model_dir, TENSORBOARD_DIR, "train"), log_every, chief)]
+    cbs = [SyncNonTrainable(strategy), ckpt,
+           ScalarLogger(os.path.join(model_dir, run_dir.TENSORBOARD_DIR, "train"), log_every,
+                        chief)]
     if verbose:
         cbs.append(Progress(total_steps, steps_per_epoch, chief, progress_every, initial_step))
     cbs.extend(callbacks)

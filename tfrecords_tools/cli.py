@@ -4,11 +4,12 @@ Each binary's ``__main__`` calls :func:`run` instead of ``absl.app.run``. An exp
 error (a bad flag, a bad file, a damaged record, a locked directory) is printed as one
 line on stderr, ``<binary>: error: <message>``, and the process exits with
 
-* ``2`` (usage error): a flag that does not parse or is missing, ``app.UsageError``, or a
-  ``ValueError`` whose message starts with the flag at fault (``--name...``);
-* ``1`` (data error): any other ``ValueError`` (bad file, record or directory: the
-  message starts with its path), ``OSError``, TensorFlow ``OpError`` (e.g. a damaged
-  shard) and a held lock (:class:`tfrecords_tools.run_lock.LockError`);
+* ``2`` (usage error): a flag that does not parse or is missing, ``app.UsageError``,
+  :class:`UsageError`, or another ``ValueError`` whose message starts with the flag at
+  fault (``--name...``);
+* ``1`` (data error): :class:`DataError` and any other ``ValueError`` (bad file, record or
+  directory: the message starts with its path), ``OSError``, TensorFlow ``OpError`` (e.g.
+  a damaged shard) and a held lock (:class:`tfrecords_tools.run_lock.LockError`);
 * ``130`` on Ctrl-C.
 
 ``--verbose`` (added to every binary) shows the traceback instead. Other exceptions are
@@ -37,18 +38,20 @@ INTERRUPT_EXIT = 130
 _OWN_PACKAGES = ("tf_synchro", "tfrecords_tools", "__main__")
 
 
-def define_data_check_flags(overlap_help: str) -> None:
-    """The data-safety flags of every binary that reads a dataset: ``--verify_data``,
-    ``--skip_corrupt_records`` and ``--allow_subject_overlap`` (``overlap_help`` says which
-    subjects it allows)."""
-    from tfrecords_tools import dataset_io
-    flags.DEFINE_enum("verify_data", "auto", list(dataset_io.VERIFY_MODES),
-                      "Integrity check of the shards at start: full (sizes + sha256), size, "
-                      "none; auto: full up to 2 GiB of shards, else size.")
-    flags.DEFINE_bool("skip_corrupt_records", False, "Skip damaged records (counted and "
-                      "logged) instead of stopping.")
-    flags.DEFINE_bool("allow_subject_overlap", False,
-                      f"Allow {overlap_help} (a warning instead of an error).")
+class UsageError(ValueError):
+    """Inconsistent flags, whatever the message's first word (exit status 2)."""
+
+
+class DataError(ValueError):
+    """An unusable input file or directory, even when the message names its flag first
+    (exit status 1)."""
+
+
+def check_no_arguments(argv: Sequence[str]) -> None:
+    """Every binary takes flags only: a stray argument is a usage error."""
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments {list(argv[1:])} (every setting is a "
+                             f"--flag; see --help)")
 
 
 def exit_code(error: BaseException) -> Optional[int]:
@@ -57,6 +60,10 @@ def exit_code(error: BaseException) -> Optional[int]:
         return USAGE_EXIT
     if isinstance(error, KeyboardInterrupt):
         return INTERRUPT_EXIT
+    if isinstance(error, UsageError):
+        return USAGE_EXIT
+    if isinstance(error, DataError):
+        return DATA_EXIT
     if isinstance(error, ValueError):
         return USAGE_EXIT if str(error).lstrip().startswith("--") else DATA_EXIT
     if isinstance(error, (OSError, run_lock.LockError)):
@@ -139,8 +146,8 @@ def reset_flags() -> None:
 def invoke(module_name: str, argv: Sequence[str]) -> tuple[int, str, str]:
     """Runs binary ``module_name`` with ``argv`` in this process; returns (code, out, err).
 
-    The module either has ``_define_flags()`` and ``main(argv)`` (run through :func:`run`)
-    or a no-argument ``main()`` that defines its flags and calls :func:`run` itself.
+    Every binary has the same shape: ``define_flags()`` and ``main(argv)``, run through
+    :func:`run`.
     """
     module = importlib.import_module(module_name)
     reset_flags()
@@ -152,11 +159,8 @@ def invoke(module_name: str, argv: Sequence[str]) -> tuple[int, str, str]:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             sys.argv = prog + list(argv)
             try:
-                if hasattr(module, "_define_flags"):
-                    module._define_flags()
-                    run(module.main, sys.argv)
-                else:
-                    module.main()
+                module.define_flags()
+                run(module.main, sys.argv)
             except SystemExit as e:
                 if isinstance(e.code, str):
                     print(e.code, file=sys.stderr)

@@ -106,13 +106,10 @@ def _check_or_start(output_dir: str, writer: str, settings: dict) -> bool:
             raise DatasetError(
                 f"{output_dir} holds a dataset of schema version {old.get('schema_version')}, "
                 f"this code writes version {schema.SCHEMA_VERSION}; use another --output_dir")
-        if old.get("writer") != writer or old.get("settings") != info["settings"]:
-            diff = sorted(k for k in set(old.get("settings", {})) | set(info["settings"])
-                          if old.get("settings", {}).get(k) != info["settings"].get(k))
-            raise DatasetError(
-                f"{output_dir} holds a dataset written by {old.get('writer')!r} with different "
-                f"settings (differing: {diff or 'writer'}); use another --output_dir or the "
-                f"same settings to resume")
+        run_lock.refuse_other_settings(
+            {"writer": old.get("writer"), **old.get("settings", {})},
+            {"writer": writer, **info["settings"]}, DatasetError, output_dir,
+            "use another --output_dir or the same settings to resume")
         return False
     if os.path.isdir(output_dir) and any(
             n.endswith(SHARD_SUFFIX) or n == MANIFEST for n in os.listdir(output_dir)):

@@ -36,7 +36,7 @@ from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from tfrecords_tools import (cameras, crops, dataset_io, h36m_calibration, motion_filter,
+from tfrecords_tools import (cameras, cli, crops, dataset_io, h36m_calibration, motion_filter,
                              schema, skeleton, video)
 
 log = logging.getLogger(__name__)
@@ -450,9 +450,8 @@ def convert(config: H36MConfig, output_dir: str, num_workers: int = 1,
 
 
 def main(argv: Sequence[str]) -> None:
-    from absl import app, flags
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    from absl import flags
+    cli.check_no_arguments(argv)
     f = flags.FLAGS
     config = H36MConfig(
         h36m_root=f.h36m_root, subjects=tuple(f.subjects),
@@ -468,7 +467,7 @@ def main(argv: Sequence[str]) -> None:
           f"{len(manifest['skipped'])} skipped items listed in manifest.json")
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
     from absl import flags
     flags.DEFINE_string("h36m_root", None, "Folder holding S1/, S5/, ... of the download.")
     flags.DEFINE_string("output_dir", None, "Dataset directory to write (or resume).")
@@ -495,6 +494,5 @@ def _define_flags() -> None:
 
 
 if __name__ == "__main__":
-    from tfrecords_tools import cli
-    _define_flags()
+    define_flags()
     cli.run(main)

@@ -309,29 +309,31 @@ def write_contact_sheet(path: str, clips: list, num_timesteps: int = 3) -> None:
 
 # ----------------------------------------------------------------------------- binary
 
-def main() -> None:
-    from absl import app, flags
-    from tfrecords_tools import cli
+def define_flags() -> None:
+    from absl import flags
     flags.DEFINE_string("contact_sheet", None,
                         "PNG path of the contact sheet (default DATA_DIR/contact_sheet.png; "
                         "'' for none).")
     flags.DEFINE_integer("num_sequences", 4, "Records (spread over shards) on the contact sheet.")
     flags.DEFINE_integer("num_timesteps", 3, "Timesteps per record on the contact sheet.")
 
-    def run(argv):
-        if len(argv) != 2:
-            raise app.UsageError("usage: python -m tfrecords_tools.inspect DATA_DIR [flags]")
-        data_dir = argv[1]
-        f = flags.FLAGS
-        sheet = (os.path.join(data_dir, "contact_sheet.png") if f.contact_sheet is None
-                 else f.contact_sheet or None)
-        report = inspect_dataset(data_dir, sheet, f.num_sequences, f.num_timesteps)
-        stray = f"; {len(report.stray)} stray file(s) listed above" if report.stray else ""
-        print(f"OK: {report.num_shards} shards, {report.num_records} records, "
-              f"{report.num_images} images verified{stray}")
 
-    cli.run(run)
+def main(argv) -> None:
+    """The one binary with a positional argument: the dataset directory."""
+    from absl import app, flags
+    if len(argv) != 2:
+        raise app.UsageError("usage: python -m tfrecords_tools.inspect DATA_DIR [flags]")
+    data_dir = argv[1]
+    f = flags.FLAGS
+    sheet = (os.path.join(data_dir, "contact_sheet.png") if f.contact_sheet is None
+             else f.contact_sheet or None)
+    report = inspect_dataset(data_dir, sheet, f.num_sequences, f.num_timesteps)
+    stray = f"; {len(report.stray)} stray file(s) listed above" if report.stray else ""
+    print(f"OK: {report.num_shards} shards, {report.num_records} records, "
+          f"{report.num_images} images verified{stray}")
 
 
 if __name__ == "__main__":
-    main()
+    from tfrecords_tools import cli
+    define_flags()
+    cli.run(main)

@@ -41,8 +41,8 @@ from typing import Iterator, Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from tfrecords_tools import (cameras, crops, dataset_io, h36m_calibration, motion_filter, schema,
-                             video)
+from tfrecords_tools import (cameras, cli, crops, dataset_io, h36m_calibration, motion_filter,
+                             schema, video)
 
 log = logging.getLogger(__name__)
 
@@ -532,9 +532,8 @@ def convert(config: RigConfig, output_dir: str, num_workers: int = 1, log_fn=pri
 
 
 def main(argv: Sequence[str]) -> None:
-    from absl import app, flags
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+    from absl import flags
+    cli.check_no_arguments(argv)
     f = flags.FLAGS
     config = RigConfig(
         input_dir=f.input_dir, subject=f.subject,
@@ -550,7 +549,7 @@ def main(argv: Sequence[str]) -> None:
           f"{len(manifest['skipped'])} skipped items listed in manifest.json")
 
 
-def _define_flags() -> None:
+def define_flags() -> None:
     from absl import flags
     flags.DEFINE_string("input_dir", None, "Folder of sequence folders (one video per camera).")
     flags.DEFINE_string("output_dir", None, "Dataset directory to write (or resume).")
@@ -576,6 +575,5 @@ def _define_flags() -> None:
 
 
 if __name__ == "__main__":
-    from tfrecords_tools import cli
-    _define_flags()
+    define_flags()
     cli.run(main)

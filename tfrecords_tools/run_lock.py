@@ -30,7 +30,7 @@ import re
 import shutil
 import socket
 import sys
-from typing import Callable, Iterator, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 LOCK_FILE = ".lock"
 # "<name>.tmp-<pid>", "<name>.tmp-<pid>.<ext>", ".tmp-<pid>-<version>", "tmp-<pid>.weights.h5".
@@ -97,6 +97,20 @@ def save_figure(fig, path: str, **savefig_kwargs) -> None:
     fig.savefig(tmp, **savefig_kwargs)
     plt.close(fig)
     os.replace(tmp, path)
+
+
+def refuse_other_settings(stored: Mapping[str, Any], requested: Mapping[str, Any],
+                          error: type, where: str, hint: str) -> None:
+    """The one "this directory was made with other settings" check of the project.
+
+    Raises ``error`` naming ``where``, each differing setting as ``(stored, requested)``
+    and ``hint`` (what to do), when the two mappings differ.
+    """
+    diff = {k: (stored.get(k), requested.get(k)) for k in sorted(set(stored) | set(requested))
+            if stored.get(k) != requested.get(k)}
+    if diff:
+        raise error(f"{where} holds a run with different settings (setting: (stored, "
+                    f"requested)) {diff}; {hint}")
 
 
 def clean_stale_temps(*directories: str, log: Callable[[str], None] = _warn) -> list[str]:

@@ -435,9 +435,10 @@ def config_from_flags(f) -> SynthConfig:
         unseen_actions=tuple(f.unseen_actions))
 
 
-def _main(argv: Sequence[str]) -> None:
+def main(argv: Sequence[str]) -> None:
     from absl import flags
-    del argv
+    from tfrecords_tools import cli
+    cli.check_no_arguments(argv)
     f = flags.FLAGS
     # Errors (a bad flag or file) end as one line: see tfrecords_tools.cli.
     generate(f.output_dir, config_from_flags(f), num_workers=f.num_workers)
@@ -481,15 +482,10 @@ def define_flags(fv=None) -> None:
                       "subject: one outfit per person; take: a new outfit per take, with the "
                       "left/right cues (strap, watch, stripe) on sides drawn per take.",
                       flag_values=fv)
-
-
-def main() -> None:
-    from absl import flags
-    from tfrecords_tools import cli
-    define_flags()
-    flags.mark_flag_as_required("output_dir")
-    cli.run(_main)
+    flags.mark_flag_as_required("output_dir", flag_values=fv)
 
 
 if __name__ == "__main__":
-    main()
+    from tfrecords_tools import cli
+    define_flags()
+    cli.run(main)

@@ -19,59 +19,9 @@ functions' docstrings say how crop pixels map back to stored pixels (for 2D labe
 """
 from __future__ import annotations
 
-import dataclasses
-from typing import Optional
-
 import tensorflow as tf
 
-DCT_METHODS = ("INTEGER_FAST", "INTEGER_ACCURATE", "")
-
-
-@dataclasses.dataclass(frozen=True)
-class AugmentConfig:
-    """Crop/scale and colour-jitter settings.
-
-    Attributes:
-      output_size: side of the images fed to the model, pixels.
-      min_scale: smallest crop side as a fraction of the stored crop side.
-      max_scale: largest crop side as a fraction of the stored crop side.
-      eval_scale: central crop side for evaluation (None: the middle of the training range,
-        so objects have the same mean size in training and evaluation).
-      brightness: largest brightness shift, as a fraction of 255.
-      contrast: contrast factor drawn from [1 - contrast, 1 + contrast].
-      saturation: saturation factor drawn from [1 - saturation, 1 + saturation].
-      dct_method: JPEG IDCT; ``INTEGER_FAST`` decodes faster at no visible cost at these sizes.
-    """
-
-    output_size: int = 128
-    min_scale: float = 0.8
-    max_scale: float = 1.0
-    eval_scale: Optional[float] = None
-    brightness: float = 0.15
-    contrast: float = 0.2
-    saturation: float = 0.2
-    dct_method: str = "INTEGER_FAST"
-
-    def validate(self) -> None:
-        """Raises ValueError naming the first bad field."""
-        if self.output_size < 8:
-            raise ValueError(f"output_size={self.output_size} must be >= 8")
-        if not 0 < self.min_scale <= self.max_scale <= 1:
-            raise ValueError(f"--min_scale={self.min_scale}, --max_scale={self.max_scale}: "
-                             f"expected 0 < min_scale <= max_scale <= 1")
-        if self.eval_scale is not None and not 0 < self.eval_scale <= 1:
-            raise ValueError(f"eval_scale={self.eval_scale} must lie in (0, 1]")
-        for name in ("brightness", "contrast", "saturation"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"--{name}={getattr(self, name)} must lie in [0, 1)")
-        if self.dct_method not in DCT_METHODS:
-            raise ValueError(f"dct_method={self.dct_method!r}: expected one of {DCT_METHODS}")
-
-    @property
-    def central_scale(self) -> float:
-        return self.eval_scale if self.eval_scale is not None else (
-            (self.min_scale + self.max_scale) / 2)
-
+from tf_synchro.configs import AugmentConfig  # noqa: F401  (its home)
 
 def random_crop_window(key: tf.Tensor, image_size: tf.Tensor, config: AugmentConfig) -> tf.Tensor:
     """Random square window ``[y0, x0, side, side]`` (int32) inside an ``image_size`` square.

@@ -27,69 +27,19 @@ as in evaluation.
 """
 from __future__ import annotations
 
-import dataclasses
 import random
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
+from tf_synchro.configs import FrameConfig  # noqa: F401  (its home)
 from tf_synchro.data import augment, records
 from tfrecords_tools import dataset_io, skeleton
 
 NUM_JOINTS = skeleton.NUM_JOINTS
 # Resolution of --label_fraction: frames are kept by a fingerprint bucket out of this many.
 _FRACTION_BUCKETS = 100_000
-
-
-@dataclasses.dataclass(frozen=True)
-class FrameConfig:
-    """Settings of the labelled-frame pipelines.
-
-    Attributes:
-      subjects: subjects whose frames are used (label subjects for training, test subjects
-        for evaluation).
-      label_fraction: fraction of labelled timesteps kept (training); the choice is a fixed
-        hash of (sequence id, frame number), so it is the same subset in every run and all
-        views of a kept timestep are kept.
-      frame_step: evaluation keeps frames whose original frame number is a multiple of it.
-      flip_prob: probability of a horizontal flip (with joint swap) in training.
-      augment: crop/scale and colour-jitter settings; ``output_size`` is the model input.
-      shuffle_buffer: frames mixed across clips before decoding (training).
-      seed: random seed (None: a fresh one per pipeline).
-      deterministic: fixed element order for a seed (tests).
-      cycle_length: shards read concurrently.
-      skip_corrupt_records: skip damaged records instead of stopping (see
-        :func:`records.clip_dataset`).
-    """
-
-    subjects: tuple = ("S1",)
-    label_fraction: float = 1.0
-    frame_step: int = 64
-    flip_prob: float = 0.5
-    augment: augment.AugmentConfig = augment.AugmentConfig()
-    shuffle_buffer: int = 4096
-    seed: Optional[int] = None
-    deterministic: bool = False
-    cycle_length: int = 4
-    skip_corrupt_records: bool = False
-
-    def validate(self) -> None:
-        """Raises ValueError naming the first bad setting."""
-        if not self.subjects:
-            raise ValueError("subjects must name at least one subject")
-        if not 0 < self.label_fraction <= 1:
-            raise ValueError(f"--label_fraction={self.label_fraction} must lie in (0, 1]")
-        if self.frame_step < 1:
-            raise ValueError(f"--frame_step={self.frame_step} must be >= 1")
-        if not 0 <= self.flip_prob <= 1:
-            raise ValueError(f"--flip_prob={self.flip_prob} must lie in [0, 1]")
-        self.augment.validate()
-
-    @property
-    def eval_crop_scale(self) -> float:
-        """Central crop used in evaluation and serving (mid training range; see augment)."""
-        return self.augment.central_scale
 
 
 # ----------------------------------------------------------------------------- label checks

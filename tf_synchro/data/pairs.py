@@ -40,12 +40,13 @@ clip's frames (on the device path they leave tf.data altogether).
 """
 from __future__ import annotations
 
-import dataclasses
 import random
 from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
+from tf_synchro import configs
+from tf_synchro.configs import PairConfig  # noqa: F401  (its home)
 from tf_synchro.data import augment, records
 from tfrecords_tools import schema
 
@@ -56,8 +57,7 @@ TASK_PAIR_TYPES = {  # Pair types that carry a label for a set of heads (no wast
     ("flip",): (SYNC, FLIP),
     ("sync", "flip"): (SYNC, UNSYNC, FLIP),
 }
-VIEW_MODES = ("multi", "single")
-GAP_SAMPLING = ("clip", "uniform")
+assert set(TASK_PAIR_TYPES) == set(configs.TASK_SETS)
 # Per-pair fields kept for training (metadata only travels with with_metadata=True).
 _TRAIN_KEYS = ("image_a", "image_b", "pair_type", "jitter_a", "jitter_b", "aug_a", "aug_b")
 # Record features the pair pipeline reads (the rest is not parsed).
@@ -65,85 +65,12 @@ _KEYS = ("sequence/subject", "sequence/id", "clip/frame_index", "clip/num_views"
          "image/size", "image/encoded")
 
 
-@dataclasses.dataclass(frozen=True)
-class PairConfig:
-    """Settings of the pair pipeline.
-
-    Attributes:
-      d_min: unsynchronized pairs satisfy d_min < |dt| (frames).
-      d_max: unsynchronized pairs satisfy |dt| < d_max (frames).
-      tasks: heads trained, ``("sync", "flip")`` or one of them; decides the pair types.
-      views: ``multi`` (two different cameras) or ``single`` (both frames from one camera,
-        the paper's ablation (l); the 2D augmentation then makes the two frames differ).
-      pairs_per_clip: pairs drawn per parsed record (amortises parsing; a multiple of the
-        number of pair types keeps types exactly balanced).
-      shuffle_buffer: pairs mixed across clips before batching (0: no shuffle).
-      training: random crop/scale and colour jitter (else a fixed central crop).
-      augment: crop and jitter settings.
-      device_augment: hand the model whole decoded frames (uint8, stored size) and the
-        crop/flip/jitter draws (``aug_a``/``aug_b``, see
-        :mod:`tf_synchro.models.view_augment`) instead of finished crops; the model applies
-        them on the accelerator. Same draws as the host path.
-      subjects: keep only these subjects (None: all).
-      seed: random seed (None: a fresh one per pipeline).
-      deterministic: fixed element order for a seed (tests, evaluation).
-      passes: passes over the records (None: forever, for training).
-      cycle_length: shards read concurrently.
-      gap_sampling: how unsynchronized pairs pick ``|dt|``. ``clip``: ``t1`` uniform over
-        the timesteps that have a partner in range, then the partner (weighted by the frames
-        it stands for); near clip ends only one side has partners, so over a clip ``|dt|``
-        leans towards small gaps (measured on the CPU dataset's 256-timestep clips: about 4x
-        more gaps in 5-20 than in 97-128). ``uniform``: ``|dt|`` first, uniform over
-        ``(d_min, min(d_max, clip span)]``, then ``t1`` uniform over the timesteps with a
-        frame ``|dt|`` away inside the clip, and ``t2`` the kept frame nearest to it.
-      skip_corrupt_records: skip damaged records instead of stopping (see
-        :func:`records.clip_dataset`).
-    """
-
-    d_min: int = 4
-    d_max: int = 128
-    tasks: tuple = ("sync", "flip")
-    views: str = "multi"
-    pairs_per_clip: int = 24
-    shuffle_buffer: int = 512
-    training: bool = True
-    augment: augment.AugmentConfig = augment.AugmentConfig()
-    device_augment: bool = False
-    subjects: Optional[tuple] = None
-    seed: Optional[int] = None
-    deterministic: bool = False
-    passes: Optional[int] = None
-    cycle_length: int = 4
-    gap_sampling: str = "clip"
-    skip_corrupt_records: bool = False
-
-    def validate(self) -> None:
-        """Raises ValueError naming the first bad setting."""
-        if self.d_min < 0 or self.d_min >= self.d_max:
-            raise ValueError(f"--d_min={self.d_min}, --d_max={self.d_max}: expected "
-                             f"0 <= d_min < d_max")
-        if self.d_max - self.d_min < 2:
-            raise ValueError(f"--d_min={self.d_min}, --d_max={self.d_max}: no integer gap "
-                             f"lies strictly between them")
-        if tuple(self.tasks) not in TASK_PAIR_TYPES:
-            raise ValueError(f"--tasks={','.join(self.tasks)}: expected one of {list(TASK_PAIR_TYPES)}")
-        if self.views not in VIEW_MODES:
-            raise ValueError(f"--views={self.views!r}: expected one of {VIEW_MODES}")
-        if self.pairs_per_clip < 1:
-            raise ValueError(f"--pairs_per_clip={self.pairs_per_clip} must be >= 1")
-        if self.gap_sampling not in GAP_SAMPLING:
-            raise ValueError(f"--gap_sampling={self.gap_sampling!r}: expected one of "
-                             f"{GAP_SAMPLING}")
-        if self.passes is not None and self.passes < 1:
-            raise ValueError(f"passes={self.passes} must be >= 1 or None")
-        self.augment.validate()
-
-    @property
-    def pair_types(self) -> tuple:
-        return TASK_PAIR_TYPES[tuple(self.tasks)]
-
-
 # ----------------------------------------------------------------------------- checks
+
+def pair_types(config: PairConfig) -> tuple:
+    """The pair types drawn for ``config.tasks``."""
+    return TASK_PAIR_TYPES[tuple(config.tasks)]
+
 
 def check_records(files: Sequence[str], config: PairConfig, max_records: int = 64) -> dict:
     """Checks, before training, that records can give every pair type.
@@ -188,7 +115,7 @@ def check_records(files: Sequence[str], config: PairConfig, max_records: int = 6
         if config.views == "multi" and views < 2:
             first_error = first_error or (f"{where} has {views} view(s); multi-view pairs need "
                                           f"at least 2 (or use views='single')")
-        elif UNSYNC in config.pair_types and not (
+        elif UNSYNC in pair_types(config) and not (
                 (gaps > config.d_min) & (gaps < config.d_max)).any():
             first_error = first_error or (
                 f"{where} spans {span} frames: no two timesteps lie more than --d_min="
@@ -231,7 +158,7 @@ def _usable(clip: dict, config: PairConfig) -> tf.Tensor:
     ok = tf.constant(True)
     if config.views == "multi":
         ok = tf.logical_and(ok, clip["clip/num_views"] >= 2)
-    if UNSYNC in config.pair_types:
+    if UNSYNC in pair_types(config):
         _, _, lo_plus, hi_plus = _partner_ranges(clip["clip/frame_index"], config)
         ok = tf.logical_and(ok, tf.reduce_any(hi_plus > lo_plus))
     return ok
@@ -319,8 +246,8 @@ def _sample_pairs(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
 
     # Pair types cycle from a random start: exact balance per clip when k is a multiple
     # of the number of types, and balance within one type otherwise.
-    types_const = tf.constant(config.pair_types, tf.int32)
-    n_types = len(config.pair_types)
+    types_const = tf.constant(pair_types(config), tf.int32)
+    n_types = len(pair_types(config))
     start = tf.random.stateless_uniform([], keys[0], 0, n_types, dtype=tf.int32)
     types = tf.gather(types_const, (tf.range(k) + start) % n_types)
 
@@ -336,7 +263,7 @@ def _sample_pairs(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
     # Times. Synchronized: one uniform timestep.
     t_sync = tf.random.stateless_uniform([k], keys[3], 0, num_t, dtype=tf.int32)
     unsync = types == UNSYNC
-    if UNSYNC in config.pair_types:
+    if UNSYNC in pair_types(config):
         t1, t2 = _unsync_times(fi, k, keys[4], keys[5], config)
         t_a = tf.where(unsync, t1, t_sync)
         t_b = tf.where(unsync, t2, t_sync)

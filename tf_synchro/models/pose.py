@@ -10,9 +10,7 @@ the squared error in units of ``std``, i.e. the MSE of ``z``.
 """
 from __future__ import annotations
 
-import json
-import os
-from typing import Optional, Sequence
+from typing import Sequence
 
 import keras
 import numpy as np
@@ -130,60 +128,3 @@ def pose_encoder(model: keras.Model) -> keras.Model:
         if isinstance(layer, resnet.ResNetEncoder):
             return layer
     raise ValueError(f"model {model.name!r} contains no ResNetEncoder")
-
-
-# ----------------------------------------------------------------------------- loading
-
-class IncompatibleEncoderError(ValueError):
-    """A --init_from directory does not hold a usable pretrained encoder."""
-
-
-ENCODER_FILE = "encoder.keras"
-CONFIG_FILE = "config.json"
-
-
-def load_pretrained_encoder(pretrain_dir: str, expect: Optional[dict] = None) -> keras.Model:
-    """Loads ``pretrain_dir/encoder.keras`` written by pre-training and checks it.
-
-    Args:
-      pretrain_dir: a finished pre-training model_dir.
-      expect: optional ``{"arch", "width", "input_size"}`` the encoder must match.
-
-    Raises:
-      IncompatibleEncoderError: naming the path and what is missing or different.
-    """
-    path = os.path.join(pretrain_dir, ENCODER_FILE)
-    if not os.path.isdir(pretrain_dir):
-        raise IncompatibleEncoderError(f"--init_from={pretrain_dir}: no such directory "
-                                       f"(expected a pre-training model_dir or 'scratch')")
-    if not os.path.exists(path):
-        raise IncompatibleEncoderError(
-            f"--init_from={pretrain_dir}: {ENCODER_FILE} not found; pre-training writes it "
-            f"when it finishes (is the run complete?)")
-    try:
-        encoder = keras.saving.load_model(path, compile=False)
-    except Exception as e:  # Keras raises several types for a foreign or corrupt file.
-        raise IncompatibleEncoderError(f"--init_from: {path} is not a loadable Keras model "
-                                       f"({type(e).__name__}: {e})") from e
-    try:
-        cfg = resnet.encoder_config(encoder)
-    except ValueError as e:
-        raise IncompatibleEncoderError(f"--init_from: {path}: {e}") from e
-    config_path = os.path.join(pretrain_dir, CONFIG_FILE)
-    if os.path.exists(config_path):
-        with open(config_path) as f:
-            stored = json.load(f)
-        stored = stored.get("model", stored)
-        for key in ("arch", "width", "input_size"):
-            if key in stored and stored[key] != cfg[key]:
-                raise IncompatibleEncoderError(
-                    f"--init_from: {config_path} says {key}={stored[key]!r} but {path} has "
-                    f"{key}={cfg[key]!r}; the directory is inconsistent")
-    if expect:
-        diff = {k: (cfg[k], v) for k, v in expect.items() if v is not None and cfg[k] != v}
-        if diff:
-            raise IncompatibleEncoderError(
-                f"--init_from={pretrain_dir}: the pretrained encoder differs from the "
-                f"requested model (setting: (pretrained, requested)) {diff}; pass the "
-                f"pre-training settings (--arch/--width/--image_size) or use --init_from=scratch")
-    return encoder

@@ -24,12 +24,15 @@ from typing import Any, Optional
 
 import keras
 
+from tf_synchro import configs
+
 # arch -> (block type, blocks per stage); torchvision's definitions.
 ARCHS = {
     "resnet18": ("basic", (2, 2, 2, 2)),
     "resnet34": ("basic", (3, 4, 6, 3)),
     "resnet50": ("bottleneck", (3, 4, 6, 3)),
 }
+assert tuple(ARCHS) == configs.ARCHS
 _STAGE_CHANNELS = (64, 128, 256, 512)
 _EXPANSION = {"basic": 1, "bottleneck": 4}
 # Channels never drop below this: 8 keeps the tiny CPU variants meaningful and vector friendly.

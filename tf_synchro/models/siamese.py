@@ -24,8 +24,10 @@ from typing import Sequence
 import keras
 from keras import ops
 
-TASKS = ("sync", "flip")
-FUSIONS = ("multiply", "concat", "add", "difference")
+from tf_synchro import configs
+
+TASKS = configs.TASK_SETS[0]  # Every head, in canonical order.
+FUSIONS = configs.FUSIONS
 VIEW_KEYS = ("view_a", "view_b")
 
 

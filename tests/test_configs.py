@@ -1,0 +1,267 @@
+"""One home for settings and run directories: configs, flags, aliases, run_dir, binaries."""
+import ast
+import dataclasses
+import glob
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from absl import flags
+
+from tf_synchro import configs, run_dir
+from tfrecords_tools import cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BINARIES = ("tf_synchro.pretrain", "tf_synchro.finetune", "tf_synchro.evaluate",
+            "tf_synchro.evaluate_pretext", "tf_synchro.export", "tf_synchro.predict",
+            "tf_synchro.demo", "tf_synchro.experiments", "tfrecords_tools.synthesize",
+            "tfrecords_tools.h36m", "tfrecords_tools.rig", "tfrecords_tools.inspect")
+CONFIG_BINARIES = {"tf_synchro.pretrain": configs.PretrainConfig,
+                   "tf_synchro.finetune": configs.FinetuneConfig,
+                   "tf_synchro.evaluate": configs.EvaluateConfig,
+                   "tf_synchro.evaluate_pretext": configs.EvaluatePretextConfig,
+                   "tf_synchro.export": configs.ExportConfig,
+                   "tf_synchro.predict": configs.PredictConfig}
+
+
+def _flags(module: str) -> flags.FlagValues:
+    fv = flags.FlagValues()
+    importlib.import_module(module).define_flags(fv)
+    return fv
+
+
+# ----------------------------------------------------------------------------- configs
+
+def test_every_setting_is_one_field_with_help_and_one_flag():
+    for cls in CONFIG_BINARIES.values():
+        fields = configs.flag_fields(cls)
+        names = [n for n, *_ in fields]
+        assert len(names) == len(set(names)), cls
+        assert all(meta["help"] for _, _, _, meta in fields), cls
+    # Fine-tuning takes the encoder part of the shared model config, not the pretext heads.
+    ft = {n for n, *_ in configs.flag_fields(configs.FinetuneConfig,
+                                             exclude=configs.FINETUNE_EXCLUDE)}
+    assert {"arch", "width", "input_size"} <= ft and not {"fusion", "tasks", "head_units"} & ft
+    pt = {n for n, *_ in configs.flag_fields(configs.PretrainConfig)}
+    assert {"arch", "width", "input_size", "fusion", "tasks", "head_units"} <= pt
+    # One name per concept: the model input side is input_size in both trainers.
+    assert "image_size" not in pt | ft
+
+
+def test_flags_round_trip_into_nested_configs_and_defaults_come_from_the_config():
+    fv = _flags("tf_synchro.pretrain")
+    fv(["pretrain", "--data_dir=d", "--model_dir=m", "--tasks=sync", "--fusion=concat",
+        "--d_min=16", "--seed=3", "--brightness=0", "--learning_rate=0.01"])
+    config = configs.from_flags(configs.PretrainConfig, fv)
+    assert config.model.tasks == ("sync",) and config.model.fusion == "concat"
+    assert config.optimizer.learning_rate == 0.01 and config.runtime.seed == 3
+    default = configs.PretrainConfig()
+    assert config.pairs.pairs_per_clip == default.pairs.pairs_per_clip == 12
+    # The pair pipeline derives tasks, input size, subjects and seed from the run: one value.
+    pairs = config.pair_config()
+    assert pairs.tasks == ("sync",) and pairs.seed == 3 and pairs.d_min == 16
+    assert pairs.subjects == config.train_subjects
+    assert pairs.augment.output_size == config.model.input_size
+    assert pairs.augment.brightness == 0 and pairs.device_augment
+    assert config.loss_weights() == {"sync": 1.0}
+    # make() takes the same flat names and refuses unknown ones.
+    assert configs.make(configs.PretrainConfig, data_dir="d", model_dir="m", tasks=("sync",),
+                        fusion="concat", d_min=16, seed=3, brightness=0,
+                        learning_rate=0.01) == config
+    with pytest.raises(TypeError, match="no settings"):
+        configs.make(configs.PretrainConfig, image_size=64)
+    # A derived field of a nested config is not a setting of the run.
+    assert configs.make(configs.PretrainConfig, seed=5).pairs.seed is None
+
+
+def test_choices_and_list_items_are_checked():
+    fv = _flags("tf_synchro.pretrain")
+    with pytest.raises(flags.IllegalFlagValueError):
+        fv(["pretrain", "--data_dir=d", "--model_dir=m", "--fusion=max"])
+    fv = _flags("tf_synchro.pretrain")
+    fv(["pretrain", "--data_dir=d", "--model_dir=m", "--tasks=sync,jump"])
+    with pytest.raises(ValueError, match="--tasks=sync,jump: expected items from sync,flip"):
+        configs.from_flags(configs.PretrainConfig, fv)
+    with pytest.raises(ValueError, match="--pose_head_units=a: expected a list of int"):
+        configs.make(configs.FinetuneConfig, pose_head_units=("a",))
+
+
+def test_deprecated_spellings_still_work_and_warn(capsys):
+    fv = _flags("tf_synchro.finetune")
+    fv(["finetune", "--data_dir=d", "--model_dir=m", "--image_size=64", "--head_units=32,16"])
+    used = configs.warn_deprecated("tf_synchro.finetune", fv)
+    assert used == [("image_size", "input_size"), ("head_units", "pose_head_units")]
+    err = capsys.readouterr().err
+    assert "--image_size is deprecated" in err and "use --input_size" in err
+    config = configs.from_flags(configs.FinetuneConfig, fv, exclude=configs.FINETUNE_EXCLUDE)
+    assert config.model.input_size == 64 and config.pose_head_units == (32, 16)
+    assert config.frame_config().augment.output_size == 64
+    fv = _flags("tf_synchro.finetune")
+    fv(["finetune", "--data_dir=d", "--model_dir=m", "--input_size=64"])
+    assert configs.warn_deprecated("tf_synchro.finetune", fv) == []
+
+
+def test_a_deprecated_spelling_in_a_real_invocation_warns_then_behaves_as_the_new_flag(tmp_path):
+    code, _, err = cli.invoke("tf_synchro.finetune", [f"--data_dir={tmp_path}",
+                                                      f"--model_dir={tmp_path}/m",
+                                                      "--image_size=0"])
+    assert code == cli.USAGE_EXIT
+    assert err.splitlines() == [
+        "warning: --image_size is deprecated and will be removed in the next release; use "
+        "--input_size",
+        "finetune: error: --input_size=0: expected >= 32 pixels (the encoder downsamples by 32)"]
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_repository_flagfiles_parse_with_the_new_names():
+    modules = {"pretrain": "tf_synchro.pretrain", "finetune": "tf_synchro.finetune",
+               "evaluate": "tf_synchro.evaluate", "synthesize": "tfrecords_tools.synthesize"}
+    required = {"pretrain": ["--data_dir=d", "--model_dir=m"],
+                "finetune": ["--data_dir=d", "--model_dir=m"],
+                "evaluate": ["--data_dir=d", "--model_dir=m"], "synthesize": ["--output_dir=o"]}
+    for path in glob.glob(os.path.join(REPO, "flags", "*.flags")):
+        name = os.path.basename(path).split("_")[0]
+        module = modules[name]
+        fv = _flags(module)
+        fv([name, f"--flagfile={path}", *required[name]])
+        if module in CONFIG_BINARIES:
+            configs.from_flags(CONFIG_BINARIES[module], fv,
+                               exclude=configs.FINETUNE_EXCLUDE if name == "finetune" else ())
+            assert configs.warn_deprecated(module, fv) == [], path
+
+
+# ----------------------------------------------------------------------------- run_dir
+
+def test_run_dir_refuses_other_settings_naming_each_difference(tmp_path):
+    model_dir = str(tmp_path / "run")
+    stored = run_dir.prepare(model_dir, {"arch": "resnet18", "width": 0.25}, {"x": 1})
+    assert run_dir.read_config(model_dir) == stored == {"model": {"arch": "resnet18",
+                                                                  "width": 0.25}, "x": 1}
+    # Recorded settings may change on resume; model settings may not.
+    run_dir.prepare(model_dir, {"arch": "resnet18", "width": 0.25}, {"x": 2})
+    with pytest.raises(run_dir.ModelDirError,
+                       match=r"different settings .*'width': \(0.25, 0.5\)"):
+        run_dir.prepare(model_dir, {"arch": "resnet18", "width": 0.5})
+    with open(run_dir.config_path(model_dir), "w") as f:
+        f.write("{torn")
+    with pytest.raises(run_dir.ModelDirError, match="not valid JSON"):
+        run_dir.read_config(model_dir)
+    os.makedirs(tmp_path / "ckpt" / run_dir.BACKUP_DIR)
+    open(tmp_path / "ckpt" / run_dir.BACKUP_DIR / run_dir.WEIGHTS_FILE, "w").close()
+    with pytest.raises(run_dir.ModelDirError, match="holds a checkpoint but no config.json"):
+        run_dir.prepare(str(tmp_path / "ckpt"), {"arch": "resnet18"})
+
+
+def test_run_dir_reads_what_a_run_trained_on(tmp_path):
+    pre, ft = str(tmp_path / "pre"), str(tmp_path / "ft")
+    run_dir.prepare(pre, {"arch": "resnet18"}, {"train_subjects": ["S1", "U01"]})
+    run_dir.prepare(ft, {"task": run_dir.POSE_TASK, "init_from": pre, "label_subjects": ["S1"],
+                         "target_mean": [[0.0] * 3], "target_std": [[1.0] * 3]})
+    assert run_dir.init_dir(ft) == pre
+    assert run_dir.trained_subjects(ft) == ["S1", "U01"]
+    assert run_dir.stored_statistics(ft) == ([[0.0] * 3], [[1.0] * 3])
+    with pytest.raises(ValueError, match="includes U01"):
+        run_dir.check_held_out(ft, ["S9", "U01"])
+    with pytest.raises(run_dir.UnfinishedModelDirError, match="no finished fine-tuning run"):
+        run_dir.load_pose_run(ft)
+    with pytest.raises(run_dir.UnfinishedModelDirError, match="not from a fine-tuning run"):
+        run_dir.load_pose_run(pre)
+    stored = run_dir.read_config(ft)
+    run_dir.mark_finished(ft, stored, 10)
+    assert run_dir.read_config(ft)["finished"] == {"step": 10,
+                                                   "pose_model": run_dir.POSE_MODEL_FILE}
+    with pytest.raises(FileNotFoundError, match="sync_flip.keras not found"):
+        run_dir.load_pretrain_run(pre)
+
+
+def test_pair_settings_read_back_from_a_pretraining_config():
+    config = configs.make(configs.PretrainConfig, data_dir="/d", model_dir="/m", d_min=16,
+                          gap_sampling="uniform", tasks=("sync",), input_size=64,
+                          min_scale=0.7)
+    stored = json.loads(json.dumps({"model": config.model.settings(),
+                                    **config.extra_settings()}))
+    back = configs.PairConfig.from_run(stored)
+    train = config.pair_config()
+    for name in ("d_min", "d_max", "tasks", "views", "gap_sampling"):
+        assert getattr(back, name) == getattr(train, name), name
+    assert back.augment.output_size == 64 and back.augment.min_scale == 0.7
+
+
+# ----------------------------------------------------------------------------- binaries
+
+def test_no_module_outside_run_dir_names_the_run_directory_files():
+    """Every run-directory file name is a run_dir constant; no module imports a binary."""
+    names = {run_dir.CONFIG_FILE, run_dir.ENCODER_FILE, run_dir.SYNC_FLIP_FILE,
+             run_dir.POSE_MODEL_FILE, run_dir.PRETEXT_EVAL_FILE, run_dir.STATE_FILE,
+             run_dir.WEIGHTS_FILE, run_dir.BACKUP_DIR}
+    binaries = {b.rsplit(".", 1)[-1] for b in BINARIES if b.startswith("tf_synchro.")}
+    for path in glob.glob(os.path.join(REPO, "tf_synchro", "**", "*.py"), recursive=True):
+        text = open(path).read()
+        name = os.path.relpath(path, REPO)
+        tree = ast.parse(text)
+        if not name.endswith("run_dir.py"):
+            literals = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)}
+            assert not literals & names, (name, literals & names)
+        imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                    and node.module == "tf_synchro" for alias in node.names}
+        if not name.endswith(("demo.py", "experiments.py")):  # The suite drivers.
+            assert not imported & (binaries - {"experiments"}), (name, imported & binaries)
+    for path in glob.glob(os.path.join(REPO, "tf_synchro", "models", "*.py")):
+        text = open(path).read()
+        assert "open(" not in text and "import json" not in text, path  # No file I/O.
+
+
+def test_every_binary_has_one_shape_and_registers_no_flag_on_import():
+    code = ("import importlib, sys\nfrom absl import flags\n"
+            "before = set(flags.FLAGS)\n"
+            f"for m in {list(BINARIES)!r}:\n"
+            "    mod = importlib.import_module(m)\n"
+            "    assert callable(mod.define_flags) and callable(mod.main), m\n"
+            "new = [n for n in set(flags.FLAGS) - before if (flags.FLAGS."
+            "find_module_defining_flag(n) or '').split('.')[0] in ('tf_synchro', "
+            "'tfrecords_tools', '__main__')]\n"
+            "print(sorted(new))\n")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
+                         text=True, timeout=300,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+REQUIRED = {"tf_synchro.pretrain": ["--data_dir={t}", "--model_dir={t}/m"],
+            "tf_synchro.finetune": ["--data_dir={t}", "--model_dir={t}/m"],
+            "tf_synchro.evaluate": ["--data_dir={t}", "--model_dir={t}/m"],
+            "tf_synchro.evaluate_pretext": ["--model_dir={t}/m"],
+            "tf_synchro.export": ["--model_dir={t}/m", "--export_dir={t}/e"],
+            "tf_synchro.predict": ["--model={t}/m", "--output={t}/p.json"],
+            "tf_synchro.demo": ["--workdir={t}/w"],
+            "tf_synchro.experiments": ["--workdir={t}/w"],
+            "tfrecords_tools.synthesize": ["--output_dir={t}/o"],
+            "tfrecords_tools.h36m": ["--h36m_root={t}", "--output_dir={t}/o"],
+            "tfrecords_tools.rig": ["--input_dir={t}", "--output_dir={t}/o"]}
+
+
+@pytest.mark.parametrize("module", sorted(REQUIRED))
+def test_every_binary_refuses_stray_arguments_with_a_usage_error(module, tmp_path):
+    """Same exit path everywhere: a stray argument is one line on stderr and exit 2, before
+    anything is read or written."""
+    argv = [a.format(t=tmp_path) for a in REQUIRED[module]] + ["stray"]
+    code, _, err = cli.invoke(module, argv)
+    assert code == cli.USAGE_EXIT, err
+    assert err.count("error:") == 1 and "'stray'" in err, err
+    assert sorted(os.listdir(tmp_path)) == [], os.listdir(tmp_path)
+
+
+def test_config_dataclasses_live_in_configs():
+    """No other module of the package defines a settings dataclass of a binary or pipeline."""
+    for path in glob.glob(os.path.join(REPO, "tf_synchro", "**", "*.py"), recursive=True):
+        if path.endswith("configs.py"):
+            continue
+        tree = ast.parse(open(path).read())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Config"):
+                pytest.fail(f"{path}: class {node.name} belongs in tf_synchro/configs.py")
+    assert all(dataclasses.is_dataclass(c) for c in CONFIG_BINARIES.values())

@@ -1,0 +1,435 @@
+"""Monocular 3D pose: build the pose model on the shared encoder, train it, predict, report.
+
+* :func:`build_encoder`, :func:`model_settings` — the encoder to fine-tune (pretrained or
+  fresh) and what a fine-tuning checkpoint depends on (``config.json["model"]``).
+* :func:`train` — one fine-tuning run (docs/DESIGN.md §1): the stem and the first
+  ``--freeze_blocks`` residual stages frozen, AdamW with a cosine schedule, resumable
+  through :mod:`tf_synchro.train_lib`; at the end ``pose_model.keras`` is written
+  (atomically) and ``config.json`` marks the run finished.
+* :func:`predict`, :func:`build_report`, :func:`evaluate`, :func:`format_report` — the
+  evaluation protocol (docs/DESIGN.md §2): test subjects S9 and S11, every frame whose
+  original frame number is a multiple of 64, all cameras; root-relative joints in the
+  camera frame; MPJPE, N-MPJPE and PA-MPJPE (:mod:`tf_synchro.metrics`) in mm. The report
+  holds the mean over frames, the mean over actions (the usual table layout), and
+  breakdowns per action, joint, camera and subject, with frame counts; a PNG shows a few
+  test crops with the ground-truth and predicted skeletons.
+
+A dataset may hold held-out motion families only the test subjects perform (the synthetic
+generator's ``--unseen_actions``, listed in its manifest). Their frames are kept out of the
+standard protocol's figures and reported on their own under ``unseen_motion`` (same
+layout), so the standard test stays comparable across datasets.
+
+The binaries ``tf_synchro.finetune`` and ``tf_synchro.evaluate`` are thin shells over these
+functions.
+"""
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import time
+from typing import Optional, Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tf_synchro import configs, metrics, run_dir, train_lib
+from tf_synchro.configs import FinetuneConfig
+from tf_synchro.data import frames
+from tf_synchro.models import pose, resnet
+from tfrecords_tools import dataset_io, run_lock, skeleton
+
+
+# ----------------------------------------------------------------------------- building
+
+def build_encoder(config: FinetuneConfig) -> keras.Model:
+    """The encoder to fine-tune: loaded from ``init_from`` or freshly initialised."""
+    m = config.model
+    if config.init_from == configs.SCRATCH:
+        return resnet.build_encoder(m.arch, m.width, m.input_size)
+    return run_dir.load_encoder(config.init_from, expect=m.encoder_settings())
+
+
+def model_settings(config: FinetuneConfig, mean, std) -> dict:
+    """The ``model`` section of config.json: what a checkpoint depends on.
+
+    Flat, so that a refused resume names just the differing settings.
+    """
+    fc = config.frame_config()
+    return {
+        "task": run_dir.POSE_TASK, **config.model.encoder_settings(),
+        "head_units": list(config.pose_head_units), "dropout": config.dropout,
+        "freeze_blocks": config.freeze_blocks, "init_from": config.init_from,
+        # The target statistics come from these labels, so they define the model too.
+        "label_subjects": list(config.label_subjects),
+        "label_fraction": config.frames.label_fraction,
+        "target_mean": np.asarray(mean, np.float32).tolist(),
+        "target_std": np.asarray(std, np.float32).tolist(),
+        "units": "mm, root-relative, camera frame",
+        # How raw crops become model inputs: evaluation and the serving graph use this.
+        "preprocess": {"crop_scale": fc.eval_crop_scale, "dct_method": fc.augment.dct_method},
+    }
+
+
+def check_settings(config: FinetuneConfig) -> None:
+    """Checks that need no data (run before anything is read or written).
+
+    Raises:
+      ValueError: naming the flag at fault.
+    """
+    m = config.model
+    if m.input_size < resnet.MIN_INPUT_SIZE:
+        raise ValueError(f"--input_size={m.input_size}: expected >= "
+                         f"{resnet.MIN_INPUT_SIZE} pixels (the encoder downsamples by 32)")
+    if not m.width > 0:
+        raise ValueError(f"--width={m.width}: expected a positive channel multiplier")
+    train_lib.check_steps(config.optimizer.train_steps, config.optimizer.steps_per_checkpoint)
+    if not 0 <= config.freeze_blocks <= 4:
+        raise ValueError(f"--freeze_blocks={config.freeze_blocks} must lie in 0..4 "
+                         f"(stem + that many residual stages)")
+    if config.init_from != configs.SCRATCH and not config.init_from:
+        raise ValueError(f"--init_from must be a pre-training model_dir or '{configs.SCRATCH}'")
+    if config.init_from != configs.SCRATCH and not os.path.isdir(config.init_from):
+        # Checked here too (run_dir.load_encoder does) so that a typo fails before the
+        # target statistics are read.
+        raise run_dir.IncompatibleEncoderError(
+            f"--init_from={config.init_from}: no such directory (expected a pre-training "
+            f"model_dir or '{configs.SCRATCH}')")
+    if not config.label_subjects:
+        raise ValueError("--label_subjects must name at least one subject")
+    if any(u < 1 for u in config.pose_head_units):
+        raise ValueError(f"--pose_head_units={','.join(map(str, config.pose_head_units))}: "
+                         f"expected positive widths")
+
+
+# ----------------------------------------------------------------------------- training
+
+def train(config: FinetuneConfig, strategy: Optional[tf.distribute.Strategy] = None,
+          verbose: bool = True) -> dict:
+    """Fine-tunes (or resumes), saves ``pose_model.keras`` and returns a summary.
+
+    Args:
+      config: run settings.
+      strategy: distribution strategy (created first thing in ``main``); default: none.
+      verbose: print progress.
+
+    Returns:
+      ``{"initial_step", "final_step", "seconds", "frozen_layers", "trainable_params",
+      "pose_model"}``.
+
+    Raises:
+      ValueError subclasses naming the bad flag, file or value: unlabelled or missing
+      subjects, an incompatible ``--init_from``, a model_dir holding another run.
+    """
+    check_settings(config)
+    strategy = strategy or tf.distribute.get_strategy()
+    chief = train_lib.is_chief(strategy)
+    start = time.time()
+    train_lib.replica_batch_size(config.optimizer.batch_size, strategy)  # Raises if bad.
+
+    # --- data: fail before building anything if the labels are not there.
+    files = frames.labelled_files(config.data_dir, config.label_subjects)
+    dataset_io.verify_shards(config.data_dir, config.data_check.verify_data,
+                             config.label_subjects, config.data_check.skip_corrupt_records,
+                             log=print if verbose and chief else lambda _: None)
+    with run_dir.hold(config.model_dir, chief):
+        return _train(config, strategy, chief, files, verbose, start)
+
+
+def _train(config: FinetuneConfig, strategy: tf.distribute.Strategy, chief: bool, files: list,
+           verbose: bool, start: float) -> dict:
+    """The part of :func:`train` that writes to model_dir (its lock held)."""
+    frame_config = config.frame_config()
+    opt, m = config.optimizer, config.model
+    stats = run_dir.stored_statistics(config.model_dir)
+    if stats is None:
+        with dataset_io.naming_damaged_shard(files):
+            stats = frames.joint_statistics(files, frame_config, config.max_stat_frames)
+    mean, std = stats
+
+    # --- model: built under the strategy so its variables are mirrored; a bad --init_from
+    # fails here, before anything is written to model_dir.
+    train_lib.set_mixed_precision(config.runtime.mixed_precision)
+    keras.utils.set_random_seed(config.runtime.seed)
+    with strategy.scope():
+        encoder = build_encoder(config)
+        frozen = resnet.freeze_blocks(encoder, config.freeze_blocks)
+        model = pose.build_pose_model(encoder, mean, std, config.pose_head_units,
+                                      config.dropout)
+        model.compile(
+            optimizer=train_lib.make_optimizer(opt.train_steps, opt.learning_rate,
+                                               opt.final_learning_rate, opt.weight_decay,
+                                               opt.warmup_steps),
+            loss=pose.StandardizedPoseLoss(std), metrics=metrics.pose_metrics())
+    extra = {"data_dir": config.data_dir,
+             "train": {k: v for k, v in dataclasses.asdict(config).items()
+                       if k not in ("data_dir", "model_dir")}}
+    stored = run_dir.prepare(config.model_dir, model_settings(config, mean, std), extra,
+                             chief=chief)
+    trainable = int(sum(keras.ops.size(w) for w in model.trainable_weights))
+    if verbose and chief:
+        print(f"fine-tuning {m.arch} x{m.width} at {m.input_size}px from "
+              f"{config.init_from}: {len(frozen)} layers frozen (stem + {config.freeze_blocks} "
+              f"stages), {trainable:,} trainable parameters")
+
+    # --- train (resumes from model_dir/backup).
+    # A resumed run continues the random stream elsewhere instead of replaying the frames
+    # and augmentations of its first steps.
+    backup = os.path.join(config.model_dir, run_dir.BACKUP_DIR)
+    state = train_lib.Checkpoint(backup).read_state()
+    resumed_step = int(state["step"]) if state else 0
+    frame_config = dataclasses.replace(frame_config, seed=config.runtime.seed + resumed_step)
+    dataset = train_lib.distributed_dataset(
+        strategy, frames.dataset_fn(files, frame_config, opt.batch_size))
+    result = train_lib.fit(model, dataset, model_dir=config.model_dir,
+                           total_steps=opt.train_steps, steps_per_epoch=opt.steps_per_checkpoint,
+                           strategy=strategy, log_every=config.runtime.log_every,
+                           progress_every=config.runtime.progress_every, verbose=verbose,
+                           data_files=files)
+
+    # --- save the finished model, then mark the run finished (in that order: a crash
+    # between the two leaves an unfinished run, which re-running completes).
+    path = os.path.join(config.model_dir, run_dir.POSE_MODEL_FILE)
+    if chief:
+        train_lib.save_model_atomic(model, path)
+        run_dir.mark_finished(config.model_dir, stored, opt.train_steps)
+    summary = {"initial_step": result["initial_step"], "final_step": result["final_step"],
+               "seconds": time.time() - start, "frozen_layers": frozen,
+               "trainable_params": trainable, "pose_model": path}
+    if verbose and chief:
+        print(f"saved {path} after {summary['seconds']:.0f}s")
+    return summary
+
+
+# ----------------------------------------------------------------------------- predictions
+
+def predict(model: keras.Model, dataset: tf.data.Dataset, num_examples: int = 0,
+            seed: int = 0) -> dict:
+    """Runs ``model`` over an :func:`frames.eval_dataset`; returns numpy arrays.
+
+    Returns:
+      ``{"pred", "gt": [N, 17, 3] mm, "subject", "action", "camera", "sequence_id": [N] str,
+      "frame_index": [N] int, "example_index": [K] int, "images": [K, S, S, 3] uint8}``
+      where the K <= ``num_examples`` examples are a uniform random (seeded) sample of
+      all N frames, in order (reservoir sampling: only K images are ever kept).
+    """
+    predict_fn = tf.function(lambda x: model(x, training=False))
+    out = collections.defaultdict(list)
+    rng = np.random.default_rng(seed)
+    reservoir: dict = {}  # frame position -> image
+    seen = 0
+    for images, joints, meta in dataset:
+        out["pred"].append(np.asarray(predict_fn(images), np.float32))
+        out["gt"].append(joints.numpy())
+        for k, v in meta.items():
+            v = v.numpy()
+            out[k].append(v.astype(str) if v.dtype == object else v)
+        if num_examples:
+            for i, image in enumerate(images.numpy()):
+                pos = seen + i
+                if len(reservoir) < num_examples:
+                    reservoir[pos] = image
+                elif (j := rng.integers(0, pos + 1)) < num_examples:
+                    del reservoir[sorted(reservoir)[j]]
+                    reservoir[pos] = image
+        seen += len(images)
+    if not out["pred"]:
+        return {}
+    result = {k: np.concatenate(v) for k, v in out.items()}
+    order = sorted(reservoir)
+    result["example_index"] = np.asarray(order, np.int64)
+    result["images"] = np.clip(np.stack([reservoir[i] for i in order]) if order else
+                               np.zeros((0, 1, 1, 3)), 0, 255).astype(np.uint8)
+    return result
+
+
+# ----------------------------------------------------------------------------- report
+
+def per_joint_errors(pred: np.ndarray, gt: np.ndarray, batch: int = 4096) -> dict:
+    """``{metric: [N, 17]}`` per-frame, per-joint errors (mm), computed with keras.ops."""
+    fns = {"mpjpe": metrics.mpjpe, "n_mpjpe": metrics.n_mpjpe, "pa_mpjpe": metrics.pa_mpjpe}
+    return {name: np.concatenate([keras.ops.convert_to_numpy(fn(pred[i:i + batch],
+                                                                gt[i:i + batch]))
+                                  for i in range(0, len(pred), batch)])
+            for name, fn in fns.items()}
+
+
+def _summary(errors: dict, mask: Optional[np.ndarray] = None) -> dict:
+    out = {}
+    for name, e in errors.items():
+        e = e if mask is None else e[mask]
+        out[name] = float(e.mean())
+    out["num_frames"] = int(len(next(iter(errors.values()))) if mask is None else mask.sum())
+    return out
+
+
+def build_report(pred: np.ndarray, gt: np.ndarray, meta: dict) -> dict:
+    """Protocol report: means, per action / joint / camera / subject, frame counts (mm).
+
+    Args:
+      pred, gt: ``[N, 17, 3]`` root-relative camera-frame joints (mm).
+      meta: ``{"subject", "action", "camera": [N] str}``.
+    """
+    errors = per_joint_errors(pred, gt)
+    per_frame = {k: v.mean(-1) for k, v in errors.items()}
+    report = {"units": "mm", "root_joint": skeleton.JOINT_NAMES[skeleton.ROOT],
+              "num_frames": int(len(pred)), "mean": _summary(per_frame)}
+    for key, field in (("per_action", "action"), ("per_camera", "camera"),
+                       ("per_subject", "subject")):
+        values = np.asarray(meta[field])
+        report[key] = {str(v): _summary(per_frame, values == v) for v in sorted(set(values))}
+    # Table convention on Human3.6M: the average of the per-action means.
+    report["mean_over_actions"] = {
+        name: float(np.mean([a[name] for a in report["per_action"].values()]))
+        for name in metrics.METRICS}
+    report["per_joint"] = {
+        joint: {name: float(errors[name][:, j].mean()) for name in metrics.METRICS}
+        for j, joint in enumerate(skeleton.JOINT_NAMES)}
+    return report
+
+
+# ----------------------------------------------------------------------------- figure
+
+def _draw_skeleton(ax, joints: np.ndarray, title: str, limits: float) -> None:
+    # Camera frame is x right, y down, z forward: plot (x, z, -y) so "up" is up.
+    x, y, z = joints[:, 0], joints[:, 2], -joints[:, 1]
+    for parent, child in skeleton.BONES:
+        side = (child in skeleton.LEFT_JOINTS, child in skeleton.RIGHT_JOINTS)
+        colour = "tab:blue" if side[0] else "tab:red" if side[1] else "0.3"
+        ax.plot([x[parent], x[child]], [y[parent], y[child]], [z[parent], z[child]],
+                color=colour, lw=2)
+    ax.scatter(x, y, z, s=6, c="k")
+    ax.set_xlim(-limits, limits)
+    ax.set_ylim(-limits, limits)
+    ax.set_zlim(-limits, limits)
+    ax.set_title(title, fontsize=8)
+    ax.tick_params(labelsize=5)
+    ax.set_xlabel("x", fontsize=6)
+    ax.set_ylabel("z (depth)", fontsize=6)
+    ax.set_zlabel("-y (up)", fontsize=6)
+    ax.view_init(elev=10, azim=-80)  # Roughly the camera's own viewpoint.
+
+
+def save_figure(path: str, images: np.ndarray, gt: np.ndarray, pred: np.ndarray,
+                captions: Sequence[str]) -> None:
+    """PNG: one row per example, crop | ground truth 3D | prediction 3D (left blue, right red)."""
+    import matplotlib
+    matplotlib.use("Agg")  # Headless: no display on the training machines.
+    import matplotlib.pyplot as plt
+
+    n = len(images)
+    fig = plt.figure(figsize=(9, 3 * n))
+    limits = float(max(np.abs(gt).max(), np.abs(pred).max(), 1.0))
+    for i in range(n):
+        ax = fig.add_subplot(n, 3, 3 * i + 1)
+        ax.imshow(images[i])
+        ax.set_title(captions[i], fontsize=8)
+        ax.axis("off")
+        err = float(np.linalg.norm(pred[i] - gt[i], axis=-1).mean())
+        _draw_skeleton(fig.add_subplot(n, 3, 3 * i + 2, projection="3d"), gt[i],
+                       "ground truth", limits)
+        _draw_skeleton(fig.add_subplot(n, 3, 3 * i + 3, projection="3d"), pred[i],
+                       f"prediction (MPJPE {err:.0f} mm)", limits)
+    fig.tight_layout()
+    run_lock.save_figure(fig, path, dpi=80)
+
+
+# ----------------------------------------------------------------------------- the run
+
+def unseen_actions(data_dir: str) -> tuple:
+    """The held-out motion families of a dataset (its manifest's ``unseen_actions``)."""
+    manifest = dataset_io.load_manifest(data_dir)
+    return tuple(manifest.get("settings", {}).get("unseen_actions", ()))
+
+
+def _subset(out: dict, mask: np.ndarray) -> dict:
+    return {k: out[k][mask] for k in ("pred", "gt", "subject", "action", "camera")}
+
+
+def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S11"),
+             frame_step: int = 64, batch_size: int = 64, output_json: Optional[str] = None,
+             output_png: Optional[str] = None, num_examples: int = 4,
+             model: Optional[keras.Model] = None, skip_corrupt_records: bool = False) -> dict:
+    """Evaluates the finished run in ``model_dir`` (or ``model``) on ``subjects``.
+
+    Args:
+      model_dir: finished fine-tuning run (``pose_model.keras`` + ``config.json``).
+      data_dir: dataset with 3D labels for ``subjects``.
+      subjects: test subjects.
+      frame_step: keep frames whose original frame number is a multiple of this.
+      batch_size: evaluation batch.
+      output_json: where to write the report (None: not written).
+      output_png: where to write the example figure (None: not drawn).
+      num_examples: rows of the figure.
+      model: evaluate this model instead of loading ``pose_model.keras`` (the config.json
+        of ``model_dir`` still gives the preprocessing).
+      skip_corrupt_records: skip damaged records instead of stopping.
+
+    Raises:
+      run_dir.UnfinishedModelDirError: ``model_dir`` holds no finished run.
+      dataset_io.DatasetError: a subject is missing or has no 3D labels.
+    """
+    start = time.time()
+    if model is None:
+        model, config = run_dir.load_pose_run(model_dir)
+    else:
+        config = run_dir.read_config(model_dir)
+    files = frames.labelled_files(data_dir, subjects)
+    model_cfg = config["model"]
+    aug = configs.AugmentConfig(output_size=int(model_cfg["input_size"]),
+                                eval_scale=float(model_cfg["preprocess"]["crop_scale"]),
+                                dct_method=model_cfg["preprocess"]["dct_method"])
+    frame_config = configs.FrameConfig(subjects=tuple(subjects), frame_step=frame_step,
+                                      augment=aug, skip_corrupt_records=skip_corrupt_records)
+    ds = frames.eval_dataset(files, frame_config, batch_size)
+    with dataset_io.naming_damaged_shard(files, "evaluation stopped"):
+        out = predict(model, ds, num_examples=num_examples if output_png else 0)
+    if not out:
+        raise dataset_io.DatasetError(
+            f"{data_dir}: no labelled frame of subjects {list(subjects)} has a frame number "
+            f"that is a multiple of --frame_step={frame_step}")
+    empty = [s for s in subjects if s not in set(out["subject"])]
+    if empty:
+        raise dataset_io.DatasetError(
+            f"{data_dir}: subjects {empty} have no labelled frames at --frame_step={frame_step}")
+    unseen = np.isin(out["action"], unseen_actions(data_dir))
+    if unseen.all():
+        raise dataset_io.DatasetError(
+            f"{data_dir}: subjects {list(subjects)} have only held-out motion families "
+            f"({sorted(set(out['action']))}); the standard test needs standard actions")
+    standard = _subset(out, ~unseen)
+    report = build_report(standard["pred"], standard["gt"], standard)
+    if unseen.any():
+        held_out = _subset(out, unseen)
+        report["unseen_motion"] = build_report(held_out["pred"], held_out["gt"], held_out)
+    report.update({"model_dir": model_dir, "data_dir": data_dir, "subjects": list(subjects),
+                   "frame_step": frame_step, "seconds": round(time.time() - start, 1)})
+    if output_json:
+        os.makedirs(os.path.dirname(os.path.abspath(output_json)), exist_ok=True)
+        dataset_io.write_json_atomic(output_json, report)
+    if output_png and num_examples > 0:
+        idx = out["example_index"]
+        captions = [f"{out['subject'][i]} {out['action'][i]} cam {out['camera'][i]} "
+                    f"frame {out['frame_index'][i]}" for i in idx]
+        save_figure(output_png, out["images"], out["gt"][idx], out["pred"][idx], captions)
+    return report
+
+
+def format_report(report: dict) -> str:
+    """Short human-readable table of a report."""
+    lines = [f"{report['num_frames']} frames of {','.join(report['subjects'])} "
+             f"(frame_step {report['frame_step']}), mm:",
+             f"{'':24s}{'MPJPE':>9s}{'N-MPJPE':>9s}{'PA-MPJPE':>9s}{'frames':>8s}"]
+    rows = [("mean (frames)", report["mean"]), ("mean (actions)", report["mean_over_actions"])]
+    rows += [(f"action {k}", v) for k, v in report["per_action"].items()]
+    rows += [(f"camera {k}", v) for k, v in report["per_camera"].items()]
+    if "unseen_motion" in report:
+        unseen = report["unseen_motion"]
+        rows += [("unseen motion (actions)", unseen["mean_over_actions"])]
+        rows += [(f"unseen {k}", v) for k, v in unseen["per_action"].items()]
+    for name, r in rows:
+        frames_col = f"{r['num_frames']:8d}" if "num_frames" in r else ""
+        lines.append(f"{name[:24]:24s}{r['mpjpe']:9.1f}{r['n_mpjpe']:9.1f}"
+                     f"{r['pa_mpjpe']:9.1f}{frames_col}")
+    return "\n".join(lines)

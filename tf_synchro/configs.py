@@ -52,6 +52,7 @@ STRATEGIES = ("default", "mirrored", "multi_worker")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 VERIFY_MODES = dataset_io.VERIFY_MODES
 SCRATCH = "scratch"  # --init_from value: random initialisation.
+MIN_INPUT_SIZE = 32  # The encoder downsamples by 32.
 EXPORT_WHAT = ("pose", "encoder")
 EXPORT_FORMATS = ("saved_model", "onnx", "tflite")
 
@@ -59,6 +60,14 @@ EXPORT_FORMATS = ("saved_model", "onnx", "tflite")
 DEPRECATED_ALIASES = {
     "tf_synchro.finetune": {"image_size": "input_size", "head_units": "pose_head_units"},
 }
+
+
+def check_steps(train_steps: int, steps_per_checkpoint: int) -> None:
+    """Raises ValueError unless ``--train_steps`` is a positive multiple of the period."""
+    if (steps_per_checkpoint <= 0 or train_steps <= 0
+            or train_steps % steps_per_checkpoint):
+        raise ValueError(f"--train_steps={train_steps} must be a positive multiple of "
+                         f"--steps_per_checkpoint={steps_per_checkpoint}")
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: Sequence = (),
@@ -97,6 +106,14 @@ class ModelConfig:
                            "order).", choices=("sync", "flip"))
     head_units: int = setting(256, "Hidden units of each pretext head MLP (0: linear).")
 
+    def check_encoder(self) -> None:
+        """Raises ValueError naming the encoder flag at fault."""
+        if self.input_size < MIN_INPUT_SIZE:
+            raise ValueError(f"--input_size={self.input_size}: expected >= {MIN_INPUT_SIZE} "
+                             f"pixels (the encoder downsamples by 32)")
+        if not self.width > 0:
+            raise ValueError(f"--width={self.width}: expected a positive channel multiplier")
+
     def encoder_settings(self) -> dict:
         """What an encoder file records of itself (``resnet.encoder_config``)."""
         return {"arch": self.arch, "width": float(self.width), "input_size": int(self.input_size)}
@@ -124,8 +141,9 @@ class OptimizerConfig:
     weight_decay: float = setting(1e-4, "AdamW weight decay.")
     warmup_steps: int = setting(0, "Linear warm-up steps.")
 
-    def settings(self) -> dict:
-        return dataclasses.asdict(self)
+    def check(self) -> None:
+        """Raises ValueError unless ``--train_steps`` is a positive multiple of the period."""
+        check_steps(self.train_steps, self.steps_per_checkpoint)
 
 
 @dataclasses.dataclass(frozen=True)

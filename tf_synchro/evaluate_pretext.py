@@ -33,7 +33,7 @@ def run(config: configs.EvaluatePretextConfig) -> dict:
     Raises:
       ValueError: naming the flag, file or run at fault.
     """
-    from tf_synchro import pretext, run_dir, train_lib
+    from tf_synchro import pretext, run_dir
     from tfrecords_tools import dataset_io, run_lock
     model, pair_config, run_config = run_dir.load_pretrain_run(config.model_dir)
     pair_config = dataclasses.replace(
@@ -43,7 +43,7 @@ def run(config: configs.EvaluatePretextConfig) -> dict:
         pair_config.validate()
     except ValueError as e:
         raise ValueError(f"{e} (the run in {config.model_dir} with the overrides)") from e
-    train_lib.check_subject_overlap(run_config.get("train_subjects", []), config.eval.subjects,
+    run_dir.check_subject_overlap(run_config.get("train_subjects", []), config.eval.subjects,
                                     "the run's --train_subjects", "--subjects",
                                     config.data_check.allow_subject_overlap)
     data_dir = config.data_dir or run_config.get("data_dir")

@@ -78,13 +78,8 @@ def check_settings(config: FinetuneConfig) -> None:
     Raises:
       ValueError: naming the flag at fault.
     """
-    m = config.model
-    if m.input_size < resnet.MIN_INPUT_SIZE:
-        raise ValueError(f"--input_size={m.input_size}: expected >= "
-                         f"{resnet.MIN_INPUT_SIZE} pixels (the encoder downsamples by 32)")
-    if not m.width > 0:
-        raise ValueError(f"--width={m.width}: expected a positive channel multiplier")
-    train_lib.check_steps(config.optimizer.train_steps, config.optimizer.steps_per_checkpoint)
+    config.model.check_encoder()
+    config.optimizer.check()
     if not 0 <= config.freeze_blocks <= 4:
         raise ValueError(f"--freeze_blocks={config.freeze_blocks} must lie in 0..4 "
                          f"(stem + that many residual stages)")

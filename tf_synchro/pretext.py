@@ -43,20 +43,15 @@ def check_settings(config: PretrainConfig) -> None:
     Raises:
       ValueError: naming the flag at fault.
     """
-    from tf_synchro.models import resnet, siamese
-    model = config.model
-    tasks = tuple(model.tasks)
+    from tf_synchro.models import siamese
+    tasks = tuple(config.model.tasks)
     if siamese.check_tasks(tasks) != tasks:
         raise ValueError(f"--tasks={','.join(tasks)}: list them in the order sync,flip")
-    if model.input_size < resnet.MIN_INPUT_SIZE:
-        raise ValueError(f"--input_size={model.input_size}: expected >= "
-                         f"{resnet.MIN_INPUT_SIZE} pixels (the encoder downsamples by 32)")
-    if not model.width > 0:
-        raise ValueError(f"--width={model.width}: expected a positive channel multiplier")
-    train_lib.check_steps(config.optimizer.train_steps, config.optimizer.steps_per_checkpoint)
+    config.model.check_encoder()
+    config.optimizer.check()
     if not config.train_subjects:
         raise ValueError("--train_subjects must name at least one subject")
-    train_lib.check_subject_overlap(config.train_subjects, config.eval_subjects,
+    run_dir.check_subject_overlap(config.train_subjects, config.eval_subjects,
                                     "--train_subjects", "--eval_subjects",
                                     config.data_check.allow_subject_overlap)
     config.pair_config().validate()

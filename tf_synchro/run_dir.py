@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from tf_synchro import configs
 from tfrecords_tools import dataset_io, run_lock
@@ -169,9 +169,31 @@ def trained_subjects(model_dir: str) -> list:
 def check_held_out(model_dir: str, subjects: Sequence[str], allow: bool = False) -> None:
     """Refuses test ``subjects`` that the run in ``model_dir`` trained on (labels, or the
     pre-training it started from), unless ``allow`` (then a warning)."""
-    from tf_synchro import train_lib
-    train_lib.check_subject_overlap(trained_subjects(model_dir), subjects,
-                                    "its labels and pre-training", "--subjects", allow)
+    check_subject_overlap(trained_subjects(model_dir), subjects, "its labels and pre-training",
+                          "--subjects", allow)
+
+
+def check_subject_overlap(train: Sequence[str], test: Sequence[str], train_what: str,
+                          test_flag: str, allow: bool, log: Callable[[str], None] = print
+                          ) -> None:
+    """Refuses to evaluate on subjects the model trained on, unless ``allow`` (then warns).
+
+    Args:
+      train: subjects the model saw in training.
+      test: subjects it is (or will be) evaluated on.
+      train_what: where ``train`` comes from, for the message (e.g. ``--train_subjects``).
+      test_flag: the flag naming ``test``.
+      allow: ``--allow_subject_overlap``.
+      log: where the warning goes.
+    """
+    both = sorted(set(train) & set(test))
+    if not both:
+        return
+    text = (f"{test_flag}={','.join(test)} includes {','.join(both)}, which the model trained "
+            f"on ({train_what}: {','.join(train)}): those are not held-out results")
+    if not allow:
+        raise ValueError(f"{text}; pass --allow_subject_overlap to run anyway")
+    log(f"warning: {text} (--allow_subject_overlap)")
 
 
 # ----------------------------------------------------------------------------- loading

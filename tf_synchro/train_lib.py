@@ -9,8 +9,8 @@ train the same way:
 * :func:`replica_batch_size` / :func:`distributed_dataset` — the global batch is split over
   replicas; every input pipeline builds its own sharded dataset with the per-replica batch.
 * :func:`set_mixed_precision` and :func:`make_optimizer` (AdamW, cosine decay to a floor).
-* :func:`check_steps` and :func:`check_subject_overlap` — checks every run makes before
-  writing anything (the run directory itself: :mod:`tf_synchro.run_dir`).
+* the run directory itself (its files, the settings check, the lock, held-out subjects):
+  :mod:`tf_synchro.run_dir`.
 * :func:`fit` — one training loop (Keras ``model.fit`` under the strategy) with periodic
   atomic checkpoints in ``model_dir/backup`` and automatic resume: re-running the same
   command continues from the last checkpoint, TensorBoard scalars in
@@ -140,37 +140,6 @@ def make_optimizer(total_steps: int, learning_rate: float = 1e-4,
 
 
 # ----------------------------------------------------------------------------- model_dir
-
-def check_steps(train_steps: int, steps_per_checkpoint: int) -> None:
-    """Raises ValueError unless ``--train_steps`` is a positive multiple of the period."""
-    if (steps_per_checkpoint <= 0 or train_steps <= 0
-            or train_steps % steps_per_checkpoint):
-        raise ValueError(f"--train_steps={train_steps} must be a positive multiple of "
-                         f"--steps_per_checkpoint={steps_per_checkpoint}")
-
-
-def check_subject_overlap(train: Sequence[str], test: Sequence[str], train_what: str,
-                          test_flag: str, allow: bool, log: Callable[[str], None] = print
-                          ) -> None:
-    """Refuses to evaluate on subjects the model trained on, unless ``allow`` (then warns).
-
-    Args:
-      train: subjects the model saw in training.
-      test: subjects it is (or will be) evaluated on.
-      train_what: where ``train`` comes from, for the message (e.g. ``--train_subjects``).
-      test_flag: the flag naming ``test``.
-      allow: ``--allow_subject_overlap``.
-      log: where the warning goes.
-    """
-    both = sorted(set(train) & set(test))
-    if not both:
-        return
-    text = (f"{test_flag}={','.join(test)} includes {','.join(both)}, which the model trained "
-            f"on ({train_what}: {','.join(train)}): those are not held-out results")
-    if not allow:
-        raise ValueError(f"{text}; pass --allow_subject_overlap to run anyway")
-    log(f"warning: {text} (--allow_subject_overlap)")
-
 
 def save_model_atomic(model: keras.Model, path: str) -> None:
     """Saves a ``.keras`` file through a temporary name and a rename (no torn files)."""
@@ -437,7 +406,7 @@ def fit(model: keras.Model, dataset, *, model_dir: str, total_steps: int, steps_
       ``{"initial_step": step resumed from (0 for a fresh run), "final_step": ...,
       "history": Keras history dict of this call}``.
     """
-    check_steps(total_steps, steps_per_epoch)
+    configs.check_steps(total_steps, steps_per_epoch)
     strategy = strategy or tf.distribute.get_strategy()
     chief = is_chief(strategy)
     ckpt = Checkpoint(os.path.join(model_dir, run_dir.BACKUP_DIR), chief=chief)

@@ -38,7 +38,7 @@ _EXPANSION = {"basic": 1, "bottleneck": 4}
 # Channels never drop below this: 8 keeps the tiny CPU variants meaningful and vector friendly.
 MIN_CHANNELS = 8
 # Five stride-2 steps (stem conv, max pool, stages 2-4) need at least 32 px of input.
-MIN_INPUT_SIZE = 32
+MIN_INPUT_SIZE = configs.MIN_INPUT_SIZE
 # ImageNet statistics on the [0, 255] scale, as torchvision uses them (on [0, 1]) x 255.
 _MEAN = (0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0)
 _VARIANCE = tuple((s * 255.0) ** 2 for s in (0.229, 0.224, 0.225))

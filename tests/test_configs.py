@@ -177,6 +177,19 @@ def test_run_dir_reads_what_a_run_trained_on(tmp_path):
         run_dir.load_pretrain_run(pre)
 
 
+def test_training_state_is_typed_and_a_torn_one_is_named(tmp_path):
+    backup = str(tmp_path)
+    assert run_dir.read_state(backup) is None
+    run_dir.write_state(backup, run_dir.TrainState(epoch=2, step=6))
+    assert json.load(open(tmp_path / run_dir.STATE_FILE)) == {"epoch": 2, "step": 6}
+    assert run_dir.read_state(backup) is None  # No weights beside it: not a checkpoint.
+    open(tmp_path / run_dir.WEIGHTS_FILE, "w").close()
+    assert run_dir.read_state(backup) == run_dir.TrainState(epoch=2, step=6)
+    (tmp_path / run_dir.STATE_FILE).write_text('{"epoch": 2}')
+    with pytest.raises(run_dir.ModelDirError, match="state.json is not a training state"):
+        run_dir.read_state(backup)
+
+
 def test_pair_settings_read_back_from_a_pretraining_config():
     config = configs.make(configs.PretrainConfig, data_dir="/d", model_dir="/m", d_min=16,
                           gap_sampling="uniform", tasks=("sync",), input_size=64,

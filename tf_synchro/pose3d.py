@@ -172,8 +172,8 @@ def _train(config: FinetuneConfig, strategy: tf.distribute.Strategy, chief: bool
     # A resumed run continues the random stream elsewhere instead of replaying the frames
     # and augmentations of its first steps.
     backup = os.path.join(config.model_dir, run_dir.BACKUP_DIR)
-    state = train_lib.Checkpoint(backup).read_state()
-    resumed_step = int(state["step"]) if state else 0
+    state = run_dir.read_state(backup)
+    resumed_step = state.step if state else 0
     frame_config = dataclasses.replace(frame_config, seed=config.runtime.seed + resumed_step)
     dataset = train_lib.distributed_dataset(
         strategy, frames.dataset_fn(files, frame_config, opt.batch_size))

@@ -25,6 +25,7 @@ else in the package reads or writes these files by name.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from typing import Any, Callable, Mapping, Optional, Sequence
@@ -57,6 +58,39 @@ class UnfinishedModelDirError(ModelDirError):
 
 class IncompatibleEncoderError(ValueError):
     """A --init_from directory does not hold a usable pretrained encoder."""
+
+
+# ----------------------------------------------------------------------------- training state
+
+@dataclasses.dataclass(frozen=True)
+class TrainState:
+    """``backup/state.json``: checkpoint periods done and the optimiser step."""
+
+    epoch: int
+    step: int
+
+
+def read_state(backup_dir: str) -> Optional[TrainState]:
+    """The state of the checkpoint in ``backup_dir`` (None without a complete checkpoint).
+
+    Raises:
+      ModelDirError: ``state.json`` is not a training state.
+    """
+    path = os.path.join(backup_dir, STATE_FILE)
+    if not (os.path.exists(path) and os.path.exists(os.path.join(backup_dir, WEIGHTS_FILE))):
+        return None
+    try:
+        with open(path) as f:
+            raw = json.load(f)
+        return TrainState(epoch=int(raw["epoch"]), step=int(raw["step"]))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ModelDirError(f"{path} is not a training state ({e}); use another --model_dir")
+
+
+def write_state(backup_dir: str, state: TrainState) -> None:
+    """Writes ``state.json`` atomically (after the weights it describes)."""
+    dataset_io.write_json_atomic(os.path.join(backup_dir, STATE_FILE),
+                                 dataclasses.asdict(state))
 
 
 # ----------------------------------------------------------------------------- config.json

@@ -205,14 +205,10 @@ class Checkpoint(keras.callbacks.Callback):
         self.backup_dir = backup_dir
         self.chief = chief
         self.weights_path = os.path.join(backup_dir, run_dir.WEIGHTS_FILE)
-        self.state_path = os.path.join(backup_dir, run_dir.STATE_FILE)
 
-    def read_state(self) -> Optional[dict]:
-        """The stored ``{"epoch", "step"}`` or None when there is no checkpoint."""
-        if not (os.path.exists(self.state_path) and os.path.exists(self.weights_path)):
-            return None
-        with open(self.state_path) as f:
-            return json.load(f)
+    def read_state(self) -> Optional[run_dir.TrainState]:
+        """The stored state, or None when there is no checkpoint."""
+        return run_dir.read_state(self.backup_dir)
 
     def restore(self, model: keras.Model) -> int:
         """Loads the last checkpoint into ``model`` (built and compiled); returns epochs done."""
@@ -226,7 +222,7 @@ class Checkpoint(keras.callbacks.Callback):
         except (ValueError, KeyError) as e:
             raise run_dir.ModelDirError(f"{self.weights_path} does not fit this model ({e}); "
                                         f"use another --model_dir") from e
-        return int(state["epoch"])
+        return state.epoch
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
         if not self.chief:
@@ -235,8 +231,7 @@ class Checkpoint(keras.callbacks.Callback):
         tmp = run_lock.temp_path(self.weights_path, ".weights.h5")
         self.model.save_weights(tmp, overwrite=True)
         os.replace(tmp, self.weights_path)
-        step = _step(self.model)
-        dataset_io.write_json_atomic(self.state_path, {"epoch": epoch + 1, "step": step})
+        run_dir.write_state(self.backup_dir, run_dir.TrainState(epoch + 1, _step(self.model)))
 
 
 def _scalar_metadata():

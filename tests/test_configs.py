@@ -278,3 +278,13 @@ def test_config_dataclasses_live_in_configs():
             if isinstance(node, ast.ClassDef) and node.name.endswith("Config"):
                 pytest.fail(f"{path}: class {node.name} belongs in tf_synchro/configs.py")
     assert all(dataclasses.is_dataclass(c) for c in CONFIG_BINARIES.values())
+
+
+def test_help_lists_the_binary_flags_made_from_its_config():
+    out = subprocess.run([sys.executable, "-m", "tf_synchro.pretrain", "--help"], cwd=REPO,
+                         capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    for name, _, _, meta in configs.flag_fields(configs.PretrainConfig):
+        assert f"--{name}" in out.stdout or f"--[no]{name}" in out.stdout, name
+    assert "Unsynchronized pairs: |dt| > d_min frames." in out.stdout

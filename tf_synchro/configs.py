@@ -665,6 +665,8 @@ def define_flags(cls, flag_values=None, exclude: Iterable[str] = (),
       binary: the binary's module name: its :data:`DEPRECATED_ALIASES` are defined too.
     """
     from absl import flags
+    # The flags belong to the binary that calls this (so its --help lists them), not here.
+    flags.disclaim_key_flags()
     fv = flag_values if flag_values is not None else flags.FLAGS
     required = []
     for name, tp, default, meta in flag_fields(cls, exclude=exclude):

@@ -33,6 +33,7 @@ nor Keras.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
 import typing
 from typing import Any, Iterable, Mapping, Optional, Sequence
@@ -451,7 +452,6 @@ class PretrainConfig:
 
     def extra_settings(self) -> dict:
         """Recorded beside the model settings (may change on resume)."""
-        import os
         o = self.optimizer
         return {"data_dir": os.path.abspath(self.data_dir),
                 "train_subjects": list(self.train_subjects),

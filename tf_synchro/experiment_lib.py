@@ -386,8 +386,9 @@ def run_row(plan: RowPlan, workdir: str, log: Callable[[str], None] = print) -> 
         report = json.load(f)
     unseen = report.get("unseen_motion")
     pretext = {}
-    if plan.pretrain is not None and os.path.exists(plan.pretrain.path(workdir, run_dir.PRETEXT_EVAL_FILE)):
-        with open(plan.pretrain.path(workdir, run_dir.PRETEXT_EVAL_FILE)) as f:
+    pretext_path = plan.pretrain.path(workdir, run_dir.PRETEXT_EVAL_FILE) if plan.pretrain else ""
+    if pretext_path and os.path.exists(pretext_path):
+        with open(pretext_path) as f:
             pretext = {k: v for k, v in json.load(f).items() if k in PRETEXT_KEYS}
     # Tables quote the protocol's mean over actions (the per-action means averaged).
     return {"row": plan.row.row, "title": plan.row.title, "paper": list(plan.row.paper),

@@ -158,7 +158,6 @@ def test_sync_flip_outputs_requested_heads(tasks):
     (dict(tasks=("sync", "pose")), "non-empty subset"),
     (dict(tasks=("sync", "sync")), "without repeats"),
     (dict(head_units=-1), "head_units"),
-    (dict(feature_norm="layer"), "unknown feature_norm"),
 ])
 def test_sync_flip_rejects_bad_args(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -181,36 +180,6 @@ def test_views_share_one_encoder_and_fuse(fusion, combine):
     kernel, bias = (np.asarray(w) for w in model.get_layer("sync").weights)
     expected = combine(feats_a, feats_b) @ kernel + bias
     np.testing.assert_allclose(model(views)["sync"], expected, rtol=1e-4, atol=1e-5)
-
-
-def test_feature_norm_batch_standardises_both_views_before_fusion(tmp_path):
-    keras.utils.set_random_seed(6)
-    encoder = resnet.build_encoder(**TINY)
-    model = siamese.build_sync_flip_model(encoder, fusion="multiply", head_units=0,
-                                          feature_norm="batch")
-    norm = model.get_layer("feature_norm")
-    # One BatchNormalization of the encoder's features: 4 vectors of feature_dim.
-    assert model.count_params() == (encoder.count_params() + 4 * encoder.feature_dim
-                                    + 2 * (encoder.feature_dim + 1))
-    views, _, _ = _pairs(batch=4)
-    # Training mode: the encoder and the norm see both views in one batch (one set of batch
-    # statistics each).
-    feats = np.asarray(encoder(np.concatenate([views["view_a"], views["view_b"]]),
-                               training=True))
-    mean, var = feats.mean(0), feats.var(0)
-    gamma, beta = (np.asarray(w) for w in norm.weights[:2])
-    normed = (feats - mean) / np.sqrt(var + norm.epsilon) * gamma + beta
-    kernel, bias = (np.asarray(w) for w in model.get_layer("sync").weights)
-    expected = (normed[:4] * normed[4:]) @ kernel + bias
-    np.testing.assert_allclose(model(views, training=True)["sync"], expected,
-                               rtol=1e-3, atol=1e-4)
-    # The layer is part of the pretext model, not of the encoder that fine-tuning loads.
-    assert all("feature_norm" not in w.path for w in encoder.weights)
-    path = str(tmp_path / "model.keras")
-    model.save(path)
-    loaded = keras.models.load_model(path)
-    np.testing.assert_allclose(loaded(views)["sync"], model(views)["sync"], rtol=1e-5,
-                               atol=1e-5)
 
 
 def test_sync_flip_save_load_round_trip(tmp_path):

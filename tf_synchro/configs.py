@@ -10,8 +10,7 @@ list or maps flags to fields by hand. Nested configs are flattened into flags by
 config               holds
 ==================== ==========================================================================
 :class:`ModelConfig` encoder and pretext heads (``arch``, ``width``, ``input_size``, ``fusion``,
-                     ``tasks``, ``head_units``, ``feature_norm``): shared by pre-training
-                     and fine-tuning
+                     ``tasks``, ``head_units``): shared by pre-training and fine-tuning
 :class:`OptimizerConfig` batch, steps, checkpoint period, AdamW and its cosine schedule
 :class:`AugmentConfig` crop/scale and colour jitter (the tf.data and on-device augmentation)
 :class:`PairConfig`  the pretext pair pipeline (:mod:`tf_synchro.data.pairs`)
@@ -45,7 +44,6 @@ from tfrecords_tools import dataset_io
 # The one list of each kind (the model, data and training modules import these).
 ARCHS = ("resnet18", "resnet34", "resnet50")
 FUSIONS = ("multiply", "concat", "add", "difference")
-FEATURE_NORMS = ("none", "batch")  # Normalisation of each branch's features before fusion.
 TASK_SETS = (("sync", "flip"), ("sync",), ("flip",))  # Pretext heads, in canonical order.
 VIEW_MODES = ("multi", "single")
 GAP_SAMPLING = ("clip", "uniform")
@@ -108,11 +106,6 @@ class ModelConfig:
     tasks: tuple = setting(("sync", "flip"), "Pretext heads: sync, flip or both (in that "
                            "order).", choices=("sync", "flip"))
     head_units: int = setting(256, "Hidden units of each pretext head MLP (0: linear).")
-    feature_norm: str = setting(
-        "none", "Normalisation of each branch's pooled features before fusion (pretext "
-        "model): none (the paper) or batch (BatchNormalization, so a multiplied feature is "
-        "a signed correlation rather than a product of positive activations).",
-        choices=FEATURE_NORMS)
 
     def check_encoder(self) -> None:
         """Raises ValueError naming the encoder flag at fault."""
@@ -128,12 +121,8 @@ class ModelConfig:
 
     def settings(self) -> dict:
         """The pre-training run's ``config.json["model"]``."""
-        out = {"arch": self.arch, "width": self.width, "input_size": self.input_size,
-               "fusion": self.fusion, "tasks": list(self.tasks), "head_units": self.head_units}
-        if self.feature_norm != "none":
-            # Recorded only when set, so runs made before the field existed still resume.
-            out["feature_norm"] = self.feature_norm
-        return out
+        return {"arch": self.arch, "width": self.width, "input_size": self.input_size,
+                "fusion": self.fusion, "tasks": list(self.tasks), "head_units": self.head_units}
 
 
 # Fine-tuning builds only the encoder: the pretext fields are not its flags.

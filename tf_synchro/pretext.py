@@ -73,8 +73,7 @@ def build_model(config: PretrainConfig, stored_size: Optional[int] = None):
     if config.runtime.seed is not None:
         keras.utils.set_random_seed(config.runtime.seed)
     encoder = resnet.build_encoder(m.arch, m.width, m.input_size)
-    model = siamese.build_sync_flip_model(encoder, m.fusion, m.tasks, m.head_units,
-                                          feature_norm=m.feature_norm)
+    model = siamese.build_sync_flip_model(encoder, m.fusion, m.tasks, m.head_units)
     if pair_config.device_augment:
         if stored_size is None:
             stored_size = pairs.check_records(

@@ -28,7 +28,6 @@ from tf_synchro import configs
 
 TASKS = configs.TASK_SETS[0]  # Every head, in canonical order.
 FUSIONS = configs.FUSIONS
-FEATURE_NORMS = configs.FEATURE_NORMS
 VIEW_KEYS = ("view_a", "view_b")
 
 
@@ -89,8 +88,7 @@ def check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
 
 def build_sync_flip_model(encoder: keras.Model, fusion: str = "multiply",
                           tasks: Sequence[str] = TASKS, head_units: int = 256,
-                          name: str = "sync_flip",
-                          feature_norm: str = "none") -> keras.Model:
+                          name: str = "sync_flip") -> keras.Model:
     """Builds the Siamese sync/flip model around one shared ``encoder``.
 
     Args:
@@ -102,12 +100,6 @@ def build_sync_flip_model(encoder: keras.Model, fusion: str = "multiply",
       tasks: heads to build, a non-empty subset of ``("sync", "flip")``.
       head_units: hidden units of each head's MLP; 0 for a linear head.
       name: model name.
-      feature_norm: ``"none"`` (the paper) or ``"batch"``: a BatchNormalization of the
-        encoder's pooled features (one call on both views, like the encoder) before they are
-        split and fused. The encoder ends in ReLU and average pooling, so its features are
-        positive and share a large common part across views; standardised, a multiplied
-        feature is a signed per-channel correlation of the two views. The layer belongs to
-        the pretext model: the saved encoder, and so fine-tuning, are unchanged.
 
     Returns:
       A functional model: inputs ``{"view_a", "view_b"}`` float32 ``[B, S, S, 3]`` raw
@@ -119,9 +111,6 @@ def build_sync_flip_model(encoder: keras.Model, fusion: str = "multiply",
     """
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; expected one of {FUSIONS}")
-    if feature_norm not in FEATURE_NORMS:
-        raise ValueError(f"unknown feature_norm {feature_norm!r}; expected one of "
-                         f"{FEATURE_NORMS}")
     tasks = check_tasks(tasks)
     if int(head_units) != head_units or head_units < 0:
         raise ValueError(f"head_units must be an integer >= 0, got {head_units!r}")
@@ -132,10 +121,7 @@ def build_sync_flip_model(encoder: keras.Model, fusion: str = "multiply",
 
     views = {k: keras.Input(in_shape, name=k, dtype="float32") for k in VIEW_KEYS}
     stacked = StackViews(name="stack_views")(views["view_a"], views["view_b"])
-    feats = encoder(stacked)
-    if feature_norm == "batch":
-        feats = keras.layers.BatchNormalization(name="feature_norm")(feats)
-    feats_a, feats_b = SplitViews(name="split_views")(feats)
+    feats_a, feats_b = SplitViews(name="split_views")(encoder(stacked))
     fused = _fuse(feats_a, feats_b, fusion)
     outputs = {}
     for task in tasks:

@@ -13,7 +13,8 @@ everything the stage depends on: the flagfile *contents*, the row's overrides an
 of the stages it reads. So
 
 * rows that share a stage share its directory (Table 1's rows d, g, k and m are the same
-  pre-training and run once);
+  pre-training at the paper scale, and d, g, j and m at the cpu scale, whose flagfile
+  uses difference fusion; each runs once);
 * changed settings get a new directory: results of different settings never mix;
 * an interrupted stage is resumed by its own binary (each one resumes), and a finished one
   (``stage_done.json``) is reused.
@@ -317,7 +318,7 @@ def _flag_text(value) -> str:
 def _drop_restated(args: Sequence[str], flagfile: str, config) -> list:
     """``args`` without the ones that restate the effective value (the flagfile's, else the
     config's default), so a row that names the default shares its stage with one that
-    does not (Table 1's rows d, g, k and m are one pre-training)."""
+    does not (Table 1's rows d, g, k and m are one pre-training at the paper scale)."""
     probe = Stage("probe", "", flagfile, [], {}, None)
     defaults = {name: _flag_text(default)
                 for name, _, default, _ in configs.flag_fields(config)}

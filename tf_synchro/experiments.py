@@ -6,8 +6,9 @@ r"""Runs a suite of the paper's experiments and writes its table beside the pape
 
 A suite is a folder of row flagfiles (``flags/table1``, ``flags/table2``, or any path).
 Rows that share a stage share its run (e.g. Table 1's d, g, k, m are one pre-training
-and one fine-tune at the paper scale; d, g, j, m at the cpu scale). Finished stages are reused, an interrupted one resumes, so re-running
-the same command continues a partly finished suite. Writes ``<suite>_<scale>.md`` and
+and one fine-tune at the paper scale; d, g, j, m at the cpu scale). Finished stages are
+reused, an interrupted one resumes, so re-running the same command continues a partly
+finished suite. Writes ``<suite>_<scale>.md`` and
 ``.json`` in the workdir, updated after every row. Tables quote the protocol's mean over
 actions, the unseen-motion test beside the standard one when the dataset has it, each
 pre-training's held-out pretext ROC areas, and ratios against a row's ``--baseline`` row

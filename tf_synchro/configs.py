@@ -42,7 +42,7 @@ from tfrecords_tools import dataset_io
 
 # ----------------------------------------------------------------------------- choices
 # The one list of each kind (the model, data and training modules import these).
-ARCHS = ("resnet18", "resnet34", "resnet50")
+ARCHS = ("resnet10", "resnet18", "resnet34", "resnet50")
 FUSIONS = ("multiply", "concat", "add", "difference")
 TASK_SETS = (("sync", "flip"), ("sync",), ("flip",))  # Pretext heads, in canonical order.
 VIEW_MODES = ("multi", "single")

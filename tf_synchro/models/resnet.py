@@ -26,8 +26,11 @@ import keras
 
 from tf_synchro import configs
 
-# arch -> (block type, blocks per stage); torchvision's definitions.
+# arch -> (block type, blocks per stage); torchvision's definitions, plus ResNet-10 (one
+# basic block per stage, as in the CPU-sized literature variants): about 0.7x ResNet-18's
+# training step on a 2-core CPU at width 0.25 (BENCHMARKS.md).
 ARCHS = {
+    "resnet10": ("basic", (1, 1, 1, 1)),
     "resnet18": ("basic", (2, 2, 2, 2)),
     "resnet34": ("basic", (3, 4, 6, 3)),
     "resnet50": ("bottleneck", (3, 4, 6, 3)),
@@ -122,7 +125,7 @@ class ResNetEncoder(keras.Model):
     """Random-init ResNet encoder: raw pixels ``[B, S, S, 3]`` -> pooled features ``[B, C]``.
 
     Args:
-      arch: ``"resnet18"``, ``"resnet34"`` or ``"resnet50"``.
+      arch: ``"resnet10"``, ``"resnet18"``, ``"resnet34"`` or ``"resnet50"``.
       width: channel multiplier (64 * width stem channels, ...; never below 8 channels).
       input_size: square input side S in pixels (>= 32).
       name: model name.
@@ -181,7 +184,7 @@ def build_encoder(arch: str = "resnet18", width: float = 1.0, input_size: int = 
     """Builds a random-init ResNet encoder (see :class:`ResNetEncoder`).
 
     Args:
-      arch: ``"resnet18"``, ``"resnet34"`` or ``"resnet50"``.
+      arch: ``"resnet10"``, ``"resnet18"``, ``"resnet34"`` or ``"resnet50"``.
       width: channel multiplier; e.g. 0.25 for a CPU-sized model.
       input_size: square input side in pixels (>= 32).
       name: model name.

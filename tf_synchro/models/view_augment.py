@@ -11,7 +11,8 @@ seven numbers per frame drawn on the host with the same stateless keys as the ho
 * the square crop window ``[y0, x0, side, side]`` resized to ``output_size`` with bilinear
   sampling and half-pixel centres (output pixel ``p`` samples window pixel
   ``(p + 0.5) * side / output_size - 0.5``, as ``tf.image.resize`` does), mirrored about the
-  window's vertical centre line where ``flip`` is 1 — one ``affine_transform`` per image;
+  window's vertical centre line where ``flip`` is 1 — separable, as two small matrix
+  products per image (:func:`interpolation_matrices`);
 * colour jitter, the same affine colour map as
   :func:`tf_synchro.data.augment.apply_colour_jitter`: saturation about the per-pixel grey,
   then contrast about the crop's mean and a brightness offset, clipped to [0, 255].
@@ -54,6 +55,36 @@ def crop_transforms(params, output_size: int):
     return ops.stack([a0, zero, a2, zero, scale, b2, zero, zero], axis=1)
 
 
+def _axis_weights(coords, size: int):
+    """``[B, S]`` sample coordinates -> ``[B, S, size]`` bilinear weights along one axis.
+
+    Pixel centres sit at integer coordinates; neighbours outside ``[0, size - 1]`` are
+    clamped to the edge pixel (``fill_mode="nearest"``), as ``tf.image.resize`` clamps.
+    """
+    low = ops.floor(coords)
+    frac = coords - low
+    low_i = ops.cast(ops.clip(low, 0, size - 1), "int32")
+    high_i = ops.cast(ops.clip(low + 1.0, 0, size - 1), "int32")
+    return (ops.one_hot(low_i, size) * (1.0 - frac)[..., None]
+            + ops.one_hot(high_i, size) * frac[..., None])
+
+
+def interpolation_matrices(params, output_size: int, height: int, width: int):
+    """Row and column sampling matrices ``[B, S, height]``, ``[B, S, width]`` of the windows.
+
+    ``crop[b] = rows[b] @ image[b] @ cols[b]^T`` (per channel) is the bilinear sampling of
+    :func:`crop_transforms`' affine map: output pixel ``p`` samples ``a * p + c`` along each
+    axis, with ``a < 0`` along x for a mirrored window. Two small matrix products per image
+    replace a general projective warp; on a 2-core CPU the warp cost about as much as a
+    sixth of the whole training step (BENCHMARKS.md).
+    """
+    t = crop_transforms(params, output_size)
+    p = ops.cast(ops.arange(output_size), "float32")[None, :]
+    xs = t[:, 0:1] * p + t[:, 2:3]
+    ys = t[:, 4:5] * p + t[:, 5:6]
+    return _axis_weights(ys, height), _axis_weights(xs, width)
+
+
 def colour_jitter(images, params):
     """Brightness/contrast/saturation of :func:`tf_synchro.data.augment.apply_colour_jitter`."""
     delta = params[:, BRIGHTNESS][:, None, None, None]
@@ -84,15 +115,15 @@ class ViewAugment(keras.layers.Layer):
 
     def call(self, images, params):
         s = self.output_size
+        params = ops.cast(params, "float32")
         images = ops.cast(images, "float32")
-        # affine_transform keeps the input size (stored side >= S, checked by the caller):
-        # sample on the stored canvas, keep the top-left S x S. fill_mode="nearest" repeats
-        # edge pixels (as tf.image.resize clamps), so border windows are not darkened.
-        out = ops.image.affine_transform(images, crop_transforms(params, s),
-                                         interpolation="bilinear", fill_mode="nearest")
-        out = ops.reshape(out[:, :s, :s, :], (-1, s, s, 3))
+        height, width = images.shape[1], images.shape[2]
+        rows, cols = interpolation_matrices(params, s, height, width)
+        # Bilinear sampling is separable: rows then columns, two batched matrix products.
+        out = ops.einsum("bih,bhwc->biwc", rows, images)
+        out = ops.einsum("bjw,biwc->bijc", cols, out)
         if self.jitter:
-            out = colour_jitter(out, ops.cast(params, "float32"))
+            out = colour_jitter(out, params)
         return out
 
     def compute_output_shape(self, images_shape, params_shape):

@@ -40,9 +40,12 @@ def _tiny_model(seed=0, **kwargs):
 # ----------------------------------------------------------------------------- encoder
 
 @pytest.mark.parametrize("arch, expected", [
-    ("resnet18", 11_176_512), ("resnet34", 21_284_672), ("resnet50", 23_508_032)])
+    ("resnet10", 4_905_792), ("resnet18", 11_176_512), ("resnet34", 21_284_672),
+    ("resnet50", 23_508_032)])
 def test_trainable_params_equal_torchvision(arch, expected):
-    # torchvision's count of parameters (conv weights, BN gamma/beta) without the fc layer.
+    # torchvision's count of parameters (conv weights, BN gamma/beta) without the fc layer;
+    # ResNet-10 is torchvision's ResNet(BasicBlock, [1, 1, 1, 1]), counted by hand:
+    # stem 9,408 + 128, stages 73,984 + 230,144 + 919,040 + 3,673,088.
     encoder = resnet.build_encoder(arch, width=1.0, input_size=64)
     trainable = sum(int(np.prod(w.shape)) for w in encoder.trainable_weights)
     assert trainable == expected
@@ -53,7 +56,8 @@ def test_trainable_params_equal_torchvision(arch, expected):
 
 
 @pytest.mark.parametrize("arch, width, size, dim", [
-    ("resnet18", 0.125, 32, 64), ("resnet18", 0.01, 40, 8), ("resnet50", 0.125, 64, 256)])
+    ("resnet18", 0.125, 32, 64), ("resnet18", 0.01, 40, 8), ("resnet50", 0.125, 64, 256),
+    ("resnet10", 0.25, 64, 128)])
 def test_encoder_shapes_width_and_names(arch, width, size, dim):
     encoder = resnet.build_encoder(arch, width=width, input_size=size)
     out = encoder(np.zeros((2, size, size, 3), "float32"))
@@ -66,6 +70,8 @@ def test_encoder_shapes_width_and_names(arch, width, size, dim):
     assert all(n.startswith(allowed) for n in names), names
     for k in range(1, 5):
         assert any(n.startswith(f"stage{k}_block1_conv") for n in names)
+        # ResNet-10 has one block per stage, the others at least two.
+        assert any(n.startswith(f"stage{k}_block2_") for n in names) == (arch != "resnet10")
 
 
 def test_encoder_normalises_raw_pixels_inside():

@@ -70,6 +70,22 @@ def test_flip_mirrors_the_window_and_jitter_is_mirror_invariant():
                                images[:1].astype("float32"), atol=1e-3)
 
 
+def test_separable_sampling_equals_the_affine_warp():
+    """The two matrix products sample exactly what a bilinear affine warp with edge clamping
+    samples (the layer's earlier implementation), mirrored and border windows included."""
+    rng = np.random.default_rng(3)
+    images = rng.integers(0, 256, (8, 40, 40, 3)).astype("uint8")
+    params = _random_params(rng, 8, 40, 32)
+    params[0, :4] = [0, 0, 40, 1]  # Full window, mirrored: samples past both edges.
+    params[1, :4] = [8, 8, 32, 0]  # Unscaled window at the far corner.
+    params[2, :4] = [3, 5, 33, 1]
+    warp = keras.ops.image.affine_transform(
+        images.astype("float32"), view_augment.crop_transforms(params, 32),
+        interpolation="bilinear", fill_mode="nearest")[:, :32, :32, :]
+    out = view_augment.ViewAugment(32, jitter=False)(images, params)
+    np.testing.assert_allclose(np.asarray(out), np.asarray(warp), atol=2e-3)
+
+
 _JAX_SCRIPT = r"""
 import sys, numpy as np
 sys.modules["tensorflow"] = None  # The layer must not need TensorFlow.

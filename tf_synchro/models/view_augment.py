@@ -55,18 +55,21 @@ def crop_transforms(params, output_size: int):
     return ops.stack([a0, zero, a2, zero, scale, b2, zero, zero], axis=1)
 
 
-def _axis_weights(coords, size: int):
+def _axis_weights(coords, size):
     """``[B, S]`` sample coordinates -> ``[B, S, size]`` bilinear weights along one axis.
 
     Pixel centres sit at integer coordinates; neighbours outside ``[0, size - 1]`` are
     clamped to the edge pixel (``fill_mode="nearest"``), as ``tf.image.resize`` clamps.
+    ``size`` may be a symbolic (traced) dimension.
     """
     low = ops.floor(coords)
-    frac = coords - low
-    low_i = ops.cast(ops.clip(low, 0, size - 1), "int32")
-    high_i = ops.cast(ops.clip(low + 1.0, 0, size - 1), "int32")
-    return (ops.one_hot(low_i, size) * (1.0 - frac)[..., None]
-            + ops.one_hot(high_i, size) * frac[..., None])
+    frac = (coords - low)[..., None]
+    last = ops.cast(size - 1, "float32")
+    pixels = ops.cast(ops.arange(size), "float32")  # [size]
+    low_px = ops.minimum(ops.maximum(low, 0.0), last)[..., None]
+    high_px = ops.minimum(ops.maximum(low + 1.0, 0.0), last)[..., None]
+    return (ops.cast(ops.equal(pixels, low_px), "float32") * (1.0 - frac)
+            + ops.cast(ops.equal(pixels, high_px), "float32") * frac)
 
 
 def interpolation_matrices(params, output_size: int, height: int, width: int):
@@ -117,8 +120,9 @@ class ViewAugment(keras.layers.Layer):
         s = self.output_size
         params = ops.cast(params, "float32")
         images = ops.cast(images, "float32")
-        height, width = images.shape[1], images.shape[2]
-        rows, cols = interpolation_matrices(params, s, height, width)
+        # Dynamic sides: tf.data hands over frames whose stored size is not in the shape.
+        shape = ops.shape(images)
+        rows, cols = interpolation_matrices(params, s, shape[1], shape[2])
         # Bilinear sampling is separable: rows then columns, two batched matrix products.
         out = ops.einsum("bih,bhwc->biwc", rows, images)
         out = ops.einsum("bjw,biwc->bijc", cols, out)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_synchro import losses
+from tf_synchro import configs, losses
 from tf_synchro.models import resnet, siamese
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -340,3 +340,25 @@ def test_trains_one_step_on_jax_backend_without_tensorflow():
     proc = subprocess.run([sys.executable, "-c", _JAX_SCRIPT], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0 and "JAX_OK" in proc.stdout, proc.stdout + proc.stderr[-3000:]
+
+
+def test_quad_model_scores_the_four_pairs_with_the_shared_weights():
+    """build_quad_model reuses the two-view model's encoder and heads: in inference its four
+    output blocks are the two-view model's logits of the pairs in configs.QUAD_PAIRS, and
+    pair_model_of gives back a two-view model with the same weights."""
+    model = _tiny_model(fusion="difference")
+    quads = siamese.build_quad_model(model)
+    assert len(quads.weights) == len(model.weights)
+    rng = np.random.default_rng(0)
+    frames = {k: rng.uniform(0, 255, (3, TINY["input_size"], TINY["input_size"], 3)
+                             ).astype("float32") for k in siamese.QUAD_VIEW_KEYS}
+    out = quads(frames, training=False)
+    again = siamese.pair_model_of(quads)
+    for block, (i, j) in enumerate(configs.QUAD_PAIRS):
+        pair = {"view_a": frames[siamese.QUAD_VIEW_KEYS[i]],
+                "view_b": frames[siamese.QUAD_VIEW_KEYS[j]]}
+        for m in (model, again):
+            expected = m(pair, training=False)
+            for task in siamese.TASKS:
+                np.testing.assert_allclose(out[task][3 * block:3 * block + 3], expected[task],
+                                           rtol=1e-4, atol=1e-4)

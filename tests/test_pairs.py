@@ -184,6 +184,39 @@ def test_seed_fixes_the_stream_and_training_shapes(coded_files):
     assert not np.array_equal(a[0][0]["view_a"], c[0][0]["view_a"])
 
 
+@pytest.mark.parametrize("tasks", [("sync", "flip"), ("sync",)])
+def test_quads_frames_labels_and_masks_agree(coded_files, tasks):
+    """Each quad is cameras (v1, v2) at t1 and at t2 (unsynchronized gap); the four label
+    blocks follow configs.QUAD_PAIRS and the pixels: with a flip head exactly one t2 frame is
+    mirrored, its pair is the flip positive and the cross-time pair holding it is masked."""
+    config = _eval_config(pair_grouping="quads", tasks=tasks, passes=2, pairs_per_clip=5)
+    n = 0
+    for x, y, w in pairs.pair_dataset(coded_files, config, 8):
+        b = len(x["view_a"])
+        assert y["sync"].shape == (4 * b, 1) and w["sync"].shape == (4 * b,)
+        for i in range(b):
+            (t1, v1, ma), (tb, v2, mb), (t2, va2, ma2), (tb2, vb2, mb2) = (
+                testutil.decode_code(x[f"view_{v}"][i].numpy()) for v in configs.QUAD_VIEWS)
+            assert (tb, tb2) == (t1, t2) and (va2, vb2) == (v1, v2) and v1 != v2
+            assert D_MIN < abs(t2 - t1) * FRAME_STEP < D_MAX
+            assert not (ma or mb)
+            sync = [(y["sync"][j * b + i, 0], w["sync"][j * b + i]) for j in range(4)]
+            if "flip" in tasks:
+                assert ma2 != mb2, "exactly one t2 frame is mirrored"
+                assert sync == [(1, 1), (1, 0), (0, float(not mb2)), (0, float(not ma2))]
+                flip = [(y["flip"][j * b + i, 0], w["flip"][j * b + i]) for j in range(4)]
+                assert flip == [(0, 1), (1, 1), (0, 0), (0, 0)]
+            else:
+                assert not (ma2 or mb2) and "flip" not in y
+                assert sync == [(1, 1), (1, 1), (0, 1), (0, 1)]
+            n += 1
+    assert n == 4 * 5 * 2  # 4 clips x 5 quads x 2 passes
+    with pytest.raises(ValueError, match="pair_grouping=quads needs the sync head"):
+        _eval_config(pair_grouping="quads", tasks=("flip",)).validate()
+    with pytest.raises(ValueError, match="plain pairs"):
+        pairs.pair_dataset(coded_files, config, 8, with_metadata=True)
+
+
 def test_input_pipelines_read_disjoint_clips(coded_files):
     seen = []
     for pid in range(2):

@@ -47,6 +47,12 @@ FUSIONS = ("multiply", "concat", "add", "difference")
 TASK_SETS = (("sync", "flip"), ("sync",), ("flip",))  # Pretext heads, in canonical order.
 VIEW_MODES = ("multi", "single")
 GAP_SAMPLING = ("clip", "uniform")
+PAIR_GROUPINGS = ("pairs", "quads")
+# --pair_grouping=quads: the four frames of an element, (camera 1, camera 2) at time t1 and
+# again at t2, and the four pairs the model scores from them, as indices into QUAD_VIEWS, in
+# the order of the blocks of its [4B] outputs (tf_synchro.data.pairs, models.siamese).
+QUAD_VIEWS = ("a", "b", "a2", "b2")
+QUAD_PAIRS = ((0, 1), (2, 3), (0, 3), (2, 1))
 AUGMENT_ON = ("device", "host")
 DCT_METHODS = ("INTEGER_FAST", "INTEGER_ACCURATE", "")
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -223,6 +229,15 @@ class PairConfig:
         frame ``|dt|`` away inside the clip, and ``t2`` the kept frame nearest to it.
       skip_corrupt_records: skip damaged records instead of stopping (see
         :func:`tf_synchro.data.records.clip_dataset`).
+      pair_grouping: ``pairs``: each element is one pair of frames (the paper). ``quads``:
+        each element is four frames, cameras ``v1, v2`` at an unsynchronized ``t1`` and
+        ``t2``, scored as four pairs (:data:`QUAD_PAIRS`): ``(v1 t1, v2 t1)`` synchronized,
+        ``(v1 t2, v2 t2)`` flipped (one frame mirrored; synchronized without a flip head),
+        and the two cross-time pairs unsynchronized (the one holding the mirrored frame is
+        masked for both heads). Four encoded frames then label 1.5x the pairs that two
+        pairs would, and the heads compare the same frame in and out of sync. Needs the
+        sync head; evaluation always draws plain pairs. ``pairs_per_clip`` and the batch
+        size count elements (quads).
     """
 
     d_min: int = setting(4, "Unsynchronized pairs: |dt| > d_min frames.")
@@ -245,6 +260,9 @@ class PairConfig:
                                 "(d_min, d_max)); see configs.PairConfig.",
                                 choices=GAP_SAMPLING)
     skip_corrupt_records: bool = setting(False, flag=False)
+    pair_grouping: str = setting("pairs", "pairs: one pair per element (the paper); quads: "
+                                 "two cameras at two times, scored as four pairs; see "
+                                 "configs.PairConfig.", choices=PAIR_GROUPINGS)
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad setting."""
@@ -266,6 +284,12 @@ class PairConfig:
                              f"{GAP_SAMPLING}")
         if self.passes is not None and self.passes < 1:
             raise ValueError(f"passes={self.passes} must be >= 1 or None")
+        if self.pair_grouping not in PAIR_GROUPINGS:
+            raise ValueError(f"--pair_grouping={self.pair_grouping!r}: expected one of "
+                             f"{PAIR_GROUPINGS}")
+        if self.pair_grouping == "quads" and "sync" not in self.tasks:
+            raise ValueError(f"--pair_grouping=quads needs the sync head (its cross-time "
+                             f"pairs are unsynchronized), got --tasks={','.join(self.tasks)}")
         self.augment.validate()
 
     def settings(self) -> dict:
@@ -273,6 +297,7 @@ class PairConfig:
         return {"d_min": self.d_min, "d_max": self.d_max, "views": self.views,
                 "augment_on": "device" if self.device_augment else "host",
                 "gap_sampling": self.gap_sampling, "pairs_per_clip": self.pairs_per_clip,
+                "pair_grouping": self.pair_grouping,
                 "min_scale": self.augment.min_scale, "max_scale": self.augment.max_scale}
 
     @classmethod
@@ -316,6 +341,9 @@ class FrameConfig:
     deterministic: bool = setting(False, flag=False)
     cycle_length: int = setting(4, flag=False)
     skip_corrupt_records: bool = setting(False, flag=False)
+    pair_grouping: str = setting("pairs", "pairs: one pair per element (the paper); quads: "
+                                 "two cameras at two times, scored as four pairs; see "
+                                 "configs.PairConfig.", choices=PAIR_GROUPINGS)
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad setting."""

@@ -74,12 +74,15 @@ def build_model(config: PretrainConfig, stored_size: Optional[int] = None):
         keras.utils.set_random_seed(config.runtime.seed)
     encoder = resnet.build_encoder(m.arch, m.width, m.input_size)
     model = siamese.build_sync_flip_model(encoder, m.fusion, m.tasks, m.head_units)
+    view_keys = siamese.VIEW_KEYS
+    if pair_config.pair_grouping == "quads":  # Same encoder and heads, four frames in.
+        model, view_keys = siamese.build_quad_model(model), siamese.QUAD_VIEW_KEYS
     if pair_config.device_augment:
         if stored_size is None:
             stored_size = pairs.check_records(
                 records.dataset_files(config.data_dir, config.train_subjects),
                 pair_config)["image_size"]
-        model = view_augment.wrap_with_augment(model, stored_size, m.input_size)
+        model = view_augment.wrap_with_augment(model, stored_size, m.input_size, view_keys)
     model.compile(
         optimizer=train_lib.make_optimizer(opt.train_steps, opt.learning_rate,
                                            opt.final_learning_rate, opt.weight_decay,
@@ -91,8 +94,17 @@ def build_model(config: PretrainConfig, stored_size: Optional[int] = None):
 
 
 def sync_flip_model(model):
-    """The bare sync/flip model (float crops in) of a model from :func:`build_model`."""
-    return model.get_layer("sync_flip") if model.name != "sync_flip" else model
+    """The bare two-view sync/flip model (float crops in) of a model from
+    :func:`build_model`; for ``--pair_grouping=quads`` a two-view model sharing the quad
+    model's encoder and heads."""
+    from tf_synchro.models import siamese
+    names = {layer.name for layer in model.layers}
+    if model.name == "sync_flip":
+        return model
+    if "sync_flip" in names:
+        return model.get_layer("sync_flip")
+    quads = model if model.name == siamese.QUADS_NAME else model.get_layer(siamese.QUADS_NAME)
+    return siamese.pair_model_of(quads)
 
 
 def train(config: PretrainConfig, strategy=None):
@@ -176,7 +188,8 @@ def eval_pair_config(train_config: configs.PairConfig,
     return dataclasses.replace(
         train_config, subjects=tuple(config.subjects), training=False, seed=config.seed,
         deterministic=True, passes=config.passes, pairs_per_clip=config.pairs_per_clip,
-        shuffle_buffer=0, device_augment=False)  # Central crops made on the host.
+        shuffle_buffer=0, device_augment=False,  # Central crops made on the host.
+        pair_grouping="pairs")
 
 
 def _gap_edges(d_min: int, d_max: int, num_bins: int) -> np.ndarray:

@@ -10,6 +10,12 @@ type            frames                                         sync head  flip h
 ``FLIP``        a SYNC pair with one frame (either) mirrored   masked     1
 =============== ============================================== ========== ==========
 
+With ``pair_grouping="quads"`` an element is instead four frames, cameras ``v1, v2`` at
+two unsynchronized timesteps ``t1, t2`` (``image_a, image_b`` at ``t1``, ``image_a2,
+image_b2`` at ``t2``), and the model scores the four pairs of
+:data:`tf_synchro.configs.QUAD_PAIRS` (see :class:`tf_synchro.configs.PairConfig`); labels
+and weights are then ``[4B, 1]`` and ``[4B]``, one block of ``B`` per pair, in that order.
+
 ``dt`` is measured in original frame numbers (``clip/frame_index``), so frames dropped by
 the motion filter do not shrink it. An unsynchronized pair takes ``t1`` uniformly among
 timesteps that have a partner in range, then ``t2`` among those partners weighted by the
@@ -59,7 +65,9 @@ TASK_PAIR_TYPES = {  # Pair types that carry a label for a set of heads (no wast
 }
 assert set(TASK_PAIR_TYPES) == set(configs.TASK_SETS)
 # Per-pair fields kept for training (metadata only travels with with_metadata=True).
-_TRAIN_KEYS = ("image_a", "image_b", "pair_type", "jitter_a", "jitter_b", "aug_a", "aug_b")
+_TRAIN_KEYS = ("image_a", "image_b", "pair_type", "jitter_a", "jitter_b", "aug_a", "aug_b",
+               "image_a2", "image_b2", "jitter_a2", "jitter_b2", "aug_a2", "aug_b2",
+               "flip_a2", "flip_b2")
 # Record features the pair pipeline reads (the rest is not parsed).
 _KEYS = ("sequence/subject", "sequence/id", "clip/frame_index", "clip/num_views",
          "image/size", "image/encoded")
@@ -70,6 +78,11 @@ _KEYS = ("sequence/subject", "sequence/id", "clip/frame_index", "clip/num_views"
 def pair_types(config: PairConfig) -> tuple:
     """The pair types drawn for ``config.tasks``."""
     return TASK_PAIR_TYPES[tuple(config.tasks)]
+
+
+def frame_names(config: PairConfig) -> tuple:
+    """The frames of one element: ``("a", "b")``, or the four of a quad."""
+    return configs.QUAD_VIEWS if config.pair_grouping == "quads" else ("a", "b")
 
 
 def check_records(files: Sequence[str], config: PairConfig, max_records: int = 64) -> dict:
@@ -291,6 +304,39 @@ def _sample_pairs(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
     }
 
 
+def _sample_quads(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
+    """Draws ``pairs_per_clip`` quads from one parsed clip (``pair_grouping="quads"``).
+
+    Cameras ``v1 != v2`` (as for pairs) at two timesteps ``t1, t2`` drawn as an
+    unsynchronized pair is; with a flip head one frame of the ``t2`` pair (either, with
+    probability 1/2) is mirrored.
+    """
+    k = config.pairs_per_clip
+    keys = tf.random.experimental.stateless_split(key, 5)
+    fi = clip["clip/frame_index"]
+    num_v = tf.cast(clip["clip/num_views"], tf.int32)
+    v1 = tf.random.stateless_uniform([k], keys[0], 0, num_v, dtype=tf.int32)
+    if config.views == "multi":
+        v2 = tf.random.stateless_uniform([k], keys[1], 0, tf.maximum(num_v - 1, 1),
+                                         dtype=tf.int32)
+        v2 = v2 + tf.cast(v2 >= v1, tf.int32)
+    else:
+        v2 = v1
+    t1, t2 = _unsync_times(fi, k, keys[2], keys[3], config)
+    mirror = tf.constant("flip" in config.tasks)
+    side = tf.random.stateless_uniform([k], keys[4], 0, 2, dtype=tf.int32)
+    encoded = clip["image/encoded"]
+    no = tf.zeros([k], tf.bool)
+
+    def jpeg(t, v):
+        return tf.gather_nd(encoded, tf.stack([t, v], -1))
+
+    return {"jpeg_a": jpeg(t1, v1), "jpeg_b": jpeg(t1, v2),
+            "jpeg_a2": jpeg(t2, v1), "jpeg_b2": jpeg(t2, v2),
+            "flip_a": no, "flip_b": no,
+            "flip_a2": mirror & (side == 0), "flip_b2": mirror & (side == 1)}
+
+
 def _decode_pairs(clip: dict, key: tf.Tensor, config: PairConfig, with_metadata: bool) -> dict:
     """Samples a clip's pairs and makes their images: uint8 [K, S, S, 3] per view (device
     path: the whole stored frames [K, H, W, 3] and their draws ``aug_a``/``aug_b``).
@@ -303,26 +349,30 @@ def _decode_pairs(clip: dict, key: tf.Tensor, config: PairConfig, with_metadata:
     """
     aug = config.augment
     k_pairs, k_crop, k_jitter = tf.unstack(tf.random.experimental.stateless_split(key, 3))
-    p = _sample_pairs(clip, k_pairs, config)
+    sample = _sample_quads if config.pair_grouping == "quads" else _sample_pairs
+    p = sample(clip, k_pairs, config)
     k = config.pairs_per_clip
-    jpegs = tf.concat([p.pop("jpeg_a"), p.pop("jpeg_b")], 0)  # [2K]: all a, then all b.
-    flips = tf.concat([p["flip_a"], p["flip_b"]], 0)
+    names = frame_names(config)
+    n = len(names) * k  # All of frame "a", then all "b" (and "a2", "b2").
+    jpegs = tf.concat([p.pop(f"jpeg_{v}") for v in names], 0)
+    flips = tf.concat([p[f"flip_{v}"] for v in names], 0)
     size = tf.cast(clip["image/size"], tf.int32)
     if config.training:
-        windows = augment.random_crop_windows(k_crop, 2 * k, size, aug, shared_side=True)
+        windows = augment.random_crop_windows(k_crop, n, size, aug, shared_side=True)
     else:
-        windows = tf.tile(augment.central_crop_window(size, aug.central_scale)[None], [2 * k, 1])
+        windows = tf.tile(augment.central_crop_window(size, aug.central_scale)[None], [n, 1])
     if config.device_augment:
         # Whole frames and the draws; the model's ViewAugment layer crops, mirrors, resizes
         # and jitters them on the accelerator.
         images = tf.map_fn(
             lambda j: tf.io.decode_jpeg(j, channels=3, dct_method=aug.dct_method), jpegs,
             fn_output_signature=tf.TensorSpec([None, None, 3], tf.uint8))
-        jitter = (augment.jitter_factors_batch(k_jitter, 2 * k, aug) if config.training
-                  else tf.tile(tf.constant([[0.0, 1.0, 1.0]]), [2 * k, 1]))
+        jitter = (augment.jitter_factors_batch(k_jitter, n, aug) if config.training
+                  else tf.tile(tf.constant([[0.0, 1.0, 1.0]]), [n, 1]))
         params = tf.concat([tf.cast(windows[:, :3], tf.float32),
                             tf.cast(flips, tf.float32)[:, None], jitter], axis=1)
-        p["aug_a"], p["aug_b"] = params[:k], params[k:]
+        for i, v in enumerate(names):
+            p[f"aug_{v}"] = params[i * k:(i + 1) * k]
     else:
         crops = tf.map_fn(
             lambda a: augment.decode_window(a[0], a[1], a[2], aug.dct_method),
@@ -333,9 +383,11 @@ def _decode_pairs(clip: dict, key: tf.Tensor, config: PairConfig, with_metadata:
         images = tf.ensure_shape(tf.cast(images + 0.5, tf.uint8),
                                  [None, aug.output_size, aug.output_size, 3])
         if config.training:
-            jitter = augment.jitter_factors_batch(k_jitter, 2 * k, aug)
-            p["jitter_a"], p["jitter_b"] = jitter[:k], jitter[k:]
-    p["image_a"], p["image_b"] = images[:k], images[k:]
+            jitter = augment.jitter_factors_batch(k_jitter, n, aug)
+            for i, v in enumerate(names):
+                p[f"jitter_{v}"] = jitter[i * k:(i + 1) * k]
+    for i, v in enumerate(names):
+        p[f"image_{v}"] = images[i * k:(i + 1) * k]
     if not with_metadata:  # Fewer components make unbatch/shuffle/batch cheaper per pair.
         p = {name: v for name, v in p.items() if name in _TRAIN_KEYS}
     return p
@@ -343,9 +395,8 @@ def _decode_pairs(clip: dict, key: tf.Tensor, config: PairConfig, with_metadata:
 
 def _to_model_inputs(b: dict, config: PairConfig, with_metadata: bool):
     """Batched pair dict -> (features, labels, sample_weights[, metadata])."""
-    t = b["pair_type"]
     features = {}
-    for view in ("a", "b"):
+    for view in frame_names(config):
         if config.device_augment:  # uint8 frames + draws: see tf_synchro.models.view_augment.
             features[f"view_{view}"] = b[f"image_{view}"]
             features[f"aug_{view}"] = b[f"aug_{view}"]
@@ -354,6 +405,9 @@ def _to_model_inputs(b: dict, config: PairConfig, with_metadata: bool):
         if config.training:  # Vectorised over the batch: one colour matrix per image.
             images = augment.apply_colour_jitter(images, b[f"jitter_{view}"])
         features[f"view_{view}"] = images
+    if config.pair_grouping == "quads":
+        return (features,) + _quad_labels(b, config)
+    t = b["pair_type"]
     labels, weights = {}, {}
     if "sync" in config.tasks:
         labels["sync"] = tf.cast(t == SYNC, tf.float32)[:, None]
@@ -366,6 +420,28 @@ def _to_model_inputs(b: dict, config: PairConfig, with_metadata: bool):
     meta = {k: b[k] for k in ("pair_type", "gap", "camera_a", "camera_b", "frame_a", "frame_b",
                               "flip_a", "flip_b", "subject", "sequence_id")}
     return features, labels, weights, meta
+
+
+def _quad_labels(b: dict, config: PairConfig):
+    """Labels ``[4B, 1]`` and weights ``[4B]`` of a batch of quads, one block of ``B`` per
+    pair of :data:`tf_synchro.configs.QUAD_PAIRS`: (a, b), (a2, b2), (a, b2), (a2, b)."""
+    m_a2, m_b2 = (tf.cast(b[f"flip_{v}"], tf.float32) for v in ("a2", "b2"))
+    one, zero = tf.ones_like(m_a2), tf.zeros_like(m_a2)
+    mirrored = m_a2 + m_b2  # The t2 pair holds one mirrored frame (with a flip head).
+    # (labels, weights) of the four blocks. Sync: the two same-time pairs are synchronized
+    # (the t2 pair only while unmirrored), the cross-time pairs are not (masked where they
+    # hold the mirrored frame). Flip: the plain t1 pair against the mirrored t2 pair; it
+    # never sees a cross-time pair (as with pairs, it never sees an unsynchronized one).
+    blocks = {
+        "sync": ((one, one, zero, zero), (one, one - mirrored, one - m_b2, one - m_a2)),
+        "flip": ((zero, mirrored, zero, zero), (one, one, zero, zero)),
+    }
+    labels, weights = {}, {}
+    for task in config.tasks:
+        label, weight = blocks[task]
+        labels[task] = tf.concat(label, 0)[:, None]
+        weights[task] = tf.concat(weight, 0)
+    return labels, weights
 
 
 # ----------------------------------------------------------------------------- the pipeline
@@ -386,6 +462,9 @@ def pair_dataset(files: Sequence[str], config: PairConfig, batch_size: int,
       drop_remainder: default True when training (static batch for the replicas).
     """
     config.validate()
+    if with_metadata and config.pair_grouping == "quads":
+        raise ValueError("pair metadata (evaluation) is drawn from plain pairs: use "
+                         "pair_grouping='pairs'")
     pipeline_id = input_context.input_pipeline_id if input_context else 0
     seed = config.seed if config.seed is not None else random.SystemRandom().randrange(2**31)
     # Disjoint random streams per input pipeline: same seed, different pipeline id.

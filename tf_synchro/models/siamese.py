@@ -29,6 +29,8 @@ from tf_synchro import configs
 TASKS = configs.TASK_SETS[0]  # Every head, in canonical order.
 FUSIONS = configs.FUSIONS
 VIEW_KEYS = ("view_a", "view_b")
+QUAD_VIEW_KEYS = tuple(f"view_{v}" for v in configs.QUAD_VIEWS)
+QUADS_NAME = "sync_flip_quads"
 
 
 @keras.saving.register_keras_serializable(package="tf_synchro")
@@ -46,28 +48,23 @@ class StackViews(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="tf_synchro")
 class SplitViews(keras.layers.Layer):
-    """Inverse of :class:`StackViews`: splits ``[2B, ...]`` into two ``[B, ...]`` halves."""
+    """Inverse of :class:`StackViews`: splits ``[P*B, ...]`` into ``parts`` (default two)
+    ``[B, ...]`` blocks."""
+
+    def __init__(self, parts: int = 2, **kwargs):
+        super().__init__(**kwargs)
+        self.parts = int(parts)
 
     def call(self, stacked):
-        half = ops.shape(stacked)[0] // 2
-        return stacked[:half], stacked[half:]
+        n = ops.shape(stacked)[0] // self.parts
+        return tuple(stacked[i * n:(i + 1) * n] for i in range(self.parts))
 
     def compute_output_shape(self, shape):
-        half = None if shape[0] is None else shape[0] // 2
-        out = (half,) + tuple(shape[1:])
-        return out, out
+        block = None if shape[0] is None else shape[0] // self.parts
+        return tuple((block,) + tuple(shape[1:]) for _ in range(self.parts))
 
-
-def _fuse(a, b, fusion: str):
-    if fusion == "multiply":
-        return keras.layers.Multiply(name="fuse_multiply")([a, b])
-    if fusion == "concat":
-        return keras.layers.Concatenate(name="fuse_concat")([a, b])
-    if fusion == "add":
-        return keras.layers.Add(name="fuse_add")([a, b])
-    # "difference": signed a - b. Sync and flip labels do not depend on the view order and
-    # the pipeline draws the order at random, so the head learns any needed symmetry.
-    return keras.layers.Subtract(name="fuse_difference")([a, b])
+    def get_config(self):
+        return {**super().get_config(), "parts": self.parts}
 
 
 def check_tasks(tasks: Sequence[str]) -> tuple[str, ...]:
@@ -119,15 +116,75 @@ def build_sync_flip_model(encoder: keras.Model, fusion: str = "multiply",
         raise ValueError(
             f"encoder {encoder.name!r} must have a fixed input shape [S, S, 3], got {in_shape}")
 
+    heads = {}
+    for task in tasks:
+        layers = [keras.layers.Dense(head_units, activation="relu", name=f"{task}_hidden")
+                  ] if head_units else []
+        # float32 logits under mixed precision: the losses and sigmoids stay accurate.
+        heads[task] = layers + [keras.layers.Dense(1, name=task, dtype="float32")]
+    return _pair_model(encoder, _fusion_layer(fusion), heads, name)
+
+
+def _fusion_layer(fusion: str) -> keras.layers.Layer:
+    # "difference" is signed a - b. Sync and flip labels do not depend on the view order and
+    # the pipeline draws the order at random, so the head learns any needed symmetry.
+    return {"multiply": keras.layers.Multiply, "concat": keras.layers.Concatenate,
+            "add": keras.layers.Add, "difference": keras.layers.Subtract}[fusion](
+        name=f"fuse_{fusion}")
+
+
+def _score(fuse, heads: dict, feats_a, feats_b) -> dict:
+    """``{task: logits}`` of feature pairs (``fuse``, then each head's layers)."""
+    fused = fuse([feats_a, feats_b])
+    outputs = {}
+    for task, layers in heads.items():
+        x = fused
+        for layer in layers:
+            x = layer(x)
+        outputs[task] = x
+    return outputs
+
+
+def _pair_model(encoder, fuse, heads: dict, name: str) -> keras.Model:
+    in_shape = tuple(encoder.inputs[0].shape[1:])
     views = {k: keras.Input(in_shape, name=k, dtype="float32") for k in VIEW_KEYS}
     stacked = StackViews(name="stack_views")(views["view_a"], views["view_b"])
     feats_a, feats_b = SplitViews(name="split_views")(encoder(stacked))
-    fused = _fuse(feats_a, feats_b, fusion)
-    outputs = {}
-    for task in tasks:
-        x = fused
-        if head_units:
-            x = keras.layers.Dense(head_units, activation="relu", name=f"{task}_hidden")(x)
-        # float32 logits under mixed precision: the losses and sigmoids stay accurate.
-        outputs[task] = keras.layers.Dense(1, name=task, dtype="float32")(x)
-    return keras.Model(inputs=views, outputs=outputs, name=name)
+    return keras.Model(inputs=views, outputs=_score(fuse, heads, feats_a, feats_b), name=name)
+
+
+def _parts(model: keras.Model):
+    """The encoder, fusion layer and ``{task: head layers}`` of a model from this module."""
+    layers = {layer.name: layer for layer in model.layers}
+    encoder = next(layer for layer in model.layers if isinstance(layer, keras.Model))
+    fuse = next(layer for name, layer in layers.items() if name.startswith("fuse_"))
+    heads = {task: [layers[n] for n in (f"{task}_hidden", task) if n in layers]
+             for task in TASKS if task in layers}
+    return encoder, fuse, heads
+
+
+def build_quad_model(model: keras.Model, name: str = QUADS_NAME) -> keras.Model:
+    """The training model of ``--pair_grouping=quads`` around a sync/flip ``model``.
+
+    It shares ``model``'s encoder and heads (the same layers and weights). Inputs are the
+    four frames of a quad, ``QUAD_VIEW_KEYS`` (float32 ``[B, S, S, 3]``), encoded in one
+    ``[4B]`` call; outputs are ``{task: [4B, 1] logits}`` of the four pairs of
+    :data:`tf_synchro.configs.QUAD_PAIRS`, one block of ``B`` per pair, in that order (the
+    labels of :mod:`tf_synchro.data.pairs` follow it). Scoring four pairs from four encoded
+    frames costs little more than two pairs: the heads are small.
+    """
+    encoder, fuse, heads = _parts(model)
+    in_shape = tuple(encoder.inputs[0].shape[1:])
+    views = {k: keras.Input(in_shape, name=k, dtype="float32") for k in QUAD_VIEW_KEYS}
+    stacked = keras.layers.Concatenate(axis=0, name="stack_quads")(
+        [views[k] for k in QUAD_VIEW_KEYS])
+    feats = SplitViews(parts=len(QUAD_VIEW_KEYS), name="split_quads")(encoder(stacked))
+    first, second = (keras.layers.Concatenate(axis=0, name=f"pair_{side}")(
+        [feats[pair[i]] for pair in configs.QUAD_PAIRS]) for i, side in enumerate(("a", "b")))
+    return keras.Model(inputs=views, outputs=_score(fuse, heads, first, second), name=name)
+
+
+def pair_model_of(model: keras.Model, name: str = "sync_flip") -> keras.Model:
+    """The two-view sync/flip model sharing the encoder and heads of ``model`` (e.g. the
+    quads model of :func:`build_quad_model`): what is saved and evaluated."""
+    return _pair_model(*_parts(model), name)

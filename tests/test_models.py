@@ -342,21 +342,22 @@ def test_trains_one_step_on_jax_backend_without_tensorflow():
     assert proc.returncode == 0 and "JAX_OK" in proc.stdout, proc.stdout + proc.stderr[-3000:]
 
 
-def test_quad_model_scores_the_four_pairs_with_the_shared_weights():
-    """build_quad_model reuses the two-view model's encoder and heads: in inference its four
-    output blocks are the two-view model's logits of the pairs in configs.QUAD_PAIRS, and
+@pytest.mark.parametrize("grouping", ["quads", "hexes"])
+def test_group_model_scores_its_pairs_with_the_shared_weights(grouping):
+    """build_group_model reuses the two-view model's encoder and heads: in inference its
+    output blocks are the two-view model's logits of the pairs in configs.group_pairs, and
     pair_model_of gives back a two-view model with the same weights."""
     model = _tiny_model(fusion="difference")
-    quads = siamese.build_quad_model(model)
-    assert len(quads.weights) == len(model.weights)
+    group = siamese.build_group_model(model, grouping)
+    assert len(group.weights) == len(model.weights)
+    keys = siamese.group_view_keys(grouping)
     rng = np.random.default_rng(0)
     frames = {k: rng.uniform(0, 255, (3, TINY["input_size"], TINY["input_size"], 3)
-                             ).astype("float32") for k in siamese.QUAD_VIEW_KEYS}
-    out = quads(frames, training=False)
-    again = siamese.pair_model_of(quads)
-    for block, (i, j) in enumerate(configs.QUAD_PAIRS):
-        pair = {"view_a": frames[siamese.QUAD_VIEW_KEYS[i]],
-                "view_b": frames[siamese.QUAD_VIEW_KEYS[j]]}
+                             ).astype("float32") for k in keys}
+    out = group(frames, training=False)
+    again = siamese.pair_model_of(group)
+    for block, (i, j) in enumerate(configs.group_pairs(grouping)):
+        pair = {"view_a": frames[keys[i]], "view_b": frames[keys[j]]}
         for m in (model, again):
             expected = m(pair, training=False)
             for task in siamese.TASKS:

@@ -184,35 +184,40 @@ def test_seed_fixes_the_stream_and_training_shapes(coded_files):
     assert not np.array_equal(a[0][0]["view_a"], c[0][0]["view_a"])
 
 
-@pytest.mark.parametrize("tasks", [("sync", "flip"), ("sync",)])
-def test_quads_frames_labels_and_masks_agree(coded_files, tasks):
-    """Each quad is cameras (v1, v2) at t1 and at t2 (unsynchronized gap); the four label
-    blocks follow configs.QUAD_PAIRS and the pixels: with a flip head exactly one t2 frame is
-    mirrored, its pair is the flip positive and the cross-time pair holding it is masked."""
-    config = _eval_config(pair_grouping="quads", tasks=tasks, passes=2, pairs_per_clip=5)
+@pytest.mark.parametrize("grouping, tasks", [
+    ("quads", ("sync", "flip")), ("quads", ("sync",)), ("hexes", ("sync", "flip"))])
+def test_groups_frames_labels_and_masks_agree(coded_files, grouping, tasks):
+    """Each group is C different cameras at t1 and the same cameras at t2 (an
+    unsynchronized gap); the label blocks follow configs.group_pairs and the pixels: with a
+    flip head exactly one t2 frame is mirrored, its same-instant pairs are the flipped
+    pairs, and its cross-instant pairs are masked for both heads."""
+    config = _eval_config(pair_grouping=grouping, tasks=tasks, passes=2, pairs_per_clip=5)
+    names, pair_list = configs.group_frames(grouping), configs.group_pairs(grouping)
+    c = len(names) // 2
+    assert len(pair_list) == {"quads": 4, "hexes": 12}[grouping]
     n = 0
     for x, y, w in pairs.pair_dataset(coded_files, config, 8):
         b = len(x["view_a"])
-        assert y["sync"].shape == (4 * b, 1) and w["sync"].shape == (4 * b,)
+        assert y["sync"].shape == (len(pair_list) * b, 1)
         for i in range(b):
-            (t1, v1, ma), (tb, v2, mb), (t2, va2, ma2), (tb2, vb2, mb2) = (
-                testutil.decode_code(x[f"view_{v}"][i].numpy()) for v in configs.QUAD_VIEWS)
-            assert (tb, tb2) == (t1, t2) and (va2, vb2) == (v1, v2) and v1 != v2
-            assert D_MIN < abs(t2 - t1) * FRAME_STEP < D_MAX
-            assert not (ma or mb)
-            sync = [(y["sync"][j * b + i, 0], w["sync"][j * b + i]) for j in range(4)]
-            if "flip" in tasks:
-                assert ma2 != mb2, "exactly one t2 frame is mirrored"
-                assert sync == [(1, 1), (1, 0), (0, float(not mb2)), (0, float(not ma2))]
-                flip = [(y["flip"][j * b + i, 0], w["flip"][j * b + i]) for j in range(4)]
-                assert flip == [(0, 1), (1, 1), (0, 0), (0, 0)]
-            else:
-                assert not (ma2 or mb2) and "flip" not in y
-                assert sync == [(1, 1), (1, 1), (0, 1), (0, 1)]
+            codes = [testutil.decode_code(x[f"view_{v}"][i].numpy()) for v in names]
+            times, cams, mirrored = zip(*codes)
+            assert len(set(times[:c])) == 1 and len(set(times[c:])) == 1
+            assert D_MIN < abs(times[c] - times[0]) * FRAME_STEP < D_MAX
+            assert cams[:c] == cams[c:] and len(set(cams[:c])) == c
+            assert not any(mirrored[:c])
+            assert sum(mirrored) == (1 if "flip" in tasks else 0)
+            for block, (f, g) in enumerate(pair_list):
+                same, m = times[f] == times[g], mirrored[f] or mirrored[g]
+                assert cams[f] != cams[g]
+                j = block * b + i
+                assert (y["sync"][j, 0], w["sync"][j]) == (float(same), float(not m))
+                if "flip" in tasks:
+                    assert (y["flip"][j, 0], w["flip"][j]) == (float(same and m), float(same))
             n += 1
-    assert n == 4 * 5 * 2  # 4 clips x 5 quads x 2 passes
-    with pytest.raises(ValueError, match="pair_grouping=quads needs the sync head"):
-        _eval_config(pair_grouping="quads", tasks=("flip",)).validate()
+    assert n == 4 * 5 * 2  # 4 clips x 5 groups x 2 passes
+    with pytest.raises(ValueError, match=f"pair_grouping={grouping} needs the sync head"):
+        _eval_config(pair_grouping=grouping, tasks=("flip",)).validate()
     with pytest.raises(ValueError, match="plain pairs"):
         pairs.pair_dataset(coded_files, config, 8, with_metadata=True)
 
@@ -238,6 +243,9 @@ def test_bad_settings_and_records(tmp_path, coded_files):
                             _eval_config())
     info = pairs.check_records(coded_files, _eval_config())
     assert info["usable"] == info["checked"] == 4 and info["num_views"] == V
+    with pytest.raises(ValueError, match="2 view.*hexes need at least 3"):
+        pairs.check_records(testutil.write_coded_dataset(tmp_path / "two_views", views=2),
+                            _eval_config(pair_grouping="hexes"))
 
 
 # ----------------------------------------------------------------------------- augment ops

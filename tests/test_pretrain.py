@@ -161,18 +161,18 @@ def test_tiny_run_learns_sync_and_flip_on_coded_frames(tmp_path, grouping):
     left/right stripe, so both tasks are learnable from a few thousand pairs; colour jitter
     is off because it would blur the red code. Evaluated on the held-out subject S9 by the
     binary's evaluation (this is a plumbing test; the synthetic-human run is in README).
-    Quads (16 a batch: as many frames as 32 pairs) train the same encoder and heads, and
-    the saved two-view model is what is evaluated.
+    Groups (quads: 16 a batch, as many frames as 32 pairs; hexes: 11) train the same
+    encoder and heads, and the saved two-view model is what is evaluated.
     """
-    quads = grouping == "quads"
+    groups = grouping != "pairs"
     data_dir = tmp_path / "coded"
     testutil.write_coded_dataset(data_dir, subjects=("S1", "S5", "S9"), seqs=2, frames=8,
                                  step=10, r_step=30)
     config = configs.make(
         configs.PretrainConfig,
         data_dir=str(data_dir), model_dir=str(tmp_path / "run"), train_subjects=("S1", "S5"),
-        eval_subjects=("S9",), width=0.125, head_units=16, batch_size=16 if quads else 32,
-        train_steps=150, pair_grouping=grouping,
+        eval_subjects=("S9",), width=0.125, head_units=16, train_steps=150,
+        batch_size={"pairs": 32, "quads": 16, "hexes": 11}[grouping], pair_grouping=grouping,
         steps_per_checkpoint=150, learning_rate=3e-3, final_learning_rate=1e-5, seed=0,
         eval_passes=4, verbose=False, d_min=4, d_max=128, pairs_per_clip=12,
         shuffle_buffer=256, augment_on="device", input_size=32, brightness=0, contrast=0,
@@ -185,7 +185,7 @@ def test_tiny_run_learns_sync_and_flip_on_coded_frames(tmp_path, grouping):
     saved = json.load(open(tmp_path / "run" / "pretext_eval.json"))
     assert saved["sync_accuracy"] == result["sync_accuracy"]
     assert os.path.getsize(tmp_path / "run" / "sync_vs_gap.png") > 1000
-    if quads:  # The saved two-view model holds the trained weights, not the initial ones.
+    if groups:  # The saved two-view model holds the trained weights, not the initial ones.
         initial = pretext.sync_flip_model(pretext.build_model(config, 32))
         saved_model = keras.saving.load_model(tmp_path / "run" / run_dir.SYNC_FLIP_FILE)
         assert saved_model.name == "sync_flip" and set(saved_model.input) == {"view_a", "view_b"}

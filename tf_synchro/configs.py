@@ -47,12 +47,30 @@ FUSIONS = ("multiply", "concat", "add", "difference")
 TASK_SETS = (("sync", "flip"), ("sync",), ("flip",))  # Pretext heads, in canonical order.
 VIEW_MODES = ("multi", "single")
 GAP_SAMPLING = ("clip", "uniform")
-PAIR_GROUPINGS = ("pairs", "quads")
-# --pair_grouping=quads: the four frames of an element, (camera 1, camera 2) at time t1 and
-# again at t2, and the four pairs the model scores from them, as indices into QUAD_VIEWS, in
-# the order of the blocks of its [4B] outputs (tf_synchro.data.pairs, models.siamese).
-QUAD_VIEWS = ("a", "b", "a2", "b2")
-QUAD_PAIRS = ((0, 1), (2, 3), (0, 3), (2, 1))
+PAIR_GROUPINGS = ("pairs", "quads", "hexes")
+# Cameras per instant of the groupings that draw C cameras at two instants (2C frames).
+GROUP_CAMERAS = {"quads": 2, "hexes": 3}
+
+
+def group_frames(grouping: str) -> tuple:
+    """Frame names of one element: ``("a", "b")`` for pairs; for a grouping of C cameras,
+    cameras ``a, b, ...`` at ``t1``, then the same cameras at ``t2`` (``a2, b2, ...``)."""
+    if grouping == "pairs":
+        return ("a", "b")
+    cams = "abcdefgh"[:GROUP_CAMERAS[grouping]]
+    return tuple(cams) + tuple(f"{c}2" for c in cams)
+
+
+def group_pairs(grouping: str) -> tuple:
+    """The pairs a grouping's model scores, as indices into :func:`group_frames`, in the
+    order of the blocks of its ``[P*B]`` outputs (:mod:`tf_synchro.data.pairs`,
+    :mod:`tf_synchro.models.siamese`): every same-instant pair at ``t1``, then at ``t2``,
+    then every cross-instant pair of two different cameras (``t1`` frame first)."""
+    if grouping == "pairs":
+        return ((0, 1),)
+    c = GROUP_CAMERAS[grouping]
+    same = tuple((t * c + i, t * c + j) for t in (0, 1) for i in range(c) for j in range(i + 1, c))
+    return same + tuple((i, c + j) for i in range(c) for j in range(c) if i != j)
 AUGMENT_ON = ("device", "host")
 DCT_METHODS = ("INTEGER_FAST", "INTEGER_ACCURATE", "")
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -229,15 +247,16 @@ class PairConfig:
         frame ``|dt|`` away inside the clip, and ``t2`` the kept frame nearest to it.
       skip_corrupt_records: skip damaged records instead of stopping (see
         :func:`tf_synchro.data.records.clip_dataset`).
-      pair_grouping: ``pairs``: each element is one pair of frames (the paper). ``quads``:
-        each element is four frames, cameras ``v1, v2`` at an unsynchronized ``t1`` and
-        ``t2``, scored as four pairs (:data:`QUAD_PAIRS`): ``(v1 t1, v2 t1)`` synchronized,
-        ``(v1 t2, v2 t2)`` flipped (one frame mirrored; synchronized without a flip head),
-        and the two cross-time pairs unsynchronized (the one holding the mirrored frame is
-        masked for both heads). Four encoded frames then label 1.5x the pairs that two
-        pairs would, and the heads compare the same frame in and out of sync. Needs the
-        sync head; evaluation always draws plain pairs. ``pairs_per_clip`` and the batch
-        size count elements (quads).
+      pair_grouping: ``pairs``: each element is one pair of frames (the paper). ``quads``
+        / ``hexes``: each element is C = 2 / 3 different cameras at two unsynchronized
+        instants ``t1, t2`` (2C frames), scored as the pairs of :func:`group_pairs`:
+        same-instant pairs synchronized, cross-instant pairs of two cameras
+        unsynchronized. With a flip head one ``t2`` frame is mirrored: its same-instant
+        pairs are the flipped pairs, its cross-instant pairs are masked for both heads.
+        Quads label 1.5x, hexes 3.5x the pairs per encoded frame that plain pairs do, and
+        the sync head sees one frame both in and out of sync. Needs the sync head;
+        evaluation always draws plain pairs. ``pairs_per_clip`` and the batch size count
+        elements (quads, hexes).
     """
 
     d_min: int = setting(4, "Unsynchronized pairs: |dt| > d_min frames.")
@@ -260,9 +279,9 @@ class PairConfig:
                                 "(d_min, d_max)); see configs.PairConfig.",
                                 choices=GAP_SAMPLING)
     skip_corrupt_records: bool = setting(False, flag=False)
-    pair_grouping: str = setting("pairs", "pairs: one pair per element (the paper); quads: "
-                                 "two cameras at two times, scored as four pairs; see "
-                                 "configs.PairConfig.", choices=PAIR_GROUPINGS)
+    pair_grouping: str = setting("pairs", "pairs: one pair per element (the paper); quads / "
+                                 "hexes: 2 / 3 cameras at two times, scored as all their "
+                                 "pairs; see configs.PairConfig.", choices=PAIR_GROUPINGS)
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad setting."""
@@ -287,9 +306,10 @@ class PairConfig:
         if self.pair_grouping not in PAIR_GROUPINGS:
             raise ValueError(f"--pair_grouping={self.pair_grouping!r}: expected one of "
                              f"{PAIR_GROUPINGS}")
-        if self.pair_grouping == "quads" and "sync" not in self.tasks:
-            raise ValueError(f"--pair_grouping=quads needs the sync head (its cross-time "
-                             f"pairs are unsynchronized), got --tasks={','.join(self.tasks)}")
+        if self.pair_grouping != "pairs" and "sync" not in self.tasks:
+            raise ValueError(f"--pair_grouping={self.pair_grouping} needs the sync head (its "
+                             f"cross-time pairs are unsynchronized), got "
+                             f"--tasks={','.join(self.tasks)}")
         self.augment.validate()
 
     def settings(self) -> dict:
@@ -341,9 +361,6 @@ class FrameConfig:
     deterministic: bool = setting(False, flag=False)
     cycle_length: int = setting(4, flag=False)
     skip_corrupt_records: bool = setting(False, flag=False)
-    pair_grouping: str = setting("pairs", "pairs: one pair per element (the paper); quads: "
-                                 "two cameras at two times, scored as four pairs; see "
-                                 "configs.PairConfig.", choices=PAIR_GROUPINGS)
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad setting."""

@@ -75,8 +75,9 @@ def build_model(config: PretrainConfig, stored_size: Optional[int] = None):
     encoder = resnet.build_encoder(m.arch, m.width, m.input_size)
     model = siamese.build_sync_flip_model(encoder, m.fusion, m.tasks, m.head_units)
     view_keys = siamese.VIEW_KEYS
-    if pair_config.pair_grouping == "quads":  # Same encoder and heads, four frames in.
-        model, view_keys = siamese.build_quad_model(model), siamese.QUAD_VIEW_KEYS
+    if pair_config.pair_grouping != "pairs":  # Same encoder and heads, 2C frames in.
+        view_keys = siamese.group_view_keys(pair_config.pair_grouping)
+        model = siamese.build_group_model(model, pair_config.pair_grouping)
     if pair_config.device_augment:
         if stored_size is None:
             stored_size = pairs.check_records(
@@ -95,16 +96,16 @@ def build_model(config: PretrainConfig, stored_size: Optional[int] = None):
 
 def sync_flip_model(model):
     """The bare two-view sync/flip model (float crops in) of a model from
-    :func:`build_model`; for ``--pair_grouping=quads`` a two-view model sharing the quad
-    model's encoder and heads."""
+    :func:`build_model`; for ``--pair_grouping=quads|hexes`` a two-view model sharing the
+    group model's encoder and heads."""
     from tf_synchro.models import siamese
     names = {layer.name for layer in model.layers}
     if model.name == "sync_flip":
         return model
     if "sync_flip" in names:
         return model.get_layer("sync_flip")
-    quads = model if model.name == siamese.QUADS_NAME else model.get_layer(siamese.QUADS_NAME)
-    return siamese.pair_model_of(quads)
+    group = model if model.name == siamese.GROUP_NAME else model.get_layer(siamese.GROUP_NAME)
+    return siamese.pair_model_of(group)
 
 
 def train(config: PretrainConfig, strategy=None):

@@ -10,11 +10,11 @@ type            frames                                         sync head  flip h
 ``FLIP``        a SYNC pair with one frame (either) mirrored   masked     1
 =============== ============================================== ========== ==========
 
-With ``pair_grouping="quads"`` an element is instead four frames, cameras ``v1, v2`` at
-two unsynchronized timesteps ``t1, t2`` (``image_a, image_b`` at ``t1``, ``image_a2,
-image_b2`` at ``t2``), and the model scores the four pairs of
-:data:`tf_synchro.configs.QUAD_PAIRS` (see :class:`tf_synchro.configs.PairConfig`); labels
-and weights are then ``[4B, 1]`` and ``[4B]``, one block of ``B`` per pair, in that order.
+With ``pair_grouping="quads"`` or ``"hexes"`` an element is instead 2C frames, C = 2 or 3
+different cameras at two unsynchronized timesteps ``t1, t2`` (``image_a, image_b[, image_c]``
+at ``t1``, ``image_a2, ...`` at ``t2``), and the model scores the pairs of
+:func:`tf_synchro.configs.group_pairs` (see :class:`tf_synchro.configs.PairConfig`); labels
+and weights are then ``[P*B, 1]`` and ``[P*B]``, one block of ``B`` per pair, in that order.
 
 ``dt`` is measured in original frame numbers (``clip/frame_index``), so frames dropped by
 the motion filter do not shrink it. An unsynchronized pair takes ``t1`` uniformly among
@@ -65,9 +65,10 @@ TASK_PAIR_TYPES = {  # Pair types that carry a label for a set of heads (no wast
 }
 assert set(TASK_PAIR_TYPES) == set(configs.TASK_SETS)
 # Per-pair fields kept for training (metadata only travels with with_metadata=True).
-_TRAIN_KEYS = ("image_a", "image_b", "pair_type", "jitter_a", "jitter_b", "aug_a", "aug_b",
-               "image_a2", "image_b2", "jitter_a2", "jitter_b2", "aug_a2", "aug_b2",
-               "flip_a2", "flip_b2")
+_ALL_FRAMES = configs.group_frames(configs.PAIR_GROUPINGS[-1])  # The largest group's.
+_TRAIN_KEYS = ("pair_type",) + tuple(
+    f"{field}_{frame}" for frame in _ALL_FRAMES for field in ("image", "jitter", "aug")
+) + tuple(f"flip_{frame}" for frame in _ALL_FRAMES if frame.endswith("2"))  # Groups' labels.
 # Record features the pair pipeline reads (the rest is not parsed).
 _KEYS = ("sequence/subject", "sequence/id", "clip/frame_index", "clip/num_views",
          "image/size", "image/encoded")
@@ -81,8 +82,15 @@ def pair_types(config: PairConfig) -> tuple:
 
 
 def frame_names(config: PairConfig) -> tuple:
-    """The frames of one element: ``("a", "b")``, or the four of a quad."""
-    return configs.QUAD_VIEWS if config.pair_grouping == "quads" else ("a", "b")
+    """The frames of one element: ``("a", "b")``, or those of a group."""
+    return configs.group_frames(config.pair_grouping)
+
+
+def min_views(config: PairConfig) -> int:
+    """Cameras a record needs: 2 for multi-view pairs, C for groups of C cameras."""
+    if config.views != "multi":
+        return 1
+    return configs.GROUP_CAMERAS.get(config.pair_grouping, 2)
 
 
 def check_records(files: Sequence[str], config: PairConfig, max_records: int = 64) -> dict:
@@ -125,9 +133,10 @@ def check_records(files: Sequence[str], config: PairConfig, max_records: int = 6
         max_views, max_span = max(max_views, views), max(max_span, span)
         sizes.add(int(rec["image/size"]))
         where = f"record {rec['sequence/id'].decode()!r} clip {int(rec['clip/index'])}"
-        if config.views == "multi" and views < 2:
-            first_error = first_error or (f"{where} has {views} view(s); multi-view pairs need "
-                                          f"at least 2 (or use views='single')")
+        if views < min_views(config):
+            first_error = first_error or (
+                f"{where} has {views} view(s); multi-view {config.pair_grouping} need at "
+                f"least {min_views(config)} (or use views='single')")
         elif UNSYNC in pair_types(config) and not (
                 (gaps > config.d_min) & (gaps < config.d_max)).any():
             first_error = first_error or (
@@ -170,7 +179,7 @@ def _usable(clip: dict, config: PairConfig) -> tf.Tensor:
     """True if the clip can give every pair type (graph version of :func:`check_records`)."""
     ok = tf.constant(True)
     if config.views == "multi":
-        ok = tf.logical_and(ok, clip["clip/num_views"] >= 2)
+        ok = tf.logical_and(ok, clip["clip/num_views"] >= min_views(config))
     if UNSYNC in pair_types(config):
         _, _, lo_plus, hi_plus = _partner_ranges(clip["clip/frame_index"], config)
         ok = tf.logical_and(ok, tf.reduce_any(hi_plus > lo_plus))
@@ -304,37 +313,35 @@ def _sample_pairs(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
     }
 
 
-def _sample_quads(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
-    """Draws ``pairs_per_clip`` quads from one parsed clip (``pair_grouping="quads"``).
+def _sample_group(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
+    """Draws ``pairs_per_clip`` groups from one parsed clip (``pair_grouping`` quads/hexes).
 
-    Cameras ``v1 != v2`` (as for pairs) at two timesteps ``t1, t2`` drawn as an
-    unsynchronized pair is; with a flip head one frame of the ``t2`` pair (either, with
-    probability 1/2) is mirrored.
+    C different cameras (a uniform draw without replacement; one camera C times with
+    ``views="single"``) at two timesteps ``t1, t2`` drawn as an unsynchronized pair is;
+    with a flip head one of the C ``t2`` frames, uniformly, is mirrored.
     """
     k = config.pairs_per_clip
-    keys = tf.random.experimental.stateless_split(key, 5)
+    c = configs.GROUP_CAMERAS[config.pair_grouping]
+    keys = tf.random.experimental.stateless_split(key, 4)
     fi = clip["clip/frame_index"]
     num_v = tf.cast(clip["clip/num_views"], tf.int32)
-    v1 = tf.random.stateless_uniform([k], keys[0], 0, num_v, dtype=tf.int32)
-    if config.views == "multi":
-        v2 = tf.random.stateless_uniform([k], keys[1], 0, tf.maximum(num_v - 1, 1),
-                                         dtype=tf.int32)
-        v2 = v2 + tf.cast(v2 >= v1, tf.int32)
+    if config.views == "multi":  # The first C of a random order of the cameras.
+        cams = tf.argsort(tf.random.stateless_uniform(tf.stack([k, num_v]), keys[0]),
+                          axis=1)[:, :c]
     else:
-        v2 = v1
-    t1, t2 = _unsync_times(fi, k, keys[2], keys[3], config)
-    mirror = tf.constant("flip" in config.tasks)
-    side = tf.random.stateless_uniform([k], keys[4], 0, 2, dtype=tf.int32)
+        cams = tf.tile(tf.random.stateless_uniform([k, 1], keys[0], 0, num_v, dtype=tf.int32),
+                       [1, c])
+    t1, t2 = _unsync_times(fi, k, keys[1], keys[2], config)
+    mirror = tf.random.stateless_uniform([k], keys[3], 0, c, dtype=tf.int32)
     encoded = clip["image/encoded"]
-    no = tf.zeros([k], tf.bool)
-
-    def jpeg(t, v):
-        return tf.gather_nd(encoded, tf.stack([t, v], -1))
-
-    return {"jpeg_a": jpeg(t1, v1), "jpeg_b": jpeg(t1, v2),
-            "jpeg_a2": jpeg(t2, v1), "jpeg_b2": jpeg(t2, v2),
-            "flip_a": no, "flip_b": no,
-            "flip_a2": mirror & (side == 0), "flip_b2": mirror & (side == 1)}
+    out = {}
+    for index, name in enumerate(frame_names(config)):
+        cam, later = index % c, index >= c  # Frames: C cameras at t1, then at t2.
+        t = t2 if later else t1
+        out[f"jpeg_{name}"] = tf.gather_nd(encoded, tf.stack([t, cams[:, cam]], -1))
+        out[f"flip_{name}"] = tf.logical_and(tf.constant(later and "flip" in config.tasks),
+                                             tf.equal(mirror, cam))
+    return out
 
 
 def _decode_pairs(clip: dict, key: tf.Tensor, config: PairConfig, with_metadata: bool) -> dict:
@@ -349,7 +356,7 @@ def _decode_pairs(clip: dict, key: tf.Tensor, config: PairConfig, with_metadata:
     """
     aug = config.augment
     k_pairs, k_crop, k_jitter = tf.unstack(tf.random.experimental.stateless_split(key, 3))
-    sample = _sample_quads if config.pair_grouping == "quads" else _sample_pairs
+    sample = _sample_pairs if config.pair_grouping == "pairs" else _sample_group
     p = sample(clip, k_pairs, config)
     k = config.pairs_per_clip
     names = frame_names(config)
@@ -405,8 +412,8 @@ def _to_model_inputs(b: dict, config: PairConfig, with_metadata: bool):
         if config.training:  # Vectorised over the batch: one colour matrix per image.
             images = augment.apply_colour_jitter(images, b[f"jitter_{view}"])
         features[f"view_{view}"] = images
-    if config.pair_grouping == "quads":
-        return (features,) + _quad_labels(b, config)
+    if config.pair_grouping != "pairs":
+        return (features,) + _group_labels(b, config)
     t = b["pair_type"]
     labels, weights = {}, {}
     if "sync" in config.tasks:
@@ -422,25 +429,32 @@ def _to_model_inputs(b: dict, config: PairConfig, with_metadata: bool):
     return features, labels, weights, meta
 
 
-def _quad_labels(b: dict, config: PairConfig):
-    """Labels ``[4B, 1]`` and weights ``[4B]`` of a batch of quads, one block of ``B`` per
-    pair of :data:`tf_synchro.configs.QUAD_PAIRS`: (a, b), (a2, b2), (a, b2), (a2, b)."""
-    m_a2, m_b2 = (tf.cast(b[f"flip_{v}"], tf.float32) for v in ("a2", "b2"))
-    one, zero = tf.ones_like(m_a2), tf.zeros_like(m_a2)
-    mirrored = m_a2 + m_b2  # The t2 pair holds one mirrored frame (with a flip head).
-    # (labels, weights) of the four blocks. Sync: the two same-time pairs are synchronized
-    # (the t2 pair only while unmirrored), the cross-time pairs are not (masked where they
-    # hold the mirrored frame). Flip: the plain t1 pair against the mirrored t2 pair; it
-    # never sees a cross-time pair (as with pairs, it never sees an unsynchronized one).
-    blocks = {
-        "sync": ((one, one, zero, zero), (one, one - mirrored, one - m_b2, one - m_a2)),
-        "flip": ((zero, mirrored, zero, zero), (one, one, zero, zero)),
-    }
+def _group_labels(b: dict, config: PairConfig):
+    """Labels ``[P*B, 1]`` and weights ``[P*B]`` of a batch of groups, one block of ``B``
+    per pair of :func:`tf_synchro.configs.group_pairs`, in that order.
+
+    Sync: same-instant pairs are synchronized, cross-instant pairs are not; a pair holding
+    the mirrored frame is masked. Flip: the same-instant pairs, flipped where they hold the
+    mirrored frame; the flip head never sees a cross-instant pair (as with pairs, it never
+    sees an unsynchronized one).
+    """
+    names = frame_names(config)
+    zero = tf.zeros(tf.shape(b[f"image_{names[0]}"])[:1], tf.float32)
+    mirrored = [tf.cast(b[f"flip_{n}"], tf.float32) if f"flip_{n}" in b else zero
+                for n in names]
+    c = len(names) // 2
+    blocks = {"sync": ([], []), "flip": ([], [])}
+    for i, j in configs.group_pairs(config.pair_grouping):
+        m = mirrored[i] + mirrored[j]  # At most one frame of a group is mirrored.
+        same = (i < c) == (j < c)
+        blocks["sync"][0].append(zero + float(same))
+        blocks["sync"][1].append(1.0 - m)
+        blocks["flip"][0].append(m if same else zero)
+        blocks["flip"][1].append(zero + float(same))
     labels, weights = {}, {}
     for task in config.tasks:
-        label, weight = blocks[task]
-        labels[task] = tf.concat(label, 0)[:, None]
-        weights[task] = tf.concat(weight, 0)
+        labels[task] = tf.concat(blocks[task][0], 0)[:, None]
+        weights[task] = tf.concat(blocks[task][1], 0)
     return labels, weights
 
 
@@ -462,7 +476,7 @@ def pair_dataset(files: Sequence[str], config: PairConfig, batch_size: int,
       drop_remainder: default True when training (static batch for the replicas).
     """
     config.validate()
-    if with_metadata and config.pair_grouping == "quads":
+    if with_metadata and config.pair_grouping != "pairs":
         raise ValueError("pair metadata (evaluation) is drawn from plain pairs: use "
                          "pair_grouping='pairs'")
     pipeline_id = input_context.input_pipeline_id if input_context else 0

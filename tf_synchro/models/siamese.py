@@ -29,8 +29,12 @@ from tf_synchro import configs
 TASKS = configs.TASK_SETS[0]  # Every head, in canonical order.
 FUSIONS = configs.FUSIONS
 VIEW_KEYS = ("view_a", "view_b")
-QUAD_VIEW_KEYS = tuple(f"view_{v}" for v in configs.QUAD_VIEWS)
-QUADS_NAME = "sync_flip_quads"
+GROUP_NAME = "sync_flip_groups"  # The training model of --pair_grouping=quads/hexes.
+
+
+def group_view_keys(grouping: str) -> tuple:
+    """Input names of a grouping's frames (``view_a``, ``view_b``, ... ``view_a2`` ...)."""
+    return tuple(f"view_{v}" for v in configs.group_frames(grouping))
 
 
 @keras.saving.register_keras_serializable(package="tf_synchro")
@@ -163,28 +167,30 @@ def _parts(model: keras.Model):
     return encoder, fuse, heads
 
 
-def build_quad_model(model: keras.Model, name: str = QUADS_NAME) -> keras.Model:
-    """The training model of ``--pair_grouping=quads`` around a sync/flip ``model``.
+def build_group_model(model: keras.Model, grouping: str, name: str = GROUP_NAME
+                      ) -> keras.Model:
+    """The training model of ``--pair_grouping=quads|hexes`` around a sync/flip ``model``.
 
     It shares ``model``'s encoder and heads (the same layers and weights). Inputs are the
-    four frames of a quad, ``QUAD_VIEW_KEYS`` (float32 ``[B, S, S, 3]``), encoded in one
-    ``[4B]`` call; outputs are ``{task: [4B, 1] logits}`` of the four pairs of
-    :data:`tf_synchro.configs.QUAD_PAIRS`, one block of ``B`` per pair, in that order (the
-    labels of :mod:`tf_synchro.data.pairs` follow it). Scoring four pairs from four encoded
-    frames costs little more than two pairs: the heads are small.
+    2C frames of a group, :func:`group_view_keys` (float32 ``[B, S, S, 3]``), encoded in
+    one ``[2C*B]`` call; outputs are ``{task: [P*B, 1] logits}`` of the P pairs of
+    :func:`tf_synchro.configs.group_pairs`, one block of ``B`` per pair, in that order (the
+    labels of :mod:`tf_synchro.data.pairs` follow it). Scoring P pairs from 2C encoded
+    frames costs little more than scoring C pairs: the heads are small.
     """
     encoder, fuse, heads = _parts(model)
     in_shape = tuple(encoder.inputs[0].shape[1:])
-    views = {k: keras.Input(in_shape, name=k, dtype="float32") for k in QUAD_VIEW_KEYS}
-    stacked = keras.layers.Concatenate(axis=0, name="stack_quads")(
-        [views[k] for k in QUAD_VIEW_KEYS])
-    feats = SplitViews(parts=len(QUAD_VIEW_KEYS), name="split_quads")(encoder(stacked))
+    keys = group_view_keys(grouping)
+    views = {k: keras.Input(in_shape, name=k, dtype="float32") for k in keys}
+    stacked = keras.layers.Concatenate(axis=0, name="stack_group")([views[k] for k in keys])
+    feats = SplitViews(parts=len(keys), name="split_group")(encoder(stacked))
     first, second = (keras.layers.Concatenate(axis=0, name=f"pair_{side}")(
-        [feats[pair[i]] for pair in configs.QUAD_PAIRS]) for i, side in enumerate(("a", "b")))
+        [feats[pair[i]] for pair in configs.group_pairs(grouping)])
+        for i, side in enumerate(("a", "b")))
     return keras.Model(inputs=views, outputs=_score(fuse, heads, first, second), name=name)
 
 
 def pair_model_of(model: keras.Model, name: str = "sync_flip") -> keras.Model:
     """The two-view sync/flip model sharing the encoder and heads of ``model`` (e.g. the
-    quads model of :func:`build_quad_model`): what is saved and evaluated."""
+    model of :func:`build_group_model`): what is saved and evaluated."""
     return _pair_model(*_parts(model), name)

@@ -191,6 +191,18 @@ def test_row_flagfiles_parse_and_shared_settings_share_stages():
     assert len(xl.suite_rows("table2")) == 4
 
 
+def test_stage_key_ignores_flagfile_comments_but_not_flags():
+    """Editing a flagfile's comments keeps finished stages; editing a flag does not."""
+    stage = xl.plan_row(xl.suite_rows("table1")[0], "cpu").stages()[-1]
+    assert stage.flag_text is not None
+    key = stage.key
+    stage.flag_text = "# a new comment\n\n" + stage.flag_text.replace("\n", "  \n")
+    assert stage.key == key
+    flags = [l for l in stage.flag_text.splitlines() if l.strip().startswith("--")]
+    stage.flag_text = stage.flag_text.replace(flags[0], flags[0] + "0", 1)
+    assert stage.key != key
+
+
 def test_bad_row_flagfile_is_named(tmp_path):
     bad = tmp_path / "bad.flags"
     bad.write_text("--row=z\n--fusion=product\n")

@@ -9,7 +9,8 @@ running, as subprocesses, exactly the binaries a user would run:
 
 with the base settings of a *scale* (``cpu`` or ``paper``: a flagfile per binary) plus the
 row's own flags. Each stage runs in ``<workdir>/stages/<stage>-<key>`` where ``key`` hashes
-everything the stage depends on: the flagfile *contents*, the row's overrides and the keys
+everything the stage depends on: the flagfile's flag lines (not its comments), the row's
+overrides and the keys
 of the stages it reads. So
 
 * rows that share a stage share its directory (Table 1's rows d, g, k and m are the same
@@ -201,8 +202,12 @@ class Stage:
         self.flag_text = _read(self.flagfile) if self.flagfile else None
 
     def settings(self) -> dict:
+        # The flagfile's flag lines, in order: editing its comments keeps the finished stage.
+        flags = None if self.flag_text is None else [
+            line.strip() for line in self.flag_text.splitlines()
+            if line.strip() and not line.strip().startswith("#")]
         return {"module": self.module,
-                "flagfile": self.flag_text,
+                "flags": flags,
                 "args": list(self.args),
                 "upstream": {k: s.key for k, s in self.upstream.items()}}
 

@@ -10,8 +10,7 @@ running, as subprocesses, exactly the binaries a user would run:
 with the base settings of a *scale* (``cpu`` or ``paper``: a flagfile per binary) plus the
 row's own flags. Each stage runs in ``<workdir>/stages/<stage>-<key>`` where ``key`` hashes
 everything the stage depends on: the flagfile's flag lines (not its comments), the row's
-overrides and the keys
-of the stages it reads. So
+overrides and the keys of the stages it reads. So
 
 * rows that share a stage share its directory (Table 1's rows d, g, k and m are the same
   pre-training at the paper scale, and d, g, j and m at the cpu scale, whose flagfile

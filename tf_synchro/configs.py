@@ -47,9 +47,9 @@ FUSIONS = ("multiply", "concat", "add", "difference")
 TASK_SETS = (("sync", "flip"), ("sync",), ("flip",))  # Pretext heads, in canonical order.
 VIEW_MODES = ("multi", "single")
 GAP_SAMPLING = ("clip", "uniform")
-PAIR_GROUPINGS = ("pairs", "quads", "hexes")
+PAIR_GROUPINGS = ("pairs", "quads", "hexes", "octets")
 # Cameras per instant of the groupings that draw C cameras at two instants (2C frames).
-GROUP_CAMERAS = {"quads": 2, "hexes": 3}
+GROUP_CAMERAS = {"quads": 2, "hexes": 3, "octets": 4}
 
 
 def group_frames(grouping: str) -> tuple:

@@ -254,8 +254,8 @@ class PairConfig:
         unsynchronized. With a flip head one ``t2`` frame is mirrored: its same-instant
         pairs are the flipped pairs, its cross-instant pairs are masked for both heads.
         Quads label 1.5x, hexes 3.5x the pairs per encoded frame that plain pairs do, and
-        the sync head sees one frame both in and out of sync. Needs the sync head;
-        evaluation always draws plain pairs. ``pairs_per_clip`` and the batch size count
+        the sync head sees one frame both in and out of sync. With the flip head alone
+        only the same-instant pairs are scored. Evaluation always draws plain pairs. ``pairs_per_clip`` and the batch size count
         elements (quads, hexes).
     """
 
@@ -306,10 +306,6 @@ class PairConfig:
         if self.pair_grouping not in PAIR_GROUPINGS:
             raise ValueError(f"--pair_grouping={self.pair_grouping!r}: expected one of "
                              f"{PAIR_GROUPINGS}")
-        if self.pair_grouping != "pairs" and "sync" not in self.tasks:
-            raise ValueError(f"--pair_grouping={self.pair_grouping} needs the sync head (its "
-                             f"cross-time pairs are unsynchronized), got "
-                             f"--tasks={','.join(self.tasks)}")
         self.augment.validate()
 
     def settings(self) -> dict:

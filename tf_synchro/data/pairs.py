@@ -86,6 +86,12 @@ def frame_names(config: PairConfig) -> tuple:
     return configs.group_frames(config.pair_grouping)
 
 
+def needs_partners(config: PairConfig) -> bool:
+    """Whether each clip needs two timesteps d_min < |dt| < d_max apart: for unsynchronized
+    pairs, and for every group (its two instants)."""
+    return UNSYNC in pair_types(config) or config.pair_grouping != "pairs"
+
+
 def min_views(config: PairConfig) -> int:
     """Cameras a record needs: 2 for multi-view pairs, C for groups of C cameras."""
     if config.views != "multi":
@@ -137,7 +143,7 @@ def check_records(files: Sequence[str], config: PairConfig, max_records: int = 6
             first_error = first_error or (
                 f"{where} has {views} view(s); multi-view {config.pair_grouping} need at "
                 f"least {min_views(config)} (or use views='single')")
-        elif UNSYNC in pair_types(config) and not (
+        elif needs_partners(config) and not (
                 (gaps > config.d_min) & (gaps < config.d_max)).any():
             first_error = first_error or (
                 f"{where} spans {span} frames: no two timesteps lie more than --d_min="
@@ -180,7 +186,7 @@ def _usable(clip: dict, config: PairConfig) -> tf.Tensor:
     ok = tf.constant(True)
     if config.views == "multi":
         ok = tf.logical_and(ok, clip["clip/num_views"] >= min_views(config))
-    if UNSYNC in pair_types(config):
+    if needs_partners(config):
         _, _, lo_plus, hi_plus = _partner_ranges(clip["clip/frame_index"], config)
         ok = tf.logical_and(ok, tf.reduce_any(hi_plus > lo_plus))
     return ok

@@ -247,16 +247,16 @@ class PairConfig:
         frame ``|dt|`` away inside the clip, and ``t2`` the kept frame nearest to it.
       skip_corrupt_records: skip damaged records instead of stopping (see
         :func:`tf_synchro.data.records.clip_dataset`).
-      pair_grouping: ``pairs``: each element is one pair of frames (the paper). ``quads``
-        / ``hexes``: each element is C = 2 / 3 different cameras at two unsynchronized
-        instants ``t1, t2`` (2C frames), scored as the pairs of :func:`group_pairs`:
-        same-instant pairs synchronized, cross-instant pairs of two cameras
-        unsynchronized. With a flip head one ``t2`` frame is mirrored: its same-instant
-        pairs are the flipped pairs, its cross-instant pairs are masked for both heads.
-        Quads label 1.5x, hexes 3.5x the pairs per encoded frame that plain pairs do, and
-        the sync head sees one frame both in and out of sync. With the flip head alone
-        only the same-instant pairs are scored. Evaluation always draws plain pairs. ``pairs_per_clip`` and the batch size count
-        elements (quads, hexes).
+      pair_grouping: ``pairs``: each element is one pair of frames (the paper).
+        ``quads`` / ``hexes`` / ``octets``: each element is C = 2 / 3 / 4 different cameras
+        at two unsynchronized instants ``t1, t2`` (2C frames), scored as the pairs of
+        :func:`group_pairs`: same-instant pairs synchronized, cross-instant pairs of two
+        cameras unsynchronized. With a flip head one ``t2`` frame is mirrored: its
+        same-instant pairs are the flipped pairs, its cross-instant pairs are masked for
+        both heads. Per encoded frame that gives 1.5x / 3.5x / 5.6x the head labels of
+        plain pairs, and the sync head sees one frame both in and out of sync. With the flip
+        head alone only the same-instant pairs are scored. Evaluation always draws plain
+        pairs. ``pairs_per_clip`` and the batch size count elements (groups).
     """
 
     d_min: int = setting(4, "Unsynchronized pairs: |dt| > d_min frames.")
@@ -280,8 +280,8 @@ class PairConfig:
                                 choices=GAP_SAMPLING)
     skip_corrupt_records: bool = setting(False, flag=False)
     pair_grouping: str = setting("pairs", "pairs: one pair per element (the paper); quads / "
-                                 "hexes: 2 / 3 cameras at two times, scored as all their "
-                                 "pairs; see configs.PairConfig.", choices=PAIR_GROUPINGS)
+                                 "hexes / octets: 2 / 3 / 4 cameras at two times, scored as "
+                                 "all their pairs; see configs.PairConfig.", choices=PAIR_GROUPINGS)
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad setting."""

@@ -56,10 +56,13 @@ def main(argv: Sequence[str]) -> None:
     rng = np.random.default_rng(0)
     params = np.tile(np.array([[4, 4, stored - 10, 0, 0, 1, 1]], np.float32), (batch, 1))
     params[::2, view_augment.FLIP] = 1
+    grouping = config.pair_config().pair_grouping  # Frames per element, pairs scored.
+    frames = configs.group_frames(grouping)
+    scored = batch * len(configs.group_pairs(grouping))
     x = {f"view_{v}": rng.integers(0, 256, (batch, stored, stored, 3), dtype=np.uint8)
-         for v in "ab"}
-    x.update({f"aug_{v}": params for v in "ab"})
-    y = {t: rng.integers(0, 2, (batch, 1)).astype(np.float32) for t in config.model.tasks}
+         for v in frames}
+    x.update({f"aug_{v}": params for v in frames})
+    y = {t: rng.integers(0, 2, (scored, 1)).astype(np.float32) for t in config.model.tasks}
     ds = tf.data.Dataset.from_tensors((x, y)).repeat()
     model.fit(ds, steps_per_epoch=FLAGS.warmup, epochs=1, verbose=0)
     per_chunk = max(1, FLAGS.steps // FLAGS.chunks)
@@ -70,6 +73,7 @@ def main(argv: Sequence[str]) -> None:
         chunks.append(round(1000 * (time.perf_counter() - start) / per_chunk, 1))
     print(json.dumps({"arch": config.model.arch, "width": config.model.width,
                       "input_size": config.model.input_size, "batch_size": batch,
+                      "pair_grouping": grouping, "frames_per_step": batch * len(frames),
                       "stored_size": stored, "ms_per_step": min(chunks),
                       "chunks_ms_per_step": chunks, "cpus": os.cpu_count()}))
 

@@ -231,14 +231,16 @@ def test_subject_patterns_expand_against_the_dataset(tmp_path):
 
 def test_bench_pretrain_step_times_the_pretrain_model():
     """benchmarks/bench_pretrain_step.py builds pretrain's model from a flagfile (here the
-    tiny one, as ResNet-10) and prints one JSON line with every timed chunk."""
+    tiny one, as ResNet-10 on octets) and prints one JSON line with every timed chunk."""
     proc = subprocess.run(
         [sys.executable, os.path.join(REPO, "benchmarks", "bench_pretrain_step.py"),
          "--flagfile=" + os.path.join(REPO, "flags", "pretrain_tiny.flags"),
-         "--arch=resnet10", "--stored_size=40", "--steps=4", "--chunks=2", "--warmup=1"],
+         "--arch=resnet10", "--pair_grouping=octets", "--stored_size=40", "--steps=4",
+         "--chunks=2", "--warmup=1"],
         capture_output=True, text=True, timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert (result["arch"], result["batch_size"], result["input_size"]) == ("resnet10", 8, 32)
+    assert (result["pair_grouping"], result["frames_per_step"]) == ("octets", 64)
     assert len(result["chunks_ms_per_step"]) == 2
     assert result["ms_per_step"] == min(result["chunks_ms_per_step"]) > 0

@@ -10,8 +10,8 @@ type            frames                                         sync head  flip h
 ``FLIP``        a SYNC pair with one frame (either) mirrored   masked     1
 =============== ============================================== ========== ==========
 
-With ``pair_grouping="quads"`` or ``"hexes"`` an element is instead 2C frames, C = 2 or 3
-different cameras at two unsynchronized timesteps ``t1, t2`` (``image_a, image_b[, image_c]``
+With ``pair_grouping="quads"``, ``"hexes"`` or ``"octets"`` an element is instead 2C frames,
+C = 2, 3 or 4 different cameras at two unsynchronized timesteps ``t1, t2`` (``image_a, image_b[, image_c]``
 at ``t1``, ``image_a2, ...`` at ``t2``), and the model scores the pairs of
 :func:`tf_synchro.configs.group_pairs` (see :class:`tf_synchro.configs.PairConfig`); labels
 and weights are then ``[P*B, 1]`` and ``[P*B]``, one block of ``B`` per pair, in that order.
@@ -320,7 +320,7 @@ def _sample_pairs(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
 
 
 def _sample_group(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
-    """Draws ``pairs_per_clip`` groups from one parsed clip (``pair_grouping`` quads/hexes).
+    """Draws ``pairs_per_clip`` groups from one parsed clip (``pair_grouping`` quads/hexes/octets).
 
     C different cameras (a uniform draw without replacement; one camera C times with
     ``views="single"``) at two timesteps ``t1, t2`` drawn as an unsynchronized pair is;
@@ -348,6 +348,11 @@ def _sample_group(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
         out[f"flip_{name}"] = tf.logical_and(tf.constant(later and "flip" in config.tasks),
                                              tf.equal(mirror, cam))
     return out
+
+
+def _per_frame(field: str, values: tf.Tensor, names: tuple) -> dict:
+    """``{f"{field}_{name}": block}``: ``values`` holds one equal block per frame name."""
+    return dict(zip((f"{field}_{v}" for v in names), tf.split(values, len(names))))
 
 
 def _decode_pairs(clip: dict, key: tf.Tensor, config: PairConfig, with_metadata: bool) -> dict:
@@ -384,8 +389,7 @@ def _decode_pairs(clip: dict, key: tf.Tensor, config: PairConfig, with_metadata:
                   else tf.tile(tf.constant([[0.0, 1.0, 1.0]]), [n, 1]))
         params = tf.concat([tf.cast(windows[:, :3], tf.float32),
                             tf.cast(flips, tf.float32)[:, None], jitter], axis=1)
-        for i, v in enumerate(names):
-            p[f"aug_{v}"] = params[i * k:(i + 1) * k]
+        p.update(_per_frame("aug", params, names))
     else:
         crops = tf.map_fn(
             lambda a: augment.decode_window(a[0], a[1], a[2], aug.dct_method),
@@ -397,10 +401,8 @@ def _decode_pairs(clip: dict, key: tf.Tensor, config: PairConfig, with_metadata:
                                  [None, aug.output_size, aug.output_size, 3])
         if config.training:
             jitter = augment.jitter_factors_batch(k_jitter, n, aug)
-            for i, v in enumerate(names):
-                p[f"jitter_{v}"] = jitter[i * k:(i + 1) * k]
-    for i, v in enumerate(names):
-        p[f"image_{v}"] = images[i * k:(i + 1) * k]
+            p.update(_per_frame("jitter", jitter, names))
+    p.update(_per_frame("image", images, names))
     if not with_metadata:  # Fewer components make unbatch/shuffle/batch cheaper per pair.
         p = {name: v for name, v in p.items() if name in _TRAIN_KEYS}
     return p

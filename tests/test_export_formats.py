@@ -65,13 +65,27 @@ def test_each_runtime_reproduces_the_saved_model_on_other_crops(all_formats, fin
     assert np.abs(int8 - reference).mean() < 10 and np.abs(int8 - reference).max() > 1e-3
 
 
-def test_a_format_off_by_more_than_the_tolerance_fails_the_export(finished_run, tmp_path):
+def test_a_format_off_by_more_than_the_tolerance_fails_the_export(finished_run, tmp_path,
+                                                                   monkeypatch):
     model_dir, _ = finished_run
-    # The int8 model differs by mm; with a 1e-6 mm tolerance nothing may be published.
+    # How far the real int8 model lands from the SavedModel depends on the tiny run's
+    # weights (within 1e-6 mm once in a full pytest process), so the gate is tested with a
+    # known error: the int8 file answers as the float file (written just before it, within
+    # 1e-3 mm of the SavedModel) moved by 2 mm on one joint.
+    real_run_tflite = serving.run_tflite
+
+    def off_by_2mm(path, images):
+        if not path.endswith(".int8.tflite"):
+            return real_run_tflite(path, images)
+        joints = np.array(real_run_tflite(path.replace(".int8.tflite", ".tflite"), images))
+        joints[:, 0, 0] += 2.0
+        return joints
+
+    monkeypatch.setattr(serving, "run_tflite", off_by_2mm)
     options = configs.FormatOptions(formats=("saved_model", "tflite"), tflite_quantize=True,
-                                   check_crops=4, int8_max_diff_mm=1e-6)
+                                   check_crops=4, int8_max_diff_mm=1.0)
     with pytest.raises(serving.FormatCheckError,
-                       match=r"tflite_int8: .* differs .*\(allowed 1e-06 mm\)"):
+                       match=r"tflite_int8: .* differs .* by up to 2(\.\d+)? mm .*\(allowed 1\.0 mm\)"):
         serving.export(model_dir, str(tmp_path / "out"), formats=options)
     # No version, no files, no temporaries (the export_dir it created is removed too).
     assert not os.path.exists(tmp_path / "out") or os.listdir(tmp_path / "out") == []

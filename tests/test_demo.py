@@ -244,3 +244,46 @@ def test_scaling_suite_plans_and_resumes_at_tiny_scale(demo_run):
     again = []
     experiments.run_suite("scaling", workdir, "tiny", rows=picked, log=again.append)
     assert not [l for l in again if "-m tf_synchro." in l]
+
+
+def test_plot_suites_merges_result_files(tmp_path):
+    """benchmarks/plot_suites.py draws the points of several suite result files (e.g. a
+    grid run in pieces) in one plot and table, a line per series and seed; a point given
+    twice, or a file that is not a result file, is refused in one line."""
+    import subprocess
+    import sys
+
+    def point(series, x, mpjpe):
+        return {"row": "r", "series": series, "x": x, "pretext": {"sync_auc": 0.7, "flip_auc": 0.6},
+                "ratios": {"mpjpe": mpjpe, "pa_mpjpe": 0.8}}
+
+    def write(name, seed, rows):
+        path = tmp_path / name
+        path.write_text(json.dumps({"suite": "scaling", "seed": seed, "rows": rows}))
+        return str(path)
+
+    a = write("a.json", 0, [{"row": "b", "series": None, "x": None},
+                            point("25 people", 1750.0, 0.9), point("5 people", 1750.0, 0.95)])
+    b = write("b.json", 1, [point("5 people", 1750.0, 0.85), point("5 people", 3500.0, 0.8)])
+    script = os.path.join(xl.REPO, "benchmarks", "plot_suites.py")
+
+    def run(*paths):
+        return subprocess.run([sys.executable, script, "--results=" + ",".join(paths),
+                               "--out=" + str(tmp_path / "out.png")],
+                              capture_output=True, text=True, timeout=300, cwd=xl.REPO)
+
+    proc = run(a, b)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert _png(str(tmp_path / "out.png"))
+    rows = [l for l in proc.stdout.splitlines() if l.startswith("| ") and "series" not in l]
+    assert rows == ["| 5 people | 0 | 1,750 | 0.95 / 0.80 | – | 0.70 / 0.60 |",
+                    "| 5 people | 1 | 1,750 | 0.85 / 0.80 | – | 0.70 / 0.60 |",
+                    "| 5 people | 1 | 3,500 | 0.80 / 0.80 | – | 0.70 / 0.60 |",
+                    "| 25 people | 0 | 1,750 | 0.90 / 0.80 | – | 0.70 / 0.60 |"]
+    twice = write("c.json", 1, [point("5 people", 3500.0, 0.7)])
+    (tmp_path / "bad.json").write_text("[]")
+    for paths, message in (((b, twice), "both give 5 people at 3,500 steps, seed 1"),
+                           ((a, str(tmp_path / "bad.json")), "bad.json is not a suite result")):
+        proc = run(*paths)
+        assert proc.returncode != 0 and message in proc.stderr
+        assert "Traceback" not in proc.stderr

@@ -191,6 +191,18 @@ def test_row_flagfiles_parse_and_shared_settings_share_stages():
     assert len(xl.suite_rows("table2")) == 4
 
 
+def test_deterministic_rows_get_their_own_training_stages():
+    """--deterministic reaches pre-training and fine-tuning (so they get new keys; a
+    default run's finished stages are never reused as deterministic ones), not the data."""
+    row = xl.load_row(os.path.join(ROWS, "d_ssl_no_background.flags"))
+    free, fixed = xl.plan_row(row, "cpu", 3), xl.plan_row(row, "cpu", 3, deterministic=True)
+    for name in ("pretrain", "finetune"):
+        assert "--deterministic=true" in getattr(fixed, name).args
+        assert "--deterministic=true" not in getattr(free, name).args
+        assert getattr(fixed, name).key != getattr(free, name).key
+    assert fixed.data.key == free.data.key
+
+
 def test_stage_key_ignores_flagfile_comments_but_not_flags():
     """Editing a flagfile's comments keeps finished stages; editing a flag does not."""
     stage = xl.plan_row(xl.suite_rows("table1")[0], "cpu").stages()[-1]

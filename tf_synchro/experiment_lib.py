@@ -352,19 +352,22 @@ def _scaled_steps(row: Row, flagfile: str) -> list:
     return [f"--train_steps={steps}"]
 
 
-def plan_row(row: Row, scale: str, seed: int = 0) -> RowPlan:
-    """Stages of ``row`` at ``scale`` (``cpu`` or ``paper``)."""
+def plan_row(row: Row, scale: str, seed: int = 0, deterministic: bool = False) -> RowPlan:
+    """Stages of ``row`` at ``scale`` (``cpu`` or ``paper``). ``deterministic`` fixes the
+    tf.data order of pre-training and fine-tuning (``--deterministic``): a seed then gives
+    the same numbers on the same machine; those stages get new keys."""
     if scale not in SCALES:
         raise ValueError(f"--scale={scale}: expected one of {sorted(SCALES)}")
     files = SCALES[scale]
     arch = [f"--arch={row.arch}"] if row.arch else []
+    runtime = [f"--seed={seed}"] + (["--deterministic=true"] if deterministic else [])
     data = Stage("data", "tfrecords_tools.synthesize", files["synthesize"],
                  [f"--background={str(row.background).lower()}", *row.synthesize_args], {},
                  "--output_dir")
     pretrain = None
     if row.init == "pretrained":
         pretrain = Stage("pretrain", "tf_synchro.pretrain", files["pretrain"],
-                         arch + [f"--seed={seed}",
+                         arch + [*runtime,
                                  *_drop_restated(row.pretrain_args, files["pretrain"],
                                                  configs.PretrainConfig)]
                          + (_scaled_steps(row, files["pretrain"])
@@ -372,7 +375,7 @@ def plan_row(row: Row, scale: str, seed: int = 0) -> RowPlan:
                          {"--data_dir": data}, "--model_dir")
     finetune = Stage("finetune", "tf_synchro.finetune", files["finetune"],
                      arch + [f"--label_subjects={','.join(row.label_subjects)}",
-                             f"--seed={seed}"] + ([] if pretrain else ["--init_from=scratch"])
+                             *runtime] + ([] if pretrain else ["--init_from=scratch"])
                      + list(row.finetune_args),
                      {"--data_dir": data, **({"--init_from": pretrain} if pretrain else {})},
                      "--model_dir")

@@ -36,11 +36,15 @@ def define_flags() -> None:
     flags.DEFINE_enum("scale", "cpu", sorted(xl.SCALES), "cpu (minutes per row) or paper.")
     flags.DEFINE_list("rows", [], "Run only these row ids (default: all rows of the suite).")
     flags.DEFINE_integer("seed", 0, "Seed of every pre-training and fine-tuning.")
+    flags.DEFINE_bool("deterministic", False, "Fixed tf.data order in every pre-training and "
+                      "fine-tuning: a seed then gives the same table on the same machine "
+                      "(slower; new stage keys). Off, tf.data emits in thread-completion order, so "
+                      "runs of one seed differ.")
     flags.mark_flag_as_required("workdir")
 
 
 def run_suite(suite: str, workdir: str, scale: str, rows: Sequence[str] = (), seed: int = 0,
-              log=print) -> list[dict]:
+              log=print, deterministic: bool = False) -> list[dict]:
     """Runs (or resumes) the rows of ``suite``; returns their result records."""
     all_rows = xl.suite_rows(suite)
     unknown = sorted(set(rows) - {r.row for r in all_rows})
@@ -64,14 +68,16 @@ def run_suite(suite: str, workdir: str, scale: str, rows: Sequence[str] = (), se
         log(f"\n##### row {row.row} ({i}/{len(selected)}): {row.title} — elapsed "
             f"{time.time() - start:.0f}s")
         t0 = time.time()
-        result = xl.run_row(xl.plan_row(row, scale, seed), workdir, log)
+        result = xl.run_row(xl.plan_row(row, scale, seed, deterministic), workdir, log)
         result["seconds_this_run"] = round(time.time() - t0, 1)
         results = xl.add_ratios(results + [result])
         # Written after every row: a partly finished suite still has a table (and plot).
         dataset_io.write_json_atomic(base + ".json", {"suite": name, "scale": scale,
-                                                      "seed": seed, "rows": results})
-        table = xl.format_table(results, f"{name}, scale={scale}, seed={seed} (mm, mean over "
-                                         f"actions; test S9/S11)")
+                                                      "seed": seed, "deterministic": deterministic,
+                                                      "rows": results})
+        table = xl.format_table(results, f"{name}, scale={scale}, seed={seed}"
+                                         f"{', deterministic' if deterministic else ''} (mm, "
+                                         f"mean over actions; test S9/S11)")
         tmp = run_lock.temp_path(base + ".md")
         with open(tmp, "w") as f:
             f.write(table)
@@ -89,7 +95,8 @@ def main(argv: Sequence[str]) -> None:
     with run_lock.hold(FLAGS.workdir, "--workdir"):
         run_lock.clean_stale_temps(FLAGS.workdir)
         xl.run_or_exit("experiments", lambda: run_suite(
-            FLAGS.suite, FLAGS.workdir, FLAGS.scale, FLAGS.rows, FLAGS.seed))
+            FLAGS.suite, FLAGS.workdir, FLAGS.scale, FLAGS.rows, FLAGS.seed,
+            deterministic=FLAGS.deterministic))
 
 if __name__ == "__main__":
     define_flags()

@@ -13,7 +13,6 @@ by series and steps. Two files giving the same point (series, x, seed) are refus
 """
 import json
 import os
-import re
 import sys
 
 from absl import app, flags
@@ -22,6 +21,13 @@ flags.DEFINE_list("results", [], "Suite result files (<workdir>/<suite>_<scale>.
 flags.DEFINE_string("out", None, "PNG to write.")
 flags.mark_flag_as_required("out")
 FLAGS = flags.FLAGS
+
+
+def _experiment_lib():
+    """Imported after the input checks: it imports TensorFlow (seconds)."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from tf_synchro import experiment_lib
+    return experiment_lib
 
 
 def load_points(paths) -> list[dict]:
@@ -49,15 +55,13 @@ def load_points(paths) -> list[dict]:
 
 def table(points) -> str:
     """Markdown: series, seed, steps, ratios on both tests and the held-out AUCs."""
+    xl = _experiment_lib()
     def pair(d, a, b):
         return f"{d[a]:.2f} / {d[b]:.2f}" if a in d and b in d else "–"
 
     lines = ["| series | seed | steps | ratio MPJPE / PA | unseen ratio MPJPE / PA | "
              "held-out AUC sync / flip |", "|---|---|---|---|---|---|"]
-    def natural(text):  # "5 people" before "25 people" before "105 people"
-        return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
-
-    for r in sorted(points, key=lambda r: (natural(r["series"]), r["seed"], r["x"])):
+    for r in sorted(points, key=lambda r: (xl.natural_key(r["series"]), r["seed"], r["x"])):
         q, p = r.get("ratios") or {}, r.get("pretext") or {}
         lines.append(f"| {r['series']} | {r['seed']} | {r['x']:,.0f} | "
                      f"{pair(q, 'mpjpe', 'pa_mpjpe')} | "
@@ -74,9 +78,7 @@ def main(argv):
     rows = table(points)
     if len({r["seed"] for r in points}) > 1:
         points = [dict(r, series=f"{r['series']}, seed {r['seed']}") for r in points]
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from tf_synchro import experiment_lib as xl  # after the checks: it imports TensorFlow
-    if not xl.plot_series(points, FLAGS.out):
+    if not _experiment_lib().plot_series(points, FLAGS.out):
         raise app.UsageError("--results: no row has a series and a step count to plot")
     print(rows)
     print(f"written {FLAGS.out}")

@@ -467,6 +467,11 @@ def format_table(results: Sequence[dict], title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def natural_key(text: str) -> list:
+    """Sort key that orders numbers in text by value: "5 people" < "25 people" < "105 people"."""
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
+
+
 def plot_series(results: Sequence[dict], path: str) -> bool:
     """Plots each row's ratios and held-out pretext AUCs against its ``x``, one line per
     ``series`` (e.g. ratio vs pre-training steps, a line per people count). Returns False
@@ -483,7 +488,7 @@ def plot_series(results: Sequence[dict], path: str) -> bool:
               ("sync_auc", "held-out sync AUC"), ("flip_auc", "held-out flip AUC"))
     fig, axes = plt.subplots(2, 3, figsize=(14, 7))
     for ax, (key, label) in zip(axes.ravel(), panels):
-        for series in sorted({r["series"] for r in points}):
+        for series in sorted({r["series"] for r in points}, key=natural_key):
             pts = sorted((r["x"], (r.get("ratios") or {}).get(key, (r.get("pretext") or {})
                                                                   .get(key)))
                          for r in points if r["series"] == series)

@@ -153,8 +153,9 @@ def test_killed_run_resumes_from_last_checkpoint(coded_dir, tmp_path):
 
 def test_deterministic_runs_of_one_seed_give_the_same_weights(coded_dir, tmp_path):
     """--deterministic=true: the pair pipeline's draws are stateless per element and its
-    order is fixed, so two runs of one seed train the same encoder bit for bit (the default
-    emits batches in thread-completion order; experiments --deterministic relies on this)."""
+    order is fixed, so two runs of one seed in one process train the same encoder bit for
+    bit (the default emits batches in thread-completion order). Across processes the CPU
+    kernels' rounding may differ (BENCHMARKS.md, "Same seed, same batches")."""
     weights = []
     for name in ("a", "b"):
         config = _config(coded_dir, str(tmp_path / name), train_steps=6, steps_per_checkpoint=6,

@@ -37,9 +37,9 @@ def define_flags() -> None:
     flags.DEFINE_list("rows", [], "Run only these row ids (default: all rows of the suite).")
     flags.DEFINE_integer("seed", 0, "Seed of every pre-training and fine-tuning.")
     flags.DEFINE_bool("deterministic", False, "Fixed tf.data order in every pre-training and "
-                      "fine-tuning: a seed then gives the same table on the same machine "
-                      "(slower; new stage keys). Off, tf.data emits in thread-completion order, so "
-                      "runs of one seed differ.")
+                      "fine-tuning (new stage keys): a seed then fixes every batch. Off, tf.data "
+                      "emits in thread-completion order. Either way the CPU kernels' rounding "
+                      "varies from run to run.")
     flags.mark_flag_as_required("workdir")
 
 

@@ -76,8 +76,6 @@ def main(argv):
         raise app.UsageError("--results: give at least one suite result file")
     points = load_points(FLAGS.results)
     rows = table(points)
-    if len({r["seed"] for r in points}) > 1:
-        points = [dict(r, series=f"{r['series']}, seed {r['seed']}") for r in points]
     if not _experiment_lib().plot_series(points, FLAGS.out):
         raise app.UsageError("--results: no row has a series and a step count to plot")
     print(rows)

@@ -474,8 +474,10 @@ def natural_key(text: str) -> list:
 
 def plot_series(results: Sequence[dict], path: str) -> bool:
     """Plots each row's ratios and held-out pretext AUCs against its ``x``, one line per
-    ``series`` (e.g. ratio vs pre-training steps, a line per people count). Returns False
-    (and draws nothing) when no row has both."""
+    ``series`` (e.g. ratio vs pre-training steps, a line per people count). Rows may carry
+    a ``seed`` (results merged from several runs): then each series keeps one colour and
+    each seed gets its own marker and line style. Returns False (and draws nothing) when no
+    row has both."""
     points = [r for r in results if r.get("series") and r.get("x") is not None]
     if not points:
         return False
@@ -486,15 +488,21 @@ def plot_series(results: Sequence[dict], path: str) -> bool:
               ("unseen_mpjpe", "MPJPE ratio (unseen motion)"),
               ("unseen_pa_mpjpe", "PA-MPJPE ratio (unseen motion)"),
               ("sync_auc", "held-out sync AUC"), ("flip_auc", "held-out flip AUC"))
+    series_names = sorted({r["series"] for r in points}, key=natural_key)
+    seeds = sorted({r.get("seed") for r in points}, key=lambda s: (s is None, s))
+    styles = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-.")]
     fig, axes = plt.subplots(2, 3, figsize=(14, 7))
     for ax, (key, label) in zip(axes.ravel(), panels):
-        for series in sorted({r["series"] for r in points}, key=natural_key):
-            pts = sorted((r["x"], (r.get("ratios") or {}).get(key, (r.get("pretext") or {})
-                                                                  .get(key)))
-                         for r in points if r["series"] == series)
-            pts = [(x, y) for x, y in pts if y is not None]
-            if pts:
-                ax.plot(*zip(*pts), marker="o", label=series)
+        for i, series in enumerate(series_names):
+            for j, seed in enumerate(seeds):
+                pts = sorted((r["x"], (r.get("ratios") or {}).get(
+                    key, (r.get("pretext") or {}).get(key)))
+                    for r in points if r["series"] == series and r.get("seed") == seed)
+                pts = [(x, y) for x, y in pts if y is not None]
+                if pts:
+                    marker, line = styles[j % len(styles)]
+                    ax.plot(*zip(*pts), marker=marker, linestyle=line, color=f"C{i}",
+                            label=series if len(seeds) == 1 else f"{series}, seed {seed}")
         ax.set_xscale("log", base=2)
         ax.set_title(label)
         ax.set_xlabel("pre-training steps")

@@ -1,7 +1,7 @@
 r"""One plot and one table from the result files of several experiment-suite runs.
 
     python benchmarks/plot_suites.py --out=docs/scaling_cpu_people.png \
-        --results=benchmarks/results/scaling_octets_seed0.json,/tmp/sc/scaling_cpu.json
+        --results=$(ls benchmarks/results/scaling_*.json | paste -sd,)
 
 A scaling grid often runs in pieces: rows in separate workdirs (two streams side by side),
 or on different days. Each piece's ``<suite>_<scale>.json`` (written by

@@ -354,8 +354,8 @@ def _scaled_steps(row: Row, flagfile: str) -> list:
 
 def plan_row(row: Row, scale: str, seed: int = 0, deterministic: bool = False) -> RowPlan:
     """Stages of ``row`` at ``scale`` (``cpu`` or ``paper``). ``deterministic`` fixes the
-    tf.data order of pre-training and fine-tuning (``--deterministic``): a seed then gives
-    the same numbers on the same machine; those stages get new keys."""
+    tf.data order of pre-training and fine-tuning (``--deterministic``): a seed then fixes
+    every batch (not the CPU kernels' rounding); those stages get new keys."""
     if scale not in SCALES:
         raise ValueError(f"--scale={scale}: expected one of {sorted(SCALES)}")
     files = SCALES[scale]

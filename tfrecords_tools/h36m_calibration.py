@@ -148,6 +148,14 @@ def rig(subject: str, camera_ids=CAMERA_IDS) -> list[cameras.Camera]:
     return [camera(subject, c) for c in camera_ids]
 
 
+def opencv_distortion(k, p) -> np.ndarray:
+    """The release's radial (k1, k2, k3) and tangential (p1, p2) coefficients in the OpenCV
+    order (k1, k2, p1, p2, k3) that the project stores (see the module docstring)."""
+    k1, k2, k3 = np.asarray(k, np.float64).reshape(3)
+    p1, p2 = np.asarray(p, np.float64).reshape(2)
+    return np.array([k1, k2, p1, p2, k3])
+
+
 def scale_camera(cam: cameras.Camera, width: int, height: int) -> cameras.Camera:
     """``cam`` for an image resized from its calibrated size to ``width`` x ``height``.
 

@@ -5,18 +5,25 @@
 Folder format (one folder per sequence, one video per camera; names are free)::
 
     my_rig/
-      calibration.json          optional, shared by every sequence (see load_calibration)
+      calibration.json          optional, shared by every sequence (or --calibration=FILE)
       dance_01/
         cam_left.mp4            camera id = file stem
         cam_right.mp4
         cam_back.mp4
-        calibration.json        optional, overrides the shared one for this sequence
+        calibration.toml        optional, overrides the shared one for this sequence
         sequence.json           optional: {"subject": "P1", "action": "Dance",
                                            "frame_offsets": {"cam_right": 5},
                                            "crop_boxes": {"cam_left": [x0, y0, x1, y1]}}
       walk_02/
         a.mp4
         b.avi
+
+Calibration files may be in any format of ``tfrecords_tools/calibration.py``
+(``calibration.json``, ``calibration.toml`` (Anipose), ``calibration.yml`` / ``.xml``
+(OpenCV), Qualisys ``*.qca.txt``, Human3.6M-style JSON); a video gets the camera of its
+name, or the one whose name is a separate token of its file name (a QTM serial in
+``Walk_Miqus_3_28496.avi``). The calibrated image size must be the video's or a resize
+of it (same aspect ratio: the intrinsics are scaled).
 
 ``frame_offsets``: video frame ``t + offset`` of a camera shows the same instant as
 frame ``t`` of a camera with offset 0 (cameras started recording ``offset`` frames
@@ -41,13 +48,12 @@ from typing import Iterator, Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from tfrecords_tools import (cameras, cli, crops, dataset_io, h36m_calibration, motion_filter,
-                             schema, video)
+from tfrecords_tools import (calibration, cameras, cli, crops, dataset_io, motion_filter, schema,
+                             video)
 
 log = logging.getLogger(__name__)
 
 WRITER = "tfrecords_tools.rig"
-CALIBRATION = "calibration.json"
 SEQUENCE_INFO = "sequence.json"
 _MOTION_CROP = 32  # side of the grey person crops compared by the motion filter
 
@@ -63,6 +69,11 @@ class RigConfig:
     Attributes:
       input_dir: folder of sequence folders.
       subject: subject name for sequences without ``sequence.json`` "subject".
+      calibration: calibration file (or folder of OpenCV files) for every sequence, in any
+        format of ``tfrecords_tools/calibration.py``; a calibration file in a sequence
+        folder overrides it. None: ``<input_dir>/calibration.*`` if there is one.
+      calibration_units: translation units of the calibration files: "auto" (see
+        ``tfrecords_tools/calibration.py``), "mm" or "m".
       sequences: folder names to convert; None for all.
       fps: frame rate to record; None takes the videos'.
       frame_step: keep every n-th frame before motion filtering.
@@ -83,6 +94,8 @@ class RigConfig:
 
     input_dir: str
     subject: str = "rig"
+    calibration: Optional[str] = None
+    calibration_units: str = "auto"
     sequences: Optional[tuple] = None
     fps: Optional[float] = None
     frame_step: int = 1
@@ -113,6 +126,8 @@ class RigConfig:
             (self.analysis_size >= 32, "analysis_size", ">= 32"),
             (self.min_views >= 1, "min_views", ">= 1"),
             (bool(self.subject), "subject", "a non-empty name"),
+            (self.calibration_units in calibration.UNITS, "calibration_units",
+             f"one of {calibration.UNITS}"),
         ]
         for ok, name, expected in checks:
             if not ok:
@@ -121,83 +136,26 @@ class RigConfig:
     def settings(self) -> dict:
         out = dataclasses.asdict(self)
         out["input_dir"] = os.path.abspath(self.input_dir)
+        if self.calibration:
+            out["calibration"] = os.path.abspath(self.calibration)
         return out
 
 
 # ---------------------------------------------------------------------------- metadata
 
 
-def _camera_from_json(name: str, d: dict, where: str) -> cameras.Camera:
-    def num(key, default=None):
-        v = d.get(key, default)
-        if v is None:
-            raise RigError(f"{where}: camera {name!r} lacks {key!r}")
-        try:
-            v = float(v)
-        except (TypeError, ValueError):
-            raise RigError(f"{where}: camera {name!r} {key}={v!r} is not a number") from None
-        if not np.isfinite(v):
-            raise RigError(f"{where}: camera {name!r} {key}={v!r} is not finite")
-        return v
-
-    def array(key, shape):
-        try:
-            a = np.asarray(d[key], np.float64)
-        except (TypeError, ValueError):
-            raise RigError(f"{where}: camera {name!r} {key!r} is not numeric") from None
-        if a.shape != shape or not np.all(np.isfinite(a)):
-            raise RigError(f"{where}: camera {name!r} {key!r} has shape {list(a.shape)}, "
-                           f"expected {list(shape)} finite numbers")
-        return a
-
-    if not isinstance(d, dict):
-        raise RigError(f"{where}: camera {name!r} must be an object, got {type(d).__name__}")
-    fx, fy, cx, cy = num("fx"), num("fy"), num("cx"), num("cy")
-    width, height = int(num("width")), int(num("height"))
-    if fx <= 0 or fy <= 0 or width <= 0 or height <= 0:
-        raise RigError(f"{where}: camera {name!r} needs positive fx, fy, width, height")
-    distortion = array("distortion", (5,)) if "distortion" in d else np.zeros(5)
-    if "rotation" in d or "translation" in d:
-        rotation, translation = array("rotation", (3, 3)), array("translation", (3,))
-        if (np.abs(rotation @ rotation.T - np.eye(3)).max() > 1e-3
-                or abs(np.linalg.det(rotation) - 1) > 1e-3):
-            raise RigError(f"{where}: camera {name!r} rotation is not a rotation matrix "
-                           f"(expected orthonormal, det +1)")
-        return cameras.Camera(name, fx, fy, cx, cy, width, height, rotation, translation,
-                              distortion)
-    if "q_cam_to_world" in d or "centre" in d:
-        return cameras.Camera.from_quaternion_centre(
-            name, (fx, fy, cx, cy, width, height), array("q_cam_to_world", (4,)),
-            array("centre", (3,)), distortion)
-    raise RigError(f"{where}: camera {name!r} needs extrinsics: 'rotation' (3x3, world->camera)"
-                   f" and 'translation' (mm), or 'q_cam_to_world' (w, x, y, z) and 'centre' (mm)")
-
-
-def load_calibration(path: str) -> dict[str, cameras.Camera]:
-    """Cameras of a ``calibration.json``.
-
-    Format::
-
-        {"cameras": {"<camera id = video file stem>": {
-            "fx": 1145.0, "fy": 1144.0, "cx": 512.5, "cy": 515.4,   # pixels
-            "width": 1000, "height": 1002,                         # calibrated image size
-            "rotation": [[...], [...], [...]],  "translation": [tx, ty, tz],
-                # world -> camera, X_cam = R X + t, mm (or "q_cam_to_world" + "centre")
-            "distortion": [k1, k2, p1, p2, k3]                     # optional, OpenCV
-        }, ...}}
+def load_calibration(path: str, units: str = "auto") -> dict[str, cameras.Camera]:
+    """Cameras of a calibration file of any format of :mod:`tfrecords_tools.calibration`
+    (``calibration.json``, Qualisys ``.qca.txt``, Anipose TOML, OpenCV YAML/XML, Human3.6M
+    JSON), validated, in mm and pixels.
 
     Raises:
-      RigError: unreadable JSON or a malformed camera (named with the field at fault).
+      RigError: unreadable file or a malformed camera (named with the field at fault).
     """
     try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise RigError(f"{path}: not a readable JSON file ({e})") from e
-    if not isinstance(data, dict) or not isinstance(data.get("cameras"), dict) \
-            or not data["cameras"]:
-        raise RigError(f"{path}: expected an object {{\"cameras\": {{\"<id>\": {{...}}}}}}")
-    return {str(k): _camera_from_json(str(k), v, path) for k, v in data["cameras"].items()}
+        return calibration.load(path, units=units)
+    except calibration.CalibrationError as e:
+        raise RigError(str(e)) from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -281,13 +239,7 @@ def discover(config: RigConfig) -> tuple[list[RigSequence], list[dataset_io.Skip
         raise RigError(f"{root} holds videos directly; expected one sub-folder per sequence "
                        f"(<input_dir>/<sequence>/<camera>.mp4): point --input_dir one level up "
                        f"or move the videos into a sequence folder")
-    shared = os.path.join(root, CALIBRATION)
-    shared_calib, shared_error = None, None
-    if os.path.exists(shared):
-        try:
-            shared_calib = load_calibration(shared)
-        except RigError as e:
-            shared_error = str(e)
+    shared_calib, shared_error = _shared_calibration(config)
     folders = sorted(n for n in os.listdir(root) if os.path.isdir(os.path.join(root, n)))
     if config.sequences is not None:
         missing = sorted(set(config.sequences) - set(folders))
@@ -298,7 +250,7 @@ def discover(config: RigConfig) -> tuple[list[RigSequence], list[dataset_io.Skip
     for name in folders:
         try:
             spec = _sequence(config, name, shared_calib, shared_error)
-        except (RigError, video.VideoError) as e:
+        except (RigError, calibration.CalibrationError, video.VideoError) as e:
             skipped.append(dataset_io.Skipped(name, str(e)))
             continue
         if spec is not None:
@@ -320,6 +272,27 @@ def discover(config: RigConfig) -> tuple[list[RigSequence], list[dataset_io.Skip
     return specs, skipped
 
 
+def _shared_calibration(config: RigConfig) -> tuple[Optional[dict], Optional[str]]:
+    """The calibration of every sequence (``--calibration``, else ``<input_dir>/
+    calibration.*``) and, for the latter, the error that makes it unusable."""
+    if config.calibration:
+        if not os.path.exists(config.calibration):
+            raise RigError(f"--calibration {config.calibration}: no such file or folder")
+        try:
+            return calibration.load(config.calibration, units=config.calibration_units), None
+        except calibration.CalibrationError as e:
+            # Named on the command line: refused before any work, as a usage error.
+            raise RigError(f"--calibration: {e}") from None
+    try:
+        path = calibration.find(config.input_dir)
+        if path is None:
+            return None, None
+        return calibration.load(path, units=config.calibration_units), None
+    except calibration.CalibrationError as e:
+        # Only sequences without their own calibration need it: they are skipped.
+        return None, str(e)
+
+
 def _sequence(config, name, shared_calib, shared_error) -> Optional[RigSequence]:
     sdir = os.path.join(config.input_dir, name)
     videos = video.find_videos(sdir)
@@ -329,9 +302,10 @@ def _sequence(config, name, shared_calib, shared_error) -> Optional[RigSequence]
     info = SequenceInfo()
     if os.path.exists(os.path.join(sdir, SEQUENCE_INFO)):
         info = load_sequence_info(os.path.join(sdir, SEQUENCE_INFO))
-    calib = shared_calib
-    if os.path.exists(os.path.join(sdir, CALIBRATION)):
-        calib = load_calibration(os.path.join(sdir, CALIBRATION))
+    own = calibration.find(sdir)
+    calib, source = shared_calib, config.calibration or config.input_dir
+    if own is not None:
+        calib, source = calibration.load(own, units=config.calibration_units), own
     elif shared_error:
         raise RigError(shared_error)
     for what, names in (("frame_offsets", dict(info.frame_offsets)),
@@ -340,16 +314,21 @@ def _sequence(config, name, shared_calib, shared_error) -> Optional[RigSequence]
         if unknown:
             raise RigError(f"{os.path.join(sdir, SEQUENCE_INFO)}: {what} names cameras "
                            f"{unknown} without a video (videos: {sorted(videos)})")
+    matched = None
     if calib is not None:
-        uncalibrated = sorted(set(videos) - set(calib))
-        if uncalibrated:
-            raise RigError(f"calibration does not match the cameras found: videos "
-                           f"{uncalibrated} have no entry in the calibration (it has "
-                           f"{sorted(calib)}; videos: {sorted(videos)})")
+        matched = calibration.match_cameras(calib, sorted(videos), source)
+        for cam_id, cam in matched.items():
+            # The image size is checked before any work (probing reads one frame);
+            # unreadable videos are skipped later, with their own reason.
+            try:
+                probe = video.probe(videos[cam_id])
+            except video.VideoError:
+                continue
+            calibration.check_image_size(cam, probe.width, probe.height, videos[cam_id])
     return RigSequence(
         name=name, subject=info.subject or config.subject, action=info.action or name,
         videos=tuple(sorted(videos.items())),
-        calibration=None if calib is None else tuple((c, calib[c]) for c in sorted(videos)),
+        calibration=None if matched is None else tuple((c, matched[c]) for c in sorted(videos)),
         info=info)
 
 
@@ -365,11 +344,9 @@ def _placeholder_camera(camera_id: str, width: int, height: int) -> cameras.Came
 
 
 def _fit_camera(cam: cameras.Camera, info: video.VideoInfo) -> cameras.Camera:
-    if (cam.width, cam.height) == (info.width, info.height):
-        return cam
-    log.warning("%s: video is %dx%d, calibration is for %dx%d; scaling the intrinsics",
-                info.path, info.width, info.height, cam.width, cam.height)
-    return h36m_calibration.scale_camera(cam, info.width, info.height)
+    """``cam`` for the video's size (intrinsics scaled for a resized video; discover has
+    refused other aspect ratios)."""
+    return calibration.fit_to_image(cam, info.width, info.height, info.path)
 
 
 def _analyse_view(config: RigConfig, path: str, info: video.VideoInfo, frames: np.ndarray,
@@ -456,8 +433,8 @@ def produce_sequence(task: tuple[RigConfig, RigSequence]
 
     calib = dict(seq.calibration) if seq.calibration else None
     if calib is None:
-        log.warning("%s: no %s; storing placeholder camera parameters", seq.sequence_id,
-                    CALIBRATION)
+        log.warning("%s: no calibration file; storing placeholder camera parameters",
+                    seq.sequence_id)
     cams = [_fit_camera(calib[c], i) if calib else _placeholder_camera(c, i.width, i.height)
             for (c, _), i in zip(views, infos)]
     fixed = dict(seq.info.crop_boxes)
@@ -536,7 +513,8 @@ def main(argv: Sequence[str]) -> None:
     cli.check_no_arguments(argv)
     f = flags.FLAGS
     config = RigConfig(
-        input_dir=f.input_dir, subject=f.subject,
+        input_dir=f.input_dir, subject=f.subject, calibration=f.calibration,
+        calibration_units=f.calibration_units,
         sequences=tuple(f.sequences) if f.sequences else None, fps=f.fps,
         frame_step=f.frame_step, image_size=f.image_size, clip_length=f.clip_length,
         crop=f.crop, margin=f.margin, background=f.background,
@@ -554,6 +532,14 @@ def define_flags() -> None:
     flags.DEFINE_string("input_dir", None, "Folder of sequence folders (one video per camera).")
     flags.DEFINE_string("output_dir", None, "Dataset directory to write (or resume).")
     flags.DEFINE_string("subject", "rig", "Subject name where sequence.json gives none.")
+    flags.DEFINE_string("calibration", None, "Calibration file (or folder of OpenCV files) "
+                        "for every sequence: calibration.json, Qualisys .qca.txt, Anipose "
+                        ".toml, OpenCV .yml/.xml, Human3.6M-style .json; a calibration file "
+                        "in a sequence folder overrides it. Default: <input_dir>/calibration.*")
+    flags.DEFINE_enum("calibration_units", "auto", list(calibration.UNITS),
+                      "Translation units of the calibration files; auto: mm for qca, h36m "
+                      "and calibration.json, and for toml/OpenCV files metres when every "
+                      "camera is within 50 units of the origin, else mm.")
     flags.DEFINE_list("sequences", [], "Sequence folders to convert; empty for all.")
     flags.DEFINE_float("fps", None, "Frame rate to record; default: the videos'.")
     flags.DEFINE_integer("frame_step", 1, "Keep every n-th frame before motion filtering.")

@@ -106,7 +106,8 @@ def write_qca(path, cams=TRUTH, factor=64, window=(40, 24), extra="") -> str:
     <camera active="1" avg-residual="0.31" serial="{name}" model="Miqus Video" viewrotation="0">
       <fov_marker left="0" top="0" right="{sensor_w - 1}" bottom="{sensor_h - 1}"/>
       <fov_marker_max left="0" top="0" right="{sensor_w - 1}" bottom="{sensor_h - 1}"/>
-      <fov_video left="{left}" top="{top}" right="{left + c.width - 1}" bottom="{top + c.height - 1}"/>
+      <fov_video left="{left}" top="{top}" right="{left + c.width - 1}"
+        bottom="{top + c.height - 1}"/>
       <fov_video_max left="0" top="0" right="{sensor_w - 1}" bottom="{sensor_h - 1}"/>
       <transform x="{_r(x)}" y="{_r(y)}" z="{_r(z)}" {r}/>
       <intrinsic focallength="6.0" sensorMinU="0" sensorMaxU="{(sensor_w - 1) * factor}"
@@ -417,10 +418,11 @@ def test_converter_writes_calibration_json(tmp_path):
 
 
 def test_converter_bad_file_is_one_line_and_exit_2(tmp_path):
-    bad = open(write_qca(tmp_path / "a.qca.txt")).read().replace('focalLengthV="', 'focalLengthV="-', 1)
-    (tmp_path / "bad.qca.txt").write_text(bad)
+    text = open(write_qca(tmp_path / "a.qca.txt")).read()
+    (tmp_path / "bad.qca.txt").write_text(text.replace('focalLengthV="', 'focalLengthV="-', 1))
     out = subprocess.run([sys.executable, "-m", "tfrecords_tools.calibration",
-                          f"--input={tmp_path / 'bad.qca.txt'}", f"--output={tmp_path / 'o.json'}"],
+                          f"--input={tmp_path / 'bad.qca.txt'}",
+                          f"--output={tmp_path / 'o.json'}"],
                          cwd=REPO, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2, out.stderr
     lines = [line for line in out.stderr.splitlines() if line.strip()]

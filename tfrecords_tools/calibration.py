@@ -26,17 +26,18 @@ accepted too). Camera name: the serial. Conventions, and why:
 * Intrinsics are in sub-pixel units. The factor is the sensor's extent in those units over
   its extent in pixels, ``(sensorMaxU - sensorMinU) / (fov_video_max.right -
   fov_video_max.left)`` (``fov_marker_max`` if there is no video window), rounded to an
-  integer: 64 in every published export. fx, fy = focalLength{U,V} / factor.
+  integer (public converters hard-code 64). fx, fy = focalLength{U,V} / factor.
 * The principal point is relative to the sensor; the video holds only the ``fov_video``
   window, so cx = centerPointU / factor - left, cy = centerPointV / factor - top. The image
   size is the window's, ``right - left + 1`` by ``bottom - top + 1``; a video recorded
   binned or at a lower resolution (same aspect) is handled by the rig's intrinsics scaling.
 * ``transform``: x, y, z is the camera centre in world mm. r11..r33 give the camera's
-  orientation; the public readers of this format (the Qualisys SDK data model and two
-  independent converters) all take the matrix M with ``M[i][j] = r_ij`` as the map from
-  world directions to QTM's camera axes, i.e. the file lists the camera-to-world rotation
-  (M^T) column by column. QTM's camera frame has y up and looks along -z (the computer
-  graphics convention); OpenCV's has y down and looks along +z. So
+  orientation. Qualisys publishes the field names (its SDK's data model) but not their
+  geometry; the two public converters found (Pose2Sim's and a markerless-pose toolkit's)
+  agree on taking the matrix M with ``M[i][j] = r_ij`` as the map from world directions to
+  QTM's camera axes, i.e. the file lists the camera-to-world rotation (M^T) column by
+  column, and on QTM's camera frame having y up and looking along -z (the computer
+  graphics convention; OpenCV's has y down and looks along +z). So
   ``R = diag(1, -1, -1) M`` and ``t = -R centre``. A reading with the wrong axis
   convention would put the world origin (QTM's L-frame, inside the capture volume) behind
   the cameras; that is checked and logged as a warning.

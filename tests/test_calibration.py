@@ -417,6 +417,15 @@ def test_converter_writes_calibration_json(tmp_path):
     assert code == cli.USAGE_EXIT and "not a readable TOML" in err
 
 
+def test_converter_has_the_binary_shape(tmp_path):
+    """define_flags/main like every binary; a stray argument is a usage error."""
+    code, _, err = cli.invoke("tfrecords_tools.calibration",
+                              [f"--input={tmp_path}", f"--output={tmp_path}/o.json", "stray"])
+    assert code == cli.USAGE_EXIT and "'stray'" in err and os.listdir(tmp_path) == []
+    code, _, err = cli.invoke("tfrecords_tools.calibration", [f"--output={tmp_path}/o.json"])
+    assert code == cli.USAGE_EXIT and "--input" in err
+
+
 def test_converter_bad_file_is_one_line_and_exit_2(tmp_path):
     text = open(write_qca(tmp_path / "a.qca.txt")).read()
     (tmp_path / "bad.qca.txt").write_text(text.replace('focalLengthV="', 'focalLengthV="-', 1))
@@ -485,3 +494,8 @@ def test_rig_reads_any_format_and_sequence_files_override(tmp_path):
     assert "camera '28496' width x height: calibrated for 128x96 but the video is 64x32" in reason
     with pytest.raises(rig.RigError, match="^--calibration .*missing.toml: no such"):
         rig.discover(rig.RigConfig(str(root), calibration=str(tmp_path / "missing.toml")))
+    # Without the flag, a supported file at the top of the rig folder is shared.
+    os.rename(toml, root / "calibration.toml")
+    specs, _ = rig.discover(rig.RigConfig(str(root)))
+    walk_spec = next(s for s in specs if s.name == "walk")
+    assert [c.camera_id for _, c in walk_spec.calibration] == ["28496", "28497"]

@@ -29,6 +29,20 @@ of it (same aspect ratio: the intrinsics are scaled).
 frame ``t`` of a camera with offset 0 (cameras started recording ``offset`` frames
 early). Stored ``clip/frame_index`` values are in this common timeline.
 
+Frame rates: pairing frames by index is only right when every camera runs at the same
+rate, so a sequence whose cameras' rates differ by more than ``RATE_TOLERANCE`` (0.01 %,
+one frame of drift per 10,000 frames: 29.97 and 30 differ) is skipped with the cameras
+and rates named, unless ``resample_fps`` (``--resample_fps=F``) is given. Then frame ``i``
+of camera ``c`` shows time ``(i - offset_c) / fps_c`` (offsets in the camera's own
+frames), and timestep ``k`` of the records takes, in every view, the frame nearest to time
+``k / F`` (``floor(k * fps_c / F + 0.5) + offset_c``; ties take the later frame), so views
+differ by at most half a frame of their own camera; a camera slower than ``F`` repeats
+frames. ``frame_index`` then counts timesteps at rate ``F``. ``fps`` (``--fps``) is
+another concept: the rate every video runs at, for containers that report none or a
+wrong one (it overrides theirs; without resampling the records are labelled with it).
+A frame offset not smaller than its video is refused; videos whose durations after the
+offsets differ by a timestep or more are truncated to the common part (listed).
+
 The person is found by background subtraction (no detector weights): a per-camera,
 per-sequence median background, refined by ignoring where the person was found in a
 first pass; per-frame foreground boxes are filled and smoothed over time. With
@@ -56,6 +70,9 @@ log = logging.getLogger(__name__)
 WRITER = "tfrecords_tools.rig"
 SEQUENCE_INFO = "sequence.json"
 _MOTION_CROP = 32  # side of the grey person crops compared by the motion filter
+# Largest relative difference of two cameras' frame rates that still counts as one rate:
+# pairing frames by index then drifts at most one frame per 10,000 frames.
+RATE_TOLERANCE = 1e-4
 
 
 class RigError(ValueError):
@@ -75,7 +92,11 @@ class RigConfig:
       calibration_units: translation units of the calibration files: "auto" (see
         ``tfrecords_tools/calibration.py``), "mm" or "m".
       sequences: folder names to convert; None for all.
-      fps: frame rate to record; None takes the videos'.
+      fps: frame rate of every video, overriding what the containers report (for files
+        that report none or a wrong one); None: each container's rate.
+      resample_fps: frame rate of the records: every camera is resampled to it by
+        timestamps (nearest frame); None: the cameras must share one frame rate (within
+        ``RATE_TOLERANCE``), which is recorded.
       frame_step: keep every n-th frame before motion filtering.
       image_size: side of the stored square crops.
       clip_length: kept timesteps per record.
@@ -98,6 +119,7 @@ class RigConfig:
     calibration_units: str = "auto"
     sequences: Optional[tuple] = None
     fps: Optional[float] = None
+    resample_fps: Optional[float] = None
     frame_step: int = 1
     image_size: int = 160
     clip_length: int = 256
@@ -123,6 +145,7 @@ class RigConfig:
             (self.background in ("keep", "remove"), "background", "'keep' or 'remove'"),
             (self.margin >= 0, "margin", ">= 0"),
             (self.fps is None or self.fps > 0, "fps", "> 0"),
+            (self.resample_fps is None or self.resample_fps > 0, "resample_fps", "> 0"),
             (self.analysis_size >= 32, "analysis_size", ">= 32"),
             (self.min_views >= 1, "min_views", ">= 1"),
             (bool(self.subject), "subject", "a non-empty name"),
@@ -201,6 +224,86 @@ def load_sequence_info(path: str) -> SequenceInfo:
     return SequenceInfo(d.get("subject"), d.get("action"),
                         tuple(sorted(offsets.items())),
                         tuple(sorted((k, tuple(float(x) for x in v)) for k, v in boxes.items())))
+
+
+# ---------------------------------------------------------------------------- timeline
+
+
+@dataclasses.dataclass(frozen=True)
+class Timeline:
+    """The video frame every record timestep shows, per camera (module docstring)."""
+
+    frames: np.ndarray          # [K, V] video frame numbers, non-decreasing per camera
+    fps: float                  # rate of the timesteps (``sequence/fps``)
+    warnings: tuple = ()        # one-line notes to log
+    truncated: Optional[tuple] = None  # (first, last) timesteps only some views have, message
+
+
+def _rates_text(rates: dict) -> str:
+    return ", ".join(f"{c} {r:g} fps" for c, r in rates.items())
+
+
+def sequence_timeline(config: RigConfig, camera_ids: Sequence[str],
+                      infos: Sequence[video.VideoInfo], offsets: dict) -> Timeline:
+    """Frame rates, offsets and lengths of one sequence's videos -> synchronized timesteps.
+
+    Raises:
+      RigError: a video without a frame rate, cameras at different rates (without
+        ``resample_fps``), or a frame offset not smaller than its video (one line naming
+        the camera and the values).
+    """
+    rates = {}
+    for c, info in zip(camera_ids, infos):
+        rate = config.fps or info.fps
+        if not rate or not np.isfinite(rate) or rate <= 0:
+            raise RigError(f"{info.path} reports no frame rate; pass --fps=R (the rate of "
+                           f"every video)")
+        rates[c] = float(rate)
+    notes = []
+    if config.fps:
+        differ = {c: i.fps for c, i in zip(camera_ids, infos)
+                  if i.fps > 0 and abs(i.fps - config.fps) > RATE_TOLERANCE * config.fps}
+        if differ:
+            notes.append(f"--fps={config.fps:g} overrides the frame rates the videos report "
+                         f"({_rates_text(differ)})")
+    lengths = {c: info.num_frames for c, info in zip(camera_ids, infos)}
+    for c in camera_ids:
+        off = offsets.get(c, 0)
+        if off >= lengths[c]:
+            raise RigError(f"frame_offsets[{c!r}] = {off} is not smaller than the video's "
+                           f"{lengths[c]} frames ({lengths[c] / rates[c]:.3f} s at "
+                           f"{rates[c]:g} fps): no instant common to all cameras")
+    if config.resample_fps is None:
+        if max(rates.values()) - min(rates.values()) > RATE_TOLERANCE * max(rates.values()):
+            raise RigError(f"cameras run at different frame rates ({_rates_text(rates)}; "
+                           f"tolerance {RATE_TOLERANCE:.2%}): frames paired by index would "
+                           f"show different instants; pass --resample_fps=F to resample "
+                           f"every camera to rate F")
+        fps = rates[camera_ids[0]]
+        ratio = {c: 1.0 for c in camera_ids}  # frames paired by index, exactly
+    else:
+        fps = float(config.resample_fps)
+        ratio = {c: rates[c] / fps for c in camera_ids}  # video frames per timestep
+
+    def source(c: str, k: np.ndarray) -> np.ndarray:
+        # Nearest frame to time k / fps; the epsilon makes float ties go to the later frame.
+        return np.floor(k * ratio[c] + 0.5 + 1e-9).astype(np.int64) + offsets.get(c, 0)
+
+    counts = {}
+    for c in camera_ids:
+        k = np.arange(int(np.ceil((lengths[c] - offsets.get(c, 0)) / ratio[c])) + 2)
+        counts[c] = int(np.count_nonzero(source(c, k) < lengths[c]))
+    length = min(counts.values())  # >= 1: every offset is inside its video
+    frames = np.stack([source(c, np.arange(length)) for c in camera_ids], 1)
+    truncated = None
+    if max(counts.values()) > length:
+        after = ", ".join(
+            f"{c!r}: {lengths[c] - offsets.get(c, 0)} frames at {rates[c]:g} fps = "
+            f"{(lengths[c] - offsets.get(c, 0)) / rates[c]:.3f} s" for c in camera_ids)
+        truncated = ((length, max(counts.values()) - 1),
+                     f"videos have different lengths (after the frame offsets: {after}); "
+                     f"truncated to the common {length} timesteps ({length / fps:.3f} s)")
+    return Timeline(frames, fps, tuple(notes), truncated)
 
 
 # ---------------------------------------------------------------------------- discovery
@@ -314,17 +417,23 @@ def _sequence(config, name, shared_calib, shared_error) -> Optional[RigSequence]
         if unknown:
             raise RigError(f"{os.path.join(sdir, SEQUENCE_INFO)}: {what} names cameras "
                            f"{unknown} without a video (videos: {sorted(videos)})")
+    # Image sizes, frame rates and offsets are checked before any work (probing reads one
+    # frame); unreadable videos are skipped later, with their own reason.
+    probes = {}
+    for cam_id in sorted(videos):
+        try:
+            probes[cam_id] = video.probe(videos[cam_id])
+        except video.VideoError:
+            continue
     matched = None
     if calib is not None:
         matched = calibration.match_cameras(calib, sorted(videos), source)
         for cam_id, cam in matched.items():
-            # The image size is checked before any work (probing reads one frame);
-            # unreadable videos are skipped later, with their own reason.
-            try:
-                probe = video.probe(videos[cam_id])
-            except video.VideoError:
-                continue
-            calibration.check_image_size(cam, probe.width, probe.height, videos[cam_id])
+            if cam_id in probes:
+                calibration.check_image_size(cam, probes[cam_id].width, probes[cam_id].height,
+                                             videos[cam_id])
+    if probes:
+        sequence_timeline(config, list(probes), list(probes.values()), dict(info.frame_offsets))
     return RigSequence(
         name=name, subject=info.subject or config.subject, action=info.action or name,
         videos=tuple(sorted(videos.items())),
@@ -409,27 +518,19 @@ def produce_sequence(task: tuple[RigConfig, RigSequence]
         yield dataset_io.Skipped(seq.sequence_id, f"only {len(views)} readable camera(s), "
                                                   f"{config.min_views} needed")
         return
-    fps = config.fps or infos[0].fps
-    if not fps or fps <= 0:
-        yield dataset_io.Skipped(seq.sequence_id, f"{infos[0].path} reports no frame rate; "
-                                                  f"pass --fps")
+    try:
+        timeline = sequence_timeline(config, [c for c, _ in views], infos, offsets)
+    except RigError as e:  # Checked by discover; here for a camera readable only now.
+        yield dataset_io.Skipped(seq.sequence_id, str(e))
         return
-    if config.fps is None and any(abs(i.fps - fps) > 0.01 for i in infos):
-        log.warning("%s: cameras report different frame rates %s; recording %.3f",
-                    seq.sequence_id, [i.fps for i in infos], fps)
-    # Common timeline: t valid for every camera c when t + offset_c < frames_c.
-    avail = {c: i.num_frames - offsets.get(c, 0) for (c, _), i in zip(views, infos)}
-    length = min(avail.values())
-    if length < 1:
-        yield dataset_io.Skipped(seq.sequence_id, f"no frame common to all cameras after the "
-                                                  f"frame offsets (frames after offset: {avail})")
-        return
-    if len(set(avail.values())) > 1:
-        msg = (f"videos have different lengths (frames after offset: {avail}); truncated to "
-               f"the common {length} frames")
+    for note in timeline.warnings:
+        log.warning("%s: %s", seq.sequence_id, note)
+    if timeline.truncated:
+        (first, last), msg = timeline.truncated
         log.warning("%s: %s", seq.sequence_id, msg)
-        yield dataset_io.Skipped(f"{seq.sequence_id} frames {length}..{max(avail.values()) - 1}",
-                                 msg)
+        yield dataset_io.Skipped(f"{seq.sequence_id} frames {first}..{last}", msg)
+    fps, length = timeline.fps, len(timeline.frames)
+    source = dict(zip([c for c, _ in views], timeline.frames.T))  # video frame per timestep
 
     calib = dict(seq.calibration) if seq.calibration else None
     if calib is None:
@@ -441,7 +542,6 @@ def produce_sequence(task: tuple[RigConfig, RigSequence]
     candidates = np.arange(0, length, config.frame_step)
     all_boxes, all_grey, backgrounds = [], [], []
     for (cam_id, path), info in zip(views, infos):
-        off = offsets.get(cam_id, 0)
         fixed_box = None
         if config.crop == "fixed":
             side = min(info.width, info.height)
@@ -449,8 +549,9 @@ def produce_sequence(task: tuple[RigConfig, RigSequence]
                                                       (info.height - side) / 2,
                                                       (info.width + side) / 2 - 1,
                                                       (info.height + side) / 2 - 1)), np.float64)
-        boxes, grey, bg = _analyse_view(config, path, info, candidates + off, fixed_box, off,
-                                        length)
+        frames = source[cam_id]
+        boxes, grey, bg = _analyse_view(config, path, info, frames[candidates], fixed_box,
+                                        int(frames[0]), int(frames[-1] - frames[0]) + 1)
         if all(b is None for b in boxes):
             yield dataset_io.Skipped(f"{seq.sequence_id}.{cam_id}",
                                      "no person found in any frame (foreground mask empty); "
@@ -464,7 +565,7 @@ def produce_sequence(task: tuple[RigConfig, RigSequence]
     grey = np.concatenate([np.stack(g) for g in all_grey], 1)  # [K, V*m, m]
     keep = motion_filter.moving_frames_2d(grey, config.motion_threshold)
     kept, boxes = candidates[keep], boxes[keep]
-    frame_indices = kept[:, None] + np.array([offsets.get(c, 0) for c, _ in views])[None]
+    frame_indices = timeline.frames[kept]
     timesteps = video.crop_timesteps(
         [p for _, p in views], frame_indices, boxes, config.image_size,
         backgrounds=backgrounds if config.background == "remove" else None,
@@ -516,7 +617,7 @@ def main(argv: Sequence[str]) -> None:
         input_dir=f.input_dir, subject=f.subject, calibration=f.calibration,
         calibration_units=f.calibration_units,
         sequences=tuple(f.sequences) if f.sequences else None, fps=f.fps,
-        frame_step=f.frame_step, image_size=f.image_size, clip_length=f.clip_length,
+        resample_fps=f.resample_fps, frame_step=f.frame_step, image_size=f.image_size, clip_length=f.clip_length,
         crop=f.crop, margin=f.margin, background=f.background,
         motion_threshold=f.motion_threshold, mask_threshold=f.mask_threshold,
         jpeg_quality=f.jpeg_quality)
@@ -541,7 +642,14 @@ def define_flags() -> None:
                       "and calibration.json, and for toml/OpenCV files metres when every "
                       "camera is within 50 units of the origin, else mm.")
     flags.DEFINE_list("sequences", [], "Sequence folders to convert; empty for all.")
-    flags.DEFINE_float("fps", None, "Frame rate to record; default: the videos'.")
+    flags.DEFINE_float("fps", None, "Frame rate of every video, overriding what the "
+                       "containers report (for files that report none or a wrong one); "
+                       "default: each container's. Without --resample_fps the records are "
+                       "labelled with it.")
+    flags.DEFINE_float("resample_fps", None, "Frame rate of the records: every camera is "
+                       "resampled to it by timestamps (nearest frame, frame_offsets in the "
+                       "camera's own frames). Default: none; cameras at different frame "
+                       "rates are then skipped with the rates listed.")
     flags.DEFINE_integer("frame_step", 1, "Keep every n-th frame before motion filtering.")
     flags.DEFINE_integer("image_size", 160, "Side of the stored square crops (pixels).")
     flags.DEFINE_integer("clip_length", 256, "Kept timesteps per record.")

@@ -80,13 +80,17 @@ class FrameReader:
         self.path = path
         self._cap = _open(path)
         self._next = 0
+        self._last: Optional[np.ndarray] = None
 
     def read(self, index: int) -> np.ndarray:
-        """Frame ``index`` (0-based) as RGB uint8 [H, W, 3].
+        """Frame ``index`` (0-based) as RGB uint8 [H, W, 3]; the last frame read may be
+        asked for again (a view resampled to a higher frame rate repeats frames).
 
         Raises:
           VideoError: ``index`` is behind the last frame read, or past the end.
         """
+        if index == self._next - 1 and self._last is not None:
+            return self._last.copy()
         if index < self._next:
             raise VideoError(f"{self.path}: frame {index} requested after frame {self._next - 1}; "
                              f"FrameReader reads forward only")
@@ -100,7 +104,8 @@ class FrameReader:
             raise VideoError(f"{self.path}: video ends at frame {self._next}, "
                              f"frame {index} was requested")
         self._next += 1
-        return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        self._last = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        return self._last
 
     def close(self) -> None:
         self._cap.release()
@@ -333,7 +338,7 @@ def crop_timesteps(paths: Sequence[str], frame_indices: np.ndarray, boxes: np.nd
 
     Args:
       paths: V video files.
-      frame_indices: [K, V] increasing frame numbers in each video.
+      frame_indices: [K, V] non-decreasing frame numbers in each video.
       boxes: [K, V, 4] crop boxes in each video's pixels.
       size: crop side.
       backgrounds: V median backgrounds to remove, or None to keep the scene.

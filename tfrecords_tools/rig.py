@@ -40,8 +40,8 @@ differ by at most half a frame of their own camera; a camera slower than ``F`` r
 frames. ``frame_index`` then counts timesteps at rate ``F``. ``fps`` (``--fps``) is
 another concept: the rate every video runs at, for containers that report none or a
 wrong one (it overrides theirs; without resampling the records are labelled with it).
-A frame offset not smaller than its video is refused; videos whose durations after the
-offsets differ by a timestep or more are truncated to the common part (listed).
+A frame offset not smaller than its video is refused; views end at the shortest video
+(after the offsets), listed as truncated when durations differ by a timestep or more.
 
 The person is found by background subtraction (no detector weights): a per-camera,
 per-sequence median background, refined by ignoring where the person was found in a
@@ -295,8 +295,11 @@ def sequence_timeline(config: RigConfig, camera_ids: Sequence[str],
         counts[c] = int(np.count_nonzero(source(c, k) < lengths[c]))
     length = min(counts.values())  # >= 1: every offset is inside its video
     frames = np.stack([source(c, np.arange(length)) for c in camera_ids], 1)
+    durations = [(lengths[c] - offsets.get(c, 0)) / rates[c] for c in camera_ids]
     truncated = None
-    if max(counts.values()) > length:
+    # Under a timestep of difference is sampling (a slower view's last frame can be nearer
+    # to a time past its end), not views of different lengths.
+    if max(counts.values()) > length and max(durations) - min(durations) > 1 / fps - 1e-9:
         after = ", ".join(
             f"{c!r}: {lengths[c] - offsets.get(c, 0)} frames at {rates[c]:g} fps = "
             f"{(lengths[c] - offsets.get(c, 0)) / rates[c]:.3f} s" for c in camera_ids)

@@ -83,6 +83,9 @@ def test_mixed_rates_skipped_naming_cameras_and_rates(root):
     # --resample_fps accepts the sequence; --fps asserts one rate for every video.
     assert len(rig.discover(_config(root, resample_fps=25.0))[0]) == 2
     assert len(rig.discover(_config(root, fps=25.0))[0]) == 2
+    code, _, err = cli.invoke("tfrecords_tools.rig", [
+        f"--input_dir={root}", f"--output_dir={root}_out", "--resample_fps=0"])
+    assert code == cli.USAGE_EXIT and "--resample_fps=0.0: expected > 0" in err, err
 
 
 @pytest.mark.parametrize("rates, refused", [

@@ -97,7 +97,7 @@ class RigConfig:
       resample_fps: frame rate of the records: every camera is resampled to it by
         timestamps (nearest frame); None: the cameras must share one frame rate (within
         ``RATE_TOLERANCE``), which is recorded.
-      frame_step: keep every n-th frame before motion filtering.
+      frame_step: keep every n-th frame (timestep) before motion filtering.
       image_size: side of the stored square crops.
       clip_length: kept timesteps per record.
       crop: "mask" (person box from the foreground mask) or "fixed" (one box per camera).
@@ -523,7 +523,7 @@ def produce_sequence(task: tuple[RigConfig, RigSequence]
         return
     try:
         timeline = sequence_timeline(config, [c for c, _ in views], infos, offsets)
-    except RigError as e:  # Checked by discover; here for a camera readable only now.
+    except RigError as e:  # Checked by discover too; here on the cameras readable now.
         yield dataset_io.Skipped(seq.sequence_id, str(e))
         return
     for note in timeline.warnings:
@@ -620,7 +620,8 @@ def main(argv: Sequence[str]) -> None:
         input_dir=f.input_dir, subject=f.subject, calibration=f.calibration,
         calibration_units=f.calibration_units,
         sequences=tuple(f.sequences) if f.sequences else None, fps=f.fps,
-        resample_fps=f.resample_fps, frame_step=f.frame_step, image_size=f.image_size, clip_length=f.clip_length,
+        resample_fps=f.resample_fps,
+        frame_step=f.frame_step, image_size=f.image_size, clip_length=f.clip_length,
         crop=f.crop, margin=f.margin, background=f.background,
         motion_threshold=f.motion_threshold, mask_threshold=f.mask_threshold,
         jpeg_quality=f.jpeg_quality)
@@ -653,7 +654,8 @@ def define_flags() -> None:
                        "resampled to it by timestamps (nearest frame, frame_offsets in the "
                        "camera's own frames). Default: none; cameras at different frame "
                        "rates are then skipped with the rates listed.")
-    flags.DEFINE_integer("frame_step", 1, "Keep every n-th frame before motion filtering.")
+    flags.DEFINE_integer("frame_step", 1, "Keep every n-th frame (timestep) before motion "
+                         "filtering.")
     flags.DEFINE_integer("image_size", 160, "Side of the stored square crops (pixels).")
     flags.DEFINE_integer("clip_length", 256, "Kept timesteps per record.")
     flags.DEFINE_enum("crop", "mask", ["mask", "fixed"], "Person box from the foreground mask "

@@ -34,14 +34,15 @@ from tfrecords_tools import cameras as cameras_lib
 from tfrecords_tools import dataset_io, motion_filter, schema
 from tfrecords_tools.synth import body as body_lib
 from tfrecords_tools.synth import motion as motion_lib
-from tfrecords_tools.synth import render, scene
+from tfrecords_tools.synth import motion_io, render, scene
+from tfrecords_tools.synth.motion_io import retarget as retarget_lib
 
 WRITER = "tfrecords_tools.synthesize"
 FPS = motion_lib.FPS
 # Plausible human size (mm) measured along the foot-to-head chain of bones; a motion file
 # outside it is in other units (metres, cm) or not a human skeleton.
-_CHAIN = ((3, 2), (2, 1), (1, 0), (0, 7), (7, 8), (8, 9), (9, 10))
-BODY_CHAIN_RANGE_MM = (900.0, 2600.0)
+_CHAIN = retarget_lib.CHAIN
+BODY_CHAIN_RANGE_MM = retarget_lib.BODY_CHAIN_RANGE_MM
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,9 +62,28 @@ class SynthConfig:
         since the last kept frame (0 keeps all). 4 mm keeps about 73% of the procedural
         frames, close to the paper's "on average every fourth frame dropped".
       seed: fixes bodies, looks, motions, crops; same seed, same bytes.
-      motion_file: optional .npz with world joints [T, 17, 3] in mm (key ``joints3d_world``
-        or its only array), rendered for every subject instead of the procedural actions,
-        under the action name of the file stem.
+      motion_file: optional motion file rendered for every subject instead of the
+        procedural actions, under the action name of its stem
+        (:func:`tfrecords_tools.synth.motion_io.action_name`): the generator's .npz
+        (``joints3d_world`` [T, 17, 3] mm, rendered as given), or motion capture (.bvh,
+        .amc with its .asf, .c3d, AMASS-style .npz ``joints``) imported by
+        :mod:`tfrecords_tools.synth.motion_io` and retargeted to each subject.
+      motion_dir: a folder of motion files (not recursive), each one action named by its
+        stem; exclusive with ``motion_file``.
+      motion_mapping: JSON file mapping the 17 joints to the file's joints/markers (a name,
+        a list to average, ``{"from", "to", "t"}``); default: the built-in tables
+        (:mod:`tfrecords_tools.synth.motion_io.mapping`).
+      motion_window: frames (50 fps) per take: a file is cut into consecutive windows,
+        each a take (0: one take per file).
+      treadmill: remove the pelvis' horizontal position per frame (heading kept): long
+        walks stay in the capture volume.
+      motion_fps: frame rate of the motion files when they store none or a wrong one (0:
+        from the file; AMC: 120).
+      motion_units: ``auto`` (declared by the file, else inferred from the body's size) or
+        mm, cm, in, m.
+      motion_up_axis: ``auto`` (the format's convention: BVH/ASF Y, C3D/npz Z), y or z.
+      motion_max_gap_ms: C3D gaps up to this long are interpolated; longer ones refused.
+      motion_retarget: give each subject its own bone lengths (False: the capture's).
       crop_margin: crop box margin around the projected joints (fraction of the side).
       crop_jitter: random crop shift/scale as a fraction of the side (augmentation-like
         variation real detectors have).
@@ -104,6 +124,69 @@ class SynthConfig:
     extra_actions: tuple = ()
     extra_actions_per_subject: int = 0
     unseen_actions: tuple = ()
+    motion_dir: Optional[str] = None
+    motion_mapping: Optional[str] = None
+    motion_window: int = 0
+    treadmill: bool = False
+    motion_fps: float = 0.0
+    motion_units: str = "auto"
+    motion_up_axis: str = "auto"
+    motion_max_gap_ms: float = 100.0
+    motion_retarget: bool = True
+
+    @property
+    def uses_motion_files(self) -> bool:
+        """True when takes come from motion files instead of the procedural actions."""
+        return self.motion_file is not None or self.motion_dir is not None
+
+
+# Motion-import settings added after datasets existed: left out of the manifest at their
+# defaults, so older datasets still resume.
+_MOTION_IMPORT_FIELDS = ("motion_dir", "motion_mapping", "motion_window", "treadmill",
+                         "motion_fps", "motion_units", "motion_up_axis", "motion_max_gap_ms",
+                         "motion_retarget")
+
+
+def import_options(config: SynthConfig) -> motion_io.ImportOptions:
+    """The motion importer's settings of ``config``."""
+    return motion_io.ImportOptions(
+        mapping=config.motion_mapping, units=config.motion_units,
+        up_axis=config.motion_up_axis, fps=config.motion_fps,
+        max_gap_ms=config.motion_max_gap_ms, window=config.motion_window,
+        treadmill=config.treadmill, retarget=config.motion_retarget)
+
+
+def motion_sources(config: SynthConfig) -> list:
+    """``(action, path)`` of the motion files of ``config`` (empty: procedural)."""
+    if config.motion_file is not None and config.motion_dir is not None:
+        raise ValueError("--motion_file and --motion_dir are exclusive; give one")
+    if config.motion_file is not None:
+        return [(motion_action_name(config.motion_file), config.motion_file)]
+    if config.motion_dir is not None:
+        return motion_io.discover(config.motion_dir)
+    return []
+
+
+_SOURCES: dict = {}
+
+
+def motion_source(config: SynthConfig, action: str) -> motion_io.Source:
+    """The imported take of ``action``'s motion file (read once per process)."""
+    path = dict(motion_sources(config))[action]
+    options = import_options(config)
+    key = (os.path.abspath(path), options)
+    if key not in _SOURCES:
+        if not os.path.exists(path):
+            flag = "--motion_file" if config.motion_file is not None else "--motion_dir"
+            raise ValueError(f"{flag} {path} does not exist")
+        _SOURCES[key] = motion_io.load_source(path, options)
+    return _SOURCES[key]
+
+
+def motion_takes(config: SynthConfig, subject: body_lib.Subject, action: str) -> list:
+    """Takes [T, 17, 3] of ``action``'s motion file for ``subject``."""
+    return motion_io.subject_takes(motion_source(config, action), subject.body,
+                                   import_options(config))
 
 
 def _rig(config: SynthConfig) -> list:
@@ -119,8 +202,8 @@ def subject_actions(config: SynthConfig, subject: str) -> tuple:
     Human3.6M-named subjects perform ``actions``; the test subjects also the held-out
     ``unseen_actions``; extra people U01... a per-person draw from ``extra_actions``.
     """
-    if config.motion_file is not None:
-        return (motion_action_name(config.motion_file),)
+    if config.uses_motion_files:
+        return tuple(a for a, _ in motion_sources(config))
     if body_lib.is_extra_subject(subject):
         pool = tuple(config.extra_actions) or tuple(config.actions)
         k = config.extra_actions_per_subject
@@ -191,7 +274,7 @@ def validate(config: SynthConfig) -> Optional[np.ndarray]:
                          f"U01..U{body_lib.MAX_EXTRA_SUBJECTS:02d}")
     if len(set(config.subjects)) != len(config.subjects):
         raise ValueError(f"--subjects: duplicates in {list(config.subjects)}")
-    if config.motion_file is None:
+    if not config.uses_motion_files:
         bad = [a for a in config.actions if a not in motion_lib.ACTIONS]
         if bad or not config.actions:
             raise ValueError(f"--actions: unknown action(s) {bad or '(none given)'}; expected "
@@ -226,33 +309,65 @@ def validate(config: SynthConfig) -> Optional[np.ndarray]:
               ("min_motion_mm", 0 <= config.min_motion_mm < 500, "in [0, 500)"),
               ("crop_margin", 0 <= config.crop_margin <= 1, "in [0, 1]"),
               ("crop_jitter", 0 <= config.crop_jitter <= 0.25, "in [0, 0.25]"),
-              ("jpeg_quality", 1 <= config.jpeg_quality <= 100, "in [1, 100]"))
+              ("jpeg_quality", 1 <= config.jpeg_quality <= 100, "in [1, 100]"),
+              ("motion_window", config.motion_window == 0 or
+               config.motion_window >= schema.MIN_CLIP_LENGTH,
+               f"0 (whole file) or >= {schema.MIN_CLIP_LENGTH} frames"),
+              ("motion_fps", 0 <= config.motion_fps <= 10000, "0 (from the file) or a rate"),
+              ("motion_max_gap_ms", 0 <= config.motion_max_gap_ms <= 10000, "in [0, 10000]"),
+              ("motion_units", config.motion_units in motion_io.UNITS,
+               f"one of {list(motion_io.UNITS)}"),
+              ("motion_up_axis", config.motion_up_axis in motion_io.UP_AXES,
+               f"one of {list(motion_io.UP_AXES)}"))
     for name, ok, expected in checks:
         if not ok:
             raise ValueError(f"--{name} {getattr(config, name)} is invalid; expected {expected}")
-    if config.motion_file is None:
+    sources = motion_sources(config)
+    if not sources:
         return None
-    joints = load_motion_file(config.motion_file)
+    if config.motion_mapping is not None:
+        motion_io.mapping.load_table(config.motion_mapping)
+    for action, path in sources:
+        for name in config.subjects:
+            subject = body_lib.make_subject(name, config.seed)
+            for k, joints in enumerate(motion_takes(config, subject, action)):
+                _check_in_view(config, path, joints, k)
+    return motion_source(config, sources[0][0]).joints
+
+
+def _check_in_view(config: SynthConfig, path: str, joints: np.ndarray, take: int) -> None:
     for cam in _rig(config):
         z = cam.world_to_camera(joints)[..., 2]
         if z.min() < 300:
             t = int(np.argmin(z.min(1)))
-            raise ValueError(f"motion file {config.motion_file}: frame {t} is behind or too close "
+            where = f"take {take + 1} " if take else ""
+            raise ValueError(f"motion file {path}: {where}frame {t} is behind or too close "
                              f"to camera {cam.camera_id} (depth {z.min():.0f} mm); expected the "
-                             f"person inside the capture volume around the world origin")
-    return joints
+                             f"person inside the capture volume around the world origin "
+                             f"(--treadmill or --motion_window keep long walks inside)")
 
 
 def motion_action_name(path: str) -> str:
     """Action name under which a motion file is stored (its file stem, sanitised)."""
-    return re.sub(r"[^A-Za-z0-9]+", "", os.path.splitext(os.path.basename(path))[0]) or "Motion"
+    return motion_io.action_name(path)
 
 
 def settings_of(config: SynthConfig) -> dict:
     """JSON-able settings stored in the manifest (a motion file is identified by checksum)."""
     s = dataclasses.asdict(config)
+    defaults = SynthConfig()
+    for name in _MOTION_IMPORT_FIELDS:
+        if getattr(config, name) == getattr(defaults, name):
+            del s[name]
     if config.motion_file is not None:
         s["motion_file_sha256"] = dataset_io.sha256_file(config.motion_file)
+    if config.uses_motion_files:
+        options = import_options(config)
+        extra = {os.path.basename(f): dataset_io.sha256_file(f)
+                 for _, path in motion_sources(config) for f in motion_io.files_of(path, options)
+                 if f != config.motion_file}
+        if extra:
+            s["motion_files_sha256"] = extra
     if config.cameras is not None:
         s["cameras"] = [{"id": c.camera_id, "intrinsics": c.intrinsics.tolist(),
                          "size": [c.width, c.height], "rotation": np.ravel(c.rotation).tolist(),
@@ -297,9 +412,9 @@ def take_rng(config: SynthConfig, subject: str, action: str, take: int, salt: st
 
 def take_motion(config: SynthConfig, subject: body_lib.Subject, action: str, take: int
                 ) -> np.ndarray:
-    """World joints [T, 17, 3] of one take (procedural or from the motion file)."""
-    if config.motion_file is not None:
-        return load_motion_file(config.motion_file)
+    """World joints [T, 17, 3] of one take (procedural or from a motion file)."""
+    if config.uses_motion_files:
+        return motion_takes(config, subject, action)[take]
     return motion_lib.generate_motion(subject, action, config.num_frames,
                                       take_rng(config, subject.name, action, take),
                                       fps=FPS, style_seed=config.seed)
@@ -377,7 +492,11 @@ def _produce(payload: _Payload) -> Iterator[schema.Clip]:
     if multiprocessing.parent_process() is not None:
         cv2.setNumThreads(1)  # one worker per core already: OpenCV threads would oversubscribe
     cfg = payload.config
-    takes = 1 if cfg.motion_file is not None else cfg.takes
+    if cfg.uses_motion_files:
+        subject = body_lib.make_subject(payload.subject, cfg.seed)
+        takes = len(motion_takes(cfg, subject, payload.action))
+    else:
+        takes = cfg.takes
     for take in range(takes):
         yield from take_clips(cfg, payload.subject, payload.action, take)
 
@@ -432,7 +551,10 @@ def config_from_flags(f) -> SynthConfig:
         crop_jitter=f.crop_jitter, jpeg_quality=f.jpeg_quality, labels=f.labels,
         look_variation=f.look_variation, extra_actions=tuple(f.extra_actions),
         extra_actions_per_subject=f.extra_actions_per_subject,
-        unseen_actions=tuple(f.unseen_actions))
+        unseen_actions=tuple(f.unseen_actions), motion_dir=f.motion_dir,
+        motion_mapping=f.motion_mapping, motion_window=f.motion_window, treadmill=f.treadmill,
+        motion_fps=f.motion_fps, motion_units=f.motion_units, motion_up_axis=f.motion_up_axis,
+        motion_max_gap_ms=f.motion_max_gap_ms, motion_retarget=f.motion_retarget)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -464,7 +586,26 @@ def define_flags(fv=None) -> None:
             ("float", "min_motion_mm", d.min_motion_mm,
              "Drop frames where no joint moved this much since the last kept one."),
             ("integer", "seed", d.seed, "Random seed (same seed, same dataset)."),
-            ("string", "motion_file", None, "Optional .npz of world joints [T, 17, 3] in mm."),
+            ("string", "motion_file", None,
+             "Optional motion file rendered instead of the procedural actions (action = its "
+             "stem): the generator's .npz (joints3d_world [T, 17, 3] mm, as given) or motion "
+             "capture: .bvh, .amc (+ .asf beside it), .c3d, AMASS .npz (joints, metres)."),
+            ("string", "motion_dir", None,
+             "Folder of motion files (as --motion_file), each one action named by its stem."),
+            ("string", "motion_mapping", None,
+             "JSON: the 17 joints -> the file's joint/marker names (a name, a list to average, "
+             "{from, to, t}); default: the built-in CMU/Mixamo BVH, CMU ASF, SMPL, Plug-in "
+             "Gait tables."),
+            ("integer", "motion_window", d.motion_window,
+             "Cut each motion file into takes of this many frames at 50 fps (0: one take)."),
+            ("bool", "treadmill", d.treadmill,
+             "Remove the pelvis' horizontal motion per frame (heading kept): walk in place."),
+            ("float", "motion_fps", d.motion_fps,
+             "Frame rate of the motion files if they store none (0: from the file; AMC 120)."),
+            ("float", "motion_max_gap_ms", d.motion_max_gap_ms,
+             "C3D marker gaps up to this long are interpolated; longer ones are refused."),
+            ("bool", "motion_retarget", d.motion_retarget,
+             "Give each subject its own bone lengths (directions from the capture)."),
             ("float", "crop_jitter", d.crop_jitter, "Crop box jitter (fraction of the side)."),
             ("integer", "jpeg_quality", d.jpeg_quality, "JPEG quality."),
             ("bool", "labels", d.labels, "Store 3D joints."),
@@ -478,6 +619,12 @@ def define_flags(fv=None) -> None:
              f"test set), from {list(motion_lib.UNSEEN_ACTIONS)}."),
             ("integer", "num_workers", 1, "Parallel writer processes.")):
         getattr(flags, f"DEFINE_{kind}")(name, default, text, flag_values=fv)
+    flags.DEFINE_enum("motion_units", d.motion_units, list(motion_io.UNITS),
+                      "Units of the motion files: auto (declared by the file, else inferred "
+                      "from the body's size), mm, cm, in or m.", flag_values=fv)
+    flags.DEFINE_enum("motion_up_axis", d.motion_up_axis, list(motion_io.UP_AXES),
+                      "Vertical axis of the motion files: auto (BVH/ASF y, C3D/npz z), y or z.",
+                      flag_values=fv)
     flags.DEFINE_enum("look_variation", d.look_variation, list(LOOK_VARIATIONS),
                       "subject: one outfit per person; take: a new outfit per take, with the "
                       "left/right cues (strap, watch, stripe) on sides drawn per take.",

@@ -134,13 +134,12 @@ def load_source(path: str, options: ImportOptions = ImportOptions(),
     max_gap = int(round(options.max_gap_ms * raw.fps / 1000.0))
     points = retarget.fill_gaps(raw.points, max_gap)
     joints, used, _ = mapping.to_h36m(dataclasses.replace(raw, points=points), table)
-    joints = retarget.trim_and_check(path, joints, max_gap, raw.fps)
     if options.units != "auto":
         unit = retarget.UNIT_CHOICES[options.units]
     else:
         unit = raw.mm_per_unit or retarget.guess_mm_per_unit(path, joints)
     up = raw.up_axis if options.up_axis == "auto" else options.up_axis
-    joints = retarget.to_world(joints, unit, up)
+    joints = retarget.trim_and_check(path, retarget.to_world(joints, unit, up), max_gap, raw.fps)
     retarget.check_size(path, joints)
     if len(joints) < 2:
         raise fail(path, "fewer than 2 complete frames")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import os
-import re
 import time
 import zlib
 from typing import Callable, Iterator, Optional, Sequence
@@ -39,9 +38,7 @@ from tfrecords_tools.synth.motion_io import retarget as retarget_lib
 
 WRITER = "tfrecords_tools.synthesize"
 FPS = motion_lib.FPS
-# Plausible human size (mm) measured along the foot-to-head chain of bones; a motion file
-# outside it is in other units (metres, cm) or not a human skeleton.
-_CHAIN = retarget_lib.CHAIN
+# Plausible human size (mm) along the foot-to-head chain of bones (home: motion_io.retarget).
 BODY_CHAIN_RANGE_MM = retarget_lib.BODY_CHAIN_RANGE_MM
 
 
@@ -219,46 +216,15 @@ def subject_actions(config: SynthConfig, subject: str) -> tuple:
 # ----------------------------------------------------------------------------- validation
 
 def load_motion_file(path: str) -> np.ndarray:
-    """Loads and checks a motion file: world joints [T, 17, 3] in mm.
+    """World joints [T, 17, 3] (mm, Z up, 50 fps) of a motion file, before any subject's
+    retargeting (:func:`tfrecords_tools.synth.motion_io.load_source` with defaults).
 
     Raises:
-      ValueError: naming the file and what is wrong (shape, NaN, units).
+      ValueError: naming the file and what is wrong (shape, NaN, units, format).
     """
     if not os.path.exists(path):
         raise ValueError(f"--motion_file {path} does not exist")
-    try:
-        with np.load(path) as data:
-            keys = list(data.keys())
-            arrays = {k: data[k] for k in keys if k == "joints3d_world" or len(keys) == 1}
-    except (OSError, zlib.error, EOFError, ValueError, AttributeError, TypeError) as e:
-        # np.load reads other bytes as a pickle ("Cannot load file containing pickled
-        # data") or a bare .npy array (no .keys()): neither names the file.
-        raise ValueError(f"motion file {path} is not a readable .npz archive "
-                         f"({type(e).__name__}: {e}); expected numpy.savez output with "
-                         f"'joints3d_world' [T, 17, 3] in mm") from e
-    if not arrays:
-        raise ValueError(f"motion file {path} holds arrays {keys}; expected one named "
-                         f"'joints3d_world' (or a single array) of shape [T, 17, 3]")
-    joints = arrays.get("joints3d_world", next(iter(arrays.values())))
-    joints = np.asarray(joints)
-    if joints.ndim != 3 or joints.shape[1:] != (schema.NUM_JOINTS, 3) or joints.shape[0] < 2:
-        raise ValueError(f"motion file {path}: joints have shape {joints.shape}, expected "
-                         f"[T >= 2, {schema.NUM_JOINTS}, 3] (world mm, Human3.6M 17-joint order)")
-    if not np.issubdtype(joints.dtype, np.number):
-        raise ValueError(f"motion file {path}: joints have dtype {joints.dtype}, expected floats")
-    bad = ~np.isfinite(joints).all(axis=(1, 2))
-    if bad.any():
-        raise ValueError(f"motion file {path}: NaN or inf in frames {np.flatnonzero(bad)[:10].tolist()}")
-    joints = joints.astype(np.float64)
-    chain = float(np.median(sum(np.linalg.norm(joints[:, a] - joints[:, b], axis=-1)
-                                for a, b in _CHAIN)))
-    lo, hi = BODY_CHAIN_RANGE_MM
-    if not lo <= chain <= hi:
-        hint = (" — looks like metres; multiply by 1000" if lo / 1000 <= chain <= hi / 1000 else
-                " — looks like centimetres; multiply by 10" if lo / 10 <= chain <= hi / 10 else "")
-        raise ValueError(f"motion file {path}: foot-to-head bone chain is {chain:.3g} units, "
-                         f"expected a human in millimetres ({lo:.0f}-{hi:.0f}){hint}")
-    return joints
+    return motion_io.load_source(path).joints
 
 
 def validate(config: SynthConfig) -> Optional[np.ndarray]:

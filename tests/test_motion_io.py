@@ -200,11 +200,21 @@ def write_asf_amc(folder, stem, joints, length_unit=0.45, seed=2):
 def write_c3d(path, labels, points, rate=100.0, scale=-1.0, endian="<", analog=2,
               units="mm"):
     """C3D with ``points`` [T, P, 3] (NaN = invalid), float storage for ``scale`` < 0 else
-    int16 scaled by ``scale``; Intel (``<``) or MIPS (``>``) byte order; ``analog`` zero
-    analog values after each frame."""
+    int16 scaled by ``scale``; Intel (``<``), MIPS (``>``) or DEC (``"dec"``) processor;
+    ``analog`` zero analog values after each frame."""
     count, n = points.shape[:2]
     floats = scale < 0
     params = []
+    dec = endian == "dec"
+    endian = "<" if dec else endian
+
+    def f32(values):
+        """float32 bytes; DEC (VAX F): 4x the value's IEEE bits, 16-bit halves swapped."""
+        values = np.asarray(values, np.float64).ravel()
+        if not dec:
+            return values.astype(endian + "f4").tobytes()
+        bits = (values * 4).astype("<f4").view("<u4")
+        return (((bits & 0xFFFF) << 16) | (bits >> 16)).astype("<u4").tobytes()
 
     def group(gid, name):
         params.append(struct.pack("bb", len(name), -gid) + name.encode() +
@@ -218,8 +228,8 @@ def write_c3d(path, labels, points, rate=100.0, scale=-1.0, endian="<", analog=2
     width = max(len(s) for s in labels)
     group(1, "POINT")
     param(1, "USED", 2, (), struct.pack(endian + "h", n))
-    param(1, "SCALE", 4, (), struct.pack(endian + "f", scale))
-    param(1, "RATE", 4, (), struct.pack(endian + "f", rate))
+    param(1, "SCALE", 4, (), f32(scale))
+    param(1, "RATE", 4, (), f32(rate))
     param(1, "UNITS", -1, (len(units),), units.encode())
     param(1, "LABELS", -1, (width, n), b"".join(s.ljust(width).encode() for s in labels))
     section = b""
@@ -231,22 +241,23 @@ def write_c3d(path, labels, points, rate=100.0, scale=-1.0, endian="<", analog=2
         offset = 0 if k == len(params) - 1 else 2 + len(body_)
         section += rec + struct.pack(endian + "h", offset) + body_
     blocks = (4 + len(section)) // 512 + 1
-    param_bytes = (bytes([1, 0x50, blocks, 86 if endian == ">" else 84]) + section).ljust(
+    processor = 85 if dec else 86 if endian == ">" else 84
+    param_bytes = (bytes([1, 0x50, blocks, processor]) + section).ljust(
         512 * blocks, b"\x00")
     data_block = 2 + blocks
     header = bytearray(512)
     header[0], header[1] = 2, 0x50
     struct.pack_into(endian + "HHHHH", header, 2, n, analog, 1, count, 10)
-    struct.pack_into(endian + "f", header, 12, scale)
+    header[12:16] = f32(scale)
     struct.pack_into(endian + "HH", header, 16, data_block, 1 if analog else 0)
-    struct.pack_into(endian + "f", header, 20, rate)
+    header[20:24] = f32(rate)
     valid = np.isfinite(points).all(-1)
     frame = np.zeros((count, n, 4))
     frame[..., :3] = np.where(valid[..., None], points, 0.0)
     frame[..., 3] = np.where(valid, 0.0, -1.0)
     if floats:
         body_ = np.concatenate([frame.reshape(count, -1), np.zeros((count, analog))], 1)
-        data = body_.astype(endian + "f4").tobytes()
+        data = f32(body_)
     else:
         frame[..., :3] = np.round(frame[..., :3] / scale)
         body_ = np.concatenate([frame.reshape(count, -1), np.zeros((count, analog))], 1)
@@ -311,7 +322,8 @@ def test_asf_amc_round_trip_within_1mm(tmp_path):
     assert len(_source(amc).joints) == int(np.floor((len(j) - 1) / 120 * 50)) + 1
 
 
-@pytest.mark.parametrize("scale, endian", [(-1.0, "<"), (0.05, "<"), (0.05, ">")])
+@pytest.mark.parametrize("scale, endian", [(-1.0, "<"), (0.05, "<"), (0.05, ">"),
+                                           (-1.0, "dec"), (-1.0, ">")])
 def test_c3d_plug_in_gait_round_trip_float_and_int16(tmp_path, scale, endian):
     j = _take()
     names, pts = _pig_markers(j)

@@ -11,7 +11,8 @@ locked), int8 group id (negative = a group, positive = a parameter of that group
 int16 offset to the next record (from the offset word; 0 = last); a parameter then has
 int8 type (-1 char, 1 byte, 2 int16, 4 float), uint8 number of dimensions, the dimensions
 (first varies fastest) and the data. Used: ``POINT:USED``, ``POINT:LABELS`` (+
-``LABELS2``...), ``POINT:SCALE``, ``POINT:RATE``, ``POINT:UNITS``, ``POINT:DATA_START``.
+``LABELS2``...), ``POINT:SCALE``, ``POINT:RATE``, ``POINT:UNITS``, ``POINT:DATA_START``, ``TRIAL:ACTUAL_START_FIELD``/``ACTUAL_END_FIELD``
+(frame numbers beyond 65535).
 
 Data: per frame, per point X, Y, Z and a 4th word (int16 storage: integers times
 |scale|, 4th word high byte = camera mask, low byte = residual; float storage: floats);
@@ -167,6 +168,14 @@ def read(path: str) -> RawMotion:
     word = 4 if floats else 2
     stride = (4 * n_points + analog) * word
     frames = last - first + 1
+    # Header frame numbers are 16-bit; longer trials store 32-bit ones (two unsigned
+    # 16-bit words, low first) in TRIAL:ACTUAL_START_FIELD / ACTUAL_END_FIELD.
+    field = [params.get(("TRIAL", f"ACTUAL_{k}_FIELD")) for k in ("START", "END")]
+    if all(f is not None for f in field):
+        lo_hi = [np.asarray(_value(r, f)).astype(np.int64) & 0xFFFF for f in field]
+        if all(len(v) >= 2 for v in lo_hi):
+            start, end = (int(v[0] + 65536 * v[1]) for v in lo_hi)
+            frames = max(frames, end - start + 1)
     offset = (start_block - 1) * 512
     available = (len(data) - offset) // stride if offset < len(data) else 0
     if frames < 1 or available < frames:

@@ -15,6 +15,10 @@ Public API (stable names other modules and tests use):
 * ``render.render_batch(joints [N, 17, 3], cameras, subject, boxes [N, V, 4], size,
   backgrounds=None) -> [N][V] uint8 BGR`` — the fast path the generator uses.
 * ``scene.render_background(camera, seed=0, scale=1.0) -> uint8 RGB`` — static room.
+* ``motion_io.load_source(path, ImportOptions()) -> Source`` and
+  ``motion_io.subject_takes(source, body_shape, options) -> [[T, 17, 3], ...]`` — motion
+  capture (BVH, ASF/AMC, C3D, AMASS .npz) mapped to the 17 joints, in the generator's world,
+  retargeted to a subject (``motion_io.mapping`` holds the skeleton tables).
 
 The dataset writer is :mod:`tfrecords_tools.synthesize` (``SynthConfig``, ``generate``).
 """

@@ -198,8 +198,11 @@ def load_table(path: str) -> dict:
 
 
 def to_h36m(raw: RawMotion, table: Optional[dict] = None) -> tuple:
-    """The 17 Human3.6M joints [T, 17, 3] of ``raw`` (file units and axes) and the name
-    of the table used (``"user"`` for ``table``).
+    """Maps ``raw`` to the 17 Human3.6M joints.
+
+    Returns:
+      (joints [T, 17, 3] in the file's units and axes, the name of the table used
+      (``"user"`` for ``table``), the table's specs with every ``first`` decided).
 
     Raises:
       MotionFileError: no table fits the file's point names (naming what is missing).

@@ -73,9 +73,7 @@ def read_asf(path: str) -> dict:
             continue
         key = parts[0].lower()
         if key.startswith(":"):
-            section = key
-            if section in (":name", ":version", ":documentation"):
-                continue
+            section = key  # :version, :name, :documentation are not needed
             continue
         if section == ":units":
             if key == "length":
@@ -91,7 +89,7 @@ def read_asf(path: str) -> dict:
                 root[key] = _floats(path, parts[1:4], n, key)
         elif section == ":bonedata":
             if key == "begin":
-                bone = {"axis": [0.0] * 3, "axis_order": "xyz", "dof": [], "line": n}
+                bone = {"axis": [0.0] * 3, "axis_order": "xyz", "dof": []}
             elif key == "end":
                 if bone is None or "name" not in bone:
                     raise fail(path, f"broken hierarchy: bone block without a name ending at "

@@ -367,6 +367,11 @@ def test_c3d_user_mapping_gaps_and_edges(tmp_path):
     assert _one_line(e, path) and "NaN or inf in frames [30" in str(e.value)
     assert "RKnee" in str(e.value) and "--motion_max_gap_ms" in str(e.value)
     assert len(_source(path, mapping=mp, max_gap_ms=400).joints) == len(j) - 4
+    table["LWrist"] = ["NOPE", "M13"]
+    with open(mp, "w") as f:
+        json.dump(table, f)
+    _bad(path, r"unknown or missing joints: the --motion_mapping table needs NOPE; the file "
+               r"has M0, M1", mapping=mp)
 
 
 @pytest.mark.parametrize("count", [22, 24, 52])

@@ -156,8 +156,9 @@ def test_evaluating_each_artefact_gives_the_run_directory_mpjpe(all_formats, fin
             model_dir=os.path.join(export_dir, "1.onnx"), data_dir=data_dir,
             subjects=("S1",), frame_step=1, num_examples=0)))
     from tf_synchro import artefacts
+    (tmp_path / "model.pb").write_bytes(b"x")
     with pytest.raises(artefacts.ArtefactError, match="expected an export version directory"):
-        pose3d.evaluate(str(tmp_path), data_dir, ("S9",), frame_step=1)
+        pose3d.evaluate(str(tmp_path / "model.pb"), data_dir, ("S9",), frame_step=1)
     lone = tmp_path / "7.onnx"
     lone.write_bytes(open(os.path.join(export_dir, "1.onnx"), "rb").read())
     with pytest.raises(artefacts.ArtefactError, match="version directory .*7 .* is missing"):

@@ -381,8 +381,8 @@ def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S1
     if isinstance(model, artefacts.PoseModel):
         config = model.config
     elif model is None:
-        if artefacts.kind_of(model_dir) is None:
-            artefacts.load(model_dir, "--model_dir")  # Raises, naming what is expected.
+        if os.path.isfile(model_dir):  # Not a file format we know: say which ones we do.
+            artefacts.load(model_dir, "--model_dir")
         model, config = run_dir.load_pose_run(model_dir)
     else:
         config = run_dir.read_config(model_dir)

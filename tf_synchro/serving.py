@@ -23,7 +23,9 @@ Other runtimes (``--formats=saved_model,onnx,tflite``; :func:`write_extra_format
 and to LiteRT (``<version>.tflite`` float32, plus ``<version>.int8.tflite`` with
 ``--tflite_quantize``). Files, not integer-named directories, so TF Serving ignores them.
 Each is loaded in its own runtime (onnxruntime, ``ai_edge_litert``) and compared with the
-SavedModel on real crops of the dataset before anything is published; the measured
+SavedModel on real crops of the dataset before anything is published (float32: largest
+joint difference; int8: the evaluation protocol's MPJPE on labelled test subjects, which
+may rise by ``int8_max_mpjpe_increase``, :func:`int8_mpjpe_check`); the measured
 differences go into ``assets.extra/tf_synchro.json`` under ``formats``.
 """
 from __future__ import annotations

@@ -1,9 +1,10 @@
 """Inference on your own video or images: 3D joints per frame (the predict binary).
 
 ``--model`` is an exported version directory (``tf_synchro.export``), its ``.onnx`` or
-``.tflite`` file, or a finished fine-tuning run directory (:mod:`tf_synchro.artefacts`). The person box of each frame comes from ``--boxes`` (one box per
-frame), else from a median background and a foreground mask as the rig converter finds it
-(``--static_camera``, the default), else the whole frame (with a warning). The crop is made
+``.tflite`` file, or a finished fine-tuning run directory (:mod:`tf_synchro.artefacts`).
+The person box of each frame comes from ``--boxes`` (one box per frame), else from a
+median background and a foreground mask as the rig converter finds it (``--static_camera``,
+the default), else the whole frame (with a warning). The crop is made
 exactly as the training data was: the square box resampled to the stored crop side
 (:func:`tfrecords_tools.crops.crop_image`), JPEG-compressed at the converters' quality and
 decoded (:func:`tf_synchro.data.frames.decode_jpeg`), then the evaluation preprocessing

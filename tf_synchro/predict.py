@@ -12,8 +12,9 @@ r"""Runs a trained pose model on your own video or images: 3D joints per frame.
 else the median background (``--static_camera``), else the whole frame; crops are made
 exactly as the training data was. Output: root-relative 3D joints in mm in the camera
 frame per frame. Exit status 2: bad flags; 1: bad data. The flags are the settings of
-:class:`tf_synchro.configs.PredictConfig`; the work is :func:`tf_synchro.inference.run` (how boxes and crops are made: its docstring;
-the overlay's geometry and the smoothing: :mod:`tf_synchro.overlay`).
+:class:`tf_synchro.configs.PredictConfig`; the work is :func:`tf_synchro.inference.run`
+(how boxes and crops are made: its docstring; the overlay's geometry and the smoothing:
+:mod:`tf_synchro.overlay`).
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import pytest
 
 from tests import h36m_fixtures as hf
 from tests import testutil as tf_fixtures
-from tf_synchro import configs, inference, pose3d, run_dir, serving
+from tf_synchro import configs, inference, overlay, pose3d, run_dir, serving
 from tf_synchro.data import augment, frames
 from tfrecords_tools import crops, h36m, skeleton
 
@@ -132,6 +132,45 @@ def test_exported_model_and_run_dir_agree(footage, model_dir, tmp_path):
     encoder = serving.export(model_dir, str(tmp_path / "encoder"), what="encoder")
     with pytest.raises(inference.PredictError, match="not the pose model"):
         inference.run(_config(tmp_path, encoder, video=footage["video"]), progress=False)
+
+
+def test_smoothing_intrinsics_and_overlay_on_the_person(footage, model_dir, tmp_path):
+    """--smooth writes the One-Euro filtered joints (and the raw ones); --intrinsics places
+    the drawn skeleton through the camera; the overlay's skeleton lies inside the box."""
+    boxes = _write_boxes_json(tmp_path / "boxes.json", footage["clip"].crop_boxes[:, 0])
+    plain = inference.run(_config(tmp_path, model_dir, video=footage["video"], boxes=boxes,
+                                  crop_size=CROP), progress=False)
+    cam = footage["camera"]
+    k = f"{cam.fx},{cam.fy},{cam.cx},{cam.cy}"
+    got = inference.run(_config(tmp_path, model_dir, video=footage["video"], boxes=boxes,
+                                crop_size=CROP, smooth=True, intrinsics=k,
+                                overlay=str(tmp_path / "ov"), output=str(tmp_path / "p.npz")),
+                        progress=False)
+    np.testing.assert_allclose(got["joints3d_raw"], plain["joints3d"], atol=1e-4)
+    cfg = configs.PredictConfig
+    expected = overlay.smooth(plain["joints3d"], got["fps"], cfg.smooth_min_cutoff,
+                              cfg.smooth_beta, cfg.smooth_d_cutoff)
+    np.testing.assert_allclose(got["joints3d"], expected, atol=1e-2)
+    assert got["smoothing"]["filter"] == "one_euro" and got["fps"] == pytest.approx(hf.FPS)
+    saved = np.load(tmp_path / "p.npz")
+    np.testing.assert_allclose(saved["joints3d"], got["joints3d"])
+    assert json.loads(str(saved["info"]))["intrinsics"] == pytest.approx(
+        [cam.fx, cam.fy, cam.cx, cam.cy])
+    names = sorted(os.listdir(tmp_path / "ov"))
+    assert len(names) == NUM_FRAMES
+    for i in (0, NUM_FRAMES - 1):
+        image = cv2.cvtColor(cv2.imread(str(tmp_path / "ov" / names[i])), cv2.COLOR_BGR2RGB)
+        # The skeleton's exact line colours (left blue, right red, centre white).
+        lines = ((image == (0, 0, 255)) | (image == (255, 0, 0)) | (image == (255, 255, 255))
+                 ).all(-1)
+        ys, xs = np.nonzero(lines)
+        box = got["boxes"][i]
+        assert len(xs) > 20
+        assert box[0] < xs.mean() < box[2] and box[1] < ys.mean() < box[3], (i, box)
+    for kw, message in ((dict(images=str(tmp_path / "ov"), smooth=True), "--smooth needs"),
+                        (dict(video=footage["video"], intrinsics="1,2"), "--intrinsics=1,2")):
+        with pytest.raises(inference.UsageError, match=message):
+            inference.run(_config(tmp_path, model_dir, **kw), progress=False)
 
 
 def _iou(a, b):

@@ -552,12 +552,15 @@ class FinetuneConfig:
 class EvaluateConfig:
     """Evaluating a finished fine-tuning run (``python -m tf_synchro.evaluate``)."""
 
-    model_dir: str = setting(None, "Finished fine-tuning run directory.", required=True)
+    model_dir: str = setting(None, "Finished fine-tuning run directory, or a deployed "
+                             "artefact of one: export version directory, <version>.onnx, "
+                             "<version>[.int8].tflite.", required=True)
     data_dir: str = setting(None, "Dataset with 3D labels for --subjects.", required=True)
     subjects: tuple = setting(("S9", "S11"), "Test subjects.")
     frame_step: int = setting(64, "Evaluate frames whose number is a multiple of it.")
     batch_size: int = setting(64, "Evaluation batch size.")
-    output_json: Optional[str] = setting(None, "Report path (default: model_dir/eval.json).")
+    output_json: Optional[str] = setting(None, "Report path (default: model_dir/eval.json; "
+                                         "for an artefact, <artefact>.eval.json beside it).")
     output_png: Optional[str] = setting(None, "Figure path (default: output_json with .png).")
     num_examples: int = setting(4, "Examples in the figure (0: no figure).")
     data_check: DataCheckConfig = setting(factory=DataCheckConfig)
@@ -575,7 +578,11 @@ class FormatOptions:
       data_dir: dataset whose crops check the conversions (None: the run's ``data_dir``).
       check_crops: number of crops compared.
       max_diff_mm: largest allowed joint difference (mm) of the float32 formats.
-      int8_max_diff_mm: the same for the int8 model (int8 weights cannot reach 1 mm).
+      int8_max_mpjpe_increase: largest relative rise of the int8 model's MPJPE (mean over
+        actions, the evaluation protocol) over the SavedModel's on ``int8_subjects`` of the
+        dataset (0.02: 2%).
+      int8_subjects: labelled test subjects of the dataset that judge the int8 model.
+      int8_frame_step: the protocol's frame step on them.
     """
 
     formats: tuple = setting(("saved_model",), "Formats; onnx and tflite are written next "
@@ -590,8 +597,13 @@ class FormatOptions:
                                "converted format.")
     max_diff_mm: float = setting(1.0, "Largest joint difference (mm) allowed for the float32 "
                                  "formats.")
-    int8_max_diff_mm: float = setting(50.0, "Largest joint difference (mm) allowed for the "
-                                      "int8 LiteRT model.")
+    int8_max_mpjpe_increase: float = setting(0.02, "Largest relative MPJPE rise of the int8 "
+                                             "LiteRT model over the SavedModel on "
+                                             "--int8_subjects (0.02: 2%).")
+    int8_subjects: tuple = setting(("S9", "S11"), "Labelled test subjects of the dataset on "
+                                   "which the int8 model's MPJPE is measured.")
+    int8_frame_step: int = setting(64, "Frame step of that measurement (the evaluation "
+                                   "protocol's).")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -633,6 +645,17 @@ class PredictConfig:
                                     "counts as person.")
     box_smoothing: int = setting(5, "Frames in the moving average of found boxes (video; "
                                  "1: none).")
+    intrinsics: Optional[str] = setting(None, "Camera intrinsics for the overlay: fx,fy,cx,cy "
+                                        "(pixels) or a calibration.json (camera = the video's "
+                                        "file name, or its only one). Default: the skeleton "
+                                        "is fitted to the box (weak perspective).")
+    smooth: bool = setting(False, "One-Euro filter over the 3D joints (video; written as "
+                           "joints3d, the per-frame predictions as joints3d_raw; the "
+                           "overlay shows the filtered joints).")
+    smooth_min_cutoff: float = setting(1.0, "One-Euro cutoff at rest (Hz); lower: smoother.")
+    smooth_beta: float = setting(0.004, "One-Euro cutoff rise per mm/s of joint speed; higher: "
+                                 "less lag.")
+    smooth_d_cutoff: float = setting(1.0, "One-Euro cutoff of the speed estimate (Hz).")
 
 
 # The flags each training binary takes from its config (fine-tuning: the encoder part of

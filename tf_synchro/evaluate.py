@@ -3,6 +3,15 @@ r"""Evaluates a fine-tuned pose model with the standard protocol and writes a re
     python -m tf_synchro.evaluate --model_dir=/tmp/pose_ssl --data_dir=/tmp/synth \
         --subjects=S9,S11 --frame_step=64 --output_json=/tmp/pose_ssl/eval.json
 
+``--model_dir`` is a finished fine-tuning run, or a deployed artefact of one
+(:mod:`tf_synchro.artefacts`): an export version directory (``exports/pose/1``), its
+``1.onnx``, ``1.tflite`` or ``1.int8.tflite``; an artefact is given the stored uint8
+crops through its ``serving_default`` signature, exactly as a client calls it, and its report
+goes beside it (``exports/pose/1.int8.tflite.eval.json``) unless ``--output_json`` says.
+
+    python -m tf_synchro.evaluate --model_dir=/tmp/exports/pose/1.int8.tflite \
+        --data_dir=/tmp/synth --subjects=S9,S11
+
 Protocol (docs/DESIGN.md §2): test subjects S9 and S11, every frame whose original frame
 number is a multiple of 64, all cameras; MPJPE, N-MPJPE and PA-MPJPE in mm, as the mean
 over frames and over actions, with breakdowns per action, joint, camera and subject, and
@@ -28,13 +37,15 @@ def define_flags(flag_values=None) -> None:
 
 def run(config: configs.EvaluateConfig) -> dict:
     """Evaluates, writes the report and the figure, and returns the report."""
-    from tf_synchro import pose3d, run_dir
+    from tf_synchro import artefacts, pose3d, run_dir
     from tfrecords_tools import dataset_io, run_lock
     check = config.data_check
-    run_dir.check_held_out(config.model_dir, config.subjects, check.allow_subject_overlap)
+    run_dir.check_subject_overlap(artefacts.trained_subjects(config.model_dir), config.subjects,
+                                  "its labels and pre-training", "--subjects",
+                                  check.allow_subject_overlap)
     dataset_io.verify_shards(config.data_dir, check.verify_data, config.subjects,
                              check.skip_corrupt_records)
-    output_json = config.output_json or os.path.join(config.model_dir, run_dir.EVAL_FILE)
+    output_json = config.output_json or artefacts.default_report_path(config.model_dir)
     output_png = config.output_png or os.path.splitext(output_json)[0] + ".png"
     run_lock.clean_stale_temps(os.path.dirname(os.path.abspath(output_json)))
     report = pose3d.evaluate(config.model_dir, config.data_dir, tuple(config.subjects),

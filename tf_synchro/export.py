@@ -38,8 +38,10 @@ def run(config: configs.ExportConfig) -> str:
         formats = json.load(fh).get("formats", {})
     for key, entry in formats.items():
         if key != "saved_model":
+            mpjpe = (f"; MPJPE {entry['mpjpe_mm']:.1f} mm vs {entry['reference_mpjpe_mm']:.1f} "
+                     f"mm ({100 * entry['mpjpe_increase']:+.2f}%)" if "mpjpe_mm" in entry else "")
             print(f"  {key}: {os.path.join(config.export_dir, entry['file'])}, max difference "
-                  f"{entry['max_abs_diff_mm']:.3g} mm ({entry['runtime']})")
+                  f"{entry['max_abs_diff_mm']:.3g} mm{mpjpe} ({entry['runtime']})")
     return path
 
 

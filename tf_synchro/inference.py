@@ -1,9 +1,10 @@
 """Inference on your own video or images: 3D joints per frame (the predict binary).
 
-``--model`` is an exported version directory (``tf_synchro.export``) or a finished
-fine-tuning run directory. The person box of each frame comes from ``--boxes`` (one box per
-frame), else from a median background and a foreground mask as the rig converter finds it
-(``--static_camera``, the default), else the whole frame (with a warning). The crop is made
+``--model`` is an exported version directory (``tf_synchro.export``), its ``.onnx`` or
+``.tflite`` file, or a finished fine-tuning run directory (:mod:`tf_synchro.artefacts`).
+The person box of each frame comes from ``--boxes`` (one box per frame), else from a
+median background and a foreground mask as the rig converter finds it (``--static_camera``,
+the default), else the whole frame (with a warning). The crop is made
 exactly as the training data was: the square box resampled to the stored crop side
 (:func:`tfrecords_tools.crops.crop_image`), JPEG-compressed at the converters' quality and
 decoded (:func:`tf_synchro.data.frames.decode_jpeg`), then the evaluation preprocessing
@@ -12,7 +13,9 @@ evaluated gets the very joints this binary prints.
 
 Output: root-relative 3D joints in mm in the camera frame (x right, y down, z forward;
 root = pelvis) per frame, in :data:`tfrecords_tools.skeleton.JOINT_NAMES` order, with the
-square box used and whether a person was found there. Exit status 2: bad flags; 1: bad
+square box used and whether a person was found there; ``--smooth`` filters the joints
+over time, ``--overlay`` draws them on the person (both: :mod:`tf_synchro.overlay`, which
+also writes the output files). Exit status 2: bad flags; 1: bad
 data (unreadable video, empty folder, bad box file, bad model directory).
 """
 from __future__ import annotations
@@ -30,12 +33,11 @@ from typing import Callable, Iterator, Optional
 
 import cv2
 import numpy as np
-import tensorflow as tf
 
-from tf_synchro import run_dir, serving
+from tf_synchro import artefacts, overlay
 from tf_synchro.configs import PredictConfig
 from tf_synchro.data import frames
-from tfrecords_tools import cli, crops, dataset_io, rig, skeleton, video
+from tfrecords_tools import cli, crops, rig, skeleton, video
 
 log = logging.getLogger(__name__)
 
@@ -69,54 +71,19 @@ def validate(config: PredictConfig) -> None:
 
 # ----------------------------------------------------------------------------- the model
 
-@dataclasses.dataclass
-class PoseModel:
-    """Raw uint8 crops ``[N, S, S, 3]`` -> joints ``[N, 17, 3]`` mm, from either source."""
-
-    path: str
-    kind: str                  # "saved_model" or "run"
-    crop_size: Optional[int]   # stored crop side of its training data, if known
-    dct_method: str
-    fn: Callable[[np.ndarray], np.ndarray]
-
-    def __call__(self, crops_uint8: np.ndarray) -> np.ndarray:
-        return np.asarray(self.fn(crops_uint8), np.float32)
+PoseModel = artefacts.PoseModel  # Raw uint8 crops -> joints mm, from any model kind.
 
 
 def load_model(path: str) -> PoseModel:
-    """Loads an export version directory or a finished fine-tuning run.
+    """Loads an export version directory, its .onnx / .tflite, or a finished run.
 
     Raises:
-      PredictError: neither, or an encoder export (no joints).
+      PredictError: none of these, or an encoder export (no joints).
     """
-    if os.path.exists(os.path.join(path, "saved_model.pb")):
-        meta_path = os.path.join(path, serving.METADATA_FILE)
-        try:
-            with open(meta_path) as f:
-                meta = json.load(f)
-        except (OSError, json.JSONDecodeError) as e:
-            raise PredictError(f"--model={path}: {meta_path} is missing or not JSON ({e}); "
-                               f"expected a directory written by tf_synchro.export") from None
-        if meta.get("what") != "pose":
-            raise PredictError(f"--model={path} is an export of the {meta.get('what')!r}, "
-                               f"not the pose model (export with --what=pose)")
-        serve = tf.saved_model.load(path).signatures["serving_default"]
-        return PoseModel(path, "saved_model", meta.get("crop_size"),
-                         meta["model"]["preprocess"]["dct_method"],
-                         lambda x: serve(images=tf.constant(x))["joints3d"].numpy())
-    if os.path.exists(run_dir.config_path(path)):
-        try:
-            model, config = run_dir.load_pose_run(path)
-        except run_dir.UnfinishedModelDirError as e:
-            raise PredictError(str(e)) from None
-        cfg = config["model"]
-        size, scale = int(cfg["input_size"]), float(cfg["preprocess"]["crop_scale"])
-        call = tf.function(lambda x: model(frames.preprocess_images(x, size, scale),
-                                           training=False))
-        return PoseModel(path, "run", serving.training_crop_size(config),
-                         cfg["preprocess"]["dct_method"], lambda x: call(x).numpy())
-    raise PredictError(f"--model={path}: expected an export version directory (with "
-                       f"saved_model.pb) or a finished fine-tuning run (with config.json)")
+    try:
+        return artefacts.load(path, "--model")
+    except artefacts.ArtefactError as e:
+        raise PredictError(str(e)) from None
 
 
 # ----------------------------------------------------------------------------- inputs
@@ -364,88 +331,6 @@ def predict_source(model: PoseModel, source: Source, boxes: np.ndarray, crop_siz
     return np.concatenate(out)
 
 
-# ----------------------------------------------------------------------------- outputs
-
-def draw_overlay(frame: np.ndarray, box: np.ndarray, joints: np.ndarray,
-                 found: bool) -> np.ndarray:
-    """RGB frame with the box (green: person found, orange: not) and the predicted
-    skeleton's front view (x, y) drawn in the box, 2 m of body to the box side."""
-    out = frame.copy()
-    colour = (0, 200, 0) if found else (255, 140, 0)
-    x0, y0, x1, y1 = (int(round(v)) for v in box)
-    cv2.rectangle(out, (x0, y0), (x1, y1), colour, 2)
-    side = box[2] - box[0]
-    centre = (box[:2] + box[2:]) / 2
-    uv = centre + joints[:, :2] * (side / 2000.0)
-    for parent, child in skeleton.BONES:
-        c = ((0, 0, 255) if child in skeleton.LEFT_JOINTS else
-             (255, 0, 0) if child in skeleton.RIGHT_JOINTS else (255, 255, 255))
-        a = tuple(int(round(v)) for v in uv[parent])
-        b = tuple(int(round(v)) for v in uv[child])
-        cv2.line(out, a, b, c, 2)
-    return out
-
-
-class OverlayWriter:
-    """Writes overlay frames to an .mp4 (renamed into place on close) or PNGs in a folder."""
-
-    def __init__(self, path: str, fps: float):
-        self.path, self.fps = path, fps or 25.0
-        self.to_video = path.lower().endswith(".mp4")
-        self._tmp = f"{path}.tmp-{os.getpid()}.mp4"
-        self._writer = None
-        if not self.to_video:
-            os.makedirs(path, exist_ok=True)
-
-    def write(self, index: int, name: str, frame_rgb: np.ndarray) -> None:
-        bgr = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR)
-        if not self.to_video:
-            stem = os.path.splitext(os.path.basename(name))[0]
-            tmp = os.path.join(self.path, f".tmp-{stem}.png")
-            cv2.imwrite(tmp, bgr)
-            os.replace(tmp, os.path.join(self.path, f"{index:06d}_{stem}.png"))
-            return
-        if self._writer is None:
-            h, w = bgr.shape[:2]
-            self._size = (w, h)
-            self._writer = cv2.VideoWriter(self._tmp, cv2.VideoWriter_fourcc(*"mp4v"),
-                                           self.fps, self._size)
-            if not self._writer.isOpened():
-                raise PredictError(f"--overlay={self.path}: OpenCV cannot write an mp4 there")
-        if (bgr.shape[1], bgr.shape[0]) != self._size:  # Images of several sizes.
-            bgr = cv2.resize(bgr, self._size, interpolation=cv2.INTER_AREA)
-        self._writer.write(bgr)
-
-    def close(self, ok: bool) -> None:
-        if self._writer is not None:
-            self._writer.release()
-            if ok:
-                os.replace(self._tmp, self.path)
-        if os.path.exists(self._tmp):
-            os.remove(self._tmp)
-
-
-def write_output(path: str, result: dict) -> None:
-    """Writes the result as JSON (one entry per frame) or NPZ (arrays), atomically."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    if path.lower().endswith(".npz"):
-        tmp = f"{path}.tmp-{os.getpid()}.npz"
-        np.savez(tmp, joints3d=result["joints3d"], boxes=result["boxes"],
-                 person_found=result["person_found"], names=np.asarray(result["names"]),
-                 joint_names=np.asarray(skeleton.JOINT_NAMES))
-        os.replace(tmp, path)
-        return
-    doc = {k: v for k, v in result.items()
-           if k not in ("joints3d", "boxes", "person_found", "names")}
-    doc["frames"] = [{"index": i, "name": n, "box": [round(float(v), 2) for v in b],
-                      "person_found": bool(f),
-                      "joints3d": np.round(j.astype(np.float64), 2).tolist()}
-                     for i, (n, b, f, j) in enumerate(zip(result["names"], result["boxes"],
-                                                          result["person_found"],
-                                                          result["joints3d"]))]
-    dataset_io.write_json_atomic(path, doc)
-
-
 # ----------------------------------------------------------------------------- the run
 
 def run(config: PredictConfig, progress: bool = True) -> dict:
@@ -453,14 +338,29 @@ def run(config: PredictConfig, progress: bool = True) -> dict:
 
     Returns:
       ``{"joints3d": [N, 17, 3] mm, "boxes": [N, 4], "person_found": [N] bool,
-      "names": [N], "box_source", "crop_size", "joint_names", ...}``.
+      "names": [N], "box_source", "crop_size", "joint_names", ...}`` (with ``--smooth``,
+      ``joints3d`` is filtered and ``joints3d_raw`` holds the per-frame predictions).
 
     Raises:
       UsageError: inconsistent settings.
       PredictError: unreadable inputs, bad box file, bad model directory.
     """
     validate(config)
+    if config.smooth and not config.video:
+        raise UsageError("--smooth needs --video (the filter runs at the video's frame rate)")
     source = open_video(config.video) if config.video else open_images(config.images)
+    intrinsics = None
+    if config.intrinsics:
+        camera = os.path.splitext(os.path.basename(source.path))[0]
+        intrinsics = overlay.read_intrinsics(config.intrinsics, camera)
+    smoother = None
+    if config.smooth:
+        try:
+            smoother = overlay.OneEuroFilter(source.fps or 25.0, config.smooth_min_cutoff,
+                                             config.smooth_beta, config.smooth_d_cutoff)
+        except ValueError as e:
+            raise UsageError(f"--smooth_min_cutoff, --smooth_beta, --smooth_d_cutoff: {e}"
+                             ) from None
     if config.boxes:  # Checked before the (slow) model load and background analysis.
         load_boxes(config.boxes, len(source))
     model = load_model(config.model)
@@ -470,30 +370,45 @@ def run(config: PredictConfig, progress: bool = True) -> dict:
                     "--crop_size)", config.model, DEFAULT_CROP_SIZE)
         crop_size = DEFAULT_CROP_SIZE
     boxes, found, box_source = person_boxes(source, config)
-    overlay = OverlayWriter(config.overlay, source.fps) if config.overlay else None
-    on_frame = None
-    if overlay:
-        on_frame = lambda i, frame, joints: overlay.write(
-            i, source.names[i], draw_overlay(frame, boxes[i], joints, found[i]))
+    writer = overlay.OverlayWriter(config.overlay, source.fps) if config.overlay else None
+    smoothed = []
+
+    def on_frame(i, frame, joints):
+        # Frames arrive in order, so the causal filter runs online, before drawing.
+        if smoother:
+            joints = smoother(joints).astype(np.float32)
+            smoothed.append(joints)
+        if writer:
+            writer.write(i, source.names[i], overlay.draw_overlay(
+                frame, boxes[i], joints, found[i], config.margin, intrinsics))
+
     ok = False
     try:
-        joints = predict_source(model, source, boxes, int(crop_size), config, on_frame,
-                                progress)
+        joints = predict_source(model, source, boxes, int(crop_size), config,
+                                on_frame if (writer or smoother) else None, progress)
         ok = True
     except video.VideoError as e:
         raise PredictError(f"--video: {e}") from None
     finally:
-        if overlay:
-            overlay.close(ok)
+        if writer:
+            writer.close(ok)
     result = {
-        "model": config.model, "source": config.video or config.images, "units": "mm",
+        "model": config.model, "model_kind": model.kind,
+        "source": config.video or config.images, "units": "mm",
         "coordinates": COORDINATES, "joint_names": list(skeleton.JOINT_NAMES),
-        "box_source": box_source, "crop_size": int(crop_size),
-        "jpeg_quality": config.jpeg_quality, "num_frames": len(source),
-        "num_frames_without_person": int((~found).sum()),
-        "joints3d": joints, "boxes": boxes, "person_found": found,
+        "fps": float(source.fps), "box_source": box_source, "box_margin": config.margin,
+        "crop_size": int(crop_size), "jpeg_quality": config.jpeg_quality,
+        "intrinsics": None if intrinsics is None else [float(v) for v in intrinsics],
+        "smoothing": ({"filter": "one_euro", "min_cutoff_hz": config.smooth_min_cutoff,
+                       "beta_per_mm_per_s": config.smooth_beta,
+                       "d_cutoff_hz": config.smooth_d_cutoff} if smoother else None),
+        "num_frames": len(source), "num_frames_without_person": int((~found).sum()),
+        "joints3d": np.stack(smoothed) if smoother else joints, "boxes": boxes,
+        "person_found": found,
         "names": [os.path.basename(n) if source.kind == "images" else n
                   for n in source.names],
     }
-    write_output(config.output, result)
+    if smoother:
+        result["joints3d_raw"] = joints
+    overlay.write_output(config.output, result)
     return result

@@ -34,7 +34,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_synchro import configs, metrics, run_dir, train_lib
+from tf_synchro import artefacts, configs, metrics, run_dir, train_lib
 from tf_synchro.configs import FinetuneConfig
 from tf_synchro.data import frames
 from tf_synchro.models import pose, resnet
@@ -199,9 +199,12 @@ def _train(config: FinetuneConfig, strategy: tf.distribute.Strategy, chief: bool
 
 # ----------------------------------------------------------------------------- predictions
 
-def predict(model: keras.Model, dataset: tf.data.Dataset, num_examples: int = 0,
+def predict(model, dataset: tf.data.Dataset, num_examples: int = 0,
             seed: int = 0) -> dict:
     """Runs ``model`` over an :func:`frames.eval_dataset`; returns numpy arrays.
+
+    ``model``: a Keras model on preprocessed inputs, or an :class:`artefacts.PoseModel` on
+    the raw crops of an ``eval_dataset(..., raw=True)``.
 
     Returns:
       ``{"pred", "gt": [N, 17, 3] mm, "subject", "action", "camera", "sequence_id": [N] str,
@@ -209,7 +212,10 @@ def predict(model: keras.Model, dataset: tf.data.Dataset, num_examples: int = 0,
       where the K <= ``num_examples`` examples are a uniform random (seeded) sample of
       all N frames, in order (reservoir sampling: only K images are ever kept).
     """
-    predict_fn = tf.function(lambda x: model(x, training=False))
+    if isinstance(model, keras.Model):
+        predict_fn = tf.function(lambda x: model(x, training=False))
+    else:  # A deployed artefact (artefacts.PoseModel): numpy uint8 crops in.
+        predict_fn = lambda x: model(x.numpy())
     out = collections.defaultdict(list)
     rng = np.random.default_rng(seed)
     reservoir: dict = {}  # frame position -> image
@@ -345,11 +351,13 @@ def _subset(out: dict, mask: np.ndarray) -> dict:
 def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S11"),
              frame_step: int = 64, batch_size: int = 64, output_json: Optional[str] = None,
              output_png: Optional[str] = None, num_examples: int = 4,
-             model: Optional[keras.Model] = None, skip_corrupt_records: bool = False) -> dict:
-    """Evaluates the finished run in ``model_dir`` (or ``model``) on ``subjects``.
+             model=None, skip_corrupt_records: bool = False) -> dict:
+    """Evaluates the model at ``model_dir`` (or ``model``) on ``subjects``.
 
     Args:
-      model_dir: finished fine-tuning run (``pose_model.keras`` + ``config.json``).
+      model_dir: finished fine-tuning run (``pose_model.keras`` + ``config.json``), or a
+        deployed artefact (:func:`artefacts.load`: export version directory, ``.onnx``,
+        ``.tflite``), which is given the stored uint8 crops as its clients do.
       data_dir: dataset with 3D labels for ``subjects``.
       subjects: test subjects.
       frame_step: keep frames whose original frame number is a multiple of this.
@@ -357,19 +365,28 @@ def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S1
       output_json: where to write the report (None: not written).
       output_png: where to write the example figure (None: not drawn).
       num_examples: rows of the figure.
-      model: evaluate this model instead of loading ``pose_model.keras`` (the config.json
-        of ``model_dir`` still gives the preprocessing).
+      model: evaluate this Keras model instead of loading ``pose_model.keras`` (the
+        config.json of ``model_dir`` still gives the preprocessing), or this loaded
+        :class:`artefacts.PoseModel`.
       skip_corrupt_records: skip damaged records instead of stopping.
 
     Raises:
-      run_dir.UnfinishedModelDirError: ``model_dir`` holds no finished run.
+      run_dir.UnfinishedModelDirError: ``model_dir`` holds an unfinished run.
+      artefacts.ArtefactError: ``model_dir`` holds no model.
       dataset_io.DatasetError: a subject is missing or has no 3D labels.
     """
     start = time.time()
-    if model is None:
+    if model is None and artefacts.kind_of(model_dir) not in (None, "run"):
+        model = artefacts.load(model_dir, "--model_dir")
+    if isinstance(model, artefacts.PoseModel):
+        config = model.config
+    elif model is None:
+        if os.path.isfile(model_dir):  # Not a file format we know: say which ones we do.
+            artefacts.load(model_dir, "--model_dir")
         model, config = run_dir.load_pose_run(model_dir)
     else:
         config = run_dir.read_config(model_dir)
+    raw = isinstance(model, artefacts.PoseModel)
     files = frames.labelled_files(data_dir, subjects)
     model_cfg = config["model"]
     aug = configs.AugmentConfig(output_size=int(model_cfg["input_size"]),
@@ -377,7 +394,7 @@ def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S1
                                 dct_method=model_cfg["preprocess"]["dct_method"])
     frame_config = configs.FrameConfig(subjects=tuple(subjects), frame_step=frame_step,
                                       augment=aug, skip_corrupt_records=skip_corrupt_records)
-    ds = frames.eval_dataset(files, frame_config, batch_size)
+    ds = frames.eval_dataset(files, frame_config, batch_size, raw=raw)
     with dataset_io.naming_damaged_shard(files, "evaluation stopped"):
         out = predict(model, ds, num_examples=num_examples if output_png else 0)
     if not out:
@@ -398,7 +415,8 @@ def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S1
     if unseen.any():
         held_out = _subset(out, unseen)
         report["unseen_motion"] = build_report(held_out["pred"], held_out["gt"], held_out)
-    report.update({"model_dir": model_dir, "data_dir": data_dir, "subjects": list(subjects),
+    report.update({"model_dir": model_dir, "model_kind": model.kind if raw else "run",
+                   "data_dir": data_dir, "subjects": list(subjects),
                    "frame_step": frame_step, "seconds": round(time.time() - start, 1)})
     if output_json:
         os.makedirs(os.path.dirname(os.path.abspath(output_json)), exist_ok=True)

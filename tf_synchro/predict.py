@@ -4,13 +4,17 @@ r"""Runs a trained pose model on your own video or images: 3D joints per frame.
         --overlay=me_pose.mp4
     python -m tf_synchro.predict --model=runs/pose_ssl --images='shots/*.png' \
         --boxes=boxes.csv --output=poses.npz
+    python -m tf_synchro.predict --model=models/pose/1.int8.tflite --video=cam.mp4 \
+        --output=poses.json --overlay=out.mp4 --smooth --intrinsics=1145,1144,512,515
 
-``--model`` is an exported version directory (``tf_synchro.export``) or a finished
-fine-tuning run directory. Boxes come from ``--boxes``, else the median background
-(``--static_camera``), else the whole frame; crops are made exactly as the training data
-was. Output: root-relative 3D joints in mm in the camera frame per frame. Exit status 2: bad
-flags; 1: bad data. The flags are the settings of :class:`tf_synchro.configs.PredictConfig`;
-the work is :func:`tf_synchro.inference.run` (how boxes and crops are made: its docstring).
+``--model`` is an exported version directory (``tf_synchro.export``), its ``.onnx`` /
+``.tflite`` file, or a finished fine-tuning run directory. Boxes come from ``--boxes``,
+else the median background (``--static_camera``), else the whole frame; crops are made
+exactly as the training data was. Output: root-relative 3D joints in mm in the camera
+frame per frame. Exit status 2: bad flags; 1: bad data. The flags are the settings of
+:class:`tf_synchro.configs.PredictConfig`; the work is :func:`tf_synchro.inference.run`
+(how boxes and crops are made: its docstring; the overlay's geometry and the smoothing:
+:mod:`tf_synchro.overlay`).
 """
 from __future__ import annotations
 

@@ -161,9 +161,11 @@ def _train_frame(f: dict, key: tf.Tensor, config: FrameConfig) -> dict:
             "jitter": augment.jitter_factors(k_jit, aug)}
 
 
-def _eval_frame(f: dict, config: FrameConfig) -> tuple:
-    image = preprocess_images(decode_jpeg(f["jpeg"], config.augment.dct_method)[None],
-                              config.augment.output_size, config.eval_crop_scale)[0]
+def _eval_frame(f: dict, config: FrameConfig, raw: bool = False) -> tuple:
+    image = decode_jpeg(f["jpeg"], config.augment.dct_method)
+    if not raw:
+        image = preprocess_images(image[None], config.augment.output_size,
+                                  config.eval_crop_scale)[0]
     meta = {k: f[k] for k in ("subject", "action", "camera", "frame_index", "sequence_id")}
     return image, tf.ensure_shape(f["joints"], [NUM_JOINTS, 3]), meta
 
@@ -214,12 +216,14 @@ def train_dataset(files: Sequence[str], config: FrameConfig, batch_size: int,
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def eval_dataset(files: Sequence[str], config: FrameConfig, batch_size: int
-                 ) -> tf.data.Dataset:
+def eval_dataset(files: Sequence[str], config: FrameConfig, batch_size: int,
+                 raw: bool = False) -> tf.data.Dataset:
     """One deterministic pass: ``(images, joints [B, 17, 3] mm, metadata)`` batches.
 
     ``metadata`` holds string/int tensors ``subject``, ``action``, ``camera``,
-    ``frame_index`` and ``sequence_id`` [B]. The last batch may be smaller.
+    ``frame_index`` and ``sequence_id`` [B]. The last batch may be smaller. ``raw``: the
+    images are the decoded stored crops (uint8, as a served model takes them), not the
+    preprocessed model inputs (all crops of a dataset have one side, so they batch).
     """
     config.validate()
     # No file shuffle, no repeat, deterministic interleave: the same frames in the same
@@ -231,7 +235,7 @@ def eval_dataset(files: Sequence[str], config: FrameConfig, batch_size: int
     ds = ds.map(lambda c: _clip_frames(c, config, training=False),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.unbatch()
-    ds = ds.map(lambda f: _eval_frame(f, config), num_parallel_calls=tf.data.AUTOTUNE,
+    ds = ds.map(lambda f: _eval_frame(f, config, raw), num_parallel_calls=tf.data.AUTOTUNE,
                 deterministic=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 

@@ -1,0 +1,185 @@
+"""Any deployable pose model as one callable: uint8 crops ``[N, S, S, 3]`` -> joints mm.
+
+:func:`load` opens, by its path,
+
+* a finished fine-tuning run directory (``config.json`` + ``pose_model.keras``): the Keras
+  model behind :func:`tf_synchro.data.frames.preprocess_images`, as evaluation runs it;
+* an export version directory (``saved_model.pb``; :mod:`tf_synchro.serving`): its
+  ``serving_default`` signature;
+* a converted file beside a version directory, ``<version>.onnx`` (onnxruntime, CPU) or
+  ``<version>.tflite`` / ``<version>.int8.tflite`` (the LiteRT interpreter,
+  ``ai_edge_litert``): its ``serving_default`` signature.
+
+Every kind takes the raw stored crops (uint8 RGB, person-centred, as the dataset holds
+them) and preprocesses them itself (central ``crop_scale`` square, resize), so a deployed
+artefact is measured exactly as a client calls it. The JPEG decoding settings, the stored
+crop side and the training config of an export or a converted file are read from the
+version directory's ``assets.extra/tf_synchro.json`` (a converted file's version directory
+is its name without ``.onnx`` / ``.tflite`` / ``.int8.tflite``). The predict binary
+(:mod:`tf_synchro.inference`) and the evaluate binary (:func:`tf_synchro.pose3d.evaluate`)
+both load models here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from typing import Callable, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from tf_synchro import run_dir, serving
+from tf_synchro.data import frames
+from tfrecords_tools import cli
+
+log = logging.getLogger(__name__)
+
+KINDS = ("run", "saved_model", "onnx", "tflite")
+# Suffixes of the converted files (serving.EXTRA_FILES), longest first.
+_FILE_SUFFIXES = ((".int8.tflite", "tflite"), (".tflite", "tflite"), (".onnx", "onnx"))
+
+
+class ArtefactError(cli.DataError):
+    """The path is not a usable pose model (exit status 1)."""
+
+
+@dataclasses.dataclass
+class PoseModel:
+    """Raw uint8 crops ``[N, S, S, 3]`` -> joints ``[N, 17, 3]`` mm, from any source.
+
+    Attributes:
+      path: what was loaded.
+      kind: one of :data:`KINDS`.
+      crop_size: stored crop side of its training data, if known.
+      dct_method: JPEG IDCT of its training and evaluation pipelines.
+      config: the training run's config.json (``model``, ``data_dir``, ...), or ``{}``.
+      fn: the model call.
+    """
+
+    path: str
+    kind: str
+    crop_size: Optional[int]
+    dct_method: str
+    config: dict
+    fn: Callable[[np.ndarray], np.ndarray]
+
+    def __call__(self, crops_uint8: np.ndarray) -> np.ndarray:
+        return np.asarray(self.fn(np.ascontiguousarray(crops_uint8, np.uint8)), np.float32)
+
+
+def kind_of(path: str) -> Optional[str]:
+    """Which kind of model ``path`` holds (None: none)."""
+    if os.path.isfile(path):
+        return next((k for s, k in _FILE_SUFFIXES if path.lower().endswith(s)), None)
+    if os.path.exists(os.path.join(path, "saved_model.pb")):
+        return "saved_model"
+    if os.path.exists(run_dir.config_path(path)):
+        return "run"
+    return None
+
+
+def version_dir(path: str) -> str:
+    """The export version directory of a converted file (``1.int8.tflite`` -> ``1``)."""
+    for suffix, _ in _FILE_SUFFIXES:
+        if path.lower().endswith(suffix):
+            return path[:-len(suffix)]
+    return path
+
+
+def read_metadata(saved_model: str, what: str = "--model") -> dict:
+    """``assets.extra/tf_synchro.json`` of a version directory.
+
+    Raises:
+      ArtefactError: missing, not JSON, or an encoder export.
+    """
+    meta_path = os.path.join(saved_model, serving.METADATA_FILE)
+    try:
+        with open(meta_path) as f:
+            meta = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ArtefactError(f"{what}={saved_model}: {meta_path} is missing or not JSON ({e}); "
+                            f"expected a directory written by tf_synchro.export") from None
+    if meta.get("what") != "pose":
+        raise ArtefactError(f"{what}={saved_model} is an export of the {meta.get('what')!r}, "
+                            f"not the pose model (export with --what=pose)")
+    return meta
+
+
+def _config_of(meta: dict) -> dict:
+    # The export stores the run's model section and directory; enough for the held-out check
+    # and the preprocessing.
+    return {"model": meta.get("model", {}), "model_dir": meta.get("model_dir")}
+
+
+def load(path: str, what: str = "--model") -> PoseModel:
+    """Loads a run directory, an export version directory, a .onnx or a .tflite.
+
+    Args:
+      path: the model.
+      what: the flag naming it, for error messages.
+
+    Raises:
+      ArtefactError: not a model of :data:`KINDS`, an encoder export, an unfinished run,
+        or a converted file whose version directory (its metadata) is missing.
+    """
+    kind = kind_of(path)
+    if kind == "run":
+        try:
+            model, config = run_dir.load_pose_run(path)
+        except run_dir.UnfinishedModelDirError as e:
+            raise ArtefactError(str(e)) from None
+        cfg = config["model"]
+        size, scale = int(cfg["input_size"]), float(cfg["preprocess"]["crop_scale"])
+        call = tf.function(lambda x: model(frames.preprocess_images(x, size, scale),
+                                           training=False))
+        return PoseModel(path, kind, serving.training_crop_size(config),
+                         cfg["preprocess"]["dct_method"], config,
+                         lambda x: call(x).numpy())
+    if kind is None:
+        raise ArtefactError(f"{what}={path}: expected an export version directory (with "
+                            f"saved_model.pb), a <version>.onnx or <version>[.int8].tflite "
+                            f"beside one, or a finished fine-tuning run (with config.json)")
+    meta_dir = path if kind == "saved_model" else version_dir(path)
+    if kind != "saved_model" and not os.path.isdir(meta_dir):
+        raise ArtefactError(f"{what}={path}: its version directory {meta_dir} (the export's "
+                            f"metadata: preprocessing, training run) is missing; keep the "
+                            f"converted file beside the version directory it was written with")
+    meta = read_metadata(meta_dir, what)
+    dct = meta["model"]["preprocess"]["dct_method"]
+    fn = {"saved_model": _saved_model_fn, "onnx": serving.onnx_runner,
+          "tflite": serving.tflite_runner}[kind](path)
+    return PoseModel(path, kind, meta.get("crop_size"), dct, _config_of(meta), fn)
+
+
+def _saved_model_fn(path: str) -> Callable:
+    serve = tf.saved_model.load(path).signatures["serving_default"]
+    return lambda x: serve(images=tf.constant(x))["joints3d"].numpy()
+
+
+def trained_subjects(path: str) -> list:
+    """Subjects the model at ``path`` saw in training (labels, and its pre-training when
+    that run directory is still readable): what a held-out evaluation must avoid."""
+    if kind_of(path) in (None, "run"):
+        return run_dir.trained_subjects(path)
+    meta_dir = path if kind_of(path) == "saved_model" else version_dir(path)
+    try:
+        model_cfg = read_metadata(meta_dir).get("model", {})
+    except ArtefactError:
+        return []
+    subjects = list(model_cfg.get("label_subjects", []))
+    init = model_cfg.get("init_from")
+    init_config = run_dir.read_config(init) if init and os.path.isdir(init) else None
+    if init_config:
+        subjects += init_config.get("train_subjects", [])
+    return list(dict.fromkeys(subjects))
+
+
+def default_report_path(path: str) -> str:
+    """Where evaluate writes the report of ``path`` by default: a run's ``eval.json``; for
+    an artefact, a file beside it (``1.eval.json``, ``1.int8.tflite.eval.json``), since a
+    TF Serving version directory is immutable."""
+    if kind_of(path) in (None, "run"):
+        return os.path.join(path, run_dir.EVAL_FILE)
+    return os.path.normpath(path) + ".eval.json"

@@ -104,6 +104,15 @@ def test_deprecated_spellings_still_work_and_warn(capsys):
     assert configs.warn_deprecated("tf_synchro.finetune", fv) == []
 
 
+def test_evaluate_takes_model_as_a_lasting_second_spelling(capsys):
+    fv = _flags("tf_synchro.evaluate")
+    fv(["evaluate", "--model=exports/pose/1.int8.tflite", "--data_dir=d"])
+    assert configs.warn_deprecated("tf_synchro.evaluate", fv) == []
+    assert capsys.readouterr().err == ""
+    config = configs.from_flags(configs.EvaluateConfig, fv)
+    assert config.model_dir == "exports/pose/1.int8.tflite"
+
+
 def test_a_deprecated_spelling_in_a_real_invocation_warns_then_behaves_as_the_new_flag(tmp_path):
     code, _, err = cli.invoke("tf_synchro.finetune", [f"--data_dir={tmp_path}",
                                                       f"--model_dir={tmp_path}/m",

@@ -85,6 +85,11 @@ EXPORT_FORMATS = ("saved_model", "onnx", "tflite")
 DEPRECATED_ALIASES = {
     "tf_synchro.finetune": {"image_size": "input_size", "head_units": "pose_head_units"},
 }
+# Second spellings that stay ({binary: {alias: flag}}): evaluate's --model is predict's name
+# for the same thing (a run directory or a deployed artefact).
+FLAG_ALIASES = {
+    "tf_synchro.evaluate": {"model": "model_dir"},
+}
 
 
 def check_steps(train_steps: int, steps_per_checkpoint: int) -> None:
@@ -726,7 +731,8 @@ def define_flags(cls, flag_values=None, exclude: Iterable[str] = (),
       cls: a config dataclass.
       flag_values: where to define them (default ``absl.flags.FLAGS``).
       exclude: field names that are not flags of this binary.
-      binary: the binary's module name: its :data:`DEPRECATED_ALIASES` are defined too.
+      binary: the binary's module name: its :data:`FLAG_ALIASES` and
+        :data:`DEPRECATED_ALIASES` are defined too.
     """
     from absl import flags
     # The flags belong to the binary that calls this (so its --help lists them), not here.
@@ -753,7 +759,8 @@ def define_flags(cls, flag_values=None, exclude: Iterable[str] = (),
             flags.DEFINE_string(name, default, help_text, **kw)
         if meta.get("required"):
             required.append(name)
-    for old, new in DEPRECATED_ALIASES.get(binary or "", {}).items():
+    aliases = {**FLAG_ALIASES.get(binary or "", {}), **DEPRECATED_ALIASES.get(binary or "", {})}
+    for old, new in aliases.items():
         if new in fv and old not in fv:
             flags.DEFINE_alias(old, new, flag_values=fv)
     for name in required:

@@ -3,13 +3,14 @@ r"""Evaluates a fine-tuned pose model with the standard protocol and writes a re
     python -m tf_synchro.evaluate --model_dir=/tmp/pose_ssl --data_dir=/tmp/synth \
         --subjects=S9,S11 --frame_step=64 --output_json=/tmp/pose_ssl/eval.json
 
-``--model_dir`` is a finished fine-tuning run, or a deployed artefact of one
+``--model_dir`` (or ``--model``, predict's name for it) is a finished fine-tuning run, or a
+deployed artefact of one
 (:mod:`tf_synchro.artefacts`): an export version directory (``exports/pose/1``), its
 ``1.onnx``, ``1.tflite`` or ``1.int8.tflite``; an artefact is given the stored uint8
 crops through its ``serving_default`` signature, exactly as a client calls it, and its report
 goes beside it (``exports/pose/1.int8.tflite.eval.json``) unless ``--output_json`` says.
 
-    python -m tf_synchro.evaluate --model_dir=/tmp/exports/pose/1.int8.tflite \
+    python -m tf_synchro.evaluate --model=/tmp/exports/pose/1.int8.tflite \
         --data_dir=/tmp/synth --subjects=S9,S11
 
 Protocol (docs/DESIGN.md §2): test subjects S9 and S11, every frame whose original frame

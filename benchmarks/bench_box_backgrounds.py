@@ -1,6 +1,6 @@
 """Background models of tfrecords_tools.person_boxes on rendered 4-view takes (exact truth).
 
-    python benchmarks/bench_person_boxes.py --size=160 --frames=30 --seeds=0,1,2
+    python benchmarks/bench_box_backgrounds.py --size=160 --frames=30 --seeds=0,1,2
 
 Scenes (the Human3.6M cameras, intrinsics scaled to size x size views, the generator's
 textured room): "waving" (one person waving on the spot: only an arm moves), "treadmill"

@@ -5,20 +5,22 @@ the static scene. Per view:
 
 1. **Background model** (:attr:`BoxConfig.background`): a *clean plate* (frames of the empty
    scene, the only model that knows what is behind a person who never moves), else a
-   two-pass *masked median* of frames sampled over the take (the second pass ignores where
-   the first found people; pixels covered by a person in every sample are *unknown* and
-   count as foreground, so a person on a treadmill is not painted into the background), or
-   OpenCV's *MOG2* mixture learned over the take (shadow detection off).
+   two-pass *masked median* of frames sampled over the take (the second pass ignores the
+   boxes where the first found people; pixels covered in every sample are *unknown* and
+   count as foreground), or the background image of OpenCV's *MOG2* mixture learned over
+   the take (shadow detection off).
 2. **Foreground mask** (any colour channel differs by more than ``threshold``), opened and
-   closed; connected components grouped into person blobs: components near each other join
+   closed; connected components grouped into person blobs: pieces near each other join
    (a person split by a background-coloured garment stays whole), but two tall blobs side
    by side are two people and are never merged.
-3. **Tracks** of people over time; ONE track is chosen (the most persistent); how many
-   people were seen is reported, with a log warning.
-4. **Multi-view check** (with calibration and >= 3 views): the box centres of the other
-   views are triangulated; a view whose box disagrees with that consensus by more than
-   ``multiview_tolerance`` x the projected person height takes another of its detections
-   that agrees, else the consensus projection. Views without a detection get it too.
+3. **Tracks** of people over time; ONE track is chosen (the most persistent; with
+   calibration, the one that agrees across views); how many people were seen at once is
+   reported (``people_seen``, a note and a log warning).
+4. **Multi-view check** (calibration and >= 3 views): per frame, pairs of views propose a
+   triangulated box centre and box size; the largest set of views that agree within
+   ``multiview_tolerance`` is the consensus, and a view outside it takes another of its
+   detections that agrees, else the consensus projection. Views without a detection get
+   the projection too.
 5. Short dropouts **hold** the last box (``hold_frames``); longer gaps take the nearest
    found box; boxes are made square with the margin rule of :func:`crops.square_box` and
    **smoothed** (moving average of centre and side).
@@ -605,6 +607,8 @@ class BoxResult:
       scales: analysis scale per view (analysis pixels per full pixel).
       people: per view and frame, every person blob found (analysis pixels).
       chosen: int [V, T] index of the chosen person in ``people`` (-1: none).
+      background: per view, the fitted background model (``.kind``, ``.image`` at
+        analysis size, ``.unknown`` mask or None), for inspection.
     """
 
     boxes: np.ndarray
@@ -745,6 +749,8 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
             found.append(ps)
             if on_frame is not None:
                 on_frame(v, t, small, ps)
+        if len(found) != num_frames:
+            raise ValueError(f"view {v} gave {len(found)} frames, expected {num_frames}")
         people.append(found)
 
     # ---- one track per view: the most persistent, or the one that agrees with it in 3D

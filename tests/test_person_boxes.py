@@ -153,6 +153,16 @@ def test_dropout_holds_the_last_box(still):
                                   result.keep_mask(0, 9, (SIZE, SIZE)))
 
 
+def test_still_person_without_a_plate_is_reported(still):
+    """A median of the take holds most of a person who barely moves; with calibration the
+    boxes' size in mm gives it away."""
+    result = pb.find_boxes(still["views"], pb.BoxConfig(), cameras=still["cams"])
+    assert any("give a clean plate" in n for n in result.notes), result.notes
+    with_plate = pb.find_boxes(still["views"], pb.BoxConfig(), cameras=still["cams"],
+                               plates=still["plates"])
+    assert not any("background model" in n for n in with_plate.notes), with_plate.notes
+
+
 def test_median_background_boxes_a_walking_person():
     """No plate: the default two-pass median of the take finds a person who moves about."""
     take = _take(["walker"], [(0, 0)], action="Walking")

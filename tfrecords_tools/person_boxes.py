@@ -787,7 +787,19 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
                 tight[v, t] = scalers[v].to_full(b.reshape(2, 2)).ravel()
     source = np.where(chosen >= 0, DETECTED, NONE).astype(np.int8)
     if cameras is not None and num_views >= 3:
-        _multiview(config, cameras, scalers, people, chosen, tight, source, notes, name)
+        sizes = _multiview(config, cameras, scalers, people, chosen, tight, source, notes,
+                           name)
+        # Body-size prior: boxes far smaller than a person, in mm, mean the background
+        # model holds part of them (a person who barely moves, without a clean plate).
+        if sizes and np.median(sizes) < 0.6 * config.person_height_mm:
+            kinds = sorted({b.kind for b in backgrounds})
+            msg = (f"the boxes are {np.median(sizes) / 1000:.2f} m tall in 3D (median), a "
+                   f"person about {config.person_height_mm / 1000:.1f} m: parts of the "
+                   f"person may be in the background model ({', '.join(kinds)})"
+                   + ("" if kinds == ["plate"] else "; give a clean plate of the empty "
+                      "scene"))
+            notes.append(msg)
+            log.warning("%s: %s", name or "take", msg)
 
     # ---- square, hold, smooth
     boxes = np.full((num_views, num_frames, 4), np.nan)
@@ -874,10 +886,12 @@ def _consistent_tracks(config, cams, scalers, people, ranked) -> list:
 
 
 def _multiview(config, cameras, scalers, people, chosen, tight, source, notes, name) -> None:
-    """Replaces boxes that disagree with the other views (in place)."""
+    """Replaces boxes that disagree with the other views (in place); returns the
+    consensus box sizes (mm) of the frames that had one."""
     cams = list(cameras)
+    sizes: list = []
     if not _calibrated_like(cams, scalers, notes):
-        return
+        return sizes
     tol_of = lambda v, x: config.multiview_tolerance * max(
         1.0, cams[v].fy * config.person_height_mm / max(cams[v].world_to_camera(x)[2], 1.0))
     size_tolerance = np.log1p(1.5 * config.multiview_tolerance)
@@ -892,6 +906,7 @@ def _multiview(config, cameras, scalers, people, chosen, tight, source, notes, n
         if found is None:
             continue
         agreed, x, size = found
+        sizes.append(size)
         for v in range(num_views):
             if v in agreed:
                 continue
@@ -917,3 +932,4 @@ def _multiview(config, cameras, scalers, people, chosen, tight, source, notes, n
                    f"and {projected[v]} the projection of the other views' consensus")
             notes.append(msg)
             log.info("%s: %s", name or "take", msg)
+    return sizes

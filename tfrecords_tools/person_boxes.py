@@ -266,21 +266,38 @@ class Person:
         return np.unpackbits(self.keep, count=n).reshape(self.shape).astype(bool)
 
 
-def _gap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Horizontal and vertical gaps between two inclusive boxes (0 when they overlap)."""
-    dx = max(0.0, max(a[0], b[0]) - min(a[2], b[2]) - 1)
-    dy = max(0.0, max(a[1], b[1]) - min(a[3], b[3]) - 1)
-    return dx, dy
+def _closest_mergeable(boxes: np.ndarray, areas: np.ndarray,
+                       config: BoxConfig) -> Optional[tuple[int, int]]:
+    """Indices (a < b) of the closest pair of blobs that may join, or None.
 
-
-def _side_by_side(a: np.ndarray, b: np.ndarray, tall: float) -> bool:
-    """Two tall blobs next to each other (heights overlapping by half, a horizontal gap)."""
-    ha, hb = a[3] - a[1] + 1, b[3] - b[1] + 1
-    if min(ha, hb) < tall:
-        return False
-    overlap = min(a[3], b[3]) - max(a[1], b[1]) + 1
-    dx, _ = _gap(a, b)
-    return overlap >= 0.5 * min(ha, hb) and dx > 0.03 * max(ha, hb)
+    The tallest blob (of at least ``min_area``) is the scale of the frame's people:
+    fragments of one person (an outline against a background that holds part of them) join
+    within ``join_gap`` of it, however small each is, and twice as far when one is above
+    the other (a belt or trousers the colour of the background); two blobs of at least
+    ``person_fraction`` of it side by side (heights overlapping by half, a gap between) are
+    two people and never join. Stacked pieces join before pieces side by side, so that the
+    body is whole when an arm is judged against it.
+    """
+    x0, y0, x1, y1 = (boxes[:, k] for k in range(4))
+    h, w = y1 - y0 + 1, x1 - x0 + 1
+    ref = h[areas >= config.min_area].max()
+    pair_max = lambda a: np.maximum(a[:, None], a[None, :])
+    pair_min = lambda a: np.minimum(a[:, None], a[None, :])
+    x_overlap = pair_min(x1) - pair_max(x0) + 1
+    y_overlap = pair_min(y1) - pair_max(y0) + 1
+    dx, dy = np.maximum(0, -x_overlap), np.maximum(0, -y_overlap)
+    dist = np.hypot(dx, dy)
+    limit = config.join_gap * np.maximum(pair_max(h), ref)
+    limit = np.where(x_overlap >= 0.5 * pair_min(w), 2 * limit, limit)
+    tall = config.person_fraction * ref
+    side_by_side = ((pair_min(h) >= tall) & (y_overlap >= 0.5 * pair_min(h))
+                    & (dx > 0.03 * pair_max(h)))
+    ok = (dist <= limit) & ~side_by_side & np.triu(np.ones(dist.shape, bool), 1)
+    if not ok.any():
+        return None
+    a, b = np.nonzero(ok)
+    k = np.lexsort((dx[a, b] > 0, dist[a, b]))[0]  # nearest first; stacked before beside
+    return int(a[k]), int(b[k])
 
 
 def find_people(mask: np.ndarray, config: BoxConfig) -> list[Person]:
@@ -297,31 +314,12 @@ def find_people(mask: np.ndarray, config: BoxConfig) -> list[Person]:
     clusters = [{"ids": [i], "box": box_of(i), "area": int(stats[i, cv2.CC_STAT_AREA])}
                 for i in ids]
     height = lambda c: c["box"][3] - c["box"][1] + 1
-    while True:  # Join the closest mergeable pair until none is left.
-        # The tallest blob is the scale of the frame's people: fragments of one person (an
-        # outline against a background that contains part of them) join within a fraction
-        # of it, however small each fragment is; and only blobs of a good part of its
-        # height can be a second person.
-        ref = max(height(c) for c in clusters if c["area"] >= config.min_area)
-        tall = config.person_fraction * ref
-        best = None
-        for a in range(len(clusters)):
-            for b in range(a + 1, len(clusters)):
-                ba, bb = clusters[a]["box"], clusters[b]["box"]
-                dx, dy = _gap(ba, bb)
-                # Stacked pieces (head, torso, legs) join before pieces side by side, so
-                # that the body is whole when an arm is judged against it.
-                key = (float(np.hypot(dx, dy)), dx > 0)
-                limit = config.join_gap * max(height(clusters[a]), height(clusters[b]), ref)
-                overlap = min(ba[2], bb[2]) - max(ba[0], bb[0]) + 1
-                if overlap >= 0.5 * min(ba[2] - ba[0] + 1, bb[2] - bb[0] + 1):
-                    limit *= 2  # One above the other: parts of one body (trousers, belt).
-                if key[0] <= limit and not _side_by_side(ba, bb, tall) and (
-                        best is None or key < best[0]):
-                    best = (key, a, b)
-        if best is None:
+    while len(clusters) > 1:  # Join the closest mergeable pair until none is left.
+        pair = _closest_mergeable(np.stack([c["box"] for c in clusters]),
+                                  np.array([c["area"] for c in clusters]), config)
+        if pair is None:
             break
-        _, a, b = best
+        a, b = pair
         ca, cb = clusters[a], clusters.pop(b)
         ca["ids"] += cb["ids"]
         ca["area"] += cb["area"]

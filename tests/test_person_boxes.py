@@ -278,3 +278,27 @@ def test_rig_uses_clean_plates_and_lists_the_other_person(pair, tmp_path):
     (seq / rig.PLATES / f"{pair['cams'][0].camera_id}.mp4").unlink()
     with pytest.raises(rig.RigError, match="have no clean plate"):
         rig.discover(rig.RigConfig(str(tmp_path / "rig"), box_background="plate"))
+
+
+def test_rig_finds_clean_plates(tmp_path):
+    """A sequence's background/ folder wins over --background_video; stems are camera ids."""
+    from tfrecords_tools import rig
+    root, shared = tmp_path / "rig", tmp_path / "plates"
+    for seq in ("a", "b"):
+        (root / seq).mkdir(parents=True)
+        for cam in ("c0", "c1"):
+            (root / seq / f"{cam}.mp4").write_bytes(b"")
+    shared.mkdir()
+    (shared / "c0.mp4").write_bytes(b"")
+    (shared / "other_rig_cam.mp4").write_bytes(b"")  # another rig's camera: ignored
+    (root / "b" / rig.PLATES).mkdir()
+    (root / "b" / rig.PLATES / "c1.avi").write_bytes(b"")
+    specs, _ = rig.discover(rig.RigConfig(str(root), background_video=str(shared)))
+    plates = {s.name: dict(s.plates) for s in specs}
+    assert plates == {"a": {"c0": str(shared / "c0.mp4")},
+                      "b": {"c1": str(root / "b" / rig.PLATES / "c1.avi")}}
+    (root / "b" / rig.PLATES / "c9.mp4").write_bytes(b"")
+    _, skipped = rig.discover(rig.RigConfig(str(root)))
+    assert any("clean plates ['c9'] match no camera" in s.reason for s in skipped)
+    with pytest.raises(rig.RigError, match="--background_video"):
+        rig.RigConfig(str(root), background_video=str(tmp_path / "missing"))

@@ -659,7 +659,9 @@ def define_flags() -> None:
                       "take) or mog2 (OpenCV MOG2's background image over the take).")
     flags.DEFINE_string("background_video", None, "Folder of clean plates: one video of the "
                         "empty scene per camera id (file stem), for sequences without their "
-                        "own background/ folder. Needed for a person who barely moves.")
+                        "own background/ folder (keep it outside --input_dir, where it "
+                        "would be taken for a sequence). Needed for a person who barely "
+                        "moves.")
     flags.DEFINE_integer("hold_frames", 10, "A person-box dropout of up to this many frames "
                          "keeps the last box.")
     flags.DEFINE_float("multiview_tolerance", 0.25, "With a calibration (3+ cameras): a "

@@ -883,7 +883,7 @@ def _consistent_tracks(config, cams, scalers, people, ranked) -> list:
     return picks
 
 
-def _multiview(config, cameras, scalers, people, chosen, tight, source, notes, name) -> None:
+def _multiview(config, cameras, scalers, people, chosen, tight, source, notes, name) -> list:
     """Replaces boxes that disagree with the other views (in place); returns the
     consensus box sizes (mm) of the frames that had one."""
     cams = list(cameras)

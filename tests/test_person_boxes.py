@@ -253,7 +253,7 @@ def test_rig_uses_clean_plates_and_lists_the_other_person(pair, tmp_path):
                                 "width": cam.width, "height": cam.height,
                                 "rotation": cam.rotation.tolist(),
                                 "translation": cam.translation.tolist()}
-    (seq / rig.CALIBRATION).write_text(json.dumps({"cameras": calib}))
+    (seq / "calibration.json").write_text(json.dumps({"cameras": calib}))
     out = str(tmp_path / "out")
     manifest = rig.convert(rig.RigConfig(str(tmp_path / "rig"), image_size=48,
                                          background="remove", box_background="plate",

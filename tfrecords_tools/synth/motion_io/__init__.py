@@ -1,7 +1,9 @@
-"""Motion-capture import: BVH, Acclaim ASF/AMC, C3D and .npz joint arrays -> takes of the
-17 Human3.6M joints in the generator's world, retargeted to a subject's body.
+"""Motion-capture import: BVH, Acclaim ASF/AMC, C3D, .npz joint arrays and DeepMimic
+motion files -> takes of the 17 Human3.6M joints in the generator's world, retargeted to
+a subject's body.
 
-One module per format (:mod:`.bvh`, :mod:`.acclaim`, :mod:`.c3d`, :mod:`.npz`), the
+One module per format (:mod:`.bvh`, :mod:`.acclaim`, :mod:`.c3d`, :mod:`.npz`,
+:mod:`.deepmimic`), the
 skeleton conventions' tables in :mod:`.mapping`, the shared steps in :mod:`.retarget`.
 
 Pipeline of :func:`load_source` (per file, subject-independent):
@@ -26,15 +28,17 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from tfrecords_tools.synth import body as body_lib
-from tfrecords_tools.synth.motion_io import acclaim, bvh, c3d, mapping, npz, retarget
+from tfrecords_tools.synth.motion_io import acclaim, bvh, c3d, deepmimic, mapping, npz, retarget
 from tfrecords_tools.synth.motion_io.source import MotionFileError, RawMotion, fail
 
 __all__ = ["ImportOptions", "Source", "MotionFileError", "RawMotion", "EXTENSIONS",
            "read_raw", "load_source", "subject_takes", "discover", "action_name",
            "files_of"]
 
-# Motion files by extension (lower case). An .asf is a skeleton, not a take.
-EXTENSIONS = (".bvh", ".amc", ".c3d", ".npz")
+# Motion files by extension (lower case). An .asf is a skeleton, not a take. DeepMimic
+# files: ``.deepmimic``; pybullet's own ``.txt`` name is read when given as one file, but
+# a folder's .txt files (READMEs, licences) are not motion.
+EXTENSIONS = (".bvh", ".amc", ".c3d", ".npz", ".deepmimic")
 UNITS = ("auto",) + tuple(retarget.UNIT_CHOICES)
 UP_AXES = ("auto", "y", "z")
 
@@ -96,6 +100,8 @@ def read_raw(path: str, options: ImportOptions = ImportOptions()) -> RawMotion:
         raw = c3d.read(path)
     elif ext == ".npz":
         raw = npz.read(path)
+    elif ext in (".deepmimic", ".txt"):
+        raw = deepmimic.read(path)
     elif ext == ".asf":
         raise fail(path, "is an ASF skeleton; pass its .amc motion files (the skeleton is "
                          "found beside them)")

@@ -166,3 +166,110 @@ def test_committed_clips_match_their_source_notes():
             assert raw.points.shape[1] == len(deepmimic.SKELETON)
         names += [os.path.basename(p) for p in found]
     assert len(names) == len(set(names)) == 15  # pool and held-out clips are disjoint
+
+
+# ----------------------------------------------------------------------------- looping
+
+def test_loop_cyclic_walks_on_and_acyclic_plays_back():
+    from tfrecords_tools.synth.motion_io import retarget
+    t = np.arange(5, dtype=float)
+    take = np.zeros((5, 17, 3))
+    take[:, :, 0] = 100.0 * t[:, None]  # moves 400 mm along x, last pose = first, moved
+    looped = retarget.loop(take, 12, cyclic=True)
+    assert len(looped) == 12
+    np.testing.assert_allclose(looped[:, 0, 0], 100.0 * np.arange(12))
+    back = retarget.loop(take, 12, cyclic=False)
+    np.testing.assert_allclose(back[:, 0, 0], [0, 100, 200, 300, 400, 300, 200, 100, 0, 100,
+                                               200, 300])
+    assert retarget.loop(take, 3, cyclic=True) is take
+
+
+# ----------------------------------------------------------------------------- generator
+
+def _clip_dirs(tmp_path):
+    """A pool of two committed clips and a held-out one (copied with their notes)."""
+    import shutil
+    pool, test = tmp_path / "pool", tmp_path / "heldout"
+    for folder, part, names in ((pool, "pool", ("walk", "roll")), (test, "heldout", ("jump",))):
+        folder.mkdir()
+        notes = json.load(open(os.path.join(REAL, part, "SOURCE.json")))["files"]
+        for n in names:
+            shutil.copy(os.path.join(REAL, part, f"{n}.deepmimic"), folder)
+        (folder / "SOURCE.json").write_text(json.dumps(
+            {"files": {f"{n}.deepmimic": notes[f"{n}.deepmimic"] for n in names}}))
+    return str(pool), str(test)
+
+
+def _config(pool, test, **kw):
+    from tfrecords_tools import synthesize
+    base = dict(subjects=("S1", "S9", "U01", "U02"), actions=("Walking",), takes=1,
+                num_frames=30, image_size=32, extra_actions_per_subject=1, treadmill=True,
+                extra_motion_dir=pool, test_motion_dir=test)
+    base.update(kw)
+    return synthesize.SynthConfig(**base)
+
+
+def test_extra_people_and_test_subjects_draw_imported_motion(tmp_path):
+    from tfrecords_tools import synthesize
+    pool, test = _clip_dirs(tmp_path)
+    cfg = _config(pool, test, extra_actions_per_subject=2)
+    assert synthesize.subject_actions(cfg, "S1") == ("Walking",)
+    assert synthesize.subject_actions(cfg, "S9") == ("Walking", "jump")
+    draws = {u: synthesize.subject_actions(cfg, u) for u in ("U01", "U02", "U03", "U04")}
+    assert draws == {u: synthesize.subject_actions(cfg, u) for u in draws}  # per seed
+    assert all(len(d) == 2 and set(d) <= {"Walking", "walk", "roll"} for d in draws.values())
+    only = _config(pool, test, extra_motion_only=True, extra_actions_per_subject=0)
+    assert synthesize.subject_actions(only, "U01") == ("roll", "walk")
+    u01 = synthesize.body_lib.make_subject("U01")
+    # The walk clip is 1.3 s (64 frames at 50 fps): longer than 30 frames, kept whole;
+    # looped (walking on, then the treadmill) up to 200.
+    assert [len(t) for t in synthesize.motion_takes(cfg, u01, "walk")] == [64]
+    long = synthesize.motion_takes(_config(pool, test, num_frames=200), u01, "walk")
+    assert [len(t) for t in long] == [200]
+    assert np.abs(long[0][:, 0, :2]).max() < 1e-6  # treadmill: pelvis kept at the origin
+
+
+def test_generate_records_clip_sources_in_the_manifest(tmp_path):
+    from tfrecords_tools import synthesize
+    pool, test = _clip_dirs(tmp_path)
+    cfg = _config(pool, test, subjects=("S9", "U01"), extra_motion_only=True,
+                  extra_actions_per_subject=1, num_frames=30)
+    manifest = synthesize.generate(str(tmp_path / "out"), cfg, log=lambda s: None)
+    settings = manifest["settings"]
+    assert settings["test_motion_actions"] == ["jump"]
+    files = {f["name"]: f for f in settings["extra_motion_files"]}
+    assert set(files) == {"walk.deepmimic", "roll.deepmimic"}
+    assert files["walk.deepmimic"]["licence"].startswith("zlib")
+    assert "pybullet" in files["walk.deepmimic"]["source"]
+    assert settings["test_motion_files"][0]["sha256"] == hashlib.sha256(
+        open(os.path.join(test, "jump.deepmimic"), "rb").read()).hexdigest()
+    actions = set(manifest["images_per"]["action"])
+    assert "jump" in actions and actions & {"walk", "roll"} and "Walking" in actions
+
+
+def test_imported_motion_settings_are_checked(tmp_path):
+    import shutil
+    from tfrecords_tools import synthesize
+    pool, test = _clip_dirs(tmp_path)
+    shutil.copy(os.path.join(pool, "walk.deepmimic"), os.path.join(test, "walk2.deepmimic"))
+    with pytest.raises(ValueError, match="same file as --extra_motion_dir"):
+        synthesize.validate(_config(pool, test))
+    os.remove(os.path.join(test, "walk2.deepmimic"))
+    shutil.copy(os.path.join(pool, "roll.deepmimic"), os.path.join(test, "Walking.deepmimic"))
+    with pytest.raises(ValueError, match="--test_motion_dir: file.*procedural.*Walking"):
+        synthesize.validate(_config(pool, test))
+    os.remove(os.path.join(test, "Walking.deepmimic"))
+    with pytest.raises(ValueError, match="walk treadmill|capture volume"):
+        synthesize.validate(_config(pool, test, treadmill=False, num_frames=1500,
+                                    extra_motion_only=True, extra_actions_per_subject=0))
+    with pytest.raises(ValueError, match="exclusive|imported already"):
+        synthesize.validate(_config(pool, test, motion_dir=pool))
+    with pytest.raises(ValueError, match="--extra_motion_only needs"):
+        synthesize.validate(_config(None, None, extra_motion_only=True))
+    with pytest.raises(ValueError, match="--extra_motion_dir .* is not a directory"):
+        synthesize.validate(_config(str(tmp_path / "nope"), test))
+    note = json.load(open(os.path.join(pool, "SOURCE.json")))
+    note["files"]["walk.deepmimic"]["sha256"] = "0" * 64
+    (tmp_path / "pool" / "SOURCE.json").write_text(json.dumps(note))
+    with pytest.raises(ValueError, match="walk.deepmimic: sha256 .* differs"):
+        synthesize.validate(_config(pool, test))

@@ -12,7 +12,7 @@ Pipeline of :func:`load_source` (per file, subject-independent):
   -> resample to 50 fps.
 Then :func:`subject_takes` (per subject): retarget (bone directions kept, the subject's
 bone lengths, root path scaled by the leg-length ratio) -> floor (the take's lowest ankle
-at the subject's ankle height) -> cut into windows -> per window: treadmill (pelvis x/y
+at the subject's ankle height) -> loop up to ``min_frames`` (if set) -> cut into windows -> per window: treadmill (pelvis x/y
 removed per frame) or centring (mean pelvis x/y at the origin).
 
 The generator's own ``joints3d_world`` .npz is already in that world: it is rendered as
@@ -58,6 +58,8 @@ class ImportOptions:
       window: frames (at 50 fps) per take; 0: one take per file.
       treadmill: remove the pelvis' horizontal position per frame (walking in place).
       retarget: give each subject its own bone lengths (False: the file's skeleton).
+      min_frames: takes shorter than this are looped up to it before windowing
+        (:func:`.retarget.loop`; 0: as long as the file).
     """
 
     mapping: Optional[str] = None
@@ -68,6 +70,7 @@ class ImportOptions:
     window: int = 0
     treadmill: bool = False
     retarget: bool = True
+    min_frames: int = 0
 
 
 @dataclasses.dataclass
@@ -79,12 +82,14 @@ class Source:
       joints: [T, 17, 3] mm, Z up, 50 fps.
       table: the mapping table used (``h36m-world`` for the generator's own .npz).
       as_given: True for the generator's own .npz (no retargeting, floor or centring).
+      cyclic: the file's take loops (:attr:`RawMotion.cyclic`).
     """
 
     path: str
     joints: np.ndarray
     table: str
     as_given: bool = False
+    cyclic: bool = False
 
 
 def read_raw(path: str, options: ImportOptions = ImportOptions()) -> RawMotion:
@@ -149,7 +154,7 @@ def load_source(path: str, options: ImportOptions = ImportOptions(),
     retarget.check_size(path, joints)
     if len(joints) < 2:
         raise fail(path, "fewer than 2 complete frames")
-    return Source(path, retarget.resample(joints, raw.fps), used)
+    return Source(path, retarget.resample(joints, raw.fps), used, cyclic=raw.cyclic)
 
 
 def subject_takes(source: Source, shape: Optional[body_lib.BodyShape],
@@ -165,6 +170,8 @@ def subject_takes(source: Source, shape: Optional[body_lib.BodyShape],
                                        retarget.leg_length(lengths) / retarget.leg_length(src_len))
         joints = retarget.put_on_floor(joints, retarget.height_of(
             shape if options.retarget else None, joints))
+    if options.min_frames:
+        joints = retarget.loop(joints, options.min_frames, source.cyclic)
     takes = []
     for s, e in retarget.windows(len(joints), options.window):
         take = joints[s:e]

@@ -23,7 +23,8 @@ its centre and top are the neck link's sphere (centre 0.175 m above the neck joi
 radius 0.1025 m). The names map to the 17 joints by
 :data:`tfrecords_tools.synth.motion_io.mapping.DEEPMIMIC`.
 
-Keyframes may have unequal durations; they are interpolated linearly onto a uniform grid
+``"Loop": "wrap"`` marks a cyclic clip (:attr:`RawMotion.cyclic`). Keyframes may have
+unequal durations; they are interpolated linearly onto a uniform grid
 at the clip's most common keyframe rate.
 """
 from __future__ import annotations
@@ -147,7 +148,8 @@ def read(path: str) -> RawMotion:
         points = np.stack([np.interp(grid, times, flat[:, k]) for k in range(flat.shape[1])],
                           -1).reshape(len(grid), -1, 3)
     return RawMotion(path=path, names=tuple(SKELETON), points=points, fps=1.0 / step,
-                     mm_per_unit=1000.0, up_axis="y", format="deepmimic")
+                     mm_per_unit=1000.0, up_axis="y", format="deepmimic",
+                     cyclic=data.get("Loop") == "wrap")
 
 
 def write(path: str, frames: np.ndarray, loop: str = "none") -> None:

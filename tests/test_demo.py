@@ -197,8 +197,31 @@ def test_real_motion_options_give_their_own_dataset_and_report_columns():
     args = demo.real_motion_args(True, False)
     assert args == (f"--test_motion_dir={demo.REAL_MOTION_TEST_DIR}", "--treadmill")
     import dataclasses
-    real = dataclasses.replace(row, synthesize_args=tuple(row.synthesize_args) + args)
+    real = dataclasses.replace(row, synthesize_args=tuple(row.synthesize_args)
+                               + demo.real_motion_args(True, True))
     assert xl.plan_row(real, "tiny").data.key != xl.plan_row(row, "tiny").data.key
+    # The CPU data stage, parsed as the binary would: the held-out clips only for S9/S11,
+    # the pool clips among the extra people's draws, the labelled subjects procedural.
+    from absl import flags as absl_flags
+    from tfrecords_tools import synthesize
+    from tfrecords_tools.synth import body
+    plan = xl.plan_row(real, "cpu")
+    fv = absl_flags.FlagValues()
+    synthesize.define_flags(fv)
+    fv(["synthesize", *[l for l in plan.data.flag_text.splitlines() if l.startswith("--")],
+        *plan.data.args, "--output_dir=x"])
+    config = synthesize.config_from_flags(fv)
+    test = {a for a, _ in synthesize.test_motion_sources(config)}
+    pool = {a for a, _ in synthesize.extra_motion_sources(config)}
+    assert test == {"dancea", "danceb", "jump"} and len(pool) == 12
+    drawn = set()
+    for subject in config.subjects:
+        acts = set(synthesize.subject_actions(config, subject))
+        assert bool(acts & test) == (subject in body.TEST_SUBJECTS), subject
+        if not body.is_extra_subject(subject):
+            assert not acts & pool, subject
+        drawn |= acts & pool
+    assert len(drawn) >= 10
     results = {name: {"row": r, "title": name, "paper": [], "measured": [m, m, m],
                       "unseen": [2 * m, 0, 2 * m], "real": [3 * m, 0, 3 * m],
                       "real_num_frames": 10}

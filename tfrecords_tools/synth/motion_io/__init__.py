@@ -12,8 +12,9 @@ Pipeline of :func:`load_source` (per file, subject-independent):
   -> resample to 50 fps.
 Then :func:`subject_takes` (per subject): retarget (bone directions kept, the subject's
 bone lengths, root path scaled by the leg-length ratio) -> floor (the take's lowest ankle
-at the subject's ankle height) -> loop up to ``min_frames`` (if set) -> cut into windows -> per window: treadmill (pelvis x/y
-removed per frame) or centring (mean pelvis x/y at the origin).
+at the subject's ankle height) -> loop up to ``min_frames`` (if set) -> cut into windows
+-> per window: treadmill (pelvis x/y removed per frame) or centring (mean pelvis x/y at
+the origin).
 
 The generator's own ``joints3d_world`` .npz is already in that world: it is rendered as
 given (only ``window`` and ``treadmill`` apply).

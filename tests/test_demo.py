@@ -191,6 +191,50 @@ def test_row_flagfiles_parse_and_shared_settings_share_stages():
     assert len(xl.suite_rows("table2")) == 4
 
 
+def test_real_motion_options_give_their_own_dataset_and_report_columns():
+    row = xl.load_row(os.path.join(ROWS, "d_ssl_no_background.flags"))
+    assert demo.real_motion_args(False, False) == ()
+    args = demo.real_motion_args(True, False)
+    assert args == (f"--test_motion_dir={demo.REAL_MOTION_TEST_DIR}", "--treadmill")
+    import dataclasses
+    real = dataclasses.replace(row, synthesize_args=tuple(row.synthesize_args)
+                               + demo.real_motion_args(True, True))
+    assert xl.plan_row(real, "tiny").data.key != xl.plan_row(row, "tiny").data.key
+    # The CPU data stage, parsed as the binary would: the held-out clips only for S9/S11,
+    # the pool clips among the extra people's draws, the labelled subjects procedural.
+    from absl import flags as absl_flags
+    from tfrecords_tools import synthesize
+    from tfrecords_tools.synth import body
+    plan = xl.plan_row(real, "cpu")
+    fv = absl_flags.FlagValues()
+    synthesize.define_flags(fv)
+    fv(["synthesize", *[l for l in plan.data.flag_text.splitlines() if l.startswith("--")],
+        *plan.data.args, "--output_dir=x"])
+    config = synthesize.config_from_flags(fv)
+    test = {a for a, _ in synthesize.test_motion_sources(config)}
+    pool = {a for a, _ in synthesize.extra_motion_sources(config)}
+    assert test == {"dancea", "danceb", "jump"} and len(pool) == 12
+    drawn = set()
+    for subject in config.subjects:
+        acts = set(synthesize.subject_actions(config, subject))
+        assert bool(acts & test) == (subject in body.TEST_SUBJECTS), subject
+        if not body.is_extra_subject(subject):
+            assert not acts & pool, subject
+        drawn |= acts & pool
+    assert len(drawn) >= 10
+    results = {name: {"row": r, "title": name, "paper": [], "measured": [m, m, m],
+                      "unseen": [2 * m, 0, 2 * m], "real": [3 * m, 0, 3 * m],
+                      "real_num_frames": 10}
+               for name, r, m in (("scratch", "b", 100.0), ("pretrained", "d", 80.0))}
+    ratios = demo.demo_ratios(results)
+    assert ratios["real_mpjpe_vs_scratch"] == pytest.approx(0.8)
+    lines = demo._ratio_lines(ratios, None)
+    assert "real-motion MPJPE" in lines and lines.count("**0.80**") == 6
+    table = xl.format_table(xl.add_ratios([dict(results["scratch"]),
+                                           dict(results["pretrained"], baseline="b")]), "t")
+    assert "real-motion MPJPE" in table and "| 240.0 |" in table
+
+
 def test_deterministic_rows_get_their_own_training_stages():
     """--deterministic reaches pre-training and fine-tuning (so they get new keys; a
     default run's finished stages are never reused as deterministic ones), not the data."""

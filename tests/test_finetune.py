@@ -380,3 +380,24 @@ def test_unseen_motion_families_are_reported_apart(pose_data, finished_run, tmp_
     assert split["num_frames"] + split["unseen_motion"]["num_frames"] == full["num_frames"]
     assert "unseen motion (actions)" in pose3d.format_report(split)
     assert "unseen_motion" not in full
+
+
+def test_real_motion_clips_are_reported_apart(pose_data, finished_run, tmp_path):
+    """Actions a manifest lists as ``test_motion_actions`` (imported real clips only the test
+    subjects perform) leave the standard figures and are reported under ``real_motion``."""
+    model_dir, _ = finished_run
+    kw = dict(subjects=("S9",), frame_step=4)
+    full = pose3d.evaluate(model_dir, pose_data, **kw)
+    marked = str(tmp_path / "marked")
+    shutil.copytree(pose_data, marked)
+    path = os.path.join(marked, dataset_io.MANIFEST)
+    with open(path) as f:
+        manifest = json.load(f)
+    manifest["settings"]["test_motion_actions"] = ["Posing"]
+    with open(path, "w") as f:
+        json.dump(manifest, f)
+    split = pose3d.evaluate(model_dir, marked, **kw)
+    assert set(split["per_action"]) == {"Walking"} and "unseen_motion" not in split
+    assert split["real_motion"]["mean_over_actions"]["mpjpe"] == pytest.approx(
+        full["per_action"]["Posing"]["mpjpe"])
+    assert "real motion (actions)" in pose3d.format_report(split)

@@ -8,7 +8,10 @@ r"""The main job: does multi-view synchronization pre-training help? One command
    blocks, (b) from random initialisation with every block trainable, and (c) from the
    pre-trained encoder, with the same budget;
 4. evaluates all three on S9/S11 (MPJPE, N-MPJPE, PA-MPJPE; means over actions), on the
-   standard actions and on the held-out motion families (the unseen-motion test);
+   standard actions and on the held-out motion families (the unseen-motion test); with
+   ``--real_motion_test`` also on held-out real motion-capture clips (the real-motion
+   test, ``tfrecords_tools/synth/real_motion/heldout``), and with ``--real_motion_pool``
+   the extra people also perform the other real clips (``.../real_motion/pool``);
 5. exports the better one as a SavedModel for TF Serving;
 6. prints the comparison in the layout of the paper's Table 1 and writes ``REPORT.md``
    (table, training curves, sync accuracy vs time gap, example predictions).
@@ -21,6 +24,7 @@ paper's settings (GPU hours).
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -49,6 +53,13 @@ def define_flags() -> None:
                         "trainable.")
     flags.DEFINE_string("pretrained_row", "flags/table1/d_ssl_no_background.flags",
                         "Row flagfile of the self-supervised run.")
+    flags.DEFINE_bool("real_motion_test", False,
+                      "Add the real-motion test: S9/S11 also perform held-out real "
+                      "motion-capture clips (tfrecords_tools/synth/real_motion/heldout: dance_a, "
+                      "dance_b, jump), reported beside the standard and unseen-motion tests.")
+    flags.DEFINE_bool("real_motion_pool", False,
+                      "The extra unlabelled people also perform real motion-capture clips "
+                      "(tfrecords_tools/synth/real_motion/pool) beside the procedural actions.")
     flags.mark_flag_as_required("workdir")
 
 DEMO_FILE = "demo.json"
@@ -61,6 +72,25 @@ REPORT = "REPORT.md"
 
 
 # ----------------------------------------------------------------------------- helpers
+
+# The committed pybullet_data clips (tfrecords_tools/synth/real_motion/SOURCE.md), relative
+# to the repository root (the stages' working directory, so stage keys do not depend on
+# where the checkout lives).
+REAL_MOTION_TEST_DIR = "tfrecords_tools/synth/real_motion/heldout"
+REAL_MOTION_POOL_DIR = "tfrecords_tools/synth/real_motion/pool"
+
+
+def real_motion_args(test: bool, pool: bool) -> tuple:
+    """Synthesize flags of the real-motion options (the clips are short: looped on a
+    treadmill so cyclic walks and runs stay in the capture volume)."""
+    args = ([f"--test_motion_dir={REAL_MOTION_TEST_DIR}"] if test else []) + \
+        ([f"--extra_motion_dir={REAL_MOTION_POOL_DIR}"] if pool else [])
+    for folder in (REAL_MOTION_TEST_DIR if test else None, REAL_MOTION_POOL_DIR if pool else None):
+        if folder and not os.path.isdir(os.path.join(xl.REPO, folder)):
+            raise app.UsageError(f"--real_motion_test/--real_motion_pool need the clips in "
+                                 f"{folder} (see tfrecords_tools/synth/real_motion/SOURCE.md)")
+    return tuple(args + ["--treadmill"]) if args else ()
+
 
 def read_scalars(logdir: str) -> dict:
     """``{tag: [(step, value), ...]}`` from every TensorBoard event file under ``logdir``."""
@@ -145,19 +175,25 @@ def demo_ratios(results: dict) -> dict:
         if pre.get("unseen") and base.get("unseen"):
             out[f"unseen_mpjpe_vs_{name}"] = pre["unseen"][0] / base["unseen"][0]
             out[f"unseen_pa_mpjpe_vs_{name}"] = pre["unseen"][2] / base["unseen"][2]
+        if pre.get("real") and base.get("real"):
+            out[f"real_mpjpe_vs_{name}"] = pre["real"][0] / base["real"][0]
+            out[f"real_pa_mpjpe_vs_{name}"] = pre["real"][2] / base["real"][2]
     return out
 
 
 def _ratio_lines(ratios: dict, paper_ratio) -> str:
     names = {"scratch": "random init (same frozen blocks)",
              "scratch_trainable": "random init (all blocks trainable)"}
-    lines = ["| pre-trained / | MPJPE | PA-MPJPE | unseen-motion MPJPE | unseen-motion PA-MPJPE |",
-             "|---|---|---|---|---|"]
+    metrics = ["mpjpe", "pa_mpjpe", "unseen_mpjpe", "unseen_pa_mpjpe"]
+    head = "| pre-trained / | MPJPE | PA-MPJPE | unseen-motion MPJPE | unseen-motion PA-MPJPE |"
+    if any(k.startswith("real_") for k in ratios):
+        metrics += ["real_mpjpe", "real_pa_mpjpe"]
+        head += " real-motion MPJPE | real-motion PA-MPJPE |"
+    lines = [head, "|---" * (len(metrics) + 1) + "|"]
     for key, title in names.items():
         if f"mpjpe_vs_{key}" not in ratios:
             continue
-        cells = [ratios.get(f"{m}_vs_{key}") for m in
-                 ("mpjpe", "pa_mpjpe", "unseen_mpjpe", "unseen_pa_mpjpe")]
+        cells = [ratios.get(f"{m}_vs_{key}") for m in metrics]
         lines.append(f"| {title} | " + " | ".join(f"**{c:.2f}**" if c is not None else "–"
                                                  for c in cells) + " |")
     paper = f" (paper, rows d / b: MPJPE {paper_ratio:.2f})" if paper_ratio else ""
@@ -201,6 +237,11 @@ def write_report(workdir: str, scale: str, results: dict, plans: dict, export_pa
         unseen_note = (f"\nThe unseen-motion columns are S9/S11 performing held-out motion "
                        f"families that no pre-training or fine-tuning data contains "
                        f"({pre['unseen_num_frames']} frames).\n")
+    if pre.get("real"):
+        unseen_note += (f"\nThe real-motion columns are S9/S11 performing held-out real "
+                        f"motion-capture clips (pybullet_data's DeepMimic dance_a, dance_b, "
+                        f"jump) that no pre-training or fine-tuning data contains "
+                        f"({pre['real_num_frames']} frames).\n")
     better = min(rows, key=lambda r: r["measured"][0])
     text = f"""# tf_synchro demo report
 
@@ -253,15 +294,21 @@ def _load(path: str) -> xl.Row:
 
 
 def run(workdir: str, scale: str, seed: int, scratch_row: str, pretrained_row: str,
-        log=print, scratch_trainable_row: Optional[str] = None) -> dict:
+        log=print, scratch_trainable_row: Optional[str] = None, real_motion_test: bool = False,
+        real_motion_pool: bool = False) -> dict:
     """Runs the demo; returns ``{"results", "ratio", "ratios", "export", "report"}``.
 
     ``ratio`` is the pre-trained / random-init MPJPE (means over actions); ``ratios`` has
-    every headline ratio (:func:`demo_ratios`).
+    every headline ratio (:func:`demo_ratios`). ``real_motion_test`` / ``real_motion_pool``
+    add the committed real motion-capture clips to the dataset (:func:`real_motion_args`).
     """
     rows = {"scratch": _load(scratch_row), "pretrained": _load(pretrained_row)}
     if scratch_trainable_row:
         rows["scratch_trainable"] = _load(scratch_trainable_row)
+    extra = real_motion_args(real_motion_test, real_motion_pool)
+    if extra:
+        rows = {k: dataclasses.replace(r, synthesize_args=tuple(r.synthesize_args) + extra)
+                for k, r in rows.items()}
     if any(rows[k].init != "scratch" for k in rows if k != "pretrained") or \
             rows["pretrained"].init != "pretrained":
         raise app.UsageError("--scratch_row and --scratch_trainable_row must be random-init "
@@ -316,7 +363,9 @@ def main(argv: Sequence[str]) -> None:
         run_lock.clean_stale_temps(FLAGS.workdir)
         xl.run_or_exit("demo", lambda: run(FLAGS.workdir, FLAGS.scale, FLAGS.seed,
                                            FLAGS.scratch_row, FLAGS.pretrained_row,
-                                           scratch_trainable_row=FLAGS.scratch_trainable_row),
+                                           scratch_trainable_row=FLAGS.scratch_trainable_row,
+                                           real_motion_test=FLAGS.real_motion_test,
+                                           real_motion_pool=FLAGS.real_motion_pool),
                        refusals=(WorkdirError,))
 
 if __name__ == "__main__":

@@ -393,6 +393,7 @@ def run_row(plan: RowPlan, workdir: str, log: Callable[[str], None] = print) -> 
     with open(plan.evaluate.path(workdir, EVAL_JSON)) as f:
         report = json.load(f)
     unseen = report.get("unseen_motion")
+    real = report.get("real_motion")
     pretext = {}
     pretext_path = plan.pretrain.path(workdir, run_dir.PRETEXT_EVAL_FILE) if plan.pretrain else ""
     if pretext_path and os.path.exists(pretext_path):
@@ -405,6 +406,8 @@ def run_row(plan: RowPlan, workdir: str, log: Callable[[str], None] = print) -> 
             "num_frames": report["num_frames"],
             "unseen": [unseen["mean_over_actions"][m] for m in METRICS] if unseen else None,
             "unseen_num_frames": unseen["num_frames"] if unseen else 0,
+            "real": [real["mean_over_actions"][m] for m in METRICS] if real else None,
+            "real_num_frames": real["num_frames"] if real else 0,
             "pretext": pretext, "baseline": plan.row.baseline, "series": plan.row.series,
             "x": plan.row.x if plan.row.x is not None else (
                 float(flag_value(plan.pretrain, "train_steps")) if plan.pretrain else None),
@@ -413,8 +416,8 @@ def run_row(plan: RowPlan, workdir: str, log: Callable[[str], None] = print) -> 
 
 
 def add_ratios(results: Sequence[dict]) -> list[dict]:
-    """Adds ``ratios`` (pre-trained / random init, MPJPE and PA-MPJPE, standard and unseen
-    test) to every result whose ``baseline`` row is among ``results``."""
+    """Adds ``ratios`` (pre-trained / random init, MPJPE and PA-MPJPE, standard, unseen- and
+    real-motion test) to every result whose ``baseline`` row is among ``results``."""
     by_row = {r["row"]: r for r in results}
     out = []
     for r in results:
@@ -426,6 +429,9 @@ def add_ratios(results: Sequence[dict]) -> list[dict]:
             if r.get("unseen") and base.get("unseen"):
                 ratios["unseen_mpjpe"] = r["unseen"][0] / base["unseen"][0]
                 ratios["unseen_pa_mpjpe"] = r["unseen"][2] / base["unseen"][2]
+            if r.get("real") and base.get("real"):
+                ratios["real_mpjpe"] = r["real"][0] / base["real"][0]
+                ratios["real_pa_mpjpe"] = r["real"][2] / base["real"][2]
             r["ratios"] = ratios
         out.append(r)
     return out
@@ -435,16 +441,19 @@ def add_ratios(results: Sequence[dict]) -> list[dict]:
 
 def format_table(results: Sequence[dict], title: str) -> str:
     """Markdown table: measured MPJPE / N-MPJPE / PA-MPJPE (mean over actions) beside the
-    paper's numbers; with the unseen-motion test, held-out pretext ROC areas and ratios
-    against a baseline row when any row has them."""
+    paper's numbers; with the unseen-motion and real-motion tests, held-out pretext ROC
+    areas and ratios against a baseline row when any row has them."""
     unseen = any(r.get("unseen") for r in results)
+    real = any(r.get("real") for r in results)
     pretext = any(r.get("pretext") for r in results)
     ratios = any(r.get("ratios") for r in results)
     head = ["row", "setting", "MPJPE", "N-MPJPE", "PA-MPJPE", "paper MPJPE", "paper N-MPJPE",
             "paper PA-MPJPE"]
     head += ["unseen MPJPE", "unseen PA-MPJPE"] if unseen else []
+    head += ["real-motion MPJPE", "real-motion PA-MPJPE"] if real else []
     head += ["held-out sync / flip AUC"] if pretext else []
     head += ["ratio MPJPE / PA-MPJPE", "unseen ratio MPJPE / PA-MPJPE"] if ratios else []
+    head += ["real-motion ratio MPJPE / PA-MPJPE"] if ratios and real else []
 
     def num(values, idx=(0, 1, 2)):
         return [f"{values[i]:.1f}" for i in idx] if values else ["—"] * len(idx)
@@ -454,6 +463,8 @@ def format_table(results: Sequence[dict], title: str) -> str:
         cells = [r["row"], r["title"]] + num(r.get("measured")) + num(r.get("paper"))
         if unseen:
             cells += num(r.get("unseen"), (0, 2))
+        if real:
+            cells += num(r.get("real"), (0, 2))
         if pretext:
             p = r.get("pretext") or {}
             cells.append(" / ".join(f"{p[k]:.2f}" if k in p else "–"
@@ -463,6 +474,9 @@ def format_table(results: Sequence[dict], title: str) -> str:
             cells.append(f"{q['mpjpe']:.2f} / {q['pa_mpjpe']:.2f}" if q else "–")
             cells.append(f"{q['unseen_mpjpe']:.2f} / {q['unseen_pa_mpjpe']:.2f}"
                          if "unseen_mpjpe" in q else "–")
+            if real:
+                cells.append(f"{q['real_mpjpe']:.2f} / {q['real_pa_mpjpe']:.2f}"
+                             if "real_mpjpe" in q else "–")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

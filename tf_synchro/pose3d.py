@@ -17,7 +17,9 @@
 A dataset may hold held-out motion families only the test subjects perform (the synthetic
 generator's ``--unseen_actions``, listed in its manifest). Their frames are kept out of the
 standard protocol's figures and reported on their own under ``unseen_motion`` (same
-layout), so the standard test stays comparable across datasets.
+layout), so the standard test stays comparable across datasets. Imported motion-capture
+clips only the test subjects perform (``--test_motion_dir``, the manifest's
+``test_motion_actions``) are likewise reported under ``real_motion``.
 
 The binaries ``tf_synchro.finetune`` and ``tf_synchro.evaluate`` are thin shells over these
 functions.
@@ -344,6 +346,13 @@ def unseen_actions(data_dir: str) -> tuple:
     return tuple(manifest.get("settings", {}).get("unseen_actions", ()))
 
 
+def real_motion_actions(data_dir: str) -> tuple:
+    """The real-motion test actions of a dataset (its manifest's ``test_motion_actions``:
+    imported motion-capture clips only the test subjects perform)."""
+    manifest = dataset_io.load_manifest(data_dir)
+    return tuple(manifest.get("settings", {}).get("test_motion_actions", ()))
+
+
 def _subset(out: dict, mask: np.ndarray) -> dict:
     return {k: out[k][mask] for k in ("pred", "gt", "subject", "action", "camera")}
 
@@ -405,16 +414,20 @@ def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S1
     if empty:
         raise dataset_io.DatasetError(
             f"{data_dir}: subjects {empty} have no labelled frames at --frame_step={frame_step}")
-    unseen = np.isin(out["action"], unseen_actions(data_dir))
-    if unseen.all():
+    real = np.isin(out["action"], real_motion_actions(data_dir))
+    unseen = np.isin(out["action"], unseen_actions(data_dir)) & ~real
+    if (unseen | real).all():
         raise dataset_io.DatasetError(
-            f"{data_dir}: subjects {list(subjects)} have only held-out motion families "
+            f"{data_dir}: subjects {list(subjects)} have only held-out motion "
             f"({sorted(set(out['action']))}); the standard test needs standard actions")
-    standard = _subset(out, ~unseen)
+    standard = _subset(out, ~(unseen | real))
     report = build_report(standard["pred"], standard["gt"], standard)
     if unseen.any():
         held_out = _subset(out, unseen)
         report["unseen_motion"] = build_report(held_out["pred"], held_out["gt"], held_out)
+    if real.any():
+        held_out = _subset(out, real)
+        report["real_motion"] = build_report(held_out["pred"], held_out["gt"], held_out)
     report.update({"model_dir": model_dir, "model_kind": model.kind if raw else "run",
                    "data_dir": data_dir, "subjects": list(subjects),
                    "frame_step": frame_step, "seconds": round(time.time() - start, 1)})
@@ -441,6 +454,10 @@ def format_report(report: dict) -> str:
         unseen = report["unseen_motion"]
         rows += [("unseen motion (actions)", unseen["mean_over_actions"])]
         rows += [(f"unseen {k}", v) for k, v in unseen["per_action"].items()]
+    if "real_motion" in report:
+        real = report["real_motion"]
+        rows += [("real motion (actions)", real["mean_over_actions"])]
+        rows += [(f"real {k}", v) for k, v in real["per_action"].items()]
     for name, r in rows:
         frames_col = f"{r['num_frames']:8d}" if "num_frames" in r else ""
         lines.append(f"{name[:24]:24s}{r['mpjpe']:9.1f}{r['n_mpjpe']:9.1f}"

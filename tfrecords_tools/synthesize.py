@@ -20,6 +20,7 @@ intended RGB colours (``tf.io.decode_jpeg`` returns RGB).
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing
 import os
 import time
@@ -100,6 +101,14 @@ class SynthConfig:
       unseen_actions: held-out motion families
         (:data:`~tfrecords_tools.synth.motion.UNSEEN_ACTIONS`) performed only by the test
         subjects (S9, S11): the unseen-motion test set. Never given to anyone else.
+      extra_motion_dir: a folder of motion files (any importer format, each one action
+        named by its stem) added to the extra people's pool beside the procedural actions;
+        imported like ``motion_dir`` (``motion_window``, ``treadmill``, retargeting) and
+        looped to ``num_frames`` (cyclic DeepMimic clips repeat, others play back and forth).
+      extra_motion_only: leave the procedural actions out of the extra people's pool.
+      test_motion_dir: a folder of motion files performed only by the test subjects (S9,
+        S11): the real-motion test set (clips never given to anyone else; imported and looped
+        as ``extra_motion_dir``).
     """
 
     subjects: tuple = body_lib.KNOWN_SUBJECTS
@@ -130,6 +139,9 @@ class SynthConfig:
     motion_up_axis: str = "auto"
     motion_max_gap_ms: float = 100.0
     motion_retarget: bool = True
+    extra_motion_dir: Optional[str] = None
+    extra_motion_only: bool = False
+    test_motion_dir: Optional[str] = None
 
     @property
     def uses_motion_files(self) -> bool:
@@ -141,16 +153,45 @@ class SynthConfig:
 # defaults, so older datasets still resume.
 _MOTION_IMPORT_FIELDS = ("motion_dir", "motion_mapping", "motion_window", "treadmill",
                          "motion_fps", "motion_units", "motion_up_axis", "motion_max_gap_ms",
-                         "motion_retarget")
+                         "motion_retarget", "extra_motion_dir", "extra_motion_only",
+                         "test_motion_dir")
 
 
-def import_options(config: SynthConfig) -> motion_io.ImportOptions:
-    """The motion importer's settings of ``config``."""
+def import_options(config: SynthConfig, embedded: bool = False) -> motion_io.ImportOptions:
+    """The motion importer's settings of ``config`` (``embedded``: clips performed beside
+    the procedural actions, looped to ``num_frames``)."""
     return motion_io.ImportOptions(
         mapping=config.motion_mapping, units=config.motion_units,
         up_axis=config.motion_up_axis, fps=config.motion_fps,
         max_gap_ms=config.motion_max_gap_ms, window=config.motion_window,
-        treadmill=config.treadmill, retarget=config.motion_retarget)
+        treadmill=config.treadmill, retarget=config.motion_retarget,
+        min_frames=config.num_frames if embedded else 0)
+
+
+def _discover(folder: str, flag: str) -> list:
+    try:
+        return motion_io.discover(folder)
+    except ValueError as e:
+        raise ValueError(str(e).replace("--motion_dir", flag, 1)) from None
+
+
+def extra_motion_sources(config: SynthConfig) -> list:
+    """``(action, path)`` of ``extra_motion_dir``'s files (empty without one)."""
+    if config.extra_motion_dir is None:
+        return []
+    return _discover(config.extra_motion_dir, "--extra_motion_dir")
+
+
+def test_motion_sources(config: SynthConfig) -> list:
+    """``(action, path)`` of ``test_motion_dir``'s files: the real-motion test actions."""
+    if config.test_motion_dir is None:
+        return []
+    return _discover(config.test_motion_dir, "--test_motion_dir")
+
+
+def embedded_sources(config: SynthConfig) -> dict:
+    """action -> path of the motion files performed beside the procedural actions."""
+    return dict(extra_motion_sources(config) + test_motion_sources(config))
 
 
 def motion_sources(config: SynthConfig) -> list:
@@ -169,7 +210,8 @@ _SOURCES: dict = {}
 
 def motion_source(config: SynthConfig, action: str) -> motion_io.Source:
     """The imported take of ``action``'s motion file (read once per process)."""
-    path = dict(motion_sources(config))[action]
+    embedded = action in embedded_sources(config) and not config.uses_motion_files
+    path = (embedded_sources(config) if embedded else dict(motion_sources(config)))[action]
     options = import_options(config)
     key = (os.path.abspath(path), options)
     if key not in _SOURCES:
@@ -180,10 +222,16 @@ def motion_source(config: SynthConfig, action: str) -> motion_io.Source:
     return _SOURCES[key]
 
 
+def is_imported(config: SynthConfig, action: str) -> bool:
+    """True when ``action``'s takes come from a motion file."""
+    return config.uses_motion_files or action in embedded_sources(config)
+
+
 def motion_takes(config: SynthConfig, subject: body_lib.Subject, action: str) -> list:
     """Takes [T, 17, 3] of ``action``'s motion file for ``subject``."""
+    embedded = not config.uses_motion_files
     return motion_io.subject_takes(motion_source(config, action), subject.body,
-                                   import_options(config))
+                                   import_options(config, embedded))
 
 
 def _rig(config: SynthConfig) -> list:
@@ -202,15 +250,19 @@ def subject_actions(config: SynthConfig, subject: str) -> tuple:
     if config.uses_motion_files:
         return tuple(a for a, _ in motion_sources(config))
     if body_lib.is_extra_subject(subject):
-        pool = tuple(config.extra_actions) or tuple(config.actions)
+        pool = () if config.extra_motion_only else (
+            tuple(config.extra_actions) or tuple(config.actions))
+        pool += tuple(a for a, _ in extra_motion_sources(config))
         k = config.extra_actions_per_subject
         if not 0 < k < len(pool):
             return pool
         rng = take_rng(config, subject, "", 0, "actions")
         pick = np.sort(rng.choice(len(pool), size=k, replace=False))
         return tuple(pool[i] for i in pick)
-    unseen = tuple(config.unseen_actions) if subject in body_lib.TEST_SUBJECTS else ()
-    return tuple(config.actions) + unseen
+    if subject not in body_lib.TEST_SUBJECTS:
+        return tuple(config.actions)
+    return (tuple(config.actions) + tuple(config.unseen_actions)
+            + tuple(a for a, _ in test_motion_sources(config)))
 
 
 # ----------------------------------------------------------------------------- validation
@@ -288,6 +340,7 @@ def validate(config: SynthConfig) -> Optional[np.ndarray]:
     for name, ok, expected in checks:
         if not ok:
             raise ValueError(f"--{name} {getattr(config, name)} is invalid; expected {expected}")
+    _validate_embedded(config)
     sources = motion_sources(config)
     if not sources:
         return None
@@ -299,6 +352,86 @@ def validate(config: SynthConfig) -> Optional[np.ndarray]:
             for k, joints in enumerate(motion_takes(config, subject, action)):
                 _check_in_view(config, path, joints, k)
     return motion_source(config, sources[0][0]).joints
+
+
+def _validate_embedded(config: SynthConfig) -> None:
+    """Checks ``extra_motion_dir`` / ``test_motion_dir``: names, overlap, every take."""
+    if config.extra_motion_dir is None and config.test_motion_dir is None:
+        if config.extra_motion_only:
+            raise ValueError("--extra_motion_only needs --extra_motion_dir (the pool would be "
+                             "empty)")
+        return
+    if config.uses_motion_files:
+        raise ValueError("--extra_motion_dir/--test_motion_dir add imported motion beside the "
+                         "procedural actions; with --motion_file/--motion_dir every take is "
+                         "imported already: give one or the other")
+    procedural = set(motion_lib.ACTIONS + motion_lib.EXTRA_ACTIONS + motion_lib.UNSEEN_ACTIONS)
+    extra, test = extra_motion_sources(config), test_motion_sources(config)
+    for flag, sources in (("--extra_motion_dir", extra), ("--test_motion_dir", test)):
+        clash = sorted(procedural.intersection(a for a, _ in sources))
+        if clash:
+            raise ValueError(f"{flag}: file(s) named like procedural actions {clash}; rename "
+                             f"them (the action is the file's stem)")
+    both = sorted({a for a, _ in extra} & {a for a, _ in test})
+    if both:
+        raise ValueError(f"--extra_motion_dir and --test_motion_dir both hold action(s) {both}; "
+                         f"the real-motion test clips must stay out of training")
+    sums = {dataset_io.sha256_file(p): p for _, p in extra}
+    same = [(sums[h], p) for _, p in test for h in [dataset_io.sha256_file(p)] if h in sums]
+    if same:
+        raise ValueError(f"--test_motion_dir {same[0][1]} is the same file as "
+                         f"--extra_motion_dir {same[0][0]}; the test clips must stay out of "
+                         f"training")
+    for flag, sources in (("--extra_motion_dir", extra), ("--test_motion_dir", test)):
+        motion_notes(sources, flag)
+    for name in config.subjects:
+        mine = [a for a in subject_actions(config, name) if a in embedded_sources(config)]
+        if not mine:
+            continue
+        subject = body_lib.make_subject(name, config.seed)
+        for action in mine:
+            for k, joints in enumerate(motion_takes(config, subject, action)):
+                _check_in_view(config, embedded_sources(config)[action], joints, k)
+
+
+SOURCE_NOTE = "SOURCE.json"
+
+
+def motion_notes(sources: list, flag: str) -> list:
+    """Manifest entries of imported motion files: action, name, sha256, source, licence.
+
+    Source and licence come from a ``SOURCE.json`` beside the files (``{"files": {name:
+    {"source", "licence", "sha256"}}}``, as in ``tfrecords_tools/synth/real_motion``);
+    without one they are ``"unknown"``.
+
+    Raises:
+      ValueError: a file's sha256 differs from its note (naming ``flag`` and the file).
+    """
+    out, notes = [], {}
+    for action, path in sources:
+        folder = os.path.dirname(path)
+        if folder not in notes:
+            note_path = os.path.join(folder, SOURCE_NOTE)
+            try:
+                with open(note_path, encoding="utf-8") as f:
+                    notes[folder] = json.load(f).get("files", {})
+            except FileNotFoundError:
+                notes[folder] = {}
+            except (OSError, ValueError, AttributeError) as e:
+                raise ValueError(f"{flag}: {note_path} is not a readable JSON note "
+                                 f"({type(e).__name__}: {e}); expected {{\"files\": {{name: "
+                                 f"{{\"source\", \"licence\", \"sha256\"}}}}}}") from None
+        for f in motion_io.files_of(path):
+            name = os.path.basename(f)
+            note = notes[folder].get(name, {})
+            digest = dataset_io.sha256_file(f)
+            if note.get("sha256") not in (None, digest):
+                raise ValueError(f"{flag} {f}: sha256 {digest} differs from its {SOURCE_NOTE} "
+                                 f"note {note['sha256']}; the file changed since it was noted")
+            out.append({"action": action, "name": name, "sha256": digest,
+                        "source": note.get("source", "unknown"),
+                        "licence": note.get("licence", "unknown")})
+    return out
 
 
 def _check_in_view(config: SynthConfig, path: str, joints: np.ndarray, take: int) -> None:
@@ -334,6 +467,12 @@ def settings_of(config: SynthConfig) -> dict:
                  if f != config.motion_file}
         if extra:
             s["motion_files_sha256"] = extra
+    if config.extra_motion_dir is not None:
+        s["extra_motion_files"] = motion_notes(extra_motion_sources(config),
+                                               "--extra_motion_dir")
+    if config.test_motion_dir is not None:
+        s["test_motion_files"] = motion_notes(test_motion_sources(config), "--test_motion_dir")
+        s["test_motion_actions"] = [a for a, _ in test_motion_sources(config)]
     if config.cameras is not None:
         s["cameras"] = [{"id": c.camera_id, "intrinsics": c.intrinsics.tolist(),
                          "size": [c.width, c.height], "rotation": np.ravel(c.rotation).tolist(),
@@ -379,7 +518,7 @@ def take_rng(config: SynthConfig, subject: str, action: str, take: int, salt: st
 def take_motion(config: SynthConfig, subject: body_lib.Subject, action: str, take: int
                 ) -> np.ndarray:
     """World joints [T, 17, 3] of one take (procedural or from a motion file)."""
-    if config.uses_motion_files:
+    if is_imported(config, action):
         return motion_takes(config, subject, action)[take]
     return motion_lib.generate_motion(subject, action, config.num_frames,
                                       take_rng(config, subject.name, action, take),
@@ -458,7 +597,7 @@ def _produce(payload: _Payload) -> Iterator[schema.Clip]:
     if multiprocessing.parent_process() is not None:
         cv2.setNumThreads(1)  # one worker per core already: OpenCV threads would oversubscribe
     cfg = payload.config
-    if cfg.uses_motion_files:
+    if is_imported(cfg, payload.action):
         subject = body_lib.make_subject(payload.subject, cfg.seed)
         takes = len(motion_takes(cfg, subject, payload.action))
     else:
@@ -520,7 +659,9 @@ def config_from_flags(f) -> SynthConfig:
         unseen_actions=tuple(f.unseen_actions), motion_dir=f.motion_dir,
         motion_mapping=f.motion_mapping, motion_window=f.motion_window, treadmill=f.treadmill,
         motion_fps=f.motion_fps, motion_units=f.motion_units, motion_up_axis=f.motion_up_axis,
-        motion_max_gap_ms=f.motion_max_gap_ms, motion_retarget=f.motion_retarget)
+        motion_max_gap_ms=f.motion_max_gap_ms, motion_retarget=f.motion_retarget,
+        extra_motion_dir=f.extra_motion_dir, extra_motion_only=f.extra_motion_only,
+        test_motion_dir=f.test_motion_dir)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -583,6 +724,15 @@ def define_flags(fv=None) -> None:
             ("list", "unseen_actions", list(d.unseen_actions),
              "Held-out motion families only the test subjects S9/S11 perform (the unseen-motion "
              f"test set), from {list(motion_lib.UNSEEN_ACTIONS)}."),
+            ("string", "extra_motion_dir", None,
+             "Folder of motion files (as --motion_dir) added to the extra people's pool beside "
+             "the procedural actions; looped to --num_frames (e.g. "
+             "tfrecords_tools/synth/real_motion/pool)."),
+            ("bool", "extra_motion_only", d.extra_motion_only,
+             "Leave the procedural actions out of the extra people's pool."),
+            ("string", "test_motion_dir", None,
+             "Folder of motion files only S9/S11 perform: the real-motion test set (e.g. "
+             "tfrecords_tools/synth/real_motion/heldout)."),
             ("integer", "num_workers", 1, "Parallel writer processes.")):
         getattr(flags, f"DEFINE_{kind}")(name, default, text, flag_values=fv)
     flags.DEFINE_enum("motion_units", d.motion_units, list(motion_io.UNITS),

@@ -17,8 +17,11 @@ Public API (stable names other modules and tests use):
 * ``scene.render_background(camera, seed=0, scale=1.0) -> uint8 RGB`` — static room.
 * ``motion_io.load_source(path, ImportOptions()) -> Source`` and
   ``motion_io.subject_takes(source, body_shape, options) -> [[T, 17, 3], ...]`` — motion
-  capture (BVH, ASF/AMC, C3D, AMASS .npz) mapped to the 17 joints, in the generator's world,
-  retargeted to a subject (``motion_io.mapping`` holds the skeleton tables).
+  capture (BVH, ASF/AMC, C3D, AMASS .npz, DeepMimic) mapped to the 17 joints, in the
+  generator's world, retargeted to a subject (``motion_io.mapping`` holds the skeleton
+  tables).
+* ``real_motion/`` — 15 real DeepMimic clips from pybullet_data (zlib; ``SOURCE.md``):
+  ``pool/`` for the extra people, ``heldout/`` for the real-motion test.
 
 The dataset writer is :mod:`tfrecords_tools.synthesize` (``SynthConfig``, ``generate``).
 """

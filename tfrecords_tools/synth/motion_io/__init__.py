@@ -1,7 +1,9 @@
-"""Motion-capture import: BVH, Acclaim ASF/AMC, C3D and .npz joint arrays -> takes of the
-17 Human3.6M joints in the generator's world, retargeted to a subject's body.
+"""Motion-capture import: BVH, Acclaim ASF/AMC, C3D, .npz joint arrays and DeepMimic
+motion files -> takes of the 17 Human3.6M joints in the generator's world, retargeted to
+a subject's body.
 
-One module per format (:mod:`.bvh`, :mod:`.acclaim`, :mod:`.c3d`, :mod:`.npz`), the
+One module per format (:mod:`.bvh`, :mod:`.acclaim`, :mod:`.c3d`, :mod:`.npz`,
+:mod:`.deepmimic`), the
 skeleton conventions' tables in :mod:`.mapping`, the shared steps in :mod:`.retarget`.
 
 Pipeline of :func:`load_source` (per file, subject-independent):
@@ -10,8 +12,9 @@ Pipeline of :func:`load_source` (per file, subject-independent):
   -> resample to 50 fps.
 Then :func:`subject_takes` (per subject): retarget (bone directions kept, the subject's
 bone lengths, root path scaled by the leg-length ratio) -> floor (the take's lowest ankle
-at the subject's ankle height) -> cut into windows -> per window: treadmill (pelvis x/y
-removed per frame) or centring (mean pelvis x/y at the origin).
+at the subject's ankle height) -> loop up to ``min_frames`` (if set) -> cut into windows
+-> per window: treadmill (pelvis x/y removed per frame) or centring (mean pelvis x/y at
+the origin).
 
 The generator's own ``joints3d_world`` .npz is already in that world: it is rendered as
 given (only ``window`` and ``treadmill`` apply).
@@ -26,15 +29,17 @@ from typing import List, Optional, Tuple
 import numpy as np
 
 from tfrecords_tools.synth import body as body_lib
-from tfrecords_tools.synth.motion_io import acclaim, bvh, c3d, mapping, npz, retarget
+from tfrecords_tools.synth.motion_io import acclaim, bvh, c3d, deepmimic, mapping, npz, retarget
 from tfrecords_tools.synth.motion_io.source import MotionFileError, RawMotion, fail
 
 __all__ = ["ImportOptions", "Source", "MotionFileError", "RawMotion", "EXTENSIONS",
            "read_raw", "load_source", "subject_takes", "discover", "action_name",
            "files_of"]
 
-# Motion files by extension (lower case). An .asf is a skeleton, not a take.
-EXTENSIONS = (".bvh", ".amc", ".c3d", ".npz")
+# Motion files by extension (lower case). An .asf is a skeleton, not a take. DeepMimic
+# files: ``.deepmimic``; pybullet's own ``.txt`` name is read when given as one file, but
+# a folder's .txt files (READMEs, licences) are not motion.
+EXTENSIONS = (".bvh", ".amc", ".c3d", ".npz", ".deepmimic")
 UNITS = ("auto",) + tuple(retarget.UNIT_CHOICES)
 UP_AXES = ("auto", "y", "z")
 
@@ -54,6 +59,8 @@ class ImportOptions:
       window: frames (at 50 fps) per take; 0: one take per file.
       treadmill: remove the pelvis' horizontal position per frame (walking in place).
       retarget: give each subject its own bone lengths (False: the file's skeleton).
+      min_frames: takes shorter than this are looped up to it before windowing
+        (:func:`.retarget.loop`; 0: as long as the file).
     """
 
     mapping: Optional[str] = None
@@ -64,6 +71,7 @@ class ImportOptions:
     window: int = 0
     treadmill: bool = False
     retarget: bool = True
+    min_frames: int = 0
 
 
 @dataclasses.dataclass
@@ -75,12 +83,14 @@ class Source:
       joints: [T, 17, 3] mm, Z up, 50 fps.
       table: the mapping table used (``h36m-world`` for the generator's own .npz).
       as_given: True for the generator's own .npz (no retargeting, floor or centring).
+      cyclic: the file's take loops (:attr:`RawMotion.cyclic`).
     """
 
     path: str
     joints: np.ndarray
     table: str
     as_given: bool = False
+    cyclic: bool = False
 
 
 def read_raw(path: str, options: ImportOptions = ImportOptions()) -> RawMotion:
@@ -96,6 +106,8 @@ def read_raw(path: str, options: ImportOptions = ImportOptions()) -> RawMotion:
         raw = c3d.read(path)
     elif ext == ".npz":
         raw = npz.read(path)
+    elif ext in (".deepmimic", ".txt"):
+        raw = deepmimic.read(path)
     elif ext == ".asf":
         raise fail(path, "is an ASF skeleton; pass its .amc motion files (the skeleton is "
                          "found beside them)")
@@ -143,7 +155,7 @@ def load_source(path: str, options: ImportOptions = ImportOptions(),
     retarget.check_size(path, joints)
     if len(joints) < 2:
         raise fail(path, "fewer than 2 complete frames")
-    return Source(path, retarget.resample(joints, raw.fps), used)
+    return Source(path, retarget.resample(joints, raw.fps), used, cyclic=raw.cyclic)
 
 
 def subject_takes(source: Source, shape: Optional[body_lib.BodyShape],
@@ -159,6 +171,8 @@ def subject_takes(source: Source, shape: Optional[body_lib.BodyShape],
                                        retarget.leg_length(lengths) / retarget.leg_length(src_len))
         joints = retarget.put_on_floor(joints, retarget.height_of(
             shape if options.retarget else None, joints))
+    if options.min_frames:
+        joints = retarget.loop(joints, options.min_frames, source.cyclic)
     takes = []
     for s, e in retarget.windows(len(joints), options.window):
         take = joints[s:e]

@@ -99,12 +99,23 @@ PLUG_IN_GAIT = {
     "Head": {"from": _PIG_THORAX, "to": _PIG_HEAD, "t": 1.5},
 }
 
+# DeepMimic's humanoid (pybullet_data clips; points from :mod:`.deepmimic`'s forward
+# kinematics): the chest joint sits midway up the back (H36M Spine), the neck joint at
+# shoulder height (Thorax); the head's sphere centre stands for Neck/Nose, its top for Head.
+DEEPMIMIC = {
+    "Hip": "root", "RHip": "right_hip", "RKnee": "right_knee", "RFoot": "right_ankle",
+    "LHip": "left_hip", "LKnee": "left_knee", "LFoot": "left_ankle",
+    "Spine": "chest", "Thorax": "neck", "Neck/Nose": "head", "Head": "head_top",
+    "LShoulder": "left_shoulder", "LElbow": "left_elbow", "LWrist": "left_wrist",
+    "RShoulder": "right_shoulder", "RElbow": "right_elbow", "RWrist": "right_wrist",
+}
+
 # The generator's own names (a table for files that already use them).
 H36M_NAMES = {name: name for name in skeleton.JOINT_NAMES}
 
 TABLES: Dict[str, dict] = {
     "bvh-cmu-mixamo": BVH_CMU_MIXAMO, "asf-cmu": ASF_CMU, "smpl": SMPL,
-    "plug-in-gait": PLUG_IN_GAIT, "h36m": H36M_NAMES,
+    "plug-in-gait": PLUG_IN_GAIT, "deepmimic": DEEPMIMIC, "h36m": H36M_NAMES,
 }
 
 

@@ -191,6 +191,30 @@ def treadmill(joints: np.ndarray) -> np.ndarray:
         [joints[:, skeleton.ROOT:skeleton.ROOT + 1, :2], np.zeros((len(joints), 1, 1))], -1)
 
 
+def loop(joints: np.ndarray, count: int, cyclic: bool) -> np.ndarray:
+    """Extends a take to at least ``count`` frames (a longer take is returned as is).
+
+    Cyclic takes (the last frame repeats the first pose, moved) repeat from their second
+    frame on, each repetition shifted horizontally by the first-to-last pelvis path, so a
+    walk cycle walks on; other takes play back and forth (no jump in any joint).
+    """
+    if len(joints) >= count or len(joints) < 2:
+        return joints
+    if cyclic:
+        step = np.concatenate([joints[-1, skeleton.ROOT, :2] - joints[0, skeleton.ROOT, :2],
+                               [0.0]])
+        parts, shift = [joints], step
+        while sum(len(p) for p in parts) < count:
+            parts.append(joints[1:] + shift)
+            shift = shift + step
+    else:
+        parts, forward = [joints], False
+        while sum(len(p) for p in parts) < count:
+            parts.append((joints if forward else joints[::-1])[1:])
+            forward = not forward
+    return np.concatenate(parts)[:count]
+
+
 def windows(count: int, length: int) -> list:
     """Consecutive non-overlapping ``(start, stop)`` windows of ``length`` frames.
 

@@ -31,6 +31,8 @@ class RawMotion:
       format: short format name for messages (``bvh``, ``asf/amc``, ``c3d``, ``amass npz``).
       h36m: True for the generator's own ``joints3d_world`` .npz (already 17 Human3.6M
         joints in the generator's world).
+      cyclic: the take loops (DeepMimic ``"Loop": "wrap"``): its last frame repeats the
+        first pose; see :func:`~tfrecords_tools.synth.motion_io.retarget.loop`.
     """
 
     path: str
@@ -41,6 +43,7 @@ class RawMotion:
     up_axis: str
     format: str
     h36m: bool = False
+    cyclic: bool = False
 
 
 # ----------------------------------------------------------------------------- rotations

@@ -33,6 +33,7 @@ import numpy as np
 from tfrecords_tools import cameras as cameras_lib
 from tfrecords_tools import dataset_io, motion_filter, schema
 from tfrecords_tools.synth import body as body_lib
+from tfrecords_tools.synth import clutter as clutter_lib
 from tfrecords_tools.synth import motion as motion_lib
 from tfrecords_tools.synth import render, scene
 
@@ -83,6 +84,16 @@ class SynthConfig:
       unseen_actions: held-out motion families
         (:data:`~tfrecords_tools.synth.motion.UNSEEN_ACTIONS`) performed only by the test
         subjects (S9, S11): the unseen-motion test set. Never given to anyone else.
+      bystanders: clutter: other people (own bodies and looks) walking around near the
+        labelled person, crossing in front of or behind them; never labelled.
+      moving_objects: clutter: boxes and balls crossing the scene (rolling, carried, thrown).
+      lighting: clutter: ``"constant"``; ``"drift"`` (brightness and colour balance drift by
+        20-35% over the take); ``"switch"`` (a light switches on or off mid-take).
+      sensor_noise: clutter: Gaussian noise per pixel, standard deviation in grey levels.
+      textured_room: clutter: textured walls and floor, posters and furniture-like boxes.
+      (Clutter needs ``background``; all clutter off, the default, leaves datasets
+      byte-identical to those made before it existed; see
+      :mod:`tfrecords_tools.synth.clutter`.)
     """
 
     subjects: tuple = body_lib.KNOWN_SUBJECTS
@@ -104,6 +115,21 @@ class SynthConfig:
     extra_actions: tuple = ()
     extra_actions_per_subject: int = 0
     unseen_actions: tuple = ()
+    bystanders: int = 0
+    moving_objects: int = 0
+    lighting: str = "constant"
+    sensor_noise: float = 0.0
+    textured_room: bool = False
+
+    @property
+    def has_clutter(self) -> bool:
+        return any(getattr(self, k) != v for k, v in CLUTTER_DEFAULTS.items())
+
+
+# The clutter settings and their "off" values (left out of the manifest when off, so
+# datasets made before clutter existed still resume).
+CLUTTER_DEFAULTS = {"bystanders": 0, "moving_objects": 0, "lighting": "constant",
+                    "sensor_noise": 0.0, "textured_room": False}
 
 
 def _rig(config: SynthConfig) -> list:
@@ -226,10 +252,22 @@ def validate(config: SynthConfig) -> Optional[np.ndarray]:
               ("min_motion_mm", 0 <= config.min_motion_mm < 500, "in [0, 500)"),
               ("crop_margin", 0 <= config.crop_margin <= 1, "in [0, 1]"),
               ("crop_jitter", 0 <= config.crop_jitter <= 0.25, "in [0, 0.25]"),
-              ("jpeg_quality", 1 <= config.jpeg_quality <= 100, "in [1, 100]"))
+              ("jpeg_quality", 1 <= config.jpeg_quality <= 100, "in [1, 100]"),
+              ("bystanders", 0 <= config.bystanders <= clutter_lib.MAX_BYSTANDERS,
+               f"in [0, {clutter_lib.MAX_BYSTANDERS}]"),
+              ("moving_objects", 0 <= config.moving_objects <= clutter_lib.MAX_OBJECTS,
+               f"in [0, {clutter_lib.MAX_OBJECTS}]"),
+              ("lighting", config.lighting in clutter_lib.LIGHTING,
+               f"one of {list(clutter_lib.LIGHTING)}"),
+              ("sensor_noise", 0 <= config.sensor_noise <= clutter_lib.MAX_NOISE,
+               f"in [0, {clutter_lib.MAX_NOISE:g}] grey levels"))
     for name, ok, expected in checks:
         if not ok:
             raise ValueError(f"--{name} {getattr(config, name)} is invalid; expected {expected}")
+    if config.has_clutter and not config.background:
+        on = [k for k, v in CLUTTER_DEFAULTS.items() if getattr(config, k) != v]
+        raise ValueError(f"--{on[0]}: clutter needs --background (the black look is the "
+                         f"background-removed one, which has no scene to clutter)")
     if config.motion_file is None:
         return None
     joints = load_motion_file(config.motion_file)
@@ -251,6 +289,9 @@ def motion_action_name(path: str) -> str:
 def settings_of(config: SynthConfig) -> dict:
     """JSON-able settings stored in the manifest (a motion file is identified by checksum)."""
     s = dataclasses.asdict(config)
+    for key, off in CLUTTER_DEFAULTS.items():
+        if s[key] == off:
+            del s[key]
     if config.motion_file is not None:
         s["motion_file_sha256"] = dataset_io.sha256_file(config.motion_file)
     if config.cameras is not None:
@@ -280,10 +321,10 @@ def _backgrounds(config: SynthConfig, rig) -> Optional[list]:
         return None
     out = []
     for cam in rig:
-        key = (cam.camera_id, config.seed, cam.width, cam.height)
+        key = (cam.camera_id, config.seed, cam.width, cam.height, config.textured_room)
         if key not in _BACKGROUNDS:
-            _BACKGROUNDS[key] = np.ascontiguousarray(
-                scene.render_background(cam, config.seed)[..., ::-1])
+            _BACKGROUNDS[key] = np.ascontiguousarray(scene.render_background(
+                cam, config.seed, textured=config.textured_room)[..., ::-1])
         out.append(_BACKGROUNDS[key])
     return out
 
@@ -352,6 +393,12 @@ def take_clips(config: SynthConfig, subject_name: str, action: str, take: int,
     rng = take_rng(config, subject_name, action, take, "crops")
     boxes = crop_boxes(joints[keep], rig, config.crop_margin, config.crop_jitter, rng)
     bgs = _backgrounds(config, rig)
+    clutter = None
+    if config.has_clutter:
+        clutter = clutter_lib.plan_take(
+            joints, take_rng(config, subject_name, action, take, "clutter"),
+            bystanders=config.bystanders, moving_objects=config.moving_objects,
+            lighting=config.lighting, sensor_noise=config.sensor_noise, seed=config.seed)
     intrinsics = np.stack([c.intrinsics for c in rig])
     distortion = np.stack([c.distortion for c in rig])
     rotation = np.stack([c.rotation for c in rig])
@@ -361,7 +408,8 @@ def take_clips(config: SynthConfig, subject_name: str, action: str, take: int,
         idx = keep[start:start + config.clip_length]
         box = boxes[start:start + config.clip_length]
         encoded = [[b""] * len(rig) for _ in idx]
-        for t, v, img in render.iter_render(joints[idx], rig, subject, box, config.image_size, bgs):
+        for t, v, img in render.iter_render(joints[idx], rig, subject, box, config.image_size,
+                                            bgs, _clutter_at(clutter, idx)):
             encoded[t][v] = encode_jpeg(img, config.jpeg_quality)
         yield schema.Clip(
             subject=subject_name, action=action, sequence_id=f"{subject_name}/{action} {take + 1}",
@@ -370,6 +418,19 @@ def take_clips(config: SynthConfig, subject_name: str, action: str, take: int,
             rotation=rotation, translation=translation, image_wh=image_wh,
             image_size=config.image_size, has_background=config.background, images=encoded,
             crop_boxes=box, joints3d_world=joints[idx] if config.labels else None)
+
+
+def _clutter_at(clutter: Optional[clutter_lib.TakeClutter], idx: np.ndarray
+                ) -> Optional[clutter_lib.TakeClutter]:
+    """The take's clutter at frames ``idx`` (one record's kept frames)."""
+    if clutter is None:
+        return None
+    return dataclasses.replace(
+        clutter, people=tuple((s, j[idx]) for s, j in clutter.people),
+        objects=tuple(dataclasses.replace(o, centre=o.centre[idx], yaw=o.yaw[idx])
+                      for o in clutter.objects),
+        gain=None if clutter.gain is None else clutter.gain[idx],
+        noise_seed=clutter.noise_seed + int(idx[0]))
 
 
 def _produce(payload: _Payload) -> Iterator[schema.Clip]:
@@ -432,7 +493,9 @@ def config_from_flags(f) -> SynthConfig:
         crop_jitter=f.crop_jitter, jpeg_quality=f.jpeg_quality, labels=f.labels,
         look_variation=f.look_variation, extra_actions=tuple(f.extra_actions),
         extra_actions_per_subject=f.extra_actions_per_subject,
-        unseen_actions=tuple(f.unseen_actions))
+        unseen_actions=tuple(f.unseen_actions), bystanders=f.bystanders,
+        moving_objects=f.moving_objects, lighting=f.lighting, sensor_noise=f.sensor_noise,
+        textured_room=f.textured_room)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -476,12 +539,24 @@ def define_flags(fv=None) -> None:
             ("list", "unseen_actions", list(d.unseen_actions),
              "Held-out motion families only the test subjects S9/S11 perform (the unseen-motion "
              f"test set), from {list(motion_lib.UNSEEN_ACTIONS)}."),
+            ("integer", "bystanders", d.bystanders,
+             "Clutter: other people walking around near the labelled one (never labelled; "
+             "needs --background)."),
+            ("integer", "moving_objects", d.moving_objects,
+             "Clutter: boxes and balls crossing the scene (needs --background)."),
+            ("float", "sensor_noise", d.sensor_noise,
+             "Clutter: Gaussian sensor noise, standard deviation in grey levels."),
+            ("bool", "textured_room", d.textured_room,
+             "Clutter: textured walls and floor, posters and furniture (needs --background)."),
             ("integer", "num_workers", 1, "Parallel writer processes.")):
         getattr(flags, f"DEFINE_{kind}")(name, default, text, flag_values=fv)
     flags.DEFINE_enum("look_variation", d.look_variation, list(LOOK_VARIATIONS),
                       "subject: one outfit per person; take: a new outfit per take, with the "
                       "left/right cues (strap, watch, stripe) on sides drawn per take.",
                       flag_values=fv)
+    flags.DEFINE_enum("lighting", d.lighting, list(clutter_lib.LIGHTING),
+                      "Clutter: constant; drift (brightness and colour drift 20-35% over the "
+                      "take); switch (a light switches mid-take).", flag_values=fv)
     flags.mark_flag_as_required("output_dir", flag_values=fv)
 
 

@@ -1,0 +1,795 @@
+"""Person boxes by background subtraction: the one module the rig converter and predict use.
+
+No detector weights can be downloaded, so the person is whatever differs from a model of
+the static scene. Per view:
+
+1. **Background model** (:attr:`BoxConfig.background`): a *clean plate* (frames of the empty
+   scene, the only model that knows what is behind a person who never moves), else a
+   two-pass *masked median* of frames sampled over the take (the second pass ignores where
+   the first found people; pixels covered by a person in every sample are *unknown* and
+   count as foreground, so a person on a treadmill is not painted into the background), or
+   OpenCV's *MOG2* mixture learned over the take (shadow detection off).
+2. **Foreground mask** (any colour channel differs by more than ``threshold``), opened and
+   closed; connected components grouped into person blobs: components near each other join
+   (a person split by a background-coloured garment stays whole), but two tall blobs side
+   by side are two people and are never merged.
+3. **Tracks** of people over time; ONE track is chosen (the most persistent); how many
+   people were seen is reported, with a log warning.
+4. **Multi-view check** (with calibration and >= 3 views): the box centres of the other
+   views are triangulated; a view whose box disagrees with that consensus by more than
+   ``multiview_tolerance`` x the projected person height takes another of its detections
+   that agrees, else the consensus projection. Views without a detection get it too.
+5. Short dropouts **hold** the last box (``hold_frames``); longer gaps take the nearest
+   found box; boxes are made square with the margin rule of :func:`crops.square_box` and
+   **smoothed** (moving average of centre and side).
+
+``BoxResult.keep_crop`` gives the background-removal mask of a crop: the chosen person's
+blob (closed, holes filled, dilated), never another person's pixels.
+
+Coordinates: full-resolution pixels, integer values at pixel centres (OpenCV); the
+analysis frames are shrunk to ``analysis_size`` and ``u_small = (u + 0.5) * scale - 0.5``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Callable, Iterable, Iterator, Optional, Protocol, Sequence
+
+import cv2
+import numpy as np
+
+from tfrecords_tools import cameras as cameras_lib
+from tfrecords_tools import crops
+
+log = logging.getLogger(__name__)
+
+BACKGROUNDS = ("auto", "plate", "median", "mog2")
+# Where each output box came from (BoxResult.source).
+SOURCES = ("detected", "held", "projected", "filled", "none")
+DETECTED, HELD, PROJECTED, FILLED, NONE = range(5)
+
+
+class BoxConfigError(ValueError):
+    """A BoxConfig setting is out of range (the message names the field)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BoxConfig:
+    """Settings of person-box finding.
+
+    Attributes:
+      background: background model: "plate" (median of the clean-plate frames given to
+        :func:`find_boxes`), "median" (two-pass masked median over the take), "mog2"
+        (OpenCV MOG2 learned over the whole take, shadows off), or "auto": the plate when
+        one is given, else "median" (measured best on short generator takes, BENCHMARKS).
+      threshold: grey-level difference to the background (any channel) that counts as
+        foreground; for "mog2" the squared Mahalanobis threshold is (threshold / 4)^2.
+      samples: frames sampled over the take (or the plate) for a median.
+      analysis_size: frames are shrunk to at most this side before any analysis (speed).
+      margin: square box margin around the person's tight box, fraction of its side.
+      min_side: smallest box side, analysis pixels.
+      open_kernel: side of the opening that removes speckle noise, analysis pixels (1: none).
+      close_kernel: side of the closing that fills small holes, analysis pixels (1: none).
+      min_area: smaller components are noise, analysis pixels.
+      join_gap: components closer than this fraction of the taller one's height join one
+        person blob.
+      person_fraction: a blob is a person when its height is at least this fraction of the
+        tallest blob's (and its area this fraction squared of the largest's); two such blobs
+        side by side (their heights overlapping by half) are two people, never merged.
+      smoothing: frames in the moving average of box centre and side (1: none).
+      hold_frames: a dropout of up to this many frames keeps the last found box; longer gaps
+        take the nearest found box. Also how long a track survives unseen.
+      min_track_frames: a person must be seen in this many frames to count in people_seen.
+      person_height_mm: body-size prior: the height whose projection scales the multi-view
+        tolerance.
+      multiview_tolerance: a view's box centre may lie this many projected person heights
+        from the other views' consensus (calibration and >= 3 views only).
+      keep_close: closing of the background-removal keep mask, fraction of the person's
+        height (joins limbs to the body, fills the gaps of background-coloured clothes).
+      keep_dilate: the keep mask grows by this many analysis pixels (the blended outline).
+    """
+
+    background: str = "auto"
+    threshold: float = 30.0
+    samples: int = 40
+    analysis_size: int = 320
+    margin: float = 0.2
+    min_side: float = 16.0
+    open_kernel: int = 3
+    close_kernel: int = 5
+    min_area: int = 20
+    join_gap: float = 0.25
+    person_fraction: float = 0.5
+    smoothing: int = 5
+    hold_frames: int = 10
+    min_track_frames: int = 3
+    person_height_mm: float = 1800.0
+    multiview_tolerance: float = 0.25
+    keep_close: float = 0.1
+    keep_dilate: int = 2
+
+    def __post_init__(self):
+        checks = [
+            (self.background in BACKGROUNDS, "background", f"one of {list(BACKGROUNDS)}"),
+            (self.threshold > 0, "threshold", "> 0"),
+            (self.samples >= 1, "samples", ">= 1"),
+            (self.analysis_size >= 32, "analysis_size", ">= 32"),
+            (self.margin >= 0, "margin", ">= 0"),
+            (self.min_side > 0, "min_side", "> 0"),
+            (self.open_kernel >= 1, "open_kernel", ">= 1"),
+            (self.close_kernel >= 1, "close_kernel", ">= 1"),
+            (self.min_area >= 1, "min_area", ">= 1"),
+            (self.join_gap >= 0, "join_gap", ">= 0"),
+            (0 < self.person_fraction <= 1, "person_fraction", "in (0, 1]"),
+            (self.smoothing >= 1, "smoothing", ">= 1"),
+            (self.hold_frames >= 0, "hold_frames", ">= 0"),
+            (self.min_track_frames >= 1, "min_track_frames", ">= 1"),
+            (self.person_height_mm > 0, "person_height_mm", "> 0"),
+            (self.multiview_tolerance > 0, "multiview_tolerance", "> 0"),
+            (self.keep_close >= 0, "keep_close", ">= 0"),
+            (self.keep_dilate >= 0, "keep_dilate", ">= 0"),
+        ]
+        for ok, name, expected in checks:
+            if not ok:
+                raise BoxConfigError(f"{name}={getattr(self, name)!r}: expected {expected}")
+
+
+# ---------------------------------------------------------------------------- frame sources
+
+
+class FrameSource(Protocol):
+    """Frames of one view, readable more than once (a video or an array)."""
+
+    num_frames: int
+    width: int
+    height: int
+
+    def frames(self, indices: Optional[Sequence[int]] = None) -> Iterable[np.ndarray]:
+        """RGB uint8 [H, W, 3] frames at increasing ``indices`` (None: all, in order)."""
+
+
+@dataclasses.dataclass
+class ArraySource:
+    """A FrameSource over an in-memory [T, H, W, 3] array (or list of frames)."""
+
+    array: Sequence[np.ndarray]
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.array)
+
+    @property
+    def width(self) -> int:
+        return int(self.array[0].shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.array[0].shape[0])
+
+    def frames(self, indices=None) -> Iterator[np.ndarray]:
+        for i in (range(len(self.array)) if indices is None else indices):
+            yield self.array[int(i)]
+
+
+def sample_indices(num_frames: int, num_samples: int) -> np.ndarray:
+    """Up to ``num_samples`` frame numbers spread evenly over ``[0, num_frames)``."""
+    return np.unique(np.linspace(0, num_frames - 1, max(1, min(num_samples, num_frames)))
+                     .round().astype(int))
+
+
+class _Scaler:
+    """Full <-> analysis resolution of one view."""
+
+    def __init__(self, width: int, height: int, analysis_size: int):
+        self.width, self.height = width, height
+        self.scale = min(1.0, analysis_size / max(width, height))
+        self.small_wh = (max(1, round(width * self.scale)), max(1, round(height * self.scale)))
+
+    def small(self, image: np.ndarray) -> np.ndarray:
+        if self.scale == 1.0:
+            return np.ascontiguousarray(image)
+        return cv2.resize(image, self.small_wh, interpolation=cv2.INTER_AREA)
+
+    def to_small(self, xy):
+        return (np.asarray(xy, np.float64) + 0.5) * self.scale - 0.5
+
+    def to_full(self, xy):
+        return (np.asarray(xy, np.float64) + 0.5) / self.scale - 0.5
+
+
+# ---------------------------------------------------------------------------- masks
+
+
+def masked_median(frames: np.ndarray, exclude: Optional[np.ndarray] = None,
+                  rows_per_chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel median of ``frames`` [N, H, W, 3] ignoring excluded pixels.
+
+    Args:
+      frames: RGB uint8 samples.
+      exclude: bool [N, H, W], True where a sample shows a person (None: nothing).
+
+    Returns:
+      (RGB uint8 [H, W, 3], bool [H, W] *unknown*: excluded in every sample, where the
+      plain median stands in).
+    """
+    plain = np.median(frames, axis=0)
+    n, h, w, _ = frames.shape
+    if exclude is None:
+        return plain.astype(np.uint8), np.zeros((h, w), bool)
+    out = plain.copy()
+    for r in range(0, h, rows_per_chunk):  # Chunks keep the uint16 copy small.
+        ok = ~exclude[:, r:r + rows_per_chunk]
+        # Excluded samples become 256, which sorts after every real value: the median
+        # of the k valid samples is then the mean of sorted entries (k-1)//2 and k//2.
+        block = frames[:, r:r + rows_per_chunk].astype(np.uint16)
+        block[~ok] = 256
+        block.sort(axis=0)
+        k = ok.sum(0)
+        lo = np.take_along_axis(block, np.maximum(k - 1, 0)[None, ..., None] // 2, 0)[0]
+        hi = np.take_along_axis(block, (k // 2)[None, ..., None], 0)[0]
+        seen = k > 0
+        out[r:r + rows_per_chunk][seen] = (lo[seen] + hi[seen]) / 2.0
+    return np.clip(np.round(out), 0, 255).astype(np.uint8), exclude.all(0)
+
+
+def difference_mask(image: np.ndarray, background: np.ndarray, threshold: float) -> np.ndarray:
+    """bool [H, W]: some colour channel differs from ``background`` by more than ``threshold``."""
+    diff = np.abs(image.astype(np.int16) - background.astype(np.int16)).max(axis=-1)
+    return diff > threshold
+
+
+def _ellipse(side: int) -> np.ndarray:
+    side = max(1, int(side))
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (side, side))
+
+
+def _clean(mask: np.ndarray, config: BoxConfig) -> np.ndarray:
+    m = mask.astype(np.uint8)
+    if config.open_kernel > 1:
+        m = cv2.morphologyEx(m, cv2.MORPH_OPEN, _ellipse(config.open_kernel))
+    if config.close_kernel > 1:
+        m = cv2.morphologyEx(m, cv2.MORPH_CLOSE, _ellipse(config.close_kernel))
+    return m
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """uint8 mask with every region not reachable from the border set."""
+    h, w = mask.shape
+    padded = np.zeros((h + 2, w + 2), np.uint8)
+    padded[1:-1, 1:-1] = mask
+    flood = padded.copy()
+    cv2.floodFill(flood, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 1)
+    return (padded | (1 - flood))[1:-1, 1:-1]
+
+
+# ---------------------------------------------------------------------------- people in a frame
+
+
+@dataclasses.dataclass
+class Person:
+    """One person blob in one analysis frame.
+
+    Attributes:
+      box: tight (x0, y0, x1, y1), analysis pixels, inclusive.
+      area: foreground pixels.
+      origin: (x, y) of the keep-mask region's top-left corner, analysis pixels.
+      keep: packed bits of the keep mask over that region (see :meth:`keep_mask`).
+      shape: (h, w) of the region.
+    """
+
+    box: np.ndarray
+    area: int
+    origin: tuple
+    keep: np.ndarray
+    shape: tuple
+
+    @property
+    def height(self) -> float:
+        return float(self.box[3] - self.box[1] + 1)
+
+    @property
+    def centre(self) -> np.ndarray:
+        return (self.box[:2] + self.box[2:]) / 2
+
+    def keep_mask(self) -> np.ndarray:
+        """bool [h, w] keep mask of the region at :attr:`origin`."""
+        n = self.shape[0] * self.shape[1]
+        return np.unpackbits(self.keep, count=n).reshape(self.shape).astype(bool)
+
+
+def _gap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """Horizontal and vertical gaps between two inclusive boxes (0 when they overlap)."""
+    dx = max(0.0, max(a[0], b[0]) - min(a[2], b[2]) - 1)
+    dy = max(0.0, max(a[1], b[1]) - min(a[3], b[3]) - 1)
+    return dx, dy
+
+
+def _side_by_side(a: np.ndarray, b: np.ndarray, tall: float) -> bool:
+    """Two tall blobs next to each other (heights overlapping by half, a horizontal gap)."""
+    ha, hb = a[3] - a[1] + 1, b[3] - b[1] + 1
+    if min(ha, hb) < tall:
+        return False
+    overlap = min(a[3], b[3]) - max(a[1], b[1]) + 1
+    dx, _ = _gap(a, b)
+    return overlap >= 0.5 * min(ha, hb) and dx > 0.03 * max(ha, hb)
+
+
+def find_people(mask: np.ndarray, config: BoxConfig) -> list[Person]:
+    """Person blobs of a foreground mask [h, w] (analysis size), largest first."""
+    m = _clean(mask, config)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
+    ids = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= config.min_area]
+    ids = sorted(ids, key=lambda i: -stats[i, cv2.CC_STAT_AREA])[:40]  # the rest is noise
+    if not ids:
+        return []
+    box_of = lambda i: np.array([stats[i, 0], stats[i, 1], stats[i, 0] + stats[i, 2] - 1,
+                                 stats[i, 1] + stats[i, 3] - 1], np.float64)
+    clusters = [{"ids": [i], "box": box_of(i), "area": int(stats[i, cv2.CC_STAT_AREA])}
+                for i in ids]
+    tall = config.person_fraction * max(c["box"][3] - c["box"][1] + 1 for c in clusters)
+    while True:  # Join the closest mergeable pair until none is left.
+        best = None
+        for a in range(len(clusters)):
+            for b in range(a + 1, len(clusters)):
+                ba, bb = clusters[a]["box"], clusters[b]["box"]
+                dist = float(np.hypot(*_gap(ba, bb)))
+                limit = config.join_gap * max(ba[3] - ba[1] + 1, bb[3] - bb[1] + 1)
+                if dist <= limit and not _side_by_side(ba, bb, tall) and (
+                        best is None or dist < best[0]):
+                    best = (dist, a, b)
+        if best is None:
+            break
+        _, a, b = best
+        ca, cb = clusters[a], clusters.pop(b)
+        ca["ids"] += cb["ids"]
+        ca["area"] += cb["area"]
+        ca["box"] = np.concatenate([np.minimum(ca["box"][:2], cb["box"][:2]),
+                                    np.maximum(ca["box"][2:], cb["box"][2:])])
+    tallest = max(c["box"][3] - c["box"][1] + 1 for c in clusters)
+    largest = max(c["area"] for c in clusters)
+    people = [c for c in clusters
+              if c["box"][3] - c["box"][1] + 1 >= config.person_fraction * tallest
+              and c["area"] >= config.person_fraction ** 2 * largest]
+    people.sort(key=lambda c: -c["area"])
+    all_ids = [c["ids"] for c in people]
+    return [_person(labels, c, [i for j, o in enumerate(all_ids) if j != k for i in o], config)
+            for k, c in enumerate(people)]
+
+
+def _person(labels: np.ndarray, cluster: dict, other_ids: list, config: BoxConfig) -> Person:
+    box = cluster["box"]
+    height = box[3] - box[1] + 1
+    close = int(round(config.keep_close * height)) | 1
+    pad = close + config.keep_dilate + 1
+    h, w = labels.shape
+    x0, y0 = int(max(0, box[0] - pad)), int(max(0, box[1] - pad))
+    x1, y1 = int(min(w, box[2] + pad + 1)), int(min(h, box[3] + pad + 1))
+    region = labels[y0:y1, x0:x1]
+    keep = np.isin(region, cluster["ids"]).astype(np.uint8)
+    if close > 1:
+        keep = cv2.morphologyEx(keep, cv2.MORPH_CLOSE, _ellipse(close))
+    keep = _fill_holes(keep)
+    if config.keep_dilate:
+        keep = cv2.dilate(keep, _ellipse(2 * config.keep_dilate + 1))
+    if other_ids:  # Never keep another person's pixels.
+        keep[np.isin(region, other_ids)] = 0
+    return Person(box=box, area=cluster["area"], origin=(x0, y0),
+                  keep=np.packbits(keep.astype(bool).ravel()), shape=keep.shape)
+
+
+# ---------------------------------------------------------------------------- background models
+
+
+class _Background:
+    """Foreground masks of one view's analysis frames."""
+
+    def __init__(self, config: BoxConfig, kind: str, image: Optional[np.ndarray] = None,
+                 unknown: Optional[np.ndarray] = None, mog=None):
+        self.config, self.kind, self.image, self.unknown, self.mog = (
+            config, kind, image, unknown, mog)
+
+    def mask(self, small: np.ndarray) -> np.ndarray:
+        if self.mog is not None:
+            fg = self.mog.apply(small, learningRate=0) > 0
+        else:
+            fg = difference_mask(small, self.image, self.config.threshold)
+        if self.unknown is not None:
+            fg |= self.unknown
+        return fg
+
+
+def _exclusion(people: list[Person], shape: tuple, grow: int) -> np.ndarray:
+    """Where a sample shows people: their whole tight boxes (a person who barely moves
+    shows only the moving limbs against a median that contains the rest of them)."""
+    out = np.zeros(shape, np.uint8)
+    for p in people:
+        x0, y0, x1, y1 = p.box.astype(int)
+        out[y0:y1 + 1, x0:x1 + 1] = 1
+    if grow > 0:
+        out = cv2.dilate(out, _ellipse(2 * grow + 1))
+    return out.astype(bool)
+
+
+def _fit_background(config: BoxConfig, kind: str, source: FrameSource, scaler: _Scaler,
+                    plate: Optional[np.ndarray]) -> _Background:
+    if kind == "plate":
+        frames = np.asarray(plate)
+        if frames.ndim == 3:
+            frames = frames[None]
+        small = np.stack([scaler.small(f) for f in frames[sample_indices(len(frames),
+                                                                         config.samples)]])
+        return _Background(config, kind, masked_median(small)[0])
+    if kind == "mog2":
+        mog = cv2.createBackgroundSubtractorMOG2(
+            history=max(2, source.num_frames), varThreshold=(config.threshold / 4) ** 2,
+            detectShadows=False)
+        # Two passes: the second lets the first frames be judged by a trained model.
+        for _ in range(2):
+            for frame in source.frames():
+                mog.apply(scaler.small(frame))
+        return _Background(config, kind, mog=mog)
+    # Two-pass masked median: the second ignores the people the first one found.
+    picks = sample_indices(source.num_frames, config.samples)
+    small = np.stack([scaler.small(f) for f in source.frames(picks)])
+    first, _ = masked_median(small)
+    grow = max(1, int(round(0.02 * max(small.shape[1:3]))))
+    exclude = np.stack([_exclusion(find_people(difference_mask(s, first, config.threshold),
+                                               config), s.shape[:2], grow) for s in small])
+    image, unknown = masked_median(small, exclude)
+    return _Background(config, kind, image, unknown if unknown.any() else None)
+
+
+# ---------------------------------------------------------------------------- tracks
+
+
+def _track(people: list[list[Person]], hold: int) -> list[list[tuple[int, int]]]:
+    """Greedy tracks over time: lists of (frame, person index)."""
+    tracks: list[dict] = []
+    for t, found in enumerate(people):
+        live = [k for k, tr in enumerate(tracks) if t - tr["last"] <= hold + 1]
+        pairs = []
+        for k in live:
+            last = people[tracks[k]["last"]][tracks[k]["items"][-1][1]]
+            for j, p in enumerate(found):
+                d = float(np.linalg.norm(p.centre - last.centre))
+                if d <= 0.5 * max(p.height, last.height):
+                    pairs.append((d, k, j))
+        used_t, used_p = set(), set()
+        for d, k, j in sorted(pairs):
+            if k not in used_t and j not in used_p:
+                used_t.add(k)
+                used_p.add(j)
+                tracks[k]["items"].append((t, j))
+                tracks[k]["last"] = t
+        for j in range(len(found)):
+            if j not in used_p:
+                tracks.append({"items": [(t, j)], "last": t})
+    return [tr["items"] for tr in tracks]
+
+
+def _count_people(people: list[list[Person]], min_frames: int) -> int:
+    counts = np.array([len(p) for p in people] or [0])
+    return int(max([k for k in range(1, counts.max() + 1) if (counts >= k).sum() >= min_frames]
+                   or [0]))
+
+
+# ---------------------------------------------------------------------------- multi-view
+
+
+def _triangulate(cams: Sequence[cameras_lib.Camera], points: np.ndarray) -> np.ndarray:
+    """World point (mm) from pixel points [V, 2] of the same 3D point (linear DLT)."""
+    rows = []
+    for cam, uv in zip(cams, points):
+        xy = cv2.undistortPoints(np.asarray(uv, np.float64).reshape(1, 1, 2), cam.matrix,
+                                 np.asarray(cam.distortion, np.float64)).reshape(2)
+        p = np.concatenate([cam.rotation, cam.translation[:, None]], 1)
+        rows += [xy[0] * p[2] - p[0], xy[1] * p[2] - p[1]]
+    _, _, vt = np.linalg.svd(np.asarray(rows))
+    x = vt[-1]
+    return x[:3] / x[3]
+
+
+def _consensus(cams, boxes: dict, tol_of) -> tuple[Optional[dict], list]:
+    """Consistent views of one frame: ({view: tight box}, [rejected views]).
+
+    ``boxes``: {view: tight full-pixel box}. Returns None when fewer than 2 views agree.
+    """
+    views = sorted(boxes)
+    rejected = []
+    centre = {v: (boxes[v][:2] + boxes[v][2:]) / 2 for v in views}
+
+    def error(v, others):
+        x = _triangulate([cams[o] for o in others], np.array([centre[o] for o in others]))
+        return np.linalg.norm(cams[v].project(x) - centre[v]) / tol_of(v, x)
+
+    while len(views) >= 3:
+        errs = {v: error(v, [o for o in views if o != v]) for v in views}
+        worst = max(errs, key=errs.get)
+        if errs[worst] <= 1.0:
+            break
+        views.remove(worst)
+        rejected.append(worst)
+    if len(views) == 2:
+        a, b = views
+        if max(error(a, [a, b]), error(b, [a, b])) > 1.0:
+            return None, rejected
+    if len(views) < 2:
+        return None, rejected
+    return {v: boxes[v] for v in views}, rejected
+
+
+def _project_box(cams, agreed: dict, v: int) -> tuple[np.ndarray, np.ndarray]:
+    """Tight box in view ``v`` from the agreeing views' boxes, and the 3D centre."""
+    views = sorted(agreed)
+    centres = np.array([(agreed[o][:2] + agreed[o][2:]) / 2 for o in views])
+    x = _triangulate([cams[o] for o in views], centres)
+    heights, ratios = [], []
+    for o in views:
+        z = cams[o].world_to_camera(x)[2]
+        b = agreed[o]
+        heights.append((b[3] - b[1] + 1) * z / cams[o].fy)
+        ratios.append((b[2] - b[0] + 1) / (b[3] - b[1] + 1))
+    z = cams[v].world_to_camera(x)[2]
+    h = float(np.median(heights)) * cams[v].fy / z
+    w = h * float(np.median(ratios))
+    c = cams[v].project(x)
+    return np.array([c[0] - w / 2, c[1] - h / 2, c[0] + w / 2, c[1] + h / 2]), x
+
+
+# ---------------------------------------------------------------------------- result
+
+
+@dataclasses.dataclass
+class BoxResult:
+    """Person boxes of V views over T frames.
+
+    Attributes:
+      boxes: float [V, T, 4] square boxes (x0, y0, x1, y1), full-resolution pixels; NaN
+        where a view never showed a person.
+      found: bool [V, T]: the person was detected in that view and frame.
+      source: int8 [V, T] index into :data:`SOURCES` (detected, held, projected, filled,
+        none).
+      people_seen: most people seen at once in some view (in >= min_track_frames frames).
+      notes: human-readable remarks (several people, views replaced, views without a person).
+      scales: analysis scale per view (analysis pixels per full pixel).
+      people: per view and frame, every person blob found (analysis pixels).
+      chosen: int [V, T] index of the chosen person in ``people`` (-1: none).
+    """
+
+    boxes: np.ndarray
+    found: np.ndarray
+    source: np.ndarray
+    people_seen: int
+    notes: list
+    scales: np.ndarray
+    people: list
+    chosen: np.ndarray
+    background: list = dataclasses.field(default_factory=list)
+
+    def _keep_person(self, view: int, t: int) -> tuple[Optional[Person], np.ndarray]:
+        """The person whose mask serves frame t, and the shift (analysis px) to apply:
+        frames without a detection borrow the nearest detected frame's mask, moved with
+        the box."""
+        ch = self.chosen[view]
+        if ch[t] >= 0:
+            return self.people[view][t][ch[t]], np.zeros(2)
+        have = np.flatnonzero(ch >= 0)
+        if not len(have):
+            return None, np.zeros(2)
+        s = int(have[np.abs(have - t).argmin()])
+        c = lambda k: (self.boxes[view, k, :2] + self.boxes[view, k, 2:]) / 2
+        return self.people[view][s][ch[s]], (c(t) - c(s)) * self.scales[view]
+
+    def keep_mask(self, view: int, t: int, shape: tuple) -> np.ndarray:
+        """bool [h, w] (analysis size ``shape``): the chosen person's pixels to keep when
+        removing the background (the whole frame is kept if no person was ever found)."""
+        person, shift = self._keep_person(view, t)
+        if person is None:
+            return np.ones(shape, bool)
+        out = np.zeros(shape, np.uint8)
+        x0, y0 = (int(round(o + d)) for o, d in zip(person.origin, shift))
+        m = person.keep_mask().astype(np.uint8)
+        h, w = m.shape
+        ys, xs = slice(max(0, y0), max(0, min(shape[0], y0 + h))), slice(
+            max(0, x0), max(0, min(shape[1], x0 + w)))
+        out[ys, xs] = m[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+        return out.astype(bool)
+
+    def keep_crop(self, view: int, t: int, box: np.ndarray, size: int) -> np.ndarray:
+        """bool [size, size]: the keep mask resampled like ``crops.crop_image(frame, box,
+        size)`` (``box`` in full pixels)."""
+        person, shift = self._keep_person(view, t)
+        if person is None:
+            return np.ones((size, size), bool)
+        s = self.scales[view]
+        small = (np.asarray(box, np.float64) + 0.5) * s - 0.5
+        origin = np.asarray(person.origin, np.float64) + shift
+        local = small - np.concatenate([origin, origin])
+        m = person.keep_mask().astype(np.uint8) * 255
+        return crops.crop_image(m, local, size) > 127
+
+
+# ---------------------------------------------------------------------------- main entry
+
+
+def _smooth(boxes: np.ndarray, window: int) -> np.ndarray:
+    """Moving average of centre and side over ``window`` frames (edges padded)."""
+    if window <= 1 or len(boxes) <= 1:
+        return boxes
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    side = boxes[:, 2] - boxes[:, 0]
+    pad = window // 2
+    kernel = np.ones(window) / window
+    smooth = lambda x: np.convolve(np.pad(x, pad, mode="edge"), kernel, mode="valid")[:len(x)]
+    centre = np.stack([smooth(centre[:, 0]), smooth(centre[:, 1])], -1)
+    side = smooth(side)
+    return np.concatenate([centre - side[:, None] / 2, centre + side[:, None] / 2], -1)
+
+
+def hold_and_fill(boxes: np.ndarray, have: np.ndarray, hold: int) -> tuple[np.ndarray,
+                                                                              np.ndarray]:
+    """Boxes [T, 4] with gaps (``have`` False) filled, and the source per frame.
+
+    Up to ``hold`` frames after a box keep it (HELD); other gaps take the nearest box
+    (FILLED; ties: the earlier one). No box at all: NaN and NONE.
+    """
+    out = boxes.copy()
+    source = np.where(have, DETECTED, NONE).astype(np.int8)
+    idx = np.flatnonzero(have)
+    if not len(idx):
+        out[:] = np.nan
+        return out, source
+    for t in np.flatnonzero(~have):
+        before = idx[idx < t]
+        if len(before) and t - before[-1] <= hold:
+            out[t], source[t] = boxes[before[-1]], HELD
+        else:
+            out[t], source[t] = boxes[idx[np.abs(idx - t).argmin()]], FILLED
+    return out, source
+
+
+def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
+               cameras: Optional[Sequence[cameras_lib.Camera]] = None,
+               plates: Optional[Sequence[Optional[np.ndarray]]] = None, name: str = "",
+               on_frame: Optional[Callable] = None) -> BoxResult:
+    """Person boxes in every view and frame of a synchronized take.
+
+    Args:
+      views: V views, each RGB uint8 [T, H, W, 3] at full resolution (or a
+        :class:`FrameSource`, e.g. a video, read twice without holding full frames).
+      config: settings.
+      cameras: V calibrated cameras in the views' full-resolution pixels, for the
+        multi-view check (>= 3 views); None skips it.
+      plates: per view, frames of the empty scene ([N, H, W, 3] or [H, W, 3]) or None.
+      name: what the log warnings call the take (e.g. the sequence id).
+      on_frame: called as ``on_frame(view, t, small_rgb, people)`` for each analysis
+        frame during detection (e.g. the rig's motion crops).
+
+    Returns:
+      A :class:`BoxResult`.
+    """
+    sources = [v if hasattr(v, "frames") and hasattr(v, "num_frames") else ArraySource(v)
+               for v in views]
+    num = [s.num_frames for s in sources]
+    if len(set(num)) > 1:
+        raise ValueError(f"views have different frame counts {num}")
+    num_views, num_frames = len(sources), num[0] if num else 0
+    notes: list = []
+    scalers = [_Scaler(s.width, s.height, config.analysis_size) for s in sources]
+    people: list = []
+    backgrounds = []
+    for v, (src, sc) in enumerate(zip(sources, scalers)):
+        plate = None if plates is None else plates[v]
+        kind = config.background
+        if kind == "auto":
+            kind = "plate" if plate is not None else "median"
+        if kind == "plate" and plate is None:
+            raise ValueError(f"background='plate' but view {v} has no clean plate")
+        bg = _fit_background(config, kind, src, sc, plate)
+        backgrounds.append(bg)
+        found = []
+        for t, frame in enumerate(src.frames()):
+            small = sc.small(frame)
+            ps = find_people(bg.mask(small), config)
+            found.append(ps)
+            if on_frame is not None:
+                on_frame(v, t, small, ps)
+        people.append(found)
+
+    # ---- one track per view
+    chosen = np.full((num_views, num_frames), -1, np.int64)
+    for v in range(num_views):
+        tracks = _track(people[v], config.hold_frames)
+        if tracks:
+            best = max(tracks, key=lambda tr: (len(tr), sum(people[v][t][j].area
+                                                            for t, j in tr)))
+            for t, j in best:
+                chosen[v, t] = j
+    counts = [_count_people(p, config.min_track_frames) for p in people]
+    people_seen = max(counts or [0])
+    if people_seen > 1:
+        where = [v if cameras is None else cameras[v].camera_id
+                 for v, c in enumerate(counts) if c > 1]
+        msg = (f"{people_seen} people seen at once (views {where}); boxing the most "
+               f"persistent one")
+        notes.append(msg)
+        log.warning("%s: %s", name or "take", msg)
+
+    # ---- tight full-resolution boxes of the chosen person
+    tight = np.full((num_views, num_frames, 4), np.nan)
+    for v in range(num_views):
+        for t in range(num_frames):
+            if chosen[v, t] >= 0:
+                b = people[v][t][chosen[v, t]].box
+                tight[v, t] = scalers[v].to_full(b.reshape(2, 2)).ravel()
+    source = np.where(chosen >= 0, DETECTED, NONE).astype(np.int8)
+    if cameras is not None and num_views >= 3:
+        _multiview(config, cameras, scalers, people, chosen, tight, source, notes, name)
+
+    # ---- square, hold, smooth
+    boxes = np.full((num_views, num_frames, 4), np.nan)
+    for v in range(num_views):
+        sc = scalers[v]
+        have = source[v] != NONE
+        sq = np.full((num_frames, 4), np.nan)
+        for t in np.flatnonzero(have):
+            corners = sc.to_small(tight[v, t].reshape(2, 2))
+            sq[t] = sc.to_full(crops.square_box(corners, config.margin, config.min_side)
+                               .reshape(2, 2)).ravel()
+        filled, how = hold_and_fill(sq, have, config.hold_frames)
+        keep_src = np.where(have, source[v], how)
+        source[v] = keep_src
+        if not have.any():
+            label = v if cameras is None else cameras[v].camera_id
+            notes.append(f"view {label}: no person found in any frame")
+            continue
+        boxes[v] = _smooth(filled, config.smoothing)
+    return BoxResult(boxes=boxes, found=chosen >= 0, source=source, people_seen=people_seen,
+                     notes=notes, scales=np.array([s.scale for s in scalers]),
+                     people=people, chosen=chosen, background=backgrounds)
+
+
+def _multiview(config, cameras, scalers, people, chosen, tight, source, notes, name) -> None:
+    """Replaces boxes that disagree with the other views (in place)."""
+    cams = list(cameras)
+    for v, (cam, sc) in enumerate(zip(cams, scalers)):
+        if (cam.width, cam.height) != (sc.width, sc.height):
+            notes.append(f"camera {cam.camera_id} is calibrated for {cam.width}x{cam.height}, "
+                         f"the view is {sc.width}x{sc.height}: no multi-view check")
+            return
+    tol_of = lambda v, x: config.multiview_tolerance * max(
+        1.0, cams[v].fy * config.person_height_mm / max(cams[v].world_to_camera(x)[2], 1.0))
+    num_views, num_frames = chosen.shape
+    switched = np.zeros(num_views, int)
+    projected = np.zeros(num_views, int)
+    for t in range(num_frames):
+        have = {v: tight[v, t] for v in range(num_views) if chosen[v, t] >= 0}
+        if len(have) < 2:
+            continue
+        agreed, rejected = _consensus(cams, have, tol_of)
+        if agreed is None:
+            continue
+        for v in range(num_views):
+            if v in agreed:
+                continue
+            box, x = _project_box(cams, agreed, v)
+            centre = (box[:2] + box[2:]) / 2
+            best = None
+            for j, p in enumerate(people[v][t]):
+                pb = scalers[v].to_full(p.box.reshape(2, 2)).ravel()
+                err = np.linalg.norm((pb[:2] + pb[2:]) / 2 - centre) / tol_of(v, x)
+                if err <= 1.0 and (best is None or err < best[0]):
+                    best = (err, j, pb)
+            if best is not None:
+                if chosen[v, t] != best[1]:
+                    switched[v] += 1
+                chosen[v, t], tight[v, t], source[v, t] = best[1], best[2], DETECTED
+            else:
+                chosen[v, t], tight[v, t], source[v, t] = -1, box, PROJECTED
+                projected[v] += 1
+    for v in range(num_views):
+        if switched[v] or projected[v]:
+            msg = (f"view {cams[v].camera_id}: {switched[v]} frame(s) took another detection "
+                   f"and {projected[v]} the projection of the other views' consensus")
+            notes.append(msg)
+            log.info("%s: %s", name or "take", msg)

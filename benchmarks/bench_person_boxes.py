@@ -270,7 +270,7 @@ def module_boxes(take: Take) -> Found:
     res = person_boxes.find_boxes(take.frames, person_boxes.BoxConfig(), cameras=take.cams)
 
     def keep(v: int, t: int, box: np.ndarray) -> np.ndarray:
-        return np.asarray(res.keep_mask(v, t, box, CROP_SIZE), bool)
+        return np.asarray(res.keep_crop(v, t, box, CROP_SIZE), bool)
 
     return Found(np.asarray(res.boxes, np.float64), np.asarray(res.found, bool), keep,
                  notes="; ".join(map(str, getattr(res, "notes", ()) or ())))

@@ -193,3 +193,21 @@ def test_truth_box_follows_the_crop_margin_rule():
     assert bench.joints_inside(box[None], j2d[None])[0]
     np.testing.assert_allclose(box[2] - box[0], 1.4 * max(xs.max() - xs.min(),
                                                           ys.max() - ys.min()))
+
+
+def test_benchmark_scores_a_tiny_take(tmp_path):
+    """End to end on a tiny take: the exact boxes score perfectly, today's path runs."""
+    bench = _bench()
+    take = bench.render_take("two_people", "walk", 0, frames=12, width=128, lighting="drift",
+                             noise=4.0, workdir=str(tmp_path))
+    assert len(take.frames) == 4 and take.frames[0].shape == (12, 128, 128, 3)
+    exact = bench.Found(np.nan_to_num(take.truth), np.ones(take.truth.shape[:2], bool),
+                        lambda v, t, box: np.ones((bench.CROP_SIZE,) * 2, bool))
+    s = bench.summarise([bench.score_take(take, exact)])
+    assert s["view_frames"] > 0 and s["iou_share"] == 1.0 and s["kept_median"] == 1.0
+    assert s["joints_share"] > 0.9
+    assert s["cross_median"] == s["cross_truth_median"] < 0.05
+    base = bench.summarise([bench.score_take(take, bench.baseline_boxes(take))])
+    assert 0 <= base["iou_share"] <= 1 and np.isfinite(base["cross_median"])
+    assert "boxes = baseline" in bench.markdown([{"case": "two_people", "motion": "walk",
+                                                  "summary": base}], "baseline")

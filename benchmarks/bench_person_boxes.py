@@ -30,10 +30,10 @@ the rule of :func:`tfrecords_tools.video.person_box`. Per case it reports:
   height of a 1.8 m person standing under the triangulated point (median, p90; the truth
   boxes' own figure beside it, since silhouette-box centres are not one 3D point).
 
-``--boxes=baseline`` is today's ``rig`` path (median background twice, foreground mask,
-:func:`~tfrecords_tools.video.person_box`, fill and smooth, removal with
-:func:`~tfrecords_tools.video.remove_background`); ``--boxes=module`` is
-``tfrecords_tools.person_boxes.find_boxes``. Accuracy only: nothing here is timed.
+``--boxes=baseline`` is the ``rig`` path before the person-box module (median background
+twice, foreground mask, box around the big components, fill and smooth, removal with
+:func:`~tfrecords_tools.video.remove_background`), frozen in this file; ``--boxes=module``
+is ``tfrecords_tools.person_boxes.find_boxes`` with the exact cameras. Accuracy only: nothing here is timed.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from tfrecords_tools import cameras as cameras_lib  # noqa: E402
-from tfrecords_tools import crops, h36m_calibration, rig, video  # noqa: E402
+from tfrecords_tools import crops, h36m_calibration, video  # noqa: E402
 from tfrecords_tools.synth import body as body_lib  # noqa: E402
 from tfrecords_tools.synth import clutter as clutter_lib  # noqa: E402
 from tfrecords_tools.synth import motion as motion_lib  # noqa: E402
@@ -238,18 +238,80 @@ class Found:
     notes: str = ""
 
 
+# The rig path as it was before tfrecords_tools.person_boxes (main at 655ed30:
+# rig._analyse_view, video.person_box, video.fill_and_smooth_boxes), frozen here so the
+# "before" figures stay reproducible after the module replaces it. Settings: RigConfig's
+# defaults then (mask_threshold 30, background_samples 40, analysis_size 320,
+# box_smoothing 5, margin 0.2).
+_OLD = {"threshold": 30.0, "samples": 40, "analysis_size": 320, "smoothing": 5}
+
+
+def _old_person_box(mask: np.ndarray, margin: float, min_area: int = 20,
+                    min_side: float = 16.0) -> Optional[np.ndarray]:
+    """Square box around the foreground, small components (< 1/10 of the largest) ignored."""
+    n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return None
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.flatnonzero((areas >= min_area) & (areas >= areas.max() / 10)) + 1
+    if len(keep) == 0:
+        return None
+    x0 = stats[keep, cv2.CC_STAT_LEFT].min()
+    y0 = stats[keep, cv2.CC_STAT_TOP].min()
+    x1 = (stats[keep, cv2.CC_STAT_LEFT] + stats[keep, cv2.CC_STAT_WIDTH]).max() - 1
+    y1 = (stats[keep, cv2.CC_STAT_TOP] + stats[keep, cv2.CC_STAT_HEIGHT]).max() - 1
+    return crops.square_box(np.array([[x0, y0], [x1, y1]], np.float64), margin, min_side)
+
+
+def _old_fill_and_smooth(boxes: Sequence[Optional[np.ndarray]], window: int) -> np.ndarray:
+    """Gaps take the nearest found box; centre and side get a moving average."""
+    found = np.asarray([i for i, b in enumerate(boxes) if b is not None])
+    out = np.stack([boxes[found[np.abs(found - i).argmin()]] for i in range(len(boxes))])
+    if window > 1 and len(out) > 1:
+        centre, side = (out[:, :2] + out[:, 2:]) / 2, out[:, 2] - out[:, 0]
+        pad, kernel = window // 2, np.ones(window) / window
+        smooth = lambda x: np.convolve(np.pad(x, pad, mode="edge"), kernel, mode="valid")
+        centre = np.stack([smooth(centre[:, 0]), smooth(centre[:, 1])], -1)
+        side = smooth(side)
+        out = np.concatenate([centre - side[:, None] / 2, centre + side[:, None] / 2], -1)
+    return out
+
+
+def _old_analyse_view(frames: np.ndarray) -> tuple:
+    """Raw boxes (None where nothing was found) and the median background of one view."""
+    t_count, height, width = frames.shape[:3]
+    scale = min(1.0, _OLD["analysis_size"] / max(width, height))
+    size = (round(width * scale), round(height * scale))
+    small = lambda im: im if scale == 1.0 else cv2.resize(im, size,
+                                                          interpolation=cv2.INTER_AREA)
+    to_full = lambda b: (np.asarray(b) + 0.5) / scale - 0.5
+    samples = frames[video.sample_indices(t_count, _OLD["samples"])]
+    background = video.masked_median(samples)
+    # Second estimate ignoring where the first one found the person.
+    small_bg0 = small(background)
+    found = [_old_person_box(video.foreground_mask(small(s), small_bg0, _OLD["threshold"]), 0.1)
+             for s in samples]
+    background = video.masked_median(samples, np.array(
+        [np.full(4, np.nan) if b is None else to_full(b) for b in found]))
+    small_bg = small(background)
+    boxes = []
+    for frame in frames:
+        box = _old_person_box(video.foreground_mask(small(frame), small_bg, _OLD["threshold"]),
+                              MARGIN)
+        boxes.append(None if box is None else to_full(box))
+    return boxes, background
+
+
 def baseline_boxes(take: Take) -> Found:
-    """Today's ``rig`` path on the take's videos: ``rig._analyse_view`` (median background,
-    refined by ignoring the first pass's boxes; foreground mask; ``person_box``), then
-    ``fill_and_smooth_boxes``; removal by ``remove_background`` against that background."""
-    cfg = rig.RigConfig(input_dir=os.path.dirname(take.videos[0]), margin=MARGIN)
+    """The rig path before the person-box module, on the decoded frames: median
+    background refined by ignoring the first pass's boxes, foreground mask, box around
+    the big components, fill and smooth; removal by ``video.remove_background``."""
     t_count = len(take.frames[0])
     boxes, found, backgrounds = [], [], []
-    for path in take.videos:
-        info = video.probe(path)
-        raw, _, bg = rig._analyse_view(cfg, path, info, np.arange(t_count), None, 0, t_count)
+    for frames in take.frames:
+        raw, bg = _old_analyse_view(frames)
         found.append([b is not None for b in raw])
-        boxes.append(video.fill_and_smooth_boxes(raw, cfg.box_smoothing)
+        boxes.append(_old_fill_and_smooth(raw, _OLD["smoothing"])
                      if any(found[-1]) else np.full((t_count, 4), np.nan))
         backgrounds.append(bg)
 
@@ -257,8 +319,8 @@ def baseline_boxes(take: Take) -> Found:
         crop = crops.crop_image(take.frames[v][t], box, CROP_SIZE)
         bgc = crops.crop_image(backgrounds[v], box, CROP_SIZE)
         # Removed pixels are those set to the fill value whatever it is.
-        a = video.remove_background(crop, bgc, cfg.mask_threshold, fill=0)
-        b = video.remove_background(crop, bgc, cfg.mask_threshold, fill=255)
+        a = video.remove_background(crop, bgc, _OLD["threshold"], fill=0)
+        b = video.remove_background(crop, bgc, _OLD["threshold"], fill=255)
         return ~(np.all(a == 0, -1) & np.all(b == 255, -1))
 
     return Found(np.stack(boxes), np.asarray(found), keep)
@@ -391,7 +453,8 @@ def run(finder: str, seeds: Sequence[int], cases: Sequence[str], motions: Sequen
 def define_flags() -> None:
     from absl import flags
     flags.DEFINE_enum("boxes", "baseline", list(FINDERS),
-                      "baseline: today's rig path; module: tfrecords_tools.person_boxes.")
+                      "baseline: the rig path before the module (frozen here); module: "
+                      "tfrecords_tools.person_boxes.find_boxes.")
     flags.DEFINE_list("seeds", ["0", "1"], "Scene seeds.")
     flags.DEFINE_list("cases", list(CASES), f"Cases among {list(CASES)}.")
     flags.DEFINE_list("motions", list(MOTIONS), f"Main person's motions among {list(MOTIONS)}.")

@@ -224,16 +224,6 @@ def test_fixed_crops_and_background_removal(fixed_removed, tree):
     assert np.mean(kept) > 0.85, np.mean(kept)
 
 
-def test_fill_and_smooth_boxes():
-    boxes = [None, np.array([0, 0, 10, 10.0]), None, np.array([10, 0, 20, 10.0]), None]
-    out = video.fill_and_smooth_boxes(boxes, window=1)
-    np.testing.assert_array_equal(out[:, 0], [0, 0, 0, 10, 10])  # nearest found box (ties: first)
-    smooth = video.fill_and_smooth_boxes(boxes, window=3)
-    np.testing.assert_allclose(smooth[2], [10 / 3, 0, 10 / 3 + 10, 10])
-    with pytest.raises(ValueError, match="no person box"):
-        video.fill_and_smooth_boxes([None, None])
-
-
 def test_masked_median_ignores_person_boxes():
     rng = np.random.default_rng(0)
     frames = rng.integers(0, 256, (7, 70, 9, 3)).astype(np.uint8)

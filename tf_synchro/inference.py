@@ -35,7 +35,8 @@ import tensorflow as tf
 from tf_synchro import run_dir, serving
 from tf_synchro.configs import PredictConfig
 from tf_synchro.data import frames
-from tfrecords_tools import cli, crops, dataset_io, rig, skeleton, video
+from tfrecords_tools import cli, crops, dataset_io, skeleton, video
+from tfrecords_tools import person_boxes as boxes_lib
 
 log = logging.getLogger(__name__)
 
@@ -259,40 +260,50 @@ def whole_frame_box(width: int, height: int) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- boxes
 
-def background_boxes(source: Source, config: PredictConfig) -> list:
-    """Per frame: the person box found by background subtraction, or None.
+class _Frames:
+    """A Source as a :class:`tfrecords_tools.person_boxes.FrameSource` (read twice: the
+    background samples, then every frame)."""
 
-    Videos go through the rig converter's own analysis (:func:`tfrecords_tools.rig`: median
-    background refined without the person, foreground mask, box). Image lists use the same
-    mask and box functions (:mod:`tfrecords_tools.video`) on their median image; they need
-    one image size and at least 3 images for a median.
-    """
-    rig_config = rig.RigConfig(input_dir=source.path, margin=config.margin,
-                               mask_threshold=config.mask_threshold)
-    if source.kind == "video":
-        w, h = source.sizes[0]
-        info = video.VideoInfo(source.path, w, h, len(source), source.fps)
-        boxes, _, _ = rig._analyse_view(rig_config, source.path, info, np.arange(len(source)),
-                                        None, 0, len(source))
-        return boxes
-    if len(set(source.sizes)) > 1 or len(source) < 3:
-        return [None] * len(source)
-    picks = video.sample_indices(len(source), rig_config.background_samples)
-    background = video.masked_median(np.stack([read_image(source.names[i]) for i in picks]))
-    return [video.person_box(video.foreground_mask(frame, background, config.mask_threshold),
-                             config.margin) for frame in source.frames()]
+    def __init__(self, source: Source):
+        self.source, self.num_frames = source, len(source)
+        self.width, self.height = source.sizes[0]
+
+    def frames(self, indices=None) -> Iterator[np.ndarray]:
+        if indices is None:
+            yield from self.source.frames()
+        elif self.source.kind == "video":
+            with video.FrameReader(self.source.path) as reader:
+                for i in indices:
+                    yield reader.read(int(i))
+        else:
+            for i in indices:
+                yield read_image(self.source.names[int(i)])
 
 
-def person_boxes(source: Source, config: PredictConfig) -> tuple[np.ndarray, np.ndarray, str]:
+def background_boxes(source: Source, config: PredictConfig
+                     ) -> Optional[boxes_lib.BoxResult]:
+    """The person boxes of :mod:`tfrecords_tools.person_boxes` (as the rig converter finds
+    them: median background refined without the person, one tracked person, short
+    dropouts held), or None for an image list without one image size or with fewer than 3
+    images (no median)."""
+    if source.kind == "images" and (len(set(source.sizes)) > 1 or len(source) < 3):
+        return None
+    box_config = boxes_lib.BoxConfig(
+        threshold=config.mask_threshold, margin=config.margin,
+        smoothing=config.box_smoothing if source.kind == "video" else 1)
+    return boxes_lib.find_boxes([_Frames(source)], box_config, name=source.path)
+
+
+def person_boxes(source: Source, config: PredictConfig
+                    ) -> tuple[np.ndarray, np.ndarray, str]:
     """Square boxes ``[N, 4]``, person-found flags ``[N]`` and where the boxes came from."""
     if config.boxes:
         boxes = load_boxes(config.boxes, len(source))
         return square(boxes), np.ones(len(source), bool), "file"
-    found = background_boxes(source, config) if config.static_camera else [None] * len(source)
-    flags = np.array([b is not None for b in found])
+    result = background_boxes(source, config) if config.static_camera else None
+    flags = np.zeros(len(source), bool) if result is None else result.found[0]
     if flags.any():
-        window = config.box_smoothing if source.kind == "video" else 1
-        return video.fill_and_smooth_boxes(found, window), flags, "background"
+        return result.boxes[0], flags, "background"
     why = ("no person stands out from the median background" if config.static_camera
            else "--nostatic_camera")
     log.warning("%s: %s; using the whole frame as the person box (give --boxes for better "

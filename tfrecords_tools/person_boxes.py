@@ -39,7 +39,7 @@ import cv2
 import numpy as np
 
 from tfrecords_tools import cameras as cameras_lib
-from tfrecords_tools import crops
+from tfrecords_tools import crops, video
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +60,11 @@ class BoxConfig:
     Attributes:
       background: background model: "plate" (median of the clean-plate frames given to
         :func:`find_boxes`), "median" (two-pass masked median over the take), "mog2"
-        (OpenCV MOG2 learned over the whole take, shadows off), or "auto": the plate when
+        (the background image of OpenCV's MOG2 mixture learned over the whole take, shadows
+        off), or "auto": the plate when
         one is given, else "median" (measured best on short generator takes, BENCHMARKS).
       threshold: grey-level difference to the background (any channel) that counts as
-        foreground; for "mog2" the squared Mahalanobis threshold is (threshold / 4)^2.
+        foreground.
       samples: frames sampled over the take (or the plate) for a median.
       analysis_size: frames are shrunk to at most this side before any analysis (speed).
       margin: square box margin around the person's tight box, fraction of its side.
@@ -71,8 +72,9 @@ class BoxConfig:
       open_kernel: side of the opening that removes speckle noise, analysis pixels (1: none).
       close_kernel: side of the closing that fills small holes, analysis pixels (1: none).
       min_area: smaller components are noise, analysis pixels.
-      join_gap: components closer than this fraction of the taller one's height join one
-        person blob.
+      join_gap: components closer than this fraction of the tallest blob's height join one
+        person blob (twice as far for one above the other: a belt or trousers the colour
+        of the background).
       person_fraction: a blob is a person when its height is at least this fraction of the
         tallest blob's (and its area this fraction squared of the largest's); two such blobs
         side by side (their heights overlapping by half) are two people, never merged.
@@ -85,7 +87,8 @@ class BoxConfig:
       multiview_tolerance: a view's box centre may lie this many projected person heights
         from the other views' consensus (calibration and >= 3 views only).
       keep_close: closing of the background-removal keep mask, fraction of the person's
-        height (joins limbs to the body, fills the gaps of background-coloured clothes).
+        height (joins limbs to the body, fills the gaps of background-coloured clothes;
+        along image columns 2.5 times as far).
       keep_dilate: the keep mask grows by this many analysis pixels (the blended outline).
     """
 
@@ -171,10 +174,9 @@ class ArraySource:
             yield self.array[int(i)]
 
 
-def sample_indices(num_frames: int, num_samples: int) -> np.ndarray:
-    """Up to ``num_samples`` frame numbers spread evenly over ``[0, num_frames)``."""
-    return np.unique(np.linspace(0, num_frames - 1, max(1, min(num_samples, num_frames)))
-                     .round().astype(int))
+def analysis_scale(width: int, height: int, analysis_size: int) -> float:
+    """Analysis pixels per full pixel: frames shrink to at most ``analysis_size`` a side."""
+    return min(1.0, analysis_size / max(width, height))
 
 
 class _Scaler:
@@ -182,7 +184,7 @@ class _Scaler:
 
     def __init__(self, width: int, height: int, analysis_size: int):
         self.width, self.height = width, height
-        self.scale = min(1.0, analysis_size / max(width, height))
+        self.scale = analysis_scale(width, height, analysis_size)
         self.small_wh = (max(1, round(width * self.scale)), max(1, round(height * self.scale)))
 
     def small(self, image: np.ndarray) -> np.ndarray:
@@ -198,44 +200,6 @@ class _Scaler:
 
 
 # ---------------------------------------------------------------------------- masks
-
-
-def masked_median(frames: np.ndarray, exclude: Optional[np.ndarray] = None,
-                  rows_per_chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Per-pixel median of ``frames`` [N, H, W, 3] ignoring excluded pixels.
-
-    Args:
-      frames: RGB uint8 samples.
-      exclude: bool [N, H, W], True where a sample shows a person (None: nothing).
-
-    Returns:
-      (RGB uint8 [H, W, 3], bool [H, W] *unknown*: excluded in every sample, where the
-      plain median stands in).
-    """
-    plain = np.median(frames, axis=0)
-    n, h, w, _ = frames.shape
-    if exclude is None:
-        return plain.astype(np.uint8), np.zeros((h, w), bool)
-    out = plain.copy()
-    for r in range(0, h, rows_per_chunk):  # Chunks keep the uint16 copy small.
-        ok = ~exclude[:, r:r + rows_per_chunk]
-        # Excluded samples become 256, which sorts after every real value: the median
-        # of the k valid samples is then the mean of sorted entries (k-1)//2 and k//2.
-        block = frames[:, r:r + rows_per_chunk].astype(np.uint16)
-        block[~ok] = 256
-        block.sort(axis=0)
-        k = ok.sum(0)
-        lo = np.take_along_axis(block, np.maximum(k - 1, 0)[None, ..., None] // 2, 0)[0]
-        hi = np.take_along_axis(block, (k // 2)[None, ..., None], 0)[0]
-        seen = k > 0
-        out[r:r + rows_per_chunk][seen] = (lo[seen] + hi[seen]) / 2.0
-    return np.clip(np.round(out), 0, 255).astype(np.uint8), exclude.all(0)
-
-
-def difference_mask(image: np.ndarray, background: np.ndarray, threshold: float) -> np.ndarray:
-    """bool [H, W]: some colour channel differs from ``background`` by more than ``threshold``."""
-    diff = np.abs(image.astype(np.int16) - background.astype(np.int16)).max(axis=-1)
-    return diff > threshold
 
 
 def _ellipse(side: int) -> np.ndarray:
@@ -326,17 +290,29 @@ def find_people(mask: np.ndarray, config: BoxConfig) -> list[Person]:
                                  stats[i, 1] + stats[i, 3] - 1], np.float64)
     clusters = [{"ids": [i], "box": box_of(i), "area": int(stats[i, cv2.CC_STAT_AREA])}
                 for i in ids]
-    tall = config.person_fraction * max(c["box"][3] - c["box"][1] + 1 for c in clusters)
+    height = lambda c: c["box"][3] - c["box"][1] + 1
     while True:  # Join the closest mergeable pair until none is left.
+        # The tallest blob is the scale of the frame's people: fragments of one person (an
+        # outline against a background that contains part of them) join within a fraction
+        # of it, however small each fragment is; and only blobs of a good part of its
+        # height can be a second person.
+        ref = max(height(c) for c in clusters)
+        tall = config.person_fraction * ref
         best = None
         for a in range(len(clusters)):
             for b in range(a + 1, len(clusters)):
                 ba, bb = clusters[a]["box"], clusters[b]["box"]
-                dist = float(np.hypot(*_gap(ba, bb)))
-                limit = config.join_gap * max(ba[3] - ba[1] + 1, bb[3] - bb[1] + 1)
-                if dist <= limit and not _side_by_side(ba, bb, tall) and (
-                        best is None or dist < best[0]):
-                    best = (dist, a, b)
+                dx, dy = _gap(ba, bb)
+                # Stacked pieces (head, torso, legs) join before pieces side by side, so
+                # that the body is whole when an arm is judged against it.
+                key = (float(np.hypot(dx, dy)), dx > 0)
+                limit = config.join_gap * max(height(clusters[a]), height(clusters[b]), ref)
+                overlap = min(ba[2], bb[2]) - max(ba[0], bb[0]) + 1
+                if overlap >= 0.5 * min(ba[2] - ba[0] + 1, bb[2] - bb[0] + 1):
+                    limit *= 2  # One above the other: parts of one body (trousers, belt).
+                if key[0] <= limit and not _side_by_side(ba, bb, tall) and (
+                        best is None or key < best[0]):
+                    best = (key, a, b)
         if best is None:
             break
         _, a, b = best
@@ -345,10 +321,10 @@ def find_people(mask: np.ndarray, config: BoxConfig) -> list[Person]:
         ca["area"] += cb["area"]
         ca["box"] = np.concatenate([np.minimum(ca["box"][:2], cb["box"][:2]),
                                     np.maximum(ca["box"][2:], cb["box"][2:])])
-    tallest = max(c["box"][3] - c["box"][1] + 1 for c in clusters)
+    tallest = max(height(c) for c in clusters)
     largest = max(c["area"] for c in clusters)
     people = [c for c in clusters
-              if c["box"][3] - c["box"][1] + 1 >= config.person_fraction * tallest
+              if height(c) >= config.person_fraction * tallest
               and c["area"] >= config.person_fraction ** 2 * largest]
     people.sort(key=lambda c: -c["area"])
     all_ids = [c["ids"] for c in people]
@@ -368,6 +344,11 @@ def _person(labels: np.ndarray, cluster: dict, other_ids: list, config: BoxConfi
     keep = np.isin(region, cluster["ids"]).astype(np.uint8)
     if close > 1:
         keep = cv2.morphologyEx(keep, cv2.MORPH_CLOSE, _ellipse(close))
+        # A band of clothes the colour of the background cuts the body across; closing
+        # along columns (2.5 times as far) bridges it without filling the space between
+        # the legs or under an arm, which is open at one end.
+        line = np.ones((int(round(2.5 * close)) | 1, 1), np.uint8)
+        keep = cv2.morphologyEx(keep, cv2.MORPH_CLOSE, line)
     keep = _fill_holes(keep)
     if config.keep_dilate:
         keep = cv2.dilate(keep, _ellipse(2 * config.keep_dilate + 1))
@@ -383,59 +364,65 @@ def _person(labels: np.ndarray, cluster: dict, other_ids: list, config: BoxConfi
 class _Background:
     """Foreground masks of one view's analysis frames."""
 
-    def __init__(self, config: BoxConfig, kind: str, image: Optional[np.ndarray] = None,
-                 unknown: Optional[np.ndarray] = None, mog=None):
-        self.config, self.kind, self.image, self.unknown, self.mog = (
-            config, kind, image, unknown, mog)
+    def __init__(self, config: BoxConfig, kind: str, image: np.ndarray,
+                 unknown: Optional[np.ndarray] = None):
+        self.config, self.kind, self.image, self.unknown = config, kind, image, unknown
 
     def mask(self, small: np.ndarray) -> np.ndarray:
-        if self.mog is not None:
-            fg = self.mog.apply(small, learningRate=0) > 0
-        else:
-            fg = difference_mask(small, self.image, self.config.threshold)
+        fg = video.foreground_mask(small, self.image, self.config.threshold, kernel=1)
         if self.unknown is not None:
             fg |= self.unknown
         return fg
 
 
-def _exclusion(people: list[Person], shape: tuple, grow: int) -> np.ndarray:
-    """Where a sample shows people: their whole tight boxes (a person who barely moves
-    shows only the moving limbs against a median that contains the rest of them)."""
-    out = np.zeros(shape, np.uint8)
+def _exclusion(people: list[Person], shape: tuple) -> np.ndarray:
+    """Where a sample shows people: their tight boxes grown by 2% of the frame side (a
+    person who barely moves shows only the moving limbs against a median that contains
+    the rest of them, so the whole box is excluded, not the blob)."""
+    out = np.zeros(shape, bool)
+    grow = max(1, int(round(0.02 * max(shape))))
     for p in people:
         x0, y0, x1, y1 = p.box.astype(int)
-        out[y0:y1 + 1, x0:x1 + 1] = 1
-    if grow > 0:
-        out = cv2.dilate(out, _ellipse(2 * grow + 1))
-    return out.astype(bool)
+        out[max(0, y0 - grow):y1 + grow + 1, max(0, x0 - grow):x1 + grow + 1] = True
+    return out
+
+
+def _as_source(x) -> FrameSource:
+    if hasattr(x, "frames") and hasattr(x, "num_frames"):
+        return x
+    x = np.asarray(x)
+    return ArraySource(x[None] if x.ndim == 3 else x)
 
 
 def _fit_background(config: BoxConfig, kind: str, source: FrameSource, scaler: _Scaler,
-                    plate: Optional[np.ndarray]) -> _Background:
+                    plate) -> _Background:
     if kind == "plate":
-        frames = np.asarray(plate)
-        if frames.ndim == 3:
-            frames = frames[None]
-        small = np.stack([scaler.small(f) for f in frames[sample_indices(len(frames),
-                                                                         config.samples)]])
-        return _Background(config, kind, masked_median(small)[0])
+        plate = _as_source(plate)
+        if (plate.width, plate.height) != (scaler.width, scaler.height):
+            raise ValueError(f"clean plate is {plate.width}x{plate.height}, the view "
+                             f"{scaler.width}x{scaler.height}")
+        picks = video.sample_indices(plate.num_frames, config.samples)
+        small = np.stack([scaler.small(f) for f in plate.frames(picks)])
+        return _Background(config, kind, video.masked_median(small))
     if kind == "mog2":
-        mog = cv2.createBackgroundSubtractorMOG2(
-            history=max(2, source.num_frames), varThreshold=(config.threshold / 4) ** 2,
-            detectShadows=False)
-        # Two passes: the second lets the first frames be judged by a trained model.
+        mog = cv2.createBackgroundSubtractorMOG2(history=max(2, source.num_frames),
+                                                 detectShadows=False)
+        # Two passes, so that the model has seen the whole take. Its own masks are not
+        # used: on a short take the per-pixel variances include the person's passage,
+        # which hides the person (measured); its dominant mode is the background image.
         for _ in range(2):
             for frame in source.frames():
                 mog.apply(scaler.small(frame))
-        return _Background(config, kind, mog=mog)
-    # Two-pass masked median: the second ignores the people the first one found.
-    picks = sample_indices(source.num_frames, config.samples)
+        return _Background(config, kind, mog.getBackgroundImage())
+    # Two-pass masked median: the second ignores where the first one found people.
+    picks = video.sample_indices(source.num_frames, config.samples)
     small = np.stack([scaler.small(f) for f in source.frames(picks)])
-    first, _ = masked_median(small)
-    grow = max(1, int(round(0.02 * max(small.shape[1:3]))))
-    exclude = np.stack([_exclusion(find_people(difference_mask(s, first, config.threshold),
-                                               config), s.shape[:2], grow) for s in small])
-    image, unknown = masked_median(small, exclude)
+    first = video.masked_median(small)
+    exclude = np.stack([_exclusion(find_people(video.foreground_mask(
+        s, first, config.threshold, kernel=1), config), s.shape[:2]) for s in small])
+    image = video.masked_median(small, exclude_masks=exclude)
+    # Covered in every sample: the median there is the person, so count it as foreground.
+    unknown = exclude.all(0)
     return _Background(config, kind, image, unknown if unknown.any() else None)
 
 
@@ -489,33 +476,39 @@ def _triangulate(cams: Sequence[cameras_lib.Camera], points: np.ndarray) -> np.n
     return x[:3] / x[3]
 
 
-def _consensus(cams, boxes: dict, tol_of) -> tuple[Optional[dict], list]:
-    """Consistent views of one frame: ({view: tight box}, [rejected views]).
+def _consensus(cams, boxes: dict, tol_of) -> Optional[dict]:
+    """The views of one frame that agree: {view: tight box}, or None if no 2 agree.
 
-    ``boxes``: {view: tight full-pixel box}. Returns None when fewer than 2 views agree.
+    ``boxes``: {view: tight full-pixel box}. Every pair of views proposes the triangulated
+    box centre; the views that reproject within tolerance are its inliers; the proposal
+    with the most inliers wins (RANSAC over pairs: one wrong view cannot drag the
+    triangulation of the others, as in a leave-one-out check).
     """
     views = sorted(boxes)
-    rejected = []
     centre = {v: (boxes[v][:2] + boxes[v][2:]) / 2 for v in views}
 
-    def error(v, others):
-        x = _triangulate([cams[o] for o in others], np.array([centre[o] for o in others]))
-        return np.linalg.norm(cams[v].project(x) - centre[v]) / tol_of(v, x)
+    def agreeing(x):
+        out, err = [], 0.0
+        for v in views:
+            if cams[v].world_to_camera(x)[2] <= 0:
+                continue
+            e = np.linalg.norm(cams[v].project(x) - centre[v]) / tol_of(v, x)
+            if e <= 1.0:
+                out.append(v)
+                err += e
+        return out, err
 
-    while len(views) >= 3:
-        errs = {v: error(v, [o for o in views if o != v]) for v in views}
-        worst = max(errs, key=errs.get)
-        if errs[worst] <= 1.0:
-            break
-        views.remove(worst)
-        rejected.append(worst)
-    if len(views) == 2:
-        a, b = views
-        if max(error(a, [a, b]), error(b, [a, b])) > 1.0:
-            return None, rejected
-    if len(views) < 2:
-        return None, rejected
-    return {v: boxes[v] for v in views}, rejected
+    best = None
+    for i, a in enumerate(views):
+        for b in views[i + 1:]:
+            inliers, err = agreeing(_triangulate([cams[a], cams[b]],
+                                                 np.stack([centre[a], centre[b]])))
+            if len(inliers) >= 2 and (best is None or (len(inliers), -err) >
+                                      (len(best[0]), -best[1])):
+                best = (inliers, err)
+    if best is None:
+        return None
+    return {v: boxes[v] for v in best[0]}
 
 
 def _project_box(cams, agreed: dict, v: int) -> tuple[np.ndarray, np.ndarray]:
@@ -530,6 +523,8 @@ def _project_box(cams, agreed: dict, v: int) -> tuple[np.ndarray, np.ndarray]:
         heights.append((b[3] - b[1] + 1) * z / cams[o].fy)
         ratios.append((b[2] - b[0] + 1) / (b[3] - b[1] + 1))
     z = cams[v].world_to_camera(x)[2]
+    if z <= 0:
+        return None, x
     h = float(np.median(heights)) * cams[v].fy / z
     w = h * float(np.median(ratios))
     c = cams[v].project(x)
@@ -612,7 +607,7 @@ class BoxResult:
 # ---------------------------------------------------------------------------- main entry
 
 
-def _smooth(boxes: np.ndarray, window: int) -> np.ndarray:
+def smooth_boxes(boxes: np.ndarray, window: int) -> np.ndarray:
     """Moving average of centre and side over ``window`` frames (edges padded)."""
     if window <= 1 or len(boxes) <= 1:
         return boxes
@@ -660,7 +655,8 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
       config: settings.
       cameras: V calibrated cameras in the views' full-resolution pixels, for the
         multi-view check (>= 3 views); None skips it.
-      plates: per view, frames of the empty scene ([N, H, W, 3] or [H, W, 3]) or None.
+      plates: per view, frames of the empty scene ([N, H, W, 3], [H, W, 3] or a
+        FrameSource) or None.
       name: what the log warnings call the take (e.g. the sequence id).
       on_frame: called as ``on_frame(view, t, small_rgb, people)`` for each analysis
         frame during detection (e.g. the rig's motion crops).
@@ -668,8 +664,7 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
     Returns:
       A :class:`BoxResult`.
     """
-    sources = [v if hasattr(v, "frames") and hasattr(v, "num_frames") else ArraySource(v)
-               for v in views]
+    sources = [_as_source(v) for v in views]
     num = [s.num_frames for s in sources]
     if len(set(num)) > 1:
         raise ValueError(f"views have different frame counts {num}")
@@ -696,15 +691,19 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
                 on_frame(v, t, small, ps)
         people.append(found)
 
-    # ---- one track per view
+    # ---- one track per view: the most persistent, or the one that agrees with it in 3D
     chosen = np.full((num_views, num_frames), -1, np.int64)
+    ranked = []
     for v in range(num_views):
         tracks = _track(people[v], config.hold_frames)
-        if tracks:
-            best = max(tracks, key=lambda tr: (len(tr), sum(people[v][t][j].area
-                                                            for t, j in tr)))
-            for t, j in best:
-                chosen[v, t] = j
+        ranked.append(sorted(tracks, key=lambda tr: (-len(tr), -sum(people[v][t][j].area
+                                                                    for t, j in tr))))
+    picks = [r[0] if r else None for r in ranked]
+    if cameras is not None and num_views >= 2 and _calibrated_like(cameras, scalers, notes):
+        picks = _consistent_tracks(config, cameras, scalers, people, ranked)
+    for v, best in enumerate(picks):
+        for t, j in best or ():
+            chosen[v, t] = j
     counts = [_count_people(p, config.min_track_frames) for p in people]
     people_seen = max(counts or [0])
     if people_seen > 1:
@@ -743,20 +742,78 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
             label = v if cameras is None else cameras[v].camera_id
             notes.append(f"view {label}: no person found in any frame")
             continue
-        boxes[v] = _smooth(filled, config.smoothing)
+        boxes[v] = smooth_boxes(filled, config.smoothing)
     return BoxResult(boxes=boxes, found=chosen >= 0, source=source, people_seen=people_seen,
                      notes=notes, scales=np.array([s.scale for s in scalers]),
                      people=people, chosen=chosen, background=backgrounds)
 
 
+def _calibrated_like(cameras, scalers, notes: list) -> bool:
+    """Cameras match the views' sizes (else a note, and no multi-view reasoning)."""
+    for cam, sc in zip(cameras, scalers):
+        if (cam.width, cam.height) != (sc.width, sc.height):
+            msg = (f"camera {cam.camera_id} is calibrated for {cam.width}x{cam.height}, the "
+                   f"view is {sc.width}x{sc.height}: no multi-view check")
+            if msg not in notes:
+                notes.append(msg)
+            return False
+    return True
+
+
+def _pair_cost(cams, va: int, ba: np.ndarray, vb: int, bb: np.ndarray) -> float:
+    """Disagreement of two tight full-pixel boxes in two views as views of one person:
+    reprojection error of the triangulated centre (in box heights) plus the log ratio of
+    the 3D heights the two boxes imply at that point."""
+    ca, cb = (ba[:2] + ba[2:]) / 2, (bb[:2] + bb[2:]) / 2
+    x = _triangulate([cams[va], cams[vb]], np.stack([ca, cb]))
+    za, zb = cams[va].world_to_camera(x)[2], cams[vb].world_to_camera(x)[2]
+    if za <= 0 or zb <= 0:
+        return np.inf
+    ha, hb = ba[3] - ba[1] + 1, bb[3] - bb[1] + 1
+    err = (np.linalg.norm(cams[va].project(x) - ca) / ha
+           + np.linalg.norm(cams[vb].project(x) - cb) / hb)
+    return float(err + abs(np.log((ha * za / cams[va].fy) / (hb * zb / cams[vb].fy))))
+
+
+def _consistent_tracks(config, cams, scalers, people, ranked) -> list:
+    """One track per view, consistent across views: the most persistent track of all is
+    the anchor; each other view (most persistent first) takes, among its 4 most
+    persistent tracks, the one that best agrees with the views chosen so far."""
+    def full(v, t, j):
+        return scalers[v].to_full(people[v][t][j].box.reshape(2, 2)).ravel()
+
+    cand = [[tr for tr in r[:4] if len(tr) >= min(config.min_track_frames, len(r[0]))]
+            for r in ranked]
+    views = [v for v in range(len(cand)) if cand[v]]
+    if not views:
+        return [None] * len(cand)
+    views.sort(key=lambda v: (-len(cand[v][0]), v))
+    picks = [None] * len(cand)
+    picks[views[0]] = cand[views[0]][0]
+    for v in views[1:]:
+        best = None
+        for tr in cand[v]:
+            mine = dict(tr)
+            costs = []
+            for u, other in enumerate(picks):
+                if other is None:
+                    continue
+                common = [(t, j) for t, j in other if t in mine]
+                step = max(1, len(common) // 20)  # 20 frames tell agreement apart
+                costs += [_pair_cost(cams, u, full(u, t, j), v, full(v, t, mine[t]))
+                          for t, j in common[::step]]
+            cost = float(np.median(costs)) if costs else np.inf
+            if best is None or cost < best[0]:
+                best = (cost, tr)
+        picks[v] = best[1] if np.isfinite(best[0]) else cand[v][0]
+    return picks
+
+
 def _multiview(config, cameras, scalers, people, chosen, tight, source, notes, name) -> None:
     """Replaces boxes that disagree with the other views (in place)."""
     cams = list(cameras)
-    for v, (cam, sc) in enumerate(zip(cams, scalers)):
-        if (cam.width, cam.height) != (sc.width, sc.height):
-            notes.append(f"camera {cam.camera_id} is calibrated for {cam.width}x{cam.height}, "
-                         f"the view is {sc.width}x{sc.height}: no multi-view check")
-            return
+    if not _calibrated_like(cams, scalers, notes):
+        return
     tol_of = lambda v, x: config.multiview_tolerance * max(
         1.0, cams[v].fy * config.person_height_mm / max(cams[v].world_to_camera(x)[2], 1.0))
     num_views, num_frames = chosen.shape
@@ -766,13 +823,15 @@ def _multiview(config, cameras, scalers, people, chosen, tight, source, notes, n
         have = {v: tight[v, t] for v in range(num_views) if chosen[v, t] >= 0}
         if len(have) < 2:
             continue
-        agreed, rejected = _consensus(cams, have, tol_of)
+        agreed = _consensus(cams, have, tol_of)
         if agreed is None:
             continue
         for v in range(num_views):
             if v in agreed:
                 continue
             box, x = _project_box(cams, agreed, v)
+            if box is None:  # The consensus lies behind this camera.
+                continue
             centre = (box[:2] + box[2:]) / 2
             best = None
             for j, p in enumerate(people[v][t]):

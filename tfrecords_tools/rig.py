@@ -14,6 +14,8 @@ Folder format (one folder per sequence, one video per camera; names are free)::
         sequence.json           optional: {"subject": "P1", "action": "Dance",
                                            "frame_offsets": {"cam_right": 5},
                                            "crop_boxes": {"cam_left": [x0, y0, x1, y1]}}
+        background/             optional clean plates: frames of the empty scene,
+          cam_left.mp4          one video per camera id (see --background_video)
       walk_02/
         a.mp4
         b.avi
@@ -22,9 +24,13 @@ Folder format (one folder per sequence, one video per camera; names are free)::
 frame ``t`` of a camera with offset 0 (cameras started recording ``offset`` frames
 early). Stored ``clip/frame_index`` values are in this common timeline.
 
-The person is found by background subtraction (no detector weights): a per-camera,
-per-sequence median background, refined by ignoring where the person was found in a
-first pass; per-frame foreground boxes are filled and smoothed over time. With
+The person is found by background subtraction (no detector weights) in
+:mod:`tfrecords_tools.person_boxes`: against a clean plate where one is given (the
+sequence's ``background/`` folder, else the ``--background_video`` folder: one video of
+the empty scene per camera id), else a per-camera, per-sequence median refined by ignoring
+where people were found in a first pass; one person is tracked (others are counted and
+listed in the manifest), calibrated views are checked against each other, and boxes are
+held through short dropouts and smoothed. With
 ``crop="fixed"`` the crop box of each camera is fixed instead (``crop_boxes`` of
 ``sequence.json``, or the largest centred square). Frames without significant motion
 (image difference inside the person crops, all views) are dropped, keeping indices.
@@ -42,13 +48,14 @@ import cv2
 import numpy as np
 
 from tfrecords_tools import (cameras, cli, crops, dataset_io, h36m_calibration, motion_filter,
-                             schema, video)
+                             person_boxes, schema, video)
 
 log = logging.getLogger(__name__)
 
 WRITER = "tfrecords_tools.rig"
 CALIBRATION = "calibration.json"
 SEQUENCE_INFO = "sequence.json"
+PLATES = "background"  # sequence sub-folder of clean plates, one video per camera id
 _MOTION_CROP = 32  # side of the grey person crops compared by the motion filter
 
 
@@ -77,6 +84,13 @@ class RigConfig:
       background_samples: frames sampled for each median background.
       analysis_size: frames are shrunk to at most this side for the masks (speed).
       box_smoothing: frames in the moving average of the crop boxes.
+      box_background: background model of the person boxes ("auto": the clean plate
+        where a camera has one, else "median"; or "plate", "median", "mog2").
+      background_video: folder of clean plates (one video of the empty scene per camera
+        id) for sequences without a ``background/`` folder; None: none.
+      hold_frames: a dropout of up to this many frames keeps the last person box.
+      multiview_tolerance: with calibration, a view's box centre may lie this many
+        projected person heights from the other views' consensus before it is replaced.
       jpeg_quality: JPEG quality of the crops.
       min_views: sequences with fewer usable cameras are skipped.
     """
@@ -96,6 +110,10 @@ class RigConfig:
     background_samples: int = 40
     analysis_size: int = 320
     box_smoothing: int = 5
+    box_background: str = "auto"
+    background_video: Optional[str] = None
+    hold_frames: int = 10
+    multiview_tolerance: float = 0.25
     jpeg_quality: int = 90
     min_views: int = 2
 
@@ -112,6 +130,13 @@ class RigConfig:
             (self.fps is None or self.fps > 0, "fps", "> 0"),
             (self.analysis_size >= 32, "analysis_size", ">= 32"),
             (self.min_views >= 1, "min_views", ">= 1"),
+            (self.box_smoothing >= 1, "box_smoothing", ">= 1"),
+            (self.box_background in person_boxes.BACKGROUNDS, "box_background",
+             f"one of {list(person_boxes.BACKGROUNDS)}"),
+            (self.background_video is None or os.path.isdir(self.background_video),
+             "background_video", "a folder of videos, one per camera id"),
+            (self.hold_frames >= 0, "hold_frames", ">= 0"),
+            (self.multiview_tolerance > 0, "multiview_tolerance", "> 0"),
             (bool(self.subject), "subject", "a non-empty name"),
         ]
         for ok, name, expected in checks:
@@ -121,7 +146,17 @@ class RigConfig:
     def settings(self) -> dict:
         out = dataclasses.asdict(self)
         out["input_dir"] = os.path.abspath(self.input_dir)
+        if self.background_video:
+            out["background_video"] = os.path.abspath(self.background_video)
         return out
+
+    def box_config(self) -> person_boxes.BoxConfig:
+        """The person-box settings these flags choose."""
+        return person_boxes.BoxConfig(
+            background=self.box_background, threshold=self.mask_threshold,
+            samples=self.background_samples, analysis_size=self.analysis_size,
+            margin=self.margin, smoothing=self.box_smoothing, hold_frames=self.hold_frames,
+            multiview_tolerance=self.multiview_tolerance)
 
 
 # ---------------------------------------------------------------------------- metadata
@@ -258,6 +293,7 @@ class RigSequence:
     videos: tuple                 # ((camera_id, path), ...) sorted by camera id
     calibration: Optional[tuple]  # ((camera_id, Camera), ...) or None
     info: SequenceInfo
+    plates: tuple = ()            # ((camera_id, clean-plate video path), ...)
 
     @property
     def sequence_id(self) -> str:
@@ -346,11 +382,35 @@ def _sequence(config, name, shared_calib, shared_error) -> Optional[RigSequence]
             raise RigError(f"calibration does not match the cameras found: videos "
                            f"{uncalibrated} have no entry in the calibration (it has "
                            f"{sorted(calib)}; videos: {sorted(videos)})")
+    plates = _plates(config, sdir, videos)
     return RigSequence(
         name=name, subject=info.subject or config.subject, action=info.action or name,
         videos=tuple(sorted(videos.items())),
         calibration=None if calib is None else tuple((c, calib[c]) for c in sorted(videos)),
-        info=info)
+        info=info, plates=tuple(sorted(plates.items())))
+
+
+def _plates(config: RigConfig, sdir: str, videos: dict) -> dict:
+    """{camera id: clean-plate video}: the sequence's ``background/`` folder if it exists,
+    else the ``--background_video`` folder; a file stem must be a camera id."""
+    folder = os.path.join(sdir, PLATES)
+    if not os.path.isdir(folder):
+        folder = config.background_video
+    if folder is None:
+        plates = {}
+    else:
+        plates = video.find_videos(folder)
+        unknown = sorted(set(plates) - set(videos))
+        if unknown and os.path.dirname(folder) == sdir:
+            raise RigError(f"{folder}: clean plates {unknown} match no camera video "
+                           f"(videos: {sorted(videos)})")
+        plates = {c: p for c, p in plates.items() if c in videos}
+    missing = sorted(set(videos) - set(plates))
+    if config.box_background == "plate" and missing:
+        raise RigError(f"--box_background=plate but cameras {missing} have no clean plate "
+                       f"(a video named after the camera in {os.path.join(sdir, PLATES)} or "
+                       f"--background_video)")
+    return plates
 
 
 # ---------------------------------------------------------------------------- producer
@@ -372,47 +432,67 @@ def _fit_camera(cam: cameras.Camera, info: video.VideoInfo) -> cameras.Camera:
     return h36m_calibration.scale_camera(cam, info.width, info.height)
 
 
-def _analyse_view(config: RigConfig, path: str, info: video.VideoInfo, frames: np.ndarray,
-                  fixed_box: Optional[np.ndarray], first: int, count: int):
-    """Person boxes [K, 4] (full pixels), grey motion crops [K, m, m] at video ``frames``,
-    and the median background (RGB, full size) of one view."""
-    scale = min(1.0, config.analysis_size / max(info.width, info.height))
-    small = (lambda im: im) if scale == 1.0 else (lambda im: cv2.resize(
-        im, (round(info.width * scale), round(info.height * scale)),
-        interpolation=cv2.INTER_AREA))
-    # Pixel centres are integers at both scales: u_small = (u + 0.5) * scale - 0.5.
-    to_small = lambda b: (np.asarray(b) + 0.5) * scale - 0.5
-    to_full = lambda b: (np.asarray(b) + 0.5) / scale - 0.5
-    need_bg = config.crop == "mask" or config.background == "remove"
-    background = small_bg = None
-    if need_bg:
-        samples, _ = video.sample_frames(
-            path, video.sample_indices(count, config.background_samples, first))
-        background = video.masked_median(samples)
-        if config.crop == "mask":
-            # Second estimate ignoring where the first one found the person: someone who
-            # lingers in one place would otherwise be painted into the background.
-            small_bg0 = small(background)
-            found = [video.person_box(video.foreground_mask(small(s), small_bg0,
-                                                            config.mask_threshold), 0.1)
-                     for s in samples]
-            boxes = np.array([np.full(4, np.nan) if b is None else to_full(b) for b in found])
-            background = video.masked_median(samples, boxes)
-        small_bg = small(background)
-    boxes, grey = [], []
-    with video.FrameReader(path) as reader:
-        for i in frames:
-            frame = small(reader.read(int(i)))
-            if fixed_box is not None:
-                box = to_small(fixed_box)
-            else:
-                box = video.person_box(video.foreground_mask(frame, small_bg,
-                                                             config.mask_threshold),
-                                       config.margin)
-            boxes.append(None if box is None else to_full(box))
-            g = cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
-            grey.append(None if box is None else crops.crop_image(g, box, _MOTION_CROP))
-    return boxes, grey, background
+def _fixed_box(seq: RigSequence, cam_id: str, info: video.VideoInfo) -> np.ndarray:
+    """``sequence.json`` crop box of a camera, else the largest centred square."""
+    side = min(info.width, info.height)
+    default = ((info.width - side) / 2, (info.height - side) / 2,
+               (info.width + side) / 2 - 1, (info.height + side) / 2 - 1)
+    return np.asarray(dict(seq.info.crop_boxes).get(cam_id, default), np.float64)
+
+
+def _analyse(config: RigConfig, seq: RigSequence, views: list, infos: list,
+             positions: list, cams: Optional[list]):
+    """Person boxes of every view (a :class:`person_boxes.BoxResult`, or None when neither
+    the boxes nor the keep masks are needed) and grey motion crops [K, V*m, m]."""
+    num = len(positions[0])
+    fixed = ([_fixed_box(seq, c, i) for (c, _), i in zip(views, infos)]
+             if config.crop == "fixed" else None)
+    scales = [person_boxes.analysis_scale(i.width, i.height, config.analysis_size)
+              for i in infos]
+    blank = np.zeros((_MOTION_CROP, _MOTION_CROP), np.uint8)
+    grey = [[blank] * num for _ in views]
+
+    def motion_crop(v, t, small, people):
+        to_small = lambda b: (np.asarray(b) + 0.5) * scales[v] - 0.5
+        if fixed is not None:
+            box = to_small(fixed[v])
+        elif people:  # The largest person blob of this frame, as the crops will frame it.
+            box = crops.square_box(people[0].box.reshape(2, 2), config.margin)
+        else:
+            return
+        g = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+        grey[v][t] = crops.crop_image(g, box, _MOTION_CROP)
+
+    sources = [video.VideoFrames(path, tuple(int(i) for i in pos), info.width, info.height)
+               for (_, path), info, pos in zip(views, infos, positions)]
+    result = None
+    if config.crop == "mask" or config.background == "remove":
+        plate_paths = dict(seq.plates)
+        plates = []
+        for (cam_id, _), info in zip(views, infos):
+            path = plate_paths.get(cam_id)
+            if path is None:
+                plates.append(None)
+                continue
+            p = video.probe(path)
+            if (p.width, p.height) != (info.width, info.height):
+                raise RigError(f"clean plate {path} is {p.width}x{p.height}, the camera's "
+                               f"video {info.width}x{info.height}")
+            plates.append(video.VideoFrames(path, tuple(range(p.num_frames)), p.width,
+                                            p.height))
+        result = person_boxes.find_boxes(sources, config.box_config(), cameras=cams,
+                                         plates=plates, name=seq.sequence_id,
+                                         on_frame=motion_crop)
+    else:
+        for v, src in enumerate(sources):
+            sc = person_boxes.analysis_scale(src.width, src.height, config.analysis_size)
+            for t, frame in enumerate(src.frames()):
+                small = frame if sc == 1.0 else cv2.resize(
+                    frame, (round(src.width * sc), round(src.height * sc)),
+                    interpolation=cv2.INTER_AREA)
+                motion_crop(v, t, small, [])
+    grey = np.concatenate([np.stack(g) for g in grey], 1)
+    return result, fixed, grey
 
 
 def produce_sequence(task: tuple[RigConfig, RigSequence]
@@ -460,38 +540,39 @@ def produce_sequence(task: tuple[RigConfig, RigSequence]
                     CALIBRATION)
     cams = [_fit_camera(calib[c], i) if calib else _placeholder_camera(c, i.width, i.height)
             for (c, _), i in zip(views, infos)]
-    fixed = dict(seq.info.crop_boxes)
     candidates = np.arange(0, length, config.frame_step)
-    all_boxes, all_grey, backgrounds = [], [], []
-    for (cam_id, path), info in zip(views, infos):
-        off = offsets.get(cam_id, 0)
-        fixed_box = None
-        if config.crop == "fixed":
-            side = min(info.width, info.height)
-            fixed_box = np.asarray(fixed.get(cam_id, ((info.width - side) / 2,
-                                                      (info.height - side) / 2,
-                                                      (info.width + side) / 2 - 1,
-                                                      (info.height + side) / 2 - 1)), np.float64)
-        boxes, grey, bg = _analyse_view(config, path, info, candidates + off, fixed_box, off,
-                                        length)
-        if all(b is None for b in boxes):
-            yield dataset_io.Skipped(f"{seq.sequence_id}.{cam_id}",
-                                     "no person found in any frame (foreground mask empty); "
-                                     "try --crop=fixed or a lower --mask_threshold")
-            return
-        all_boxes.append(video.fill_and_smooth_boxes(boxes, config.box_smoothing))
-        blank = np.zeros((_MOTION_CROP, _MOTION_CROP), np.uint8)
-        all_grey.append([blank if g is None else g for g in grey])
-        backgrounds.append(bg)
-    boxes = np.stack(all_boxes, 1)                          # [K, V, 4]
-    grey = np.concatenate([np.stack(g) for g in all_grey], 1)  # [K, V*m, m]
+    positions = [candidates + offsets.get(c, 0) for c, _ in views]
+    try:
+        result, fixed, grey = _analyse(config, seq, views, infos, positions,
+                                       cams if calib else None)
+    except (RigError, video.VideoError) as e:
+        yield dataset_io.Skipped(seq.sequence_id, str(e))
+        return
+    if config.crop == "mask":
+        for v, (cam_id, _) in enumerate(views):
+            if not result.found[v].any():
+                yield dataset_io.Skipped(f"{seq.sequence_id}.{cam_id}",
+                                         "no person found in any frame (foreground mask "
+                                         "empty); try --crop=fixed or a lower "
+                                         "--mask_threshold")
+                return
+        boxes = np.transpose(result.boxes, (1, 0, 2))             # [K, V, 4]
+    else:
+        boxes = np.broadcast_to(np.stack(fixed), (len(candidates), len(views), 4)).copy()
+    if result is not None and result.people_seen > 1:
+        yield dataset_io.Skipped(f"{seq.sequence_id} people",
+                                 f"{result.people_seen} people seen at once; the crops "
+                                 f"follow the most persistent one ({'; '.join(result.notes)})")
     keep = motion_filter.moving_frames_2d(grey, config.motion_threshold)
     kept, boxes = candidates[keep], boxes[keep]
+    kept_pos = np.flatnonzero(keep)
     frame_indices = kept[:, None] + np.array([offsets.get(c, 0) for c, _ in views])[None]
+    keep_mask = None
+    if config.background == "remove":
+        keep_mask = lambda k, v, box, size: result.keep_crop(v, int(kept_pos[k]), box, size)
     timesteps = video.crop_timesteps(
         [p for _, p in views], frame_indices, boxes, config.image_size,
-        backgrounds=backgrounds if config.background == "remove" else None,
-        quality=config.jpeg_quality, mask_threshold=config.mask_threshold)
+        quality=config.jpeg_quality, keep=keep_mask)
     end = 0
     try:
         for clip_index, (start, images) in enumerate(video.clip_chunks(timesteps,
@@ -541,7 +622,8 @@ def main(argv: Sequence[str]) -> None:
         frame_step=f.frame_step, image_size=f.image_size, clip_length=f.clip_length,
         crop=f.crop, margin=f.margin, background=f.background,
         motion_threshold=f.motion_threshold, mask_threshold=f.mask_threshold,
-        jpeg_quality=f.jpeg_quality)
+        box_background=f.box_background, background_video=f.background_video,
+        hold_frames=f.hold_frames, jpeg_quality=f.jpeg_quality)
     manifest = convert(config, f.output_dir, num_workers=f.num_workers)
     t = manifest["totals"]
     print(f"wrote {t.get('num_records', 0)} records, {t.get('num_frames', 0)} timesteps, "
@@ -564,11 +646,21 @@ def define_flags() -> None:
                       "crop_boxes, else the centred square).")
     flags.DEFINE_float("margin", 0.2, "Crop margin around the foreground box.")
     flags.DEFINE_enum("background", "keep", ["keep", "remove"],
-                      "Keep the scene, or remove it (median background + foreground mask).")
+                      "Keep the scene, or remove it: black everywhere but the tracked "
+                      "person's blob (filled, dilated; other people removed too).")
     flags.DEFINE_float("motion_threshold", 2.0, "Mean grey-level change inside the person crops "
                                                 "needed to keep a frame; 0 keeps all.")
     flags.DEFINE_float("mask_threshold", 30.0, "Grey-level difference to the median background "
                                                "that counts as person.")
+    flags.DEFINE_enum("box_background", "auto", list(person_boxes.BACKGROUNDS),
+                      "Background model of the person boxes: auto (the clean plate where a "
+                      "camera has one, else median), plate, median (two-pass, over the "
+                      "take) or mog2 (OpenCV MOG2's background image over the take).")
+    flags.DEFINE_string("background_video", None, "Folder of clean plates: one video of the "
+                        "empty scene per camera id (file stem), for sequences without their "
+                        "own background/ folder. Needed for a person who barely moves.")
+    flags.DEFINE_integer("hold_frames", 10, "A person-box dropout of up to this many frames "
+                         "keeps the last box.")
     flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the crops.")
     flags.DEFINE_integer("num_workers", 1, "Sequences converted in parallel (processes).")
     flags.mark_flags_as_required(["input_dir", "output_dir"])

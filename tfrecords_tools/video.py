@@ -1,4 +1,4 @@
-"""Video reading, median backgrounds, foreground masks and person boxes (OpenCV).
+"""Video reading, median backgrounds, foreground masks and crops (OpenCV).
 
 Shared by the Human3.6M (:mod:`tfrecords_tools.h36m`) and generic rig
 (:mod:`tfrecords_tools.rig`) converters. Every frame this module returns is RGB
@@ -8,13 +8,14 @@ uint8 [H, W, 3] (OpenCV decodes BGR; the conversion happens here, once), and
 No detector weights can be downloaded, so the person is found by background
 subtraction: the per-camera, per-sequence *median* of frames sampled across the
 sequence is the static scene (a moving person rarely covers the same pixel in
-most samples), and pixels that differ from it are foreground.
+most samples), and pixels that differ from it are foreground. Person boxes are
+made by :mod:`tfrecords_tools.person_boxes`.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Iterator, Optional, Sequence
+from typing import Callable, Iterator, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -130,18 +131,14 @@ def sample_indices(num_frames: int, num_samples: int, start: int = 0) -> np.ndar
                                  max(1, min(num_samples, num_frames))).round().astype(int))
 
 
-def sample_frames(path: str, indices: Sequence[int],
-                  max_grab: int = 12) -> tuple[np.ndarray, np.ndarray]:
-    """RGB frames [N, H, W, 3] at ``indices`` and the indices actually decoded.
+def iter_samples(path: str, indices: Sequence[int],
+                 max_grab: int = 12) -> Iterator[tuple[int, np.ndarray]]:
+    """(index, RGB frame) at increasing ``indices``, skipping frames that cannot be decoded.
 
     Samples more than ``max_grab`` frames apart are reached by container seeking,
     which may land a frame or so off in some codecs; that does not matter for a
     background estimate and avoids decoding the whole video.
-
-    Raises:
-      VideoError: the video cannot be opened or not one sample could be decoded.
     """
-    frames, got = [], []
     cap = _open(path)
     pos = 0  # index of the frame the next read() decodes
     try:
@@ -155,34 +152,75 @@ def sample_frames(path: str, indices: Sequence[int],
             ok, frame = cap.read()
             pos = i + 1
             if ok and frame is not None:
-                frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
-                got.append(i)
+                yield i, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
     finally:
         cap.release()
-    if not frames:
+
+
+def sample_frames(path: str, indices: Sequence[int],
+                  max_grab: int = 12) -> tuple[np.ndarray, np.ndarray]:
+    """RGB frames [N, H, W, 3] at ``indices`` and the indices actually decoded
+    (see :func:`iter_samples`).
+
+    Raises:
+      VideoError: the video cannot be opened or not one sample could be decoded.
+    """
+    got = list(iter_samples(path, indices, max_grab))
+    if not got:
         raise VideoError(f"{path}: no frame could be decoded for the median background")
-    return np.stack(frames), np.asarray(got)
+    return np.stack([f for _, f in got]), np.asarray([i for i, _ in got])
+
+
+@dataclasses.dataclass(frozen=True)
+class VideoFrames:
+    """Chosen frames of a video, readable again and again without holding them (a
+    :class:`tfrecords_tools.person_boxes.FrameSource`): position i is video frame
+    ``frame_numbers[i]``."""
+
+    path: str
+    frame_numbers: tuple
+    width: int
+    height: int
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frame_numbers)
+
+    def frames(self, indices: Optional[Sequence[int]] = None) -> Iterator[np.ndarray]:
+        """Every chosen frame in order (exact sequential decoding), or the positions
+        ``indices`` (sparse samples: seeking, undecodable ones skipped)."""
+        if indices is None:
+            with FrameReader(self.path) as reader:
+                for i in self.frame_numbers:
+                    yield reader.read(int(i))
+            return
+        for _, frame in iter_samples(self.path, [self.frame_numbers[int(k)] for k in indices]):
+            yield frame
 
 
 def masked_median(frames: np.ndarray, exclude_boxes: Optional[np.ndarray] = None,
-                  rows_per_chunk: int = 64) -> np.ndarray:
-    """Per-pixel median of ``frames`` [N, H, W, 3], ignoring each frame's box.
+                  rows_per_chunk: int = 64,
+                  exclude_masks: Optional[np.ndarray] = None) -> np.ndarray:
+    """Per-pixel median of ``frames`` [N, H, W, 3], ignoring where each frame shows a person.
 
     Args:
       frames: RGB uint8 samples.
       exclude_boxes: [N, 4] boxes (x0, y0, x1, y1) where the person is in each sample
         (NaN rows exclude nothing). Pixels covered in *every* sample fall back to the
         plain median: without another look at them, that is the best estimate.
+      exclude_masks: bool [N, H, W], True where a sample shows a person (with or
+        instead of ``exclude_boxes``).
 
     Returns:
       RGB uint8 [H, W, 3].
     """
     plain = np.median(frames, axis=0)
-    if exclude_boxes is None:
+    if exclude_boxes is None and exclude_masks is None:
         return plain.astype(np.uint8)
     n, h, w, _ = frames.shape
-    valid = np.ones((n, h, w), bool)
-    for i, box in enumerate(np.asarray(exclude_boxes, np.float64)):
+    valid = np.ones((n, h, w), bool) if exclude_masks is None else ~np.asarray(exclude_masks)
+    for i, box in enumerate(np.asarray(exclude_boxes if exclude_boxes is not None
+                                       else np.zeros((0, 4)), np.float64)):
         if np.all(np.isfinite(box)):
             x0, y0 = (max(0, int(np.floor(v))) for v in box[:2])
             x1, y1 = int(np.ceil(box[2])) + 1, int(np.ceil(box[3])) + 1
@@ -253,57 +291,6 @@ def remove_background(crop: np.ndarray, background_crop: np.ndarray, threshold: 
     return out
 
 
-def person_box(mask: np.ndarray, margin: float = 0.2, min_area: int = 20,
-               min_side: float = 16.0) -> Optional[np.ndarray]:
-    """Square box (x0, y0, x1, y1) around the foreground of ``mask``, or None if empty.
-
-    Connected components smaller than ``min_area`` pixels or than a tenth of the
-    largest one are ignored (noise, shadows); the box covers the rest, so a person
-    split into pieces by a background-coloured garment stays whole.
-    """
-    n, _, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
-    if n <= 1:
-        return None
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    keep = np.flatnonzero((areas >= min_area) & (areas >= areas.max() / 10)) + 1
-    if len(keep) == 0:
-        return None
-    x0 = stats[keep, cv2.CC_STAT_LEFT].min()
-    y0 = stats[keep, cv2.CC_STAT_TOP].min()
-    x1 = (stats[keep, cv2.CC_STAT_LEFT] + stats[keep, cv2.CC_STAT_WIDTH]).max() - 1
-    y1 = (stats[keep, cv2.CC_STAT_TOP] + stats[keep, cv2.CC_STAT_HEIGHT]).max() - 1
-    return crops.square_box(np.array([[x0, y0], [x1, y1]], np.float64), margin, min_side)
-
-
-def fill_and_smooth_boxes(boxes: Sequence[Optional[np.ndarray]], window: int = 5) -> np.ndarray:
-    """Boxes [T, 4] with gaps (None) filled from the nearest found box, then smoothed.
-
-    A moving average of centre and side over ``window`` frames removes the jitter
-    of per-frame masks, which would otherwise make the person shake in the crops.
-
-    Raises:
-      ValueError: no box was found at all.
-    """
-    found = [i for i, b in enumerate(boxes) if b is not None]
-    if not found:
-        raise ValueError("no person box found in any frame")
-    found_arr = np.asarray(found)
-    out = np.empty((len(boxes), 4))
-    for i in range(len(boxes)):
-        j = found_arr[np.abs(found_arr - i).argmin()]
-        out[i] = boxes[j]
-    if window > 1 and len(out) > 1:
-        centre = (out[:, :2] + out[:, 2:]) / 2
-        side = out[:, 2] - out[:, 0]
-        pad = window // 2
-        kernel = np.ones(window) / window
-        smooth = lambda x: np.convolve(np.pad(x, pad, mode="edge"), kernel, mode="valid")
-        centre = np.stack([smooth(centre[:, 0]), smooth(centre[:, 1])], -1)
-        side = smooth(side)
-        out = np.concatenate([centre - side[:, None] / 2, centre + side[:, None] / 2], -1)
-    return out
-
-
 def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
     """JPEG bytes of an RGB uint8 image (decoders, e.g. ``tf.io.decode_jpeg``, give RGB back)."""
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
@@ -315,10 +302,13 @@ def encode_jpeg(rgb: np.ndarray, quality: int = 90) -> bytes:
 
 def crop_jpeg(frame: np.ndarray, box: np.ndarray, size: int, *,
               background: Optional[np.ndarray] = None, quality: int = 90,
-              mask_threshold: float = 30.0) -> bytes:
-    """Square crop of ``frame`` along ``box`` as JPEG; background removed if one is given."""
+              mask_threshold: float = 30.0, keep: Optional[np.ndarray] = None) -> bytes:
+    """Square crop of ``frame`` along ``box`` as JPEG; background removed if one is given
+    (or, with ``keep``, a bool [size, size] mask of the crop pixels to keep)."""
     crop = crops.crop_image(frame, box, size)
-    if background is not None:
+    if keep is not None:
+        crop[~keep] = BACKGROUND_FILL
+    elif background is not None:
         crop = remove_background(crop, crops.crop_image(background, box, size),
                                  threshold=mask_threshold)
     return encode_jpeg(crop, quality)
@@ -326,7 +316,9 @@ def crop_jpeg(frame: np.ndarray, box: np.ndarray, size: int, *,
 
 def crop_timesteps(paths: Sequence[str], frame_indices: np.ndarray, boxes: np.ndarray,
                    size: int, *, backgrounds: Optional[Sequence[np.ndarray]] = None,
-                   quality: int = 90, mask_threshold: float = 30.0) -> Iterator[list]:
+                   quality: int = 90, mask_threshold: float = 30.0,
+                   keep: Optional[Callable[[int, int, np.ndarray, int], np.ndarray]] = None
+                   ) -> Iterator[list]:
     """Yields, per timestep k, the V JPEG crops of video frames ``frame_indices[k]``.
 
     All videos are decoded forward in lockstep, so memory holds one frame per view.
@@ -337,6 +329,8 @@ def crop_timesteps(paths: Sequence[str], frame_indices: np.ndarray, boxes: np.nd
       boxes: [K, V, 4] crop boxes in each video's pixels.
       size: crop side.
       backgrounds: V median backgrounds to remove, or None to keep the scene.
+      keep: ``keep(k, v, box, size)`` -> bool [size, size] crop pixels to keep (the
+        person-box module's keep mask); removes the background instead of ``backgrounds``.
 
     Raises:
       VideoError: a video ends before a requested frame (what was yielded is valid).
@@ -346,7 +340,8 @@ def crop_timesteps(paths: Sequence[str], frame_indices: np.ndarray, boxes: np.nd
         for k in range(len(frame_indices)):
             yield [crop_jpeg(r.read(int(frame_indices[k, v])), boxes[k, v], size,
                              background=None if backgrounds is None else backgrounds[v],
-                             quality=quality, mask_threshold=mask_threshold)
+                             quality=quality, mask_threshold=mask_threshold,
+                             keep=None if keep is None else keep(k, v, boxes[k, v], size))
                    for v, r in enumerate(readers)]
     finally:
         for r in readers:

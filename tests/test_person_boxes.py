@@ -1,0 +1,223 @@
+"""Person boxes (tfrecords_tools.person_boxes) on rendered multi-view takes with exact truth."""
+import dataclasses
+import logging
+
+import cv2
+import numpy as np
+import pytest
+
+from tfrecords_tools import cameras, crops, person_boxes as pb, video
+from tfrecords_tools.synth import body, motion, render, scene
+
+SIZE = 120     # rendered view side (pixels)
+FRAMES = 24
+
+
+def _rig(size: int) -> list:
+    """The Human3.6M cameras with intrinsics scaled to size x size views."""
+    out = []
+    for c in cameras.h36m_rig():
+        sx, sy = size / c.width, size / c.height
+        out.append(dataclasses.replace(c, fx=c.fx * sx, fy=c.fy * sy, cx=(c.cx + .5) * sx - .5,
+                                       cy=(c.cy + .5) * sy - .5, width=size, height=size))
+    return out
+
+
+def _take(names, offsets, action="Waving", seed=0):
+    """Views [V][T, H, W, 3] of people standing at ``offsets`` (world mm) in the textured
+    room, their exact pixel masks [V][T, P, H, W], joints [P][T, 17, 3], the plates."""
+    cams = _rig(SIZE)
+    plates = [scene.render_background(c, seed) for c in cams]
+    people = []
+    for k, (name, (x, y)) in enumerate(zip(names, offsets)):
+        subject = body.make_subject(name, seed)
+        j = motion.generate_motion(subject, action, FRAMES, np.random.default_rng(k))
+        j = j - j[:1, :1] * np.array([1, 1, 0]) + np.array([x, y, 0.0])
+        people.append((subject, j))
+    white = np.full_like(plates[0], 255)
+    black = np.zeros_like(plates[0])
+    views, masks = [], []
+    for cam, plate in zip(cams, plates):
+        frames, ms = [], []
+        for t in range(FRAMES):
+            img, m = plate, []
+            for subject, j in people:
+                img = render.render_view(j[t], cam, subject, background=img)
+                # The person's pixels: those the background colour does not change.
+                diff = np.abs(render.render_view(j[t], cam, subject, background=white).astype(int)
+                              - render.render_view(j[t], cam, subject, background=black))
+                m.append(diff.max(-1) < 128)
+            frames.append(img)
+            ms.append(np.stack(m))
+        views.append(np.stack(frames))
+        masks.append(np.stack(ms))
+    return {"cams": cams, "plates": plates, "joints": [j for _, j in people], "views": views,
+            "masks": masks}
+
+
+@pytest.fixture(scope="module")
+def still():
+    """One person waving on the spot (the rest of the body barely moves)."""
+    return _take(["still"], [(0, 0)])
+
+
+@pytest.fixture(scope="module")
+def pair():
+    """Two people waving on the spot, 2.2 m apart."""
+    return _take(["left", "right"], [(-1100, 200), (1100, -200)])
+
+
+def _inside(box, uv, tol=1.0):
+    return ((uv[:, 0] >= box[0] - tol) & (uv[:, 0] <= box[2] + tol)
+            & (uv[:, 1] >= box[1] - tol) & (uv[:, 1] <= box[3] + tol))
+
+
+# ---------------------------------------------------------------------------- generator takes
+
+
+def test_still_person_boxed_and_kept_whole_with_a_clean_plate(still):
+    result = pb.find_boxes(still["views"], pb.BoxConfig(), plates=still["plates"])
+    assert result.found.all() and result.people_seen == 1 and not result.notes
+    kept, background = [], []
+    for v, cam in enumerate(still["cams"]):
+        for t in range(FRAMES):
+            box = result.boxes[v, t]
+            assert abs((box[2] - box[0]) - (box[3] - box[1])) < 1e-6  # square
+            assert _inside(box, cam.project(still["joints"][0][t])).all(), (v, t)
+            truth = crops.crop_image(still["masks"][v][t, 0].astype(np.uint8) * 255, box,
+                                     64) > 127
+            keep = result.keep_crop(v, t, box, 64)
+            kept.append((keep & truth).sum() / truth.sum())
+            background.append((keep & ~truth).sum() / (~truth).sum())
+    assert np.mean(kept) >= 0.95 and np.min(kept) >= 0.85, (np.mean(kept), np.min(kept))
+    assert np.mean(background) < 0.2, np.mean(background)  # and the scene is removed
+
+
+def test_two_people_never_boxed_together(pair, caplog):
+    with caplog.at_level(logging.WARNING):
+        result = pb.find_boxes(pair["views"], pb.BoxConfig(), cameras=pair["cams"],
+                               plates=pair["plates"], name="seq/pair")
+    assert result.people_seen == 2
+    assert any("seq/pair: 2 people seen" in r.getMessage() for r in caplog.records)
+    chosen = set()
+    for v, cam in enumerate(pair["cams"]):
+        for t in range(FRAMES):
+            box = result.boxes[v, t]
+            inside = [_inside(box, cam.project(j[t])).mean() for j in pair["joints"]]
+            k = int(np.argmax(inside))
+            assert inside[k] == 1.0 and inside[1 - k] <= 0.2, (v, t, inside)
+            chosen.add(k)
+    assert len(chosen) == 1  # the same person in every view (calibration)
+    # The keep mask holds none of the other person's pixels.
+    t, other = FRAMES // 2, 1 - chosen.pop()
+    for v in range(len(pair["cams"])):
+        keep = result.keep_mask(v, t, (SIZE, SIZE))
+        assert (keep & pair["masks"][v][t, other]).sum() == 0
+
+
+def test_disagreeing_view_replaced_by_the_consensus_projection(still):
+    views = [v.copy() for v in still["views"]]
+    # View 1 shows the person 30 px to the right of where the calibration puts them (a
+    # wrong detection, e.g. a reflection, or a bad calibration of that camera).
+    for t in range(FRAMES):
+        shifted = np.roll(still["masks"][1][t, 0], 30, axis=1)
+        views[1][t] = still["plates"][1]
+        views[1][t][shifted] = np.roll(still["views"][1][t], 30, axis=1)[shifted]
+    config = pb.BoxConfig(smoothing=1)
+    plain = pb.find_boxes(views, config, plates=still["plates"])
+    checked = pb.find_boxes(views, config, cameras=still["cams"], plates=still["plates"])
+    centre = lambda b: (b[:2] + b[2:]) / 2
+    for t in range(FRAMES):
+        uv = still["cams"][1].project(still["joints"][0][t])
+        truth, height = crops.square_box(uv), np.ptp(uv[:, 1])
+        assert np.linalg.norm(centre(plain.boxes[1, t]) - centre(truth)) > 0.5 * height
+        assert np.linalg.norm(centre(checked.boxes[1, t]) - centre(truth)) < 0.2 * height, t
+        assert _inside(checked.boxes[1, t], uv).all(), t
+    np.testing.assert_array_equal(checked.source[1], pb.PROJECTED)
+    assert (np.delete(checked.source, 1, axis=0) == pb.DETECTED).all()
+    assert not checked.found[1].any() and plain.found[1].all()
+    assert any(f"view 55011271: 0 frame(s) took another detection and {FRAMES} the "
+               f"projection" in n for n in checked.notes), checked.notes
+
+
+def test_dropout_holds_the_last_box(still):
+    views = [v.copy() for v in still["views"]]
+    views[0][10:14] = still["plates"][0]  # the person vanishes for 4 frames in view 0
+    result = pb.find_boxes(views, pb.BoxConfig(smoothing=1, hold_frames=5),
+                           plates=still["plates"])
+    assert not result.found[0, 10:14].any() and result.found[0, :10].all()
+    np.testing.assert_array_equal(result.source[0, 10:14], pb.HELD)
+    np.testing.assert_array_equal(result.boxes[0, 10:14], np.repeat(result.boxes[0, 9:10], 4, 0))
+    # The kept pixels of a held frame are those of the last detection, moved with the box.
+    np.testing.assert_array_equal(result.keep_mask(0, 11, (SIZE, SIZE)),
+                                  result.keep_mask(0, 9, (SIZE, SIZE)))
+
+
+def test_median_background_boxes_a_walking_person():
+    """No plate: the default two-pass median of the take finds a person who moves about."""
+    take = _take(["walker"], [(0, 0)], action="Walking")
+    result = pb.find_boxes(take["views"], pb.BoxConfig())
+    assert result.found.mean() > 0.95
+    inside = [_inside(result.boxes[v, t], cam.project(take["joints"][0][t])).mean()
+              for v, cam in enumerate(take["cams"]) for t in range(FRAMES)]
+    assert np.mean(inside) > 0.95, np.mean(inside)
+
+
+# ---------------------------------------------------------------------------- pieces
+
+
+def _blob(mask, x0, y0, x1, y1):
+    mask[y0:y1 + 1, x0:x1 + 1] = True
+
+
+def test_blobs_join_a_split_person_but_not_two_people():
+    config = pb.BoxConfig(open_kernel=1, close_kernel=1)
+    split = np.zeros((100, 100), bool)
+    _blob(split, 40, 10, 55, 45)   # torso and head
+    _blob(split, 42, 50, 53, 90)   # legs, cut off by a background-coloured belt
+    _blob(split, 60, 20, 63, 40)   # an arm, apart from the body
+    (person,) = pb.find_people(split, config)
+    np.testing.assert_array_equal(person.box, [40, 10, 63, 90])
+    two = np.zeros((100, 100), bool)
+    _blob(two, 10, 10, 30, 90)
+    _blob(two, 36, 15, 55, 88)     # a second person 5 px away
+    _blob(two, 80, 80, 82, 82)     # noise: too small to be anyone
+    people = pb.find_people(two, config)
+    assert [p.box.tolist() for p in people] == [[10, 10, 30, 90], [36, 15, 55, 88]]
+    keep = people[0].keep_mask()
+    (x0, y0), (h, w) = people[0].origin, keep.shape
+    assert not keep[:, 36 - x0:].any()  # the first person's mask stops short of the second
+
+
+def test_hold_fill_and_smooth():
+    boxes = np.array([[0, 0, 10, 10], [0] * 4, [0] * 4, [0] * 4, [10, 0, 20, 10.0]])
+    have = np.array([True, False, False, False, True])
+    out, source = pb.hold_and_fill(boxes, have, hold=1)
+    np.testing.assert_array_equal(source, [pb.DETECTED, pb.HELD, pb.FILLED, pb.FILLED,
+                                           pb.DETECTED])
+    np.testing.assert_array_equal(out[:, 0], [0, 0, 0, 10, 10])  # held, then the nearest
+    out, source = pb.hold_and_fill(boxes, np.zeros(5, bool), hold=1)
+    assert np.isnan(out).all() and (source == pb.NONE).all()
+    smooth = pb.smooth_boxes(np.array([[0, 0, 10, 10], [0, 0, 10, 10], [10, 0, 20, 10.0]]), 3)
+    np.testing.assert_allclose(smooth[1], [10 / 3, 0, 10 / 3 + 10, 10])
+
+
+def test_masked_median_with_masks():
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (5, 6, 7, 3)).astype(np.uint8)
+    exclude = rng.random((5, 6, 7)) < 0.4
+    exclude[:, 0, 0] = True  # covered in every sample: the plain median stands in
+    ref = frames.astype(float)
+    ref[exclude] = np.nan
+    ref[:, 0, 0] = frames[:, 0, 0]
+    expected = np.round(np.nanmedian(ref, 0))
+    np.testing.assert_array_equal(video.masked_median(frames, exclude_masks=exclude), expected)
+
+
+def test_bad_config_names_the_field():
+    with pytest.raises(pb.BoxConfigError, match=r"background='sky': expected one of"):
+        pb.BoxConfig(background="sky")
+    with pytest.raises(pb.BoxConfigError, match="hold_frames=-1"):
+        pb.BoxConfig(hold_frames=-1)
+    with pytest.raises(ValueError, match="view 0 has no clean plate"):
+        pb.find_boxes([np.zeros((2, 8, 8, 3), np.uint8)], pb.BoxConfig(background="plate"))

@@ -221,3 +221,50 @@ def test_bad_config_names_the_field():
         pb.BoxConfig(hold_frames=-1)
     with pytest.raises(ValueError, match="view 0 has no clean plate"):
         pb.find_boxes([np.zeros((2, 8, 8, 3), np.uint8)], pb.BoxConfig(background="plate"))
+
+
+# ---------------------------------------------------------------------------- the rig converter
+
+
+def test_rig_uses_clean_plates_and_lists_the_other_person(pair, tmp_path):
+    """rig: plates from the sequence's background/ folder, the multi-view check from its
+    calibration, --background=remove keeps the tracked person only, and the manifest
+    lists the second person."""
+    import json
+    from tests import h36m_fixtures as hf
+    from tfrecords_tools import rig
+    seq = tmp_path / "rig" / "pair"
+    (seq / rig.PLATES).mkdir(parents=True)
+    calib = {}
+    for cam, frames, plate in zip(pair["cams"], pair["views"], pair["plates"]):
+        hf.write_video(str(seq / f"{cam.camera_id}.mp4"), frames)
+        hf.write_video(str(seq / rig.PLATES / f"{cam.camera_id}.mp4"), [plate] * 3)
+        calib[cam.camera_id] = {"fx": cam.fx, "fy": cam.fy, "cx": cam.cx, "cy": cam.cy,
+                                "width": cam.width, "height": cam.height,
+                                "rotation": cam.rotation.tolist(),
+                                "translation": cam.translation.tolist()}
+    (seq / rig.CALIBRATION).write_text(json.dumps({"cameras": calib}))
+    out = str(tmp_path / "out")
+    manifest = rig.convert(rig.RigConfig(str(tmp_path / "rig"), image_size=48,
+                                         background="remove", box_background="plate",
+                                         motion_threshold=0), out, log_fn=lambda s: None)
+    reasons = {s["item"]: s["reason"] for s in manifest["skipped"]}
+    assert "2 people seen at once" in reasons["rig/pair people"], reasons
+    (clip,) = hf.read_clips(out)
+    kernel = np.ones((3, 3), np.uint8)
+    dark, kept, who = [], [], set()
+    for v, cam in enumerate(pair["cams"]):
+        for t in clip.frame_index:
+            box = clip.crop_boxes[t, v]
+            k = int(np.argmax([_inside(box, cam.project(j[t])).mean() for j in pair["joints"]]))
+            who.add(k)
+            mask = crops.crop_image(pair["masks"][v][t, k].astype(np.uint8), box, 48)
+            img = hf.decode(clip.images[t][v]).max(-1)
+            dark.append((img[cv2.dilate(mask, kernel) == 0] < 40).mean())
+            kept.append((img[cv2.erode(mask, kernel) > 0] >= 40).mean())
+    assert len(who) == 1  # one person, the same in every view
+    assert np.mean(dark) > 0.9 and np.mean(kept) > 0.9, (np.mean(dark), np.mean(kept))
+    # No plate for a camera with --box_background=plate: the sequence is skipped, named.
+    (seq / rig.PLATES / f"{pair['cams'][0].camera_id}.mp4").unlink()
+    with pytest.raises(rig.RigError, match="have no clean plate"):
+        rig.discover(rig.RigConfig(str(tmp_path / "rig"), box_background="plate"))

@@ -47,6 +47,7 @@ BACKGROUNDS = ("auto", "plate", "median", "mog2")
 # Where each output box came from (BoxResult.source).
 SOURCES = ("detected", "held", "projected", "filled", "none")
 DETECTED, HELD, PROJECTED, FILLED, NONE = range(5)
+_MIN_PIECE = 4  # analysis pixels: the smallest component that may join a person blob
 
 
 class BoxConfigError(ValueError):
@@ -71,7 +72,8 @@ class BoxConfig:
       min_side: smallest box side, analysis pixels.
       open_kernel: side of the opening that removes speckle noise, analysis pixels (1: none).
       close_kernel: side of the closing that fills small holes, analysis pixels (1: none).
-      min_area: smaller components are noise, analysis pixels.
+      min_area: smaller blobs are noise, analysis pixels (smaller pieces, down to 4
+        pixels, may still join a person: a shoe, a hand).
       join_gap: components closer than this fraction of the tallest blob's height join one
         person blob (twice as far for one above the other: a belt or trousers the colour
         of the background).
@@ -85,7 +87,8 @@ class BoxConfig:
       person_height_mm: body-size prior: the height whose projection scales the multi-view
         tolerance.
       multiview_tolerance: a view's box centre may lie this many projected person heights
-        from the other views' consensus (calibration and >= 3 views only).
+        from the other views' consensus, and its longer side differ by a factor of
+        1 + 1.5 x this from theirs (calibration and >= 3 views only).
       keep_close: closing of the background-removal keep mask, fraction of the person's
         height (joins limbs to the body, fills the gaps of background-coloured clothes;
         along image columns 2.5 times as far).
@@ -282,9 +285,10 @@ def find_people(mask: np.ndarray, config: BoxConfig) -> list[Person]:
     """Person blobs of a foreground mask [h, w] (analysis size), largest first."""
     m = _clean(mask, config)
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    ids = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= config.min_area]
-    ids = sorted(ids, key=lambda i: -stats[i, cv2.CC_STAT_AREA])[:40]  # the rest is noise
-    if not ids:
+    # Pieces below min_area still join a person (a shoe, a hand), but alone are noise.
+    ids = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= _MIN_PIECE]
+    ids = sorted(ids, key=lambda i: -stats[i, cv2.CC_STAT_AREA])[:60]  # the rest is noise
+    if not ids or stats[ids[0], cv2.CC_STAT_AREA] < config.min_area:
         return []
     box_of = lambda i: np.array([stats[i, 0], stats[i, 1], stats[i, 0] + stats[i, 2] - 1,
                                  stats[i, 1] + stats[i, 3] - 1], np.float64)
@@ -296,7 +300,7 @@ def find_people(mask: np.ndarray, config: BoxConfig) -> list[Person]:
         # outline against a background that contains part of them) join within a fraction
         # of it, however small each fragment is; and only blobs of a good part of its
         # height can be a second person.
-        ref = max(height(c) for c in clusters)
+        ref = max(height(c) for c in clusters if c["area"] >= config.min_area)
         tall = config.person_fraction * ref
         best = None
         for a in range(len(clusters)):
@@ -321,6 +325,7 @@ def find_people(mask: np.ndarray, config: BoxConfig) -> list[Person]:
         ca["area"] += cb["area"]
         ca["box"] = np.concatenate([np.minimum(ca["box"][:2], cb["box"][:2]),
                                     np.maximum(ca["box"][2:], cb["box"][2:])])
+    clusters = [c for c in clusters if c["area"] >= config.min_area]
     tallest = max(height(c) for c in clusters)
     largest = max(c["area"] for c in clusters)
     people = [c for c in clusters
@@ -454,6 +459,28 @@ def _track(people: list[list[Person]], hold: int) -> list[list[tuple[int, int]]]
     return [tr["items"] for tr in tracks]
 
 
+def _fill_track_gaps(people: list[list[Person]], chosen: np.ndarray, alone: bool) -> None:
+    """Frames the chosen track missed (a jump between distant frames, e.g. a large
+    frame step, breaks a track) take a detection anyway (in place): the only one when the
+    view never shows two people at once, else the one nearest the track's box in the
+    nearest frame of the track, if within that box's height."""
+    have = np.flatnonzero(chosen >= 0)
+    for t in np.flatnonzero(chosen < 0):
+        found = people[t]
+        if not found:
+            continue
+        if alone and len(found) == 1:
+            chosen[t] = 0
+            continue
+        if not len(have):
+            continue
+        s = int(have[np.abs(have - t).argmin()])
+        ref = people[s][chosen[s]]
+        d = [float(np.linalg.norm(p.centre - ref.centre)) for p in found]
+        if min(d) <= ref.height:
+            chosen[t] = int(np.argmin(d))
+
+
 def _count_people(people: list[list[Person]], min_frames: int) -> int:
     counts = np.array([len(p) for p in people] or [0])
     return int(max([k for k in range(1, counts.max() + 1) if (counts >= k).sum() >= min_frames]
@@ -476,39 +503,68 @@ def _triangulate(cams: Sequence[cameras_lib.Camera], points: np.ndarray) -> np.n
     return x[:3] / x[3]
 
 
-def _consensus(cams, boxes: dict, tol_of) -> Optional[dict]:
-    """The views of one frame that agree: {view: tight box}, or None if no 2 agree.
+def _size_3d(cam, box: np.ndarray, x: np.ndarray) -> float:
+    """A tight box's longer side in mm at the depth of world point ``x``."""
+    return float((box[2:] - box[:2]).max() + 1) * cam.world_to_camera(x)[2] / cam.fy
+
+
+def _disagreement(cam, box: np.ndarray, x: np.ndarray, size: float, tol_px: float,
+                  size_tolerance: float) -> float:
+    """<= 1 when a tight box is a view of the person at ``x`` of box side ``size`` mm:
+    centre within ``tol_px``, side within a factor exp(``size_tolerance``)."""
+    if cam.world_to_camera(x)[2] <= 0:
+        return np.inf
+    centre = (box[:2] + box[2:]) / 2
+    return max(np.linalg.norm(cam.project(x) - centre) / tol_px,
+               abs(np.log(_size_3d(cam, box, x) / size)) / size_tolerance)
+
+
+def _consensus(cams, boxes: dict, tol_of, size_tolerance: float) -> Optional[tuple]:
+    """The views of one frame that agree: ({view: tight box}, world centre, side mm), or
+    None if no 2 agree.
 
     ``boxes``: {view: tight full-pixel box}. Every pair of views proposes the triangulated
-    box centre; the views that reproject within tolerance are its inliers; the proposal
-    with the most inliers wins (RANSAC over pairs: one wrong view cannot drag the
-    triangulation of the others, as in a leave-one-out check).
+    box centre and the box side in mm there; the views that :func:`_disagreement` accepts
+    are its inliers, refitted once; the proposal with the most inliers wins (RANSAC over
+    pairs: one wrong view cannot drag the triangulation of the others, as in a
+    leave-one-out check). The size test catches a view that boxes two people at once or
+    misses the legs.
     """
     views = sorted(boxes)
     centre = {v: (boxes[v][:2] + boxes[v][2:]) / 2 for v in views}
 
-    def agreeing(x):
-        out, err = [], 0.0
-        for v in views:
-            if cams[v].world_to_camera(x)[2] <= 0:
-                continue
-            e = np.linalg.norm(cams[v].project(x) - centre[v]) / tol_of(v, x)
-            if e <= 1.0:
-                out.append(v)
-                err += e
-        return out, err
+    def fit(members):
+        x = _triangulate([cams[v] for v in members], np.stack([centre[v] for v in members]))
+        if min(cams[v].world_to_camera(x)[2] for v in members) <= 0:
+            return None
+        return x, float(np.median([_size_3d(cams[v], boxes[v], x) for v in members]))
+
+    def agreeing(x, size):
+        errs = {v: _disagreement(cams[v], boxes[v], x, size, tol_of(v, x), size_tolerance)
+                for v in views}
+        inliers = [v for v in views if errs[v] <= 1.0]
+        return inliers, sum(errs[v] for v in inliers)
 
     best = None
     for i, a in enumerate(views):
         for b in views[i + 1:]:
-            inliers, err = agreeing(_triangulate([cams[a], cams[b]],
-                                                 np.stack([centre[a], centre[b]])))
+            model = fit([a, b])
+            if model is None:
+                continue
+            inliers, _ = agreeing(*model)
+            if len(inliers) < 2:
+                continue
+            model = fit(inliers)  # Refit on the inliers (a pair splits its difference).
+            if model is None:
+                continue
+            inliers, err = agreeing(*model)
             if len(inliers) >= 2 and (best is None or (len(inliers), -err) >
                                       (len(best[0]), -best[1])):
-                best = (inliers, err)
+                best = (inliers, err, model)
     if best is None:
         return None
-    return {v: boxes[v] for v in best[0]}
+    inliers, _, (x, size) = best
+    return {v: boxes[v] for v in inliers}, x, size
 
 
 def _project_box(cams, agreed: dict, v: int) -> tuple[np.ndarray, np.ndarray]:
@@ -705,6 +761,8 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
         for t, j in best or ():
             chosen[v, t] = j
     counts = [_count_people(p, config.min_track_frames) for p in people]
+    for v in range(num_views):
+        _fill_track_gaps(people[v], chosen[v], alone=counts[v] <= 1)
     people_seen = max(counts or [0])
     if people_seen > 1:
         where = [v if cameras is None else cameras[v].camera_id
@@ -816,6 +874,7 @@ def _multiview(config, cameras, scalers, people, chosen, tight, source, notes, n
         return
     tol_of = lambda v, x: config.multiview_tolerance * max(
         1.0, cams[v].fy * config.person_height_mm / max(cams[v].world_to_camera(x)[2], 1.0))
+    size_tolerance = np.log1p(1.5 * config.multiview_tolerance)
     num_views, num_frames = chosen.shape
     switched = np.zeros(num_views, int)
     projected = np.zeros(num_views, int)
@@ -823,20 +882,20 @@ def _multiview(config, cameras, scalers, people, chosen, tight, source, notes, n
         have = {v: tight[v, t] for v in range(num_views) if chosen[v, t] >= 0}
         if len(have) < 2:
             continue
-        agreed = _consensus(cams, have, tol_of)
-        if agreed is None:
+        found = _consensus(cams, have, tol_of, size_tolerance)
+        if found is None:
             continue
+        agreed, x, size = found
         for v in range(num_views):
             if v in agreed:
                 continue
-            box, x = _project_box(cams, agreed, v)
+            box, _ = _project_box(cams, agreed, v)
             if box is None:  # The consensus lies behind this camera.
                 continue
-            centre = (box[:2] + box[2:]) / 2
             best = None
             for j, p in enumerate(people[v][t]):
                 pb = scalers[v].to_full(p.box.reshape(2, 2)).ravel()
-                err = np.linalg.norm((pb[:2] + pb[2:]) / 2 - centre) / tol_of(v, x)
+                err = _disagreement(cams[v], pb, x, size, tol_of(v, x), size_tolerance)
                 if err <= 1.0 and (best is None or err < best[0]):
                     best = (err, j, pb)
             if best is not None:

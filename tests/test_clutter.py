@@ -207,6 +207,12 @@ def test_benchmark_scores_a_tiny_take(tmp_path):
     assert s["view_frames"] > 0 and s["iou_share"] == 1.0 and s["kept_median"] == 1.0
     assert s["joints_share"] > 0.9
     assert s["cross_median"] == s["cross_truth_median"] < 0.05
+    assert s["other_share"] == 0.0
+    # Boxing the bystander instead is caught as such.
+    wrong = bench.Found(np.nan_to_num(take.other_truth), np.ones(take.truth.shape[:2], bool),
+                        exact.keep)
+    w = bench.summarise([bench.score_take(take, wrong)])
+    assert w["other_share"] > 0.2 and w["iou_share"] < 1.0
     base = bench.summarise([bench.score_take(take, bench.baseline_boxes(take))])
     assert 0 <= base["iou_share"] <= 1 and np.isfinite(base["cross_median"])
     assert "boxes = baseline" in bench.markdown([{"case": "two_people", "motion": "walk",

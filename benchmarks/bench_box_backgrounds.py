@@ -5,7 +5,8 @@
 Scenes (the Human3.6M cameras, intrinsics scaled to size x size views, the generator's
 textured room): "waving" (one person waving on the spot: only an arm moves), "treadmill"
 (walking on the spot), "walking" (walking about), "two" (two people waving 2.2 m apart).
-Per background model (plate = the empty room, median, mog2), with calibration:
+Per background model (plate = the empty room, median, mog2), with calibration (or
+without, --no_cameras):
 
   found      fraction of view-frames where the person was detected
   inside     fraction of the chosen person's projected joints inside the box
@@ -76,10 +77,11 @@ def take(kind: str, size: int, frames: int, seed: int) -> dict:
             "views": views, "masks": masks}
 
 
-def measure(sc: dict, background: str) -> dict:
+def measure(sc: dict, background: str, calibrated: bool = True) -> dict:
     config = person_boxes.BoxConfig(background=background)
     plates = sc["plates"] if background == "plate" else None
-    r = person_boxes.find_boxes(sc["views"], config, cameras=sc["cams"], plates=plates)
+    r = person_boxes.find_boxes(sc["views"], config, cameras=sc["cams"] if calibrated else None,
+                                plates=plates)
     inside, side, kept, rest = [], [], [], []
     for v, cam in enumerate(sc["cams"]):
         for t in range(len(sc["views"][v])):
@@ -108,6 +110,8 @@ def main() -> None:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--scenes", default=",".join(SCENES))
     p.add_argument("--backgrounds", default="plate,median,mog2")
+    p.add_argument("--no_cameras", action="store_true", help="no calibration: no multi-view "
+                   "track choice or check")
     a = p.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
     print(f"{'scene':10s} {'background':10s} found inside side/h  kept scene seen")
@@ -115,7 +119,7 @@ def main() -> None:
         takes = [take(kind, a.size, a.frames, s) for s in seeds]
         for bg in a.backgrounds.split(","):
             t0 = time.time()
-            rows = [measure(sc, bg) for sc in takes]
+            rows = [measure(sc, bg, not a.no_cameras) for sc in takes]
             m = {k: np.mean([r[k] for r in rows]) for k in rows[0] if k != "seen"}
             seen = np.bincount([r["seen"] for r in rows]).argmax()
             print(f"{kind:10s} {bg:10s} {m['found']:5.2f} {m['inside']:6.3f} {m['side/h']:6.2f} "

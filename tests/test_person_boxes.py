@@ -153,6 +153,16 @@ def test_dropout_holds_the_last_box(still):
                                   result.keep_mask(0, 9, (SIZE, SIZE)))
 
 
+def test_still_person_without_a_plate_is_reported(still):
+    """A median of the take holds most of a person who barely moves; with calibration the
+    boxes' size in mm gives it away."""
+    result = pb.find_boxes(still["views"], pb.BoxConfig(), cameras=still["cams"])
+    assert any("give a clean plate" in n for n in result.notes), result.notes
+    with_plate = pb.find_boxes(still["views"], pb.BoxConfig(), cameras=still["cams"],
+                               plates=still["plates"])
+    assert not any("background model" in n for n in with_plate.notes), with_plate.notes
+
+
 def test_median_background_boxes_a_walking_person():
     """No plate: the default two-pass median of the take finds a person who moves about."""
     take = _take(["walker"], [(0, 0)], action="Walking")
@@ -268,3 +278,27 @@ def test_rig_uses_clean_plates_and_lists_the_other_person(pair, tmp_path):
     (seq / rig.PLATES / f"{pair['cams'][0].camera_id}.mp4").unlink()
     with pytest.raises(rig.RigError, match="have no clean plate"):
         rig.discover(rig.RigConfig(str(tmp_path / "rig"), box_background="plate"))
+
+
+def test_rig_finds_clean_plates(tmp_path):
+    """A sequence's background/ folder wins over --background_video; stems are camera ids."""
+    from tfrecords_tools import rig
+    root, shared = tmp_path / "rig", tmp_path / "plates"
+    for seq in ("a", "b"):
+        (root / seq).mkdir(parents=True)
+        for cam in ("c0", "c1"):
+            (root / seq / f"{cam}.mp4").write_bytes(b"")
+    shared.mkdir()
+    (shared / "c0.mp4").write_bytes(b"")
+    (shared / "other_rig_cam.mp4").write_bytes(b"")  # another rig's camera: ignored
+    (root / "b" / rig.PLATES).mkdir()
+    (root / "b" / rig.PLATES / "c1.avi").write_bytes(b"")
+    specs, _ = rig.discover(rig.RigConfig(str(root), background_video=str(shared)))
+    plates = {s.name: dict(s.plates) for s in specs}
+    assert plates == {"a": {"c0": str(shared / "c0.mp4")},
+                      "b": {"c1": str(root / "b" / rig.PLATES / "c1.avi")}}
+    (root / "b" / rig.PLATES / "c9.mp4").write_bytes(b"")
+    _, skipped = rig.discover(rig.RigConfig(str(root)))
+    assert any("clean plates ['c9'] match no camera" in s.reason for s in skipped)
+    with pytest.raises(rig.RigError, match="--background_video"):
+        rig.RigConfig(str(root), background_video=str(tmp_path / "missing"))

@@ -5,20 +5,22 @@ the static scene. Per view:
 
 1. **Background model** (:attr:`BoxConfig.background`): a *clean plate* (frames of the empty
    scene, the only model that knows what is behind a person who never moves), else a
-   two-pass *masked median* of frames sampled over the take (the second pass ignores where
-   the first found people; pixels covered by a person in every sample are *unknown* and
-   count as foreground, so a person on a treadmill is not painted into the background), or
-   OpenCV's *MOG2* mixture learned over the take (shadow detection off).
+   two-pass *masked median* of frames sampled over the take (the second pass ignores the
+   boxes where the first found people; pixels covered in every sample are *unknown* and
+   count as foreground), or the background image of OpenCV's *MOG2* mixture learned over
+   the take (shadow detection off).
 2. **Foreground mask** (any colour channel differs by more than ``threshold``), opened and
-   closed; connected components grouped into person blobs: components near each other join
+   closed; connected components grouped into person blobs: pieces near each other join
    (a person split by a background-coloured garment stays whole), but two tall blobs side
    by side are two people and are never merged.
-3. **Tracks** of people over time; ONE track is chosen (the most persistent); how many
-   people were seen is reported, with a log warning.
-4. **Multi-view check** (with calibration and >= 3 views): the box centres of the other
-   views are triangulated; a view whose box disagrees with that consensus by more than
-   ``multiview_tolerance`` x the projected person height takes another of its detections
-   that agrees, else the consensus projection. Views without a detection get it too.
+3. **Tracks** of people over time; ONE track is chosen (the most persistent; with
+   calibration, the one that agrees across views); how many people were seen at once is
+   reported (``people_seen``, a note and a log warning).
+4. **Multi-view check** (calibration and >= 3 views): per frame, pairs of views propose a
+   triangulated box centre and box size; the largest set of views that agree within
+   ``multiview_tolerance`` is the consensus, and a view outside it takes another of its
+   detections that agrees, else the consensus projection. Views without a detection get
+   the projection too.
 5. Short dropouts **hold** the last box (``hold_frames``); longer gaps take the nearest
    found box; boxes are made square with the margin rule of :func:`crops.square_box` and
    **smoothed** (moving average of centre and side).
@@ -264,21 +266,38 @@ class Person:
         return np.unpackbits(self.keep, count=n).reshape(self.shape).astype(bool)
 
 
-def _gap(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """Horizontal and vertical gaps between two inclusive boxes (0 when they overlap)."""
-    dx = max(0.0, max(a[0], b[0]) - min(a[2], b[2]) - 1)
-    dy = max(0.0, max(a[1], b[1]) - min(a[3], b[3]) - 1)
-    return dx, dy
+def _closest_mergeable(boxes: np.ndarray, areas: np.ndarray,
+                       config: BoxConfig) -> Optional[tuple[int, int]]:
+    """Indices (a < b) of the closest pair of blobs that may join, or None.
 
-
-def _side_by_side(a: np.ndarray, b: np.ndarray, tall: float) -> bool:
-    """Two tall blobs next to each other (heights overlapping by half, a horizontal gap)."""
-    ha, hb = a[3] - a[1] + 1, b[3] - b[1] + 1
-    if min(ha, hb) < tall:
-        return False
-    overlap = min(a[3], b[3]) - max(a[1], b[1]) + 1
-    dx, _ = _gap(a, b)
-    return overlap >= 0.5 * min(ha, hb) and dx > 0.03 * max(ha, hb)
+    The tallest blob (of at least ``min_area``) is the scale of the frame's people:
+    fragments of one person (an outline against a background that holds part of them) join
+    within ``join_gap`` of it, however small each is, and twice as far when one is above
+    the other (a belt or trousers the colour of the background); two blobs of at least
+    ``person_fraction`` of it side by side (heights overlapping by half, a gap between) are
+    two people and never join. Stacked pieces join before pieces side by side, so that the
+    body is whole when an arm is judged against it.
+    """
+    x0, y0, x1, y1 = (boxes[:, k] for k in range(4))
+    h, w = y1 - y0 + 1, x1 - x0 + 1
+    ref = h[areas >= config.min_area].max()
+    pair_max = lambda a: np.maximum(a[:, None], a[None, :])
+    pair_min = lambda a: np.minimum(a[:, None], a[None, :])
+    x_overlap = pair_min(x1) - pair_max(x0) + 1
+    y_overlap = pair_min(y1) - pair_max(y0) + 1
+    dx, dy = np.maximum(0, -x_overlap), np.maximum(0, -y_overlap)
+    dist = np.hypot(dx, dy)
+    limit = config.join_gap * np.maximum(pair_max(h), ref)
+    limit = np.where(x_overlap >= 0.5 * pair_min(w), 2 * limit, limit)
+    tall = config.person_fraction * ref
+    side_by_side = ((pair_min(h) >= tall) & (y_overlap >= 0.5 * pair_min(h))
+                    & (dx > 0.03 * pair_max(h)))
+    ok = (dist <= limit) & ~side_by_side & np.triu(np.ones(dist.shape, bool), 1)
+    if not ok.any():
+        return None
+    a, b = np.nonzero(ok)
+    k = np.lexsort((dx[a, b] > 0, dist[a, b]))[0]  # nearest first; stacked before beside
+    return int(a[k]), int(b[k])
 
 
 def find_people(mask: np.ndarray, config: BoxConfig) -> list[Person]:
@@ -295,31 +314,12 @@ def find_people(mask: np.ndarray, config: BoxConfig) -> list[Person]:
     clusters = [{"ids": [i], "box": box_of(i), "area": int(stats[i, cv2.CC_STAT_AREA])}
                 for i in ids]
     height = lambda c: c["box"][3] - c["box"][1] + 1
-    while True:  # Join the closest mergeable pair until none is left.
-        # The tallest blob is the scale of the frame's people: fragments of one person (an
-        # outline against a background that contains part of them) join within a fraction
-        # of it, however small each fragment is; and only blobs of a good part of its
-        # height can be a second person.
-        ref = max(height(c) for c in clusters if c["area"] >= config.min_area)
-        tall = config.person_fraction * ref
-        best = None
-        for a in range(len(clusters)):
-            for b in range(a + 1, len(clusters)):
-                ba, bb = clusters[a]["box"], clusters[b]["box"]
-                dx, dy = _gap(ba, bb)
-                # Stacked pieces (head, torso, legs) join before pieces side by side, so
-                # that the body is whole when an arm is judged against it.
-                key = (float(np.hypot(dx, dy)), dx > 0)
-                limit = config.join_gap * max(height(clusters[a]), height(clusters[b]), ref)
-                overlap = min(ba[2], bb[2]) - max(ba[0], bb[0]) + 1
-                if overlap >= 0.5 * min(ba[2] - ba[0] + 1, bb[2] - bb[0] + 1):
-                    limit *= 2  # One above the other: parts of one body (trousers, belt).
-                if key[0] <= limit and not _side_by_side(ba, bb, tall) and (
-                        best is None or key < best[0]):
-                    best = (key, a, b)
-        if best is None:
+    while len(clusters) > 1:  # Join the closest mergeable pair until none is left.
+        pair = _closest_mergeable(np.stack([c["box"] for c in clusters]),
+                                  np.array([c["area"] for c in clusters]), config)
+        if pair is None:
             break
-        _, a, b = best
+        a, b = pair
         ca, cb = clusters[a], clusters.pop(b)
         ca["ids"] += cb["ids"]
         ca["area"] += cb["area"]
@@ -605,6 +605,8 @@ class BoxResult:
       scales: analysis scale per view (analysis pixels per full pixel).
       people: per view and frame, every person blob found (analysis pixels).
       chosen: int [V, T] index of the chosen person in ``people`` (-1: none).
+      background: per view, the fitted background model (``.kind``, ``.image`` at
+        analysis size, ``.unknown`` mask or None), for inspection.
     """
 
     boxes: np.ndarray
@@ -745,6 +747,8 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
             found.append(ps)
             if on_frame is not None:
                 on_frame(v, t, small, ps)
+        if len(found) != num_frames:
+            raise ValueError(f"view {v} gave {len(found)} frames, expected {num_frames}")
         people.append(found)
 
     # ---- one track per view: the most persistent, or the one that agrees with it in 3D
@@ -781,7 +785,19 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
                 tight[v, t] = scalers[v].to_full(b.reshape(2, 2)).ravel()
     source = np.where(chosen >= 0, DETECTED, NONE).astype(np.int8)
     if cameras is not None and num_views >= 3:
-        _multiview(config, cameras, scalers, people, chosen, tight, source, notes, name)
+        sizes = _multiview(config, cameras, scalers, people, chosen, tight, source, notes,
+                           name)
+        # Body-size prior: boxes far smaller than a person, in mm, mean the background
+        # model holds part of them (a person who barely moves, without a clean plate).
+        if sizes and np.median(sizes) < 0.6 * config.person_height_mm:
+            kinds = sorted({b.kind for b in backgrounds})
+            msg = (f"the boxes are {np.median(sizes) / 1000:.2f} m tall in 3D (median), a "
+                   f"person about {config.person_height_mm / 1000:.1f} m: parts of the "
+                   f"person may be in the background model ({', '.join(kinds)})"
+                   + ("" if kinds == ["plate"] else "; give a clean plate of the empty "
+                      "scene"))
+            notes.append(msg)
+            log.warning("%s: %s", name or "take", msg)
 
     # ---- square, hold, smooth
     boxes = np.full((num_views, num_frames, 4), np.nan)
@@ -867,11 +883,13 @@ def _consistent_tracks(config, cams, scalers, people, ranked) -> list:
     return picks
 
 
-def _multiview(config, cameras, scalers, people, chosen, tight, source, notes, name) -> None:
-    """Replaces boxes that disagree with the other views (in place)."""
+def _multiview(config, cameras, scalers, people, chosen, tight, source, notes, name) -> list:
+    """Replaces boxes that disagree with the other views (in place); returns the
+    consensus box sizes (mm) of the frames that had one."""
     cams = list(cameras)
+    sizes: list = []
     if not _calibrated_like(cams, scalers, notes):
-        return
+        return sizes
     tol_of = lambda v, x: config.multiview_tolerance * max(
         1.0, cams[v].fy * config.person_height_mm / max(cams[v].world_to_camera(x)[2], 1.0))
     size_tolerance = np.log1p(1.5 * config.multiview_tolerance)
@@ -886,6 +904,7 @@ def _multiview(config, cameras, scalers, people, chosen, tight, source, notes, n
         if found is None:
             continue
         agreed, x, size = found
+        sizes.append(size)
         for v in range(num_views):
             if v in agreed:
                 continue
@@ -911,3 +930,4 @@ def _multiview(config, cameras, scalers, people, chosen, tight, source, notes, n
                    f"and {projected[v]} the projection of the other views' consensus")
             notes.append(msg)
             log.info("%s: %s", name or "take", msg)
+    return sizes

@@ -623,7 +623,8 @@ def main(argv: Sequence[str]) -> None:
         crop=f.crop, margin=f.margin, background=f.background,
         motion_threshold=f.motion_threshold, mask_threshold=f.mask_threshold,
         box_background=f.box_background, background_video=f.background_video,
-        hold_frames=f.hold_frames, jpeg_quality=f.jpeg_quality)
+        hold_frames=f.hold_frames, multiview_tolerance=f.multiview_tolerance,
+        jpeg_quality=f.jpeg_quality)
     manifest = convert(config, f.output_dir, num_workers=f.num_workers)
     t = manifest["totals"]
     print(f"wrote {t.get('num_records', 0)} records, {t.get('num_frames', 0)} timesteps, "
@@ -658,9 +659,14 @@ def define_flags() -> None:
                       "take) or mog2 (OpenCV MOG2's background image over the take).")
     flags.DEFINE_string("background_video", None, "Folder of clean plates: one video of the "
                         "empty scene per camera id (file stem), for sequences without their "
-                        "own background/ folder. Needed for a person who barely moves.")
+                        "own background/ folder (keep it outside --input_dir, where it "
+                        "would be taken for a sequence). Needed for a person who barely "
+                        "moves.")
     flags.DEFINE_integer("hold_frames", 10, "A person-box dropout of up to this many frames "
                          "keeps the last box.")
+    flags.DEFINE_float("multiview_tolerance", 0.25, "With a calibration (3+ cameras): a "
+                       "view's person box may lie this many projected person heights from "
+                       "the other views' triangulation before it is replaced.")
     flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the crops.")
     flags.DEFINE_integer("num_workers", 1, "Sequences converted in parallel (processes).")
     flags.mark_flags_as_required(["input_dir", "output_dir"])

@@ -33,6 +33,7 @@ import numpy as np
 from tfrecords_tools import cameras as cameras_lib
 from tfrecords_tools import dataset_io, motion_filter, schema
 from tfrecords_tools.synth import body as body_lib
+from tfrecords_tools.synth import clutter as clutter_lib
 from tfrecords_tools.synth import motion as motion_lib
 from tfrecords_tools.synth import motion_io, render, scene
 from tfrecords_tools.synth.motion_io import retarget as retarget_lib
@@ -109,6 +110,16 @@ class SynthConfig:
       test_motion_dir: a folder of motion files performed only by the test subjects (S9,
         S11): the real-motion test set (clips never given to anyone else; imported and looped
         as ``extra_motion_dir``).
+      bystanders: clutter: other people (own bodies and looks) walking around near the
+        labelled person, crossing in front of or behind them; never labelled.
+      moving_objects: clutter: boxes and balls crossing the scene (rolling, carried, thrown).
+      lighting: clutter: ``"constant"``; ``"drift"`` (brightness and colour balance drift by
+        20-35% over the take); ``"switch"`` (a light switches on or off mid-take).
+      sensor_noise: clutter: Gaussian noise per pixel, standard deviation in grey levels.
+      textured_room: clutter: textured walls and floor, posters and furniture-like boxes.
+      (Clutter needs ``background``; all clutter off, the default, leaves datasets
+      byte-identical to those made before it existed; see
+      :mod:`tfrecords_tools.synth.clutter`.)
     """
 
     subjects: tuple = body_lib.KNOWN_SUBJECTS
@@ -142,11 +153,26 @@ class SynthConfig:
     extra_motion_dir: Optional[str] = None
     extra_motion_only: bool = False
     test_motion_dir: Optional[str] = None
+    bystanders: int = 0
+    moving_objects: int = 0
+    lighting: str = "constant"
+    sensor_noise: float = 0.0
+    textured_room: bool = False
 
     @property
     def uses_motion_files(self) -> bool:
         """True when takes come from motion files instead of the procedural actions."""
         return self.motion_file is not None or self.motion_dir is not None
+
+    @property
+    def has_clutter(self) -> bool:
+        return any(getattr(self, k) != v for k, v in CLUTTER_DEFAULTS.items())
+
+
+# The clutter settings and their "off" values (left out of the manifest when off, so
+# datasets made before clutter existed still resume).
+CLUTTER_DEFAULTS = {"bystanders": 0, "moving_objects": 0, "lighting": "constant",
+                    "sensor_noise": 0.0, "textured_room": False}
 
 
 # Motion-import settings added after datasets existed: left out of the manifest at their
@@ -336,10 +362,22 @@ def validate(config: SynthConfig) -> Optional[np.ndarray]:
               ("motion_units", config.motion_units in motion_io.UNITS,
                f"one of {list(motion_io.UNITS)}"),
               ("motion_up_axis", config.motion_up_axis in motion_io.UP_AXES,
-               f"one of {list(motion_io.UP_AXES)}"))
+               f"one of {list(motion_io.UP_AXES)}"),
+              ("bystanders", 0 <= config.bystanders <= clutter_lib.MAX_BYSTANDERS,
+               f"in [0, {clutter_lib.MAX_BYSTANDERS}]"),
+              ("moving_objects", 0 <= config.moving_objects <= clutter_lib.MAX_OBJECTS,
+               f"in [0, {clutter_lib.MAX_OBJECTS}]"),
+              ("lighting", config.lighting in clutter_lib.LIGHTING,
+               f"one of {list(clutter_lib.LIGHTING)}"),
+              ("sensor_noise", 0 <= config.sensor_noise <= clutter_lib.MAX_NOISE,
+               f"in [0, {clutter_lib.MAX_NOISE:g}] grey levels"))
     for name, ok, expected in checks:
         if not ok:
             raise ValueError(f"--{name} {getattr(config, name)} is invalid; expected {expected}")
+    if config.has_clutter and not config.background:
+        on = [k for k, v in CLUTTER_DEFAULTS.items() if getattr(config, k) != v]
+        raise ValueError(f"--{on[0]}: clutter needs --background (the black look is the "
+                         f"background-removed one, which has no scene to clutter)")
     _validate_embedded(config)
     sources = motion_sources(config)
     if not sources:
@@ -458,6 +496,9 @@ def settings_of(config: SynthConfig) -> dict:
     for name in _MOTION_IMPORT_FIELDS:
         if getattr(config, name) == getattr(defaults, name):
             del s[name]
+    for key, off in CLUTTER_DEFAULTS.items():
+        if s[key] == off:
+            del s[key]
     if config.motion_file is not None:
         s["motion_file_sha256"] = dataset_io.sha256_file(config.motion_file)
     if config.uses_motion_files:
@@ -500,10 +541,10 @@ def _backgrounds(config: SynthConfig, rig) -> Optional[list]:
         return None
     out = []
     for cam in rig:
-        key = (cam.camera_id, config.seed, cam.width, cam.height)
+        key = (cam.camera_id, config.seed, cam.width, cam.height, config.textured_room)
         if key not in _BACKGROUNDS:
-            _BACKGROUNDS[key] = np.ascontiguousarray(
-                scene.render_background(cam, config.seed)[..., ::-1])
+            _BACKGROUNDS[key] = np.ascontiguousarray(scene.render_background(
+                cam, config.seed, textured=config.textured_room)[..., ::-1])
         out.append(_BACKGROUNDS[key])
     return out
 
@@ -572,6 +613,12 @@ def take_clips(config: SynthConfig, subject_name: str, action: str, take: int,
     rng = take_rng(config, subject_name, action, take, "crops")
     boxes = crop_boxes(joints[keep], rig, config.crop_margin, config.crop_jitter, rng)
     bgs = _backgrounds(config, rig)
+    clutter = None
+    if config.has_clutter:
+        clutter = clutter_lib.plan_take(
+            joints, take_rng(config, subject_name, action, take, "clutter"),
+            bystanders=config.bystanders, moving_objects=config.moving_objects,
+            lighting=config.lighting, sensor_noise=config.sensor_noise, seed=config.seed)
     intrinsics = np.stack([c.intrinsics for c in rig])
     distortion = np.stack([c.distortion for c in rig])
     rotation = np.stack([c.rotation for c in rig])
@@ -581,7 +628,8 @@ def take_clips(config: SynthConfig, subject_name: str, action: str, take: int,
         idx = keep[start:start + config.clip_length]
         box = boxes[start:start + config.clip_length]
         encoded = [[b""] * len(rig) for _ in idx]
-        for t, v, img in render.iter_render(joints[idx], rig, subject, box, config.image_size, bgs):
+        for t, v, img in render.iter_render(joints[idx], rig, subject, box, config.image_size,
+                                            bgs, _clutter_at(clutter, idx)):
             encoded[t][v] = encode_jpeg(img, config.jpeg_quality)
         yield schema.Clip(
             subject=subject_name, action=action, sequence_id=f"{subject_name}/{action} {take + 1}",
@@ -590,6 +638,19 @@ def take_clips(config: SynthConfig, subject_name: str, action: str, take: int,
             rotation=rotation, translation=translation, image_wh=image_wh,
             image_size=config.image_size, has_background=config.background, images=encoded,
             crop_boxes=box, joints3d_world=joints[idx] if config.labels else None)
+
+
+def _clutter_at(clutter: Optional[clutter_lib.TakeClutter], idx: np.ndarray
+                ) -> Optional[clutter_lib.TakeClutter]:
+    """The take's clutter at frames ``idx`` (one record's kept frames)."""
+    if clutter is None:
+        return None
+    return dataclasses.replace(
+        clutter, people=tuple((s, j[idx]) for s, j in clutter.people),
+        objects=tuple(dataclasses.replace(o, centre=o.centre[idx], yaw=o.yaw[idx])
+                      for o in clutter.objects),
+        gain=None if clutter.gain is None else clutter.gain[idx],
+        noise_seed=clutter.noise_seed + int(idx[0]))
 
 
 def _produce(payload: _Payload) -> Iterator[schema.Clip]:
@@ -661,7 +722,10 @@ def config_from_flags(f) -> SynthConfig:
         motion_fps=f.motion_fps, motion_units=f.motion_units, motion_up_axis=f.motion_up_axis,
         motion_max_gap_ms=f.motion_max_gap_ms, motion_retarget=f.motion_retarget,
         extra_motion_dir=f.extra_motion_dir, extra_motion_only=f.extra_motion_only,
-        test_motion_dir=f.test_motion_dir)
+        test_motion_dir=f.test_motion_dir,
+        bystanders=f.bystanders,
+        moving_objects=f.moving_objects, lighting=f.lighting, sensor_noise=f.sensor_noise,
+        textured_room=f.textured_room)
 
 
 def main(argv: Sequence[str]) -> None:
@@ -733,6 +797,15 @@ def define_flags(fv=None) -> None:
             ("string", "test_motion_dir", None,
              "Folder of motion files only S9/S11 perform: the real-motion test set (e.g. "
              "tfrecords_tools/synth/real_motion/heldout)."),
+            ("integer", "bystanders", d.bystanders,
+             "Clutter: other people walking around near the labelled one (never labelled; "
+             "needs --background)."),
+            ("integer", "moving_objects", d.moving_objects,
+             "Clutter: boxes and balls crossing the scene (needs --background)."),
+            ("float", "sensor_noise", d.sensor_noise,
+             "Clutter: Gaussian sensor noise, standard deviation in grey levels."),
+            ("bool", "textured_room", d.textured_room,
+             "Clutter: textured walls and floor, posters and furniture (needs --background)."),
             ("integer", "num_workers", 1, "Parallel writer processes.")):
         getattr(flags, f"DEFINE_{kind}")(name, default, text, flag_values=fv)
     flags.DEFINE_enum("motion_units", d.motion_units, list(motion_io.UNITS),
@@ -745,6 +818,9 @@ def define_flags(fv=None) -> None:
                       "subject: one outfit per person; take: a new outfit per take, with the "
                       "left/right cues (strap, watch, stripe) on sides drawn per take.",
                       flag_values=fv)
+    flags.DEFINE_enum("lighting", d.lighting, list(clutter_lib.LIGHTING),
+                      "Clutter: constant; drift (brightness and colour drift 20-35% over the "
+                      "take); switch (a light switches mid-take).", flag_values=fv)
     flags.mark_flag_as_required("output_dir", flag_values=fv)
 
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from tfrecords_tools import cameras as cameras_lib
 from tfrecords_tools.synth import body as body_lib
+from tfrecords_tools.synth import clutter as clutter_lib
 
 _SHIFT = 4                     # fractional bits of OpenCV drawing coordinates
 _ONE = 1 << _SHIFT
@@ -382,32 +383,141 @@ def _draw_head(img, b: _Body3D, g: dict, t: int) -> None:
             cv2.line(img, hc, g["hair_back"][t], hair, g["hair_w"][t], _LINE, _SHIFT)
 
 
+def _object_geometry(objects: Sequence, cam: cameras_lib.Camera, ox, oy, scale) -> list:
+    """Per moving object: depth [T], and per frame a filled polygon (box) or circle (ball)."""
+    f = 0.5 * (cam.fx + cam.fy)
+    out = []
+    for ob in objects:
+        pc = cam.world_to_camera(ob.centre)
+        z = pc[:, 2]
+        colour = _colour(_bgr(ob.colour)[None], np.clip(1.0 - 0.3 * (z - 5000) / 3000, 0.6, 1.1))
+        if ob.kind == "ball":
+            uv = cam.project_camera(pc)
+            xy = np.stack([(uv[:, 0] - ox) * scale, (uv[:, 1] - oy) * scale], -1)
+            r = 0.5 * ob.size * f * scale / np.maximum(z, 1.0)
+            shape = (_fixed(xy), np.round(r * _ONE).astype(int).tolist())
+        else:
+            h = 0.5 * ob.size
+            corners = np.array([[sx, sy, sz] for sx in (-h, h) for sy in (-h, h)
+                                for sz in (-h, h)])
+            c, s = np.cos(ob.yaw)[:, None], np.sin(ob.yaw)[:, None]
+            world = ob.centre[:, None] + np.stack(
+                [c * corners[:, 0] - s * corners[:, 1], s * corners[:, 0] + c * corners[:, 1],
+                 np.broadcast_to(corners[:, 2], c.shape[:1] + (8,))], -1)
+            uv = cam.project(world)
+            xy = np.stack([(uv[..., 0] - ox[:, None]) * scale[:, None],
+                           (uv[..., 1] - oy[:, None]) * scale[:, None]], -1)
+            shape = (np.round(np.clip(xy, -1e5, 1e5) * _ONE).astype(np.int32), None)
+        out.append((ob.kind, z.tolist(), shape, colour, (z > 100).tolist()))
+    return out
+
+
+def _draw_object(img: np.ndarray, geometry: tuple, t: int) -> None:
+    kind, _, (pts, radius), colour, _ = geometry
+    if kind == "ball":
+        cv2.circle(img, pts[t], radius[t], colour[t], -1, _LINE, _SHIFT)
+    else:
+        cv2.fillConvexPoly(img, cv2.convexHull(pts[t]), colour[t], _LINE, _SHIFT)
+
+
+def _draw_scene(img: np.ndarray, people: list, objects: list, t: int) -> None:
+    """Draws several people ((body, geometry), ...) and objects far to near.
+
+    People are ordered as wholes by torso depth: two people rarely interpenetrate, and
+    sorting their parts together would let a far person's arm cover a near one's chest.
+    """
+    items = [(g["torso_z"][t], 0, i) for i, (_, g) in enumerate(people)]
+    items += [(o[1][t], 1, i) for i, o in enumerate(objects) if o[4][t]]
+    for _, kind, i in sorted(items, key=lambda it: -it[0]):
+        if kind == 0:
+            _draw_frame(img, people[i][0], people[i][1], t)
+        else:
+            _draw_object(img, objects[i], t)
+
+
+def _iter_views(joints: np.ndarray, cams, subject, placement, backgrounds, clutter):
+    """Shared loop of :func:`iter_render` and :func:`iter_frames`.
+
+    ``placement(v)`` gives view ``v``'s per-frame image-to-output mapping (ox [N], oy [N],
+    scale [N]), the output (width, height) and a function filling the buffer of frame t
+    with the background.
+    """
+    n = len(joints)
+    b = _Body3D(joints, subject)
+    others = [] if clutter is None else [_Body3D(j, s) for s, j in clutter.people]
+    for v, cam in enumerate(cams):
+        ox, oy, scale, (w, h), fill = placement(v)
+        buf = np.zeros((h, w, 3), np.uint8)
+        g = _view_geometry(b, cam, ox, oy, scale)
+        if clutter is not None:
+            people = [(b, g)] + [(o, _view_geometry(o, cam, ox, oy, scale)) for o in others]
+            objects = _object_geometry(clutter.objects, cam, ox, oy, scale)
+        for t in range(n):
+            fill(buf, t)
+            if clutter is None:
+                _draw_frame(buf, b, g, t)
+            else:
+                _draw_scene(buf, people, objects, t)
+                clutter_lib.apply_camera(buf, clutter, t, v)
+            yield t, v, buf
+
+
 def iter_render(joints: np.ndarray, cams: Sequence[cameras_lib.Camera], subject: body_lib.Subject,
-                boxes: np.ndarray, size: int, backgrounds: Optional[Sequence] = None):
+                boxes: np.ndarray, size: int, backgrounds: Optional[Sequence] = None,
+                clutter: Optional[clutter_lib.TakeClutter] = None):
     """Yields (t, v, image) for N frames in V views, view-major; the fast path.
 
     ``image`` is a BGR uint8 [size, size, 3] buffer that is **reused** for the next
     image: encode or copy it before advancing the iterator. Arguments as
-    :func:`render_batch`.
+    :func:`render_batch`; ``clutter`` adds bystanders, moving objects, lighting and
+    noise (:mod:`~tfrecords_tools.synth.clutter`).
     """
     boxes = np.asarray(boxes, np.float64)
-    n = len(joints)
-    b = _Body3D(joints, subject)
-    buf = np.zeros((size, size, 3), np.uint8)
-    for v, cam in enumerate(cams):
+
+    def placement(v):
         bx = boxes[:, v]
         scale = size / (bx[:, 2] - bx[:, 0])
-        g = _view_geometry(b, cam, bx[:, 0], bx[:, 1], scale)
         bg = None if backgrounds is None else backgrounds[v]
-        for t in range(n):
+
+        def fill(buf, t):
             if bg is None:
                 buf.fill(0)  # reusing one buffer: a fresh np.zeros per image costs page faults
             else:
-                m = np.array([[scale[t], 0, -scale[t] * bx[t, 0]], [0, scale[t], -scale[t] * bx[t, 1]]])
+                m = np.array([[scale[t], 0, -scale[t] * bx[t, 0]],
+                              [0, scale[t], -scale[t] * bx[t, 1]]])
                 cv2.warpAffine(bg, m, (size, size), dst=buf, flags=cv2.INTER_LINEAR,
                                borderMode=cv2.BORDER_REPLICATE)
-            _draw_frame(buf, b, g, t)
-            yield t, v, buf
+        return bx[:, 0], bx[:, 1], scale, (size, size), fill
+
+    yield from _iter_views(joints, cams, subject, placement, backgrounds,
+                           None if clutter is None or clutter.empty else clutter)
+
+
+def iter_frames(joints: np.ndarray, cams: Sequence[cameras_lib.Camera],
+                subject: body_lib.Subject, backgrounds: Optional[Sequence] = None,
+                clutter: Optional[clutter_lib.TakeClutter] = None):
+    """Yields (t, v, image) full camera images (BGR, [H, W, 3] of each camera), view-major.
+
+    For full-frame studies (person finding); pass cameras scaled to the wanted size
+    (:func:`tfrecords_tools.h36m_calibration.scale_camera`). ``backgrounds``: per view a
+    BGR image of the camera's size, or None for black. The buffer is reused as in
+    :func:`iter_render`.
+    """
+    n = len(joints)
+
+    def placement(v):
+        cam = cams[v]
+        bg = None if backgrounds is None else backgrounds[v]
+
+        def fill(buf, t):
+            if bg is None:
+                buf.fill(0)
+            else:
+                np.copyto(buf, bg)
+        return np.zeros(n), np.zeros(n), np.ones(n), (cam.width, cam.height), fill
+
+    yield from _iter_views(joints, cams, subject, placement, backgrounds,
+                           None if clutter is None or clutter.empty else clutter)
 
 
 def render_batch(joints: np.ndarray, cams: Sequence[cameras_lib.Camera], subject: body_lib.Subject,

@@ -89,8 +89,8 @@ def check_settings(config: FinetuneConfig) -> None:
         # Checked here too (run_dir.load_encoder does) so that a typo fails before the
         # target statistics are read.
         raise run_dir.IncompatibleEncoderError(
-            f"--init_from={config.init_from}: no such directory (expected a pre-training "
-            f"model_dir or '{configs.SCRATCH}')")
+            f"--init_from={config.init_from} {run_lock.not_a_directory(config.init_from, 'no such directory')} "
+            f"(expected a pre-training model_dir or '{configs.SCRATCH}')")
     if not config.label_subjects:
         raise ValueError("--label_subjects must name at least one subject")
     if any(u < 1 for u in config.pose_head_units):

@@ -295,7 +295,7 @@ def load_manifest(data_dir: str) -> dict:
     """
     path = os.path.join(data_dir, MANIFEST)
     if not os.path.isdir(data_dir):
-        raise DatasetError(f"dataset directory {data_dir} does not exist")
+        raise DatasetError(f"dataset directory {data_dir} {run_lock.not_a_directory(data_dir)}")
     if not os.path.exists(path):
         raise DatasetError(f"{path} not found: {data_dir} is not a finished tf_synchro dataset "
                            f"(write one with `python -m tfrecords_tools.synthesize`)")
@@ -307,8 +307,20 @@ def load_manifest(data_dir: str) -> dict:
     if manifest.get("schema_version") != schema.SCHEMA_VERSION:
         raise DatasetError(f"{path}: schema version {manifest.get('schema_version')}, this code "
                            f"reads {schema.SCHEMA_VERSION}")
-    for shard in manifest.get("shards", []):
+    shards = manifest.get("shards")
+    if not isinstance(shards, list) or not all(isinstance(s, dict) for s in shards):
+        raise DatasetError(f"{path}: no 'shards' list of entries (written by another tool, or "
+                           f"edited); re-create the dataset")
+    for key in ("images_per", "totals"):
+        if not isinstance(manifest.get(key), dict):
+            raise DatasetError(f"{path}: no {key!r} table (written by another tool, or edited); "
+                               f"re-create the dataset")
+    for shard in shards:
         _check_inside(data_dir, shard.get("file"))
+        missing = [k for k in ("num_records", "images_per") if k not in shard]
+        if missing:
+            raise DatasetError(f"{path}: shard entry {shard['file']!r} has no {missing}; "
+                               f"re-create the dataset")
         if not os.path.exists(os.path.join(data_dir, shard["file"])):
             raise DatasetError(f"{data_dir}: shard {shard['file']} listed in {MANIFEST} is missing")
     return manifest
@@ -394,7 +406,10 @@ def verify_shards(data_dir: str, mode: str = "auto", subjects: Optional[Sequence
         if "bytes" in shard and size != shard["bytes"]:
             bad.append((shard, path, f"{size} bytes, the manifest says {shard['bytes']} "
                                      f"(truncated or replaced)"))
-        elif mode == "full" and sha256_file(path) != shard.get("sha256"):
+        elif mode == "full" and not shard.get("sha256"):
+            bad.append((shard, path, "has no sha256 in the manifest (cannot be verified; "
+                                     "--verify_data=size skips the checksum)"))
+        elif mode == "full" and sha256_file(path) != shard["sha256"]:
             bad.append((shard, path, "sha256 differs from the manifest (damaged or changed)"))
     if bad and not skip_corrupt:
         shard, path, reason = bad[0]

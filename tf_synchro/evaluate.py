@@ -30,6 +30,7 @@ def run(config: configs.EvaluateConfig) -> dict:
     """Evaluates, writes the report and the figure, and returns the report."""
     from tf_synchro import pose3d, run_dir
     from tfrecords_tools import dataset_io, run_lock
+    config.check()
     check = config.data_check
     run_dir.check_held_out(config.model_dir, config.subjects, check.allow_subject_overlap)
     dataset_io.verify_shards(config.data_dir, check.verify_data, config.subjects,

@@ -80,6 +80,7 @@ def check_settings(config: FinetuneConfig) -> None:
     """
     config.model.check_encoder()
     config.optimizer.check()
+    config.check()
     if not 0 <= config.freeze_blocks <= 4:
         raise ValueError(f"--freeze_blocks={config.freeze_blocks} must lie in 0..4 "
                          f"(stem + that many residual stages)")
@@ -203,6 +204,9 @@ def predict(model: keras.Model, dataset: tf.data.Dataset, num_examples: int = 0,
             seed: int = 0) -> dict:
     """Runs ``model`` over an :func:`frames.eval_dataset`; returns numpy arrays.
 
+    Raises:
+      train_lib.NonFiniteError: a prediction is NaN or inf.
+
     Returns:
       ``{"pred", "gt": [N, 17, 3] mm, "subject", "action", "camera", "sequence_id": [N] str,
       "frame_index": [N] int, "example_index": [K] int, "images": [K, S, S, 3] uint8}``
@@ -215,7 +219,14 @@ def predict(model: keras.Model, dataset: tf.data.Dataset, num_examples: int = 0,
     reservoir: dict = {}  # frame position -> image
     seen = 0
     for images, joints, meta in dataset:
-        out["pred"].append(np.asarray(predict_fn(images), np.float32))
+        pred = np.asarray(predict_fn(images), np.float32)
+        if not np.isfinite(pred).all():
+            bad = int((~np.isfinite(pred)).any(axis=(1, 2)).sum())
+            raise train_lib.NonFiniteError(
+                f"the model predicts NaN or inf for {bad} of the {len(pred)} frames of batch "
+                f"{len(out['pred'])} (from frame {seen}); its weights are broken (a diverged "
+                f"run?); no report written")
+        out["pred"].append(pred)
         out["gt"].append(joints.numpy())
         for k, v in meta.items():
             v = v.numpy()
@@ -379,7 +390,10 @@ def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S1
                                       augment=aug, skip_corrupt_records=skip_corrupt_records)
     ds = frames.eval_dataset(files, frame_config, batch_size)
     with dataset_io.naming_damaged_shard(files, "evaluation stopped"):
-        out = predict(model, ds, num_examples=num_examples if output_png else 0)
+        try:
+            out = predict(model, ds, num_examples=num_examples if output_png else 0)
+        except train_lib.NonFiniteError as e:
+            raise train_lib.NonFiniteError(f"--model_dir={model_dir}: {e}") from None
     if not out:
         raise dataset_io.DatasetError(
             f"{data_dir}: no labelled frame of subjects {list(subjects)} has a frame number "

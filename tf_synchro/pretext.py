@@ -49,8 +49,8 @@ def check_settings(config: PretrainConfig) -> None:
         raise ValueError(f"--tasks={','.join(tasks)}: list them in the order sync,flip")
     config.model.check_encoder()
     config.optimizer.check()
-    if not config.train_subjects:
-        raise ValueError("--train_subjects must name at least one subject")
+    config.check()
+    configs.check_subjects("train_subjects", config.train_subjects)
     run_dir.check_subject_overlap(config.train_subjects, config.eval_subjects,
                                     "--train_subjects", "--eval_subjects",
                                     config.data_check.allow_subject_overlap)
@@ -314,7 +314,13 @@ def _run_pairs(model, ds, tasks) -> tuple[dict, list, list]:
     for x, _, _, meta in ds:
         out = model(x, training=False)
         for t in tasks:
-            logits[t].append(np.asarray(out[t], np.float32).reshape(-1))
+            values = np.asarray(out[t], np.float32).reshape(-1)
+            if not np.isfinite(values).all():
+                raise train_lib.NonFiniteError(
+                    f"the {t} head outputs NaN or inf for {int((~np.isfinite(values)).sum())} "
+                    f"of {len(values)} pairs of batch {len(types)}; the model's weights are "
+                    f"broken (a diverged run?); no report written")
+            logits[t].append(values)
         types.append(meta["pair_type"].numpy())
         gaps.append(meta["gap"].numpy())
     return logits, types, gaps

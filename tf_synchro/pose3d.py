@@ -36,7 +36,7 @@ import tensorflow as tf
 
 from tf_synchro import configs, metrics, run_dir, train_lib
 from tf_synchro.configs import FinetuneConfig
-from tf_synchro.data import frames
+from tf_synchro.data import frames, records
 from tf_synchro.models import pose, resnet
 from tfrecords_tools import dataset_io, run_lock, skeleton
 
@@ -176,6 +176,9 @@ def _train(config: FinetuneConfig, strategy: tf.distribute.Strategy, chief: bool
     state = run_dir.read_state(backup)
     resumed_step = state.step if state else 0
     frame_config = dataclasses.replace(frame_config, seed=config.runtime.seed + resumed_step)
+    if config.data_check.skip_corrupt_records:
+        records.prepare_decode_counter()  # Outside the strategy scope: a plain variable.
+    undecodable = records.undecodable_count()
     dataset = train_lib.distributed_dataset(
         strategy, frames.dataset_fn(files, frame_config, opt.batch_size))
     result = train_lib.fit(model, dataset, model_dir=config.model_dir,
@@ -183,6 +186,9 @@ def _train(config: FinetuneConfig, strategy: tf.distribute.Strategy, chief: bool
                            strategy=strategy, log_every=config.runtime.log_every,
                            progress_every=config.runtime.progress_every, verbose=verbose,
                            data_files=files)
+    del dataset  # Its input pipeline stops, so the count below is at rest.
+    skipped = records.report_undecodable(undecodable, files, "training frame(s)",
+                                         log=print if verbose and chief else lambda _: None)
 
     # --- save the finished model, then mark the run finished (in that order: a crash
     # between the two leaves an unfinished run, which re-running completes).
@@ -192,7 +198,8 @@ def _train(config: FinetuneConfig, strategy: tf.distribute.Strategy, chief: bool
         run_dir.mark_finished(config.model_dir, stored, opt.train_steps)
     summary = {"initial_step": result["initial_step"], "final_step": result["final_step"],
                "seconds": time.time() - start, "frozen_layers": frozen,
-               "trainable_params": trainable, "pose_model": path}
+               "trainable_params": trainable, "pose_model": path,
+               "skipped_undecodable_frames": skipped}
     if verbose and chief:
         print(f"saved {path} after {summary['seconds']:.0f}s")
     return summary
@@ -388,12 +395,14 @@ def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S1
                                 dct_method=model_cfg["preprocess"]["dct_method"])
     frame_config = configs.FrameConfig(subjects=tuple(subjects), frame_step=frame_step,
                                       augment=aug, skip_corrupt_records=skip_corrupt_records)
+    undecodable = records.undecodable_count()
     ds = frames.eval_dataset(files, frame_config, batch_size)
     with dataset_io.naming_damaged_shard(files, "evaluation stopped"):
         try:
             out = predict(model, ds, num_examples=num_examples if output_png else 0)
         except train_lib.NonFiniteError as e:
             raise train_lib.NonFiniteError(f"--model_dir={model_dir}: {e}") from None
+    skipped = records.report_undecodable(undecodable, files, "evaluation frame(s)")
     if not out:
         raise dataset_io.DatasetError(
             f"{data_dir}: no labelled frame of subjects {list(subjects)} has a frame number "
@@ -414,6 +423,8 @@ def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S1
         report["unseen_motion"] = build_report(held_out["pred"], held_out["gt"], held_out)
     report.update({"model_dir": model_dir, "data_dir": data_dir, "subjects": list(subjects),
                    "frame_step": frame_step, "seconds": round(time.time() - start, 1)})
+    if skipped:
+        report["skipped_undecodable_frames"] = skipped
     if output_json:
         os.makedirs(os.path.dirname(os.path.abspath(output_json)), exist_ok=True)
         dataset_io.write_json_atomic(output_json, report)
@@ -437,6 +448,9 @@ def format_report(report: dict) -> str:
         unseen = report["unseen_motion"]
         rows += [("unseen motion (actions)", unseen["mean_over_actions"])]
         rows += [(f"unseen {k}", v) for k, v in unseen["per_action"].items()]
+    if report.get("skipped_undecodable_frames"):
+        lines.append(f"({report['skipped_undecodable_frames']} frame(s) skipped: a JPEG that "
+                     f"does not decode)")
     for name, r in rows:
         frames_col = f"{r['num_frames']:8d}" if "num_frames" in r else ""
         lines.append(f"{name[:24]:24s}{r['mpjpe']:9.1f}{r['n_mpjpe']:9.1f}"

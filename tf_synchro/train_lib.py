@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_synchro import configs, run_dir
-from tfrecords_tools import dataset_io, run_lock
+from tfrecords_tools import cli, dataset_io, run_lock
 
 STRATEGIES = configs.STRATEGIES
 PRECISIONS = configs.PRECISIONS
@@ -147,7 +147,7 @@ def make_optimizer(total_steps: int, learning_rate: float = 1e-4,
 
 # ----------------------------------------------------------------------------- non-finite values
 
-class NonFiniteError(ValueError):
+class NonFiniteError(cli.DataError):
     """A loss, weight or prediction is NaN or infinite (exit status 1: the run, not a flag,
     is at fault; the message suggests the flags that usually cause it)."""
 
@@ -285,8 +285,12 @@ class Checkpoint(keras.callbacks.Callback):
             return
         os.makedirs(self.backup_dir, exist_ok=True)
         tmp = run_lock.temp_path(self.weights_path, ".weights.h5")
-        self.model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, self.weights_path)
+        try:
+            self.model.save_weights(tmp, overwrite=True)
+            os.replace(tmp, self.weights_path)
+        finally:  # Interrupted (Ctrl-C, SIGTERM): no temporary left behind.
+            if os.path.exists(tmp):
+                os.remove(tmp)
         run_dir.write_state(self.backup_dir, run_dir.TrainState(epoch + 1, _step(self.model)))
 
 

@@ -74,11 +74,15 @@ def write_json_atomic(path: str, obj) -> None:
     a torn one.
     """
     tmp = run_lock.temp_path(path)
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:  # Interrupted (Ctrl-C, SIGTERM) or failed: no temporary left behind.
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def sha256_file(path: str) -> str:
@@ -474,12 +478,21 @@ class DataReadError(DatasetError):
     """A record could not be read during a run (damaged shard)."""
 
 
+def _jpeg_error_line(error) -> Optional[str]:
+    """The line of a TensorFlow error that says a JPEG did not decode, or None."""
+    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines()]
+    return next((line for line in lines if "jpeg" in line.lower() and line), None)
+
+
 @contextlib.contextmanager
 def naming_damaged_shard(paths: Sequence[str], what: str = "reading stopped"):
-    """Turns TensorFlow's file-less ``DataLossError`` into one naming the shard and record.
+    """Turns TensorFlow's file-less data errors into ones naming shard and record.
 
-    ``tf.data`` reports ``corrupted record at <offset>`` without the file; on such an error
-    the shards in ``paths`` are read once more to find the one at fault.
+    ``tf.data`` reports ``corrupted record at <offset>`` without the file, and a JPEG that
+    does not decode (inside a record whose checksums are fine) as ``jpeg::Uncompress
+    failed`` at a graph node; on such an error the shards in ``paths`` are read once more
+    to find the record (and, for a JPEG, its timestep and view:
+    :func:`tfrecords_tools.inspect.first_undecodable_image`).
     """
     import tensorflow as tf
     try:
@@ -488,3 +501,12 @@ def naming_damaged_shard(paths: Sequence[str], what: str = "reading stopped"):
         where = first_damaged_record(paths) or f"one of {len(paths)} shard(s)"
         raise DataReadError(f"{where}; {what} ({e.message.splitlines()[0]}); re-create the "
                             f"shard, or pass --skip_corrupt_records") from e
+    except tf.errors.InvalidArgumentError as e:
+        line = _jpeg_error_line(e)
+        if line is None:
+            raise
+        from tfrecords_tools import inspect as inspect_lib  # It imports this module.
+        where = (inspect_lib.first_undecodable_image(paths)
+                 or f"a JPEG in one of {len(paths)} shard(s) does not decode")
+        raise DataReadError(f"{where}; {what} ({line}); re-create the shard, or pass "
+                            f"--skip_corrupt_records to skip what cannot be decoded") from e

@@ -241,7 +241,7 @@ def discover(config: H36MConfig) -> tuple[list[SequenceSpec], list[dataset_io.Sk
     """
     root = config.h36m_root
     if not os.path.isdir(root):
-        raise H36MError(f"--h36m_root {root} {run_lock.not_a_directory(root, "is not a directory")}")
+        raise H36MError(f"--h36m_root {root} {run_lock.not_a_directory(root, 'is not a directory')}")
     found_subjects = sorted(n for n in os.listdir(root) if _SUBJECT_DIR.match(n)
                             and os.path.isdir(os.path.join(root, n)))
     if not found_subjects:

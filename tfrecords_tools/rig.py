@@ -276,7 +276,7 @@ def discover(config: RigConfig) -> tuple[list[RigSequence], list[dataset_io.Skip
     """
     root = config.input_dir
     if not os.path.isdir(root):
-        raise RigError(f"--input_dir {root} {run_lock.not_a_directory(root, "is not a directory")}")
+        raise RigError(f"--input_dir {root} {run_lock.not_a_directory(root, 'is not a directory')}")
     if video.find_videos(root):
         raise RigError(f"{root} holds videos directly; expected one sub-folder per sequence "
                        f"(<input_dir>/<sequence>/<camera>.mp4): point --input_dir one level up "

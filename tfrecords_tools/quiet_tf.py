@@ -64,6 +64,8 @@ class _QuietLoader(importlib.abc.Loader):
             self._loader.exec_module(module)
 
     def __getattr__(self, name):  # get_resource_reader, is_package, ...
+        if name == "_loader":  # Not set yet (e.g. a copy): no recursion.
+            raise AttributeError(name)
         return getattr(self._loader, name)
 
 

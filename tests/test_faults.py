@@ -865,24 +865,26 @@ def test_an_error_after_tensorflow_loads_is_one_line_on_stderr(tmp_path):
 
 
 def test_sigterm_stops_training_releases_the_lock_and_says_how_to_resume(data, tmp_path):
+    import time
     model_dir = tmp_path / "run"
     state = model_dir / "backup" / "state.json"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tf_synchro.finetune", f"--data_dir={data}",
-         f"--model_dir={model_dir}", *FINETUNE_FLAGS, "--train_steps=100000"],
-        cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    with open(tmp_path / "stderr", "w") as stderr:  # A file: a full pipe cannot block it.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tf_synchro.finetune", f"--data_dir={data}",
+             f"--model_dir={model_dir}", *FINETUNE_FLAGS, "--train_steps=100000"],
+            cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=stderr)
     try:
-        import time
         deadline = time.monotonic() + 300
         while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.2)  # Polls for a file; the assertions below do not depend on time.
-        assert state.exists(), proc.communicate(timeout=60)
+        assert state.exists(), (tmp_path / "stderr").read_text()[-3000:]
         proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=120)
+        proc.wait(timeout=240)
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.communicate()
+            proc.wait()
+    err = (tmp_path / "stderr").read_text()
     assert proc.returncode == 143, err[-3000:]
     assert err.splitlines()[-1] == (
         "finetune: error: terminated (SIGTERM); files written so far are kept (a training "

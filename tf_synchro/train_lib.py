@@ -376,6 +376,14 @@ class StopOnNonFinite(keras.callbacks.Callback):
                              f"lower --learning_rate (or check the data), then re-run")
 
 
+class StopOnSignal(keras.callbacks.Callback):
+    """Ends training after the step during which SIGTERM arrived (``fit`` defers it to
+    here, see :func:`tfrecords_tools.cli.deferred_sigterm`)."""
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        cli.check_terminated()
+
+
 class Progress(keras.callbacks.Callback):
     """One progress bar over all ``total_steps`` (not per epoch), with ETA, losses and lr."""
 
@@ -508,7 +516,8 @@ def fit(model: keras.Model, dataset, *, model_dir: str, total_steps: int, steps_
         print(f"Resuming from checkpoint at step {initial_step} in {ckpt.backup_dir}")
     # Order matters: a non-finite loss stops the step before anything logs or saves it;
     # statistics are averaged before the checkpoint checks and saves them.
-    cbs = [StopOnNonFinite(ckpt, steps_per_epoch), SyncNonTrainable(strategy), ckpt,
+    cbs = [StopOnSignal(), StopOnNonFinite(ckpt, steps_per_epoch), SyncNonTrainable(strategy),
+           ckpt,
            ScalarLogger(os.path.join(model_dir, run_dir.TENSORBOARD_DIR, "train"), log_every,
                         chief)]
     if verbose:
@@ -518,7 +527,8 @@ def fit(model: keras.Model, dataset, *, model_dir: str, total_steps: int, steps_
     _patch_multi_worker_fit(model, strategy)
     if initial_epoch < epochs:
         with dataset_io.naming_damaged_shard(
-                data_files, "training stopped, the last checkpoint is kept"):
+                data_files, "training stopped, the last checkpoint is kept"), \
+                cli.deferred_sigterm():
             history = model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch,
                                 steps_per_epoch=steps_per_epoch, callbacks=cbs, verbose=0,
                                 shuffle=False).history  # The pipeline shuffles.

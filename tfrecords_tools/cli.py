@@ -12,7 +12,9 @@ line on stderr, ``<binary>: error: <message>``, and the process exits with
   a damaged shard) and a held lock (:class:`tfrecords_tools.run_lock.LockError`);
 * ``130`` on Ctrl-C (SIGINT) and ``143`` on SIGTERM (``kill``, ``timeout``, a scheduler's
   pre-emption): both unwind like an error, so locks are released, temporaries removed and
-  a training run keeps its last checkpoint, and the line says how to resume.
+  a training run keeps its last checkpoint, and the line says how to resume. Inside
+  :func:`deferred_sigterm` (``model.fit``) SIGTERM only sets a flag that the loop checks
+  after each step; a second SIGTERM ends the process at once.
 
 ``--verbose`` (added to every binary) shows the traceback instead, and TensorFlow's
 start-up logging, which is otherwise kept off stderr (:mod:`tfrecords_tools.quiet_tf`).
@@ -122,13 +124,44 @@ def _parse_flags(prog: str) -> Callable[[Sequence[str]], list]:
     return parse
 
 
+_SIGTERM = {"received": False, "deferred": 0}
+
+
 def _raise_terminated(signum, frame):
-    raise Terminated()
+    if _SIGTERM["received"]:  # A second SIGTERM: stop at once, as without a handler.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    _SIGTERM["received"] = True
+    if not _SIGTERM["deferred"]:
+        raise Terminated()
+
+
+def check_terminated() -> None:
+    """Raises :class:`Terminated` if SIGTERM arrived; the safe point of a loop that runs
+    inside :func:`deferred_sigterm`."""
+    if _SIGTERM["received"]:
+        raise Terminated()
+
+
+@contextlib.contextmanager
+def deferred_sigterm():
+    """Within the block SIGTERM only sets a flag that :func:`check_terminated` turns into
+    :class:`Terminated`. For loops inside libraries (``model.fit``): an exception raised by
+    the signal handler could land in library code that holds a lock or is a destructor,
+    where it is lost or leaves a deadlock on the way out."""
+    _SIGTERM["deferred"] += 1
+    try:
+        yield
+    finally:
+        _SIGTERM["deferred"] -= 1
+    check_terminated()
 
 
 @contextlib.contextmanager
 def _sigterm_raises():
     """SIGTERM raises :class:`Terminated` for the ``with`` block (main thread only)."""
+    _SIGTERM.update(received=False, deferred=0)
     try:
         previous = signal.signal(signal.SIGTERM, _raise_terminated)
     except ValueError:  # Not the main thread: signals stay as they are.

@@ -9,6 +9,7 @@ so the kill points are exact, not timed.
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -468,6 +469,55 @@ BAD = [
     ("demo-required", "tf_synchro.demo", [], 2, "--workdir", None),
     ("demo-scale", "tf_synchro.demo", ["--workdir={O}", "--scale=huge"], 2, "--scale", None),
     ("xp-rows", "tf_synchro.experiments", ["--workdir={O}", "--rows=zz"], 2, "--rows", None),
+    # Issue 30: settings that used to reach TensorFlow/Keras (or train nothing).
+    ("pt-warmup", "tf_synchro.pretrain", ["--data_dir={D}", "--model_dir={O}",
+                                          "--train_steps=4", "--steps_per_checkpoint=2",
+                                          "--warmup_steps=5"], 2, "--warmup_steps=5", None),
+    ("pt-log0", "tf_synchro.pretrain", ["--data_dir={D}", "--model_dir={O}", "--log_every=0"],
+     2, "--log_every=0", None),
+    ("pt-weights0", "tf_synchro.pretrain", ["--data_dir={D}", "--model_dir={O}",
+                                            "--sync_loss_weight=0", "--flip_loss_weight=0"],
+     2, "nothing would train", None),
+    ("pt-decay", "tf_synchro.pretrain", ["--data_dir={D}", "--model_dir={O}",
+                                         "--weight_decay=-1"], 2, "--weight_decay=-1", None),
+    ("pt-lr-nan", "tf_synchro.pretrain", ["--data_dir={D}", "--model_dir={O}",
+                                          "--learning_rate=nan"], 2, "--learning_rate=nan",
+     None),
+    ("pt-lr-inf", "tf_synchro.pretrain", ["--data_dir={D}", "--model_dir={O}",
+                                          "--learning_rate=inf"], 2, "--learning_rate=inf",
+     None),
+    ("pt-shuffle", "tf_synchro.pretrain", ["--data_dir={D}", "--model_dir={O}",
+                                           "--shuffle_buffer=-1"], 2, "--shuffle_buffer=-1",
+     None),
+    ("pt-model-file", "tf_synchro.pretrain", ["--data_dir={D}", "--model_dir={I}",
+                                              "--train_steps=2", *PRETRAIN_FLAGS],
+     2, "--model_dir={I} exists and is a file, expected a directory", "file"),
+    ("ft-dropout", "tf_synchro.finetune", ["--data_dir={D}", "--model_dir={O}",
+                                           "--dropout=1.5"], 2, "--dropout=1.5", None),
+    ("ft-stat0", "tf_synchro.finetune", ["--data_dir={D}", "--model_dir={O}",
+                                         "--max_stat_frames=0"], 2, "--max_stat_frames=0",
+     None),
+    ("ft-data-file", "tf_synchro.finetune", ["--data_dir={I}", "--model_dir={O}"],
+     1, "dataset directory {I} is a file, expected a directory", "file"),
+    ("ev-examples", "tf_synchro.evaluate", ["--data_dir={D}", "--model_dir={F}",
+                                            "--subjects=S9", "--num_examples=-1"],
+     2, "--num_examples=-1", None),
+    ("ev-batch0", "tf_synchro.evaluate", ["--data_dir={D}", "--model_dir={F}",
+                                          "--subjects=S9", "--batch_size=0"],
+     2, "--batch_size=0", None),
+    ("ev-subjects-empty", "tf_synchro.evaluate", ["--data_dir={D}", "--model_dir={F}",
+                                                  "--subjects="], 2, "--subjects=", None),
+    ("ep-batch0", "tf_synchro.evaluate_pretext", ["--model_dir={P}", "--batch_size=0",
+                                                  "--output_dir={O}"], 2, "--batch_size=0",
+     None),
+    ("ep-output-empty", "tf_synchro.evaluate_pretext", ["--model_dir={P}", "--output_dir="],
+     2, "--output_dir is empty", None),
+    ("sy-frames5", "tfrecords_tools.synthesize", ["--output_dir={O}", "--num_frames=5"],
+     2, "--num_frames 5", None),
+    ("sy-output-empty", "tfrecords_tools.synthesize", ["--output_dir=", *SYNTH_FLAGS],
+     2, "--output_dir is empty", None),
+    ("sy-output-file", "tfrecords_tools.synthesize", ["--output_dir={I}", *SYNTH_FLAGS],
+     2, "--output_dir={I} exists and is a file, expected a directory", "file"),
 ]
 
 
@@ -499,6 +549,8 @@ def _check_bad_invocation(case, data, pretrained, finetuned, bad_inputs, tmp_pat
         _rig_input(inp, kind)
     elif kind == "empty":
         os.makedirs(inp)
+    elif kind == "file":
+        open(inp, "w").close()
     subs = {"{D}": data, "{P}": pretrained["dir"], "{F}": finetuned["dir"], "{O}": out_path,
             "{I}": inp}
 
@@ -532,6 +584,313 @@ def test_verbose_shows_the_traceback_and_subprocess_gives_one_error_line(tmp_pat
         "synthesize: error: --clip_length 1 is invalid; expected >= 6 (room for an "
         "unsynchronized pair)"], proc.stderr
     assert "Traceback" not in proc.stderr and not os.path.exists(f"{tmp_path}/o")
+
+
+# ----------------------------------------------------------------------------- issue 30
+# Non-finite training, JPEGs that do not decode inside valid records, SIGTERM, quiet stderr,
+# former tracebacks and reworded messages.
+
+def _rewrite_shard(copy, shard_name, change):
+    """Re-writes shard ``shard_name`` of dataset ``copy`` with ``change(i, clip)`` applied
+    to each record, then its manifest entry and sidecar: valid CRCs, sizes and sha256."""
+    import tensorflow as tf
+    from tfrecords_tools import schema
+    path = os.path.join(copy, shard_name)
+    clips = [schema.decode_clip(data) for _, data in dataset_io.iter_records(path)]
+    with tf.io.TFRecordWriter(path) as w:
+        for i, clip in enumerate(clips):
+            w.write(schema.encode_clip(change(i, clip)))
+    manifest_path = os.path.join(copy, dataset_io.MANIFEST)
+    manifest = json.load(open(manifest_path))
+    for entry in manifest["shards"]:
+        if entry["file"] == shard_name:
+            entry.update(sha256=dataset_io.sha256_file(path), bytes=os.path.getsize(path))
+            dataset_io.write_json_atomic(path + ".json", entry)
+    dataset_io.write_json_atomic(manifest_path, manifest)
+    return path, clips
+
+
+def _broken_jpeg(jpeg: bytes) -> bytes:
+    # Header kept, scan zeroed: libjpeg fails ("jpeg::Uncompress failed"), markers intact.
+    return jpeg[:20] + b"\x00" * (len(jpeg) - 22) + jpeg[-2:]
+
+
+def _undecodable_copy(data, tmp_path, shard_name, records="first"):
+    """A copy of ``data`` where image t=0 of view 0 of the first record (``records="all"``:
+    every image of every record) of ``shard_name`` does not decode."""
+    import dataclasses
+    copy = str(tmp_path / f"undecodable-{records}")
+    shutil.copytree(data, copy)
+
+    def change(i, clip):
+        if records == "all":
+            images = [[_broken_jpeg(j) for j in row] for row in clip.images]
+        elif i == 0:
+            images = [list(row) for row in clip.images]
+            images[0][0] = _broken_jpeg(images[0][0])
+        else:
+            return clip
+        return dataclasses.replace(clip, images=images)
+
+    path, clips = _rewrite_shard(copy, shard_name, change)
+    return copy, path, clips[0].camera_ids[0]
+
+
+def test_inspect_and_the_locator_name_an_undecodable_jpeg(data, tmp_path):
+    copy, path, cam = _undecodable_copy(data, tmp_path, "S9-Walking.tfrecord")
+    where = f"{path}: record 0: image t=0 view {cam}: JPEG does not decode"
+    assert inspect_lib.first_undecodable_image(dataset_io.shard_paths(copy)) == where
+    assert inspect_lib.first_undecodable_image(dataset_io.shard_paths(data)) is None
+    dataset_io.verify_shards(copy, "full", log=lambda s: None)  # Checksums are valid.
+
+
+@pytest.mark.parametrize("module,skip", [("tf_synchro.evaluate", False),
+                                         ("tf_synchro.evaluate", True),
+                                         ("tf_synchro.pretrain", False),
+                                         ("tf_synchro.pretrain", True)])
+def test_undecodable_jpeg_is_named_or_skipped_and_counted(data, finetuned, tmp_path, module,
+                                                          skip):
+    if module == "tf_synchro.evaluate":
+        copy, path, cam = _undecodable_copy(data, tmp_path, "S9-Walking.tfrecord")
+        out_json = tmp_path / "eval.json"
+        argv = [f"--data_dir={copy}", f"--model_dir={finetuned['dir']}", "--subjects=S9",
+                "--frame_step=1", f"--output_json={out_json}", "--num_examples=0"]
+        written, what = out_json, "evaluation frame(s)"
+    else:
+        copy, path, cam = _undecodable_copy(data, tmp_path, "S1-Walking.tfrecord", "all")
+        written = tmp_path / "pretrain"
+        argv = [f"--data_dir={copy}", f"--model_dir={written}", "--train_steps=2",
+                "--deterministic", *PRETRAIN_FLAGS]
+        what = "clip(s)"
+    code, out, err = _invoke(module, argv + (["--skip_corrupt_records"] if skip else []))
+    where = f"{path}: record 0: image t=0 view {cam}: JPEG does not decode"
+    if not skip:
+        assert code == 1 and err.count("\n") == 1, err
+        assert err.startswith(f"{module.rsplit('.', 1)[1]}: error: {where}; ") and \
+            "--skip_corrupt_records" in err, err
+        if module == "tf_synchro.evaluate":
+            assert not os.path.exists(written)
+        else:  # Stopped at the first batch: no checkpoint, no model.
+            assert not os.path.exists(written / "encoder.keras")
+        return
+    assert code == 0, err[-3000:]
+    assert f"warning: --skip_corrupt_records: skipped " in out and \
+        f"{what} holding a JPEG that does not decode (first in the data: {where})" in out, out
+    if module == "tf_synchro.evaluate":
+        report = json.load(open(written))
+        assert report["skipped_undecodable_frames"] == 1
+        assert report["num_frames"] > 0
+    else:
+        assert os.path.exists(written / "encoder.keras")
+
+
+def test_fit_stops_at_the_first_non_finite_loss_and_keeps_the_last_checkpoint(tmp_path):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+    from tf_synchro import run_dir, train_lib
+
+    def model_and_fit(value, steps):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+        ds = tf.data.Dataset.from_tensors((tf.constant([value]), tf.zeros([1]))).batch(1)
+        return model, train_lib.fit(model, ds.repeat(), model_dir=str(tmp_path / "fit"),
+                                    total_steps=steps, steps_per_epoch=2, verbose=False)
+
+    model_and_fit(1.0, 2)  # A good checkpoint at step 2.
+    backup = tmp_path / "fit" / run_dir.BACKUP_DIR
+    weights = open(backup / run_dir.WEIGHTS_FILE, "rb").read()
+    with pytest.raises(train_lib.NonFiniteError, match=(
+            rf"^training stopped at step 3: loss is (nan|inf) \(not finite\); the checkpoint "
+            rf"of step 2 in {backup} is kept and no model was saved; lower --learning_rate")):
+        model_and_fit(float("inf"), 6)
+    assert open(backup / run_dir.WEIGHTS_FILE, "rb").read() == weights
+    assert json.load(open(backup / run_dir.STATE_FILE))["step"] == 2
+    model, _ = model_and_fit(1.0, 2)  # Resumes nothing: step 2 is the end; weights finite.
+    assert all(np.isfinite(w).all() for w in model.get_weights())
+    model.layers[0].kernel.assign([[float("nan")]])
+    with pytest.raises(train_lib.NonFiniteError, match="refusing to save a model whose "
+                                                       "weights are not finite"):
+        train_lib.save_model_atomic(model, str(tmp_path / "m.keras"))
+    assert not os.path.exists(tmp_path / "m.keras")
+
+
+def test_diverging_finetune_stops_with_one_line_and_saves_nothing(data, tmp_path):
+    model_dir = tmp_path / "diverged"
+    argv = [f"--data_dir={data}", f"--model_dir={model_dir}", *FINETUNE_FLAGS,
+            "--learning_rate=1e30"]
+    code, _, err = _invoke("tf_synchro.finetune", argv)
+    assert code == 1 and err.count("\n") == 1, err
+    assert re.match(r"finetune: error: training stopped at step \d+: (loss is (nan|inf)|the "
+                    r"weights are not finite).*no model was saved; lower --learning_rate",
+                    err), err
+    assert not os.path.exists(model_dir / "pose_model.keras")
+    assert not os.path.exists(model_dir / run_lock.LOCK_FILE)
+    weights = model_dir / "backup" / "latest.weights.h5"
+    if weights.exists():  # The checkpoint kept (if one was written) holds finite weights.
+        import h5py
+        import numpy as np
+        arrays = []
+        with h5py.File(weights, "r") as f:
+            f.visititems(lambda _, o: arrays.append(o[()]) if isinstance(o, h5py.Dataset)
+                         else None)
+        assert arrays and all(np.isfinite(a).all() for a in arrays
+                              if np.asarray(a).dtype.kind == "f")
+
+
+@pytest.fixture(scope="module")
+def nan_run(finetuned, tmp_path_factory):
+    """A copy of the finished fine-tuning run whose pose_model.keras holds NaN weights (as a
+    diverged run saved them before this check existed)."""
+    import keras
+    import numpy as np
+    from tf_synchro import run_dir
+    copy = str(tmp_path_factory.mktemp("nan") / "run")
+    shutil.copytree(finetuned["dir"], copy, ignore=shutil.ignore_patterns("*.lock"))
+    model, _ = run_dir.load_pose_run(copy)
+    model.set_weights([np.full_like(w, np.nan) if w.dtype.kind == "f" else w
+                       for w in model.get_weights()])
+    model.save(os.path.join(copy, run_dir.POSE_MODEL_FILE))
+    return copy
+
+
+@pytest.mark.parametrize("module,expect", [
+    ("tf_synchro.evaluate", "the model predicts NaN or inf for"),
+    ("tf_synchro.export", "refusing to save a model whose weights are not finite")])
+def test_nan_model_is_refused_by_evaluate_and_export(data, nan_run, tmp_path, module, expect):
+    argv = ([f"--data_dir={data}", f"--model_dir={nan_run}", "--subjects=S9",
+             f"--output_json={tmp_path / 'e.json'}", "--frame_step=1"]
+            if module == "tf_synchro.evaluate" else
+            [f"--model_dir={nan_run}", f"--export_dir={tmp_path / 'serving'}"])
+    code, _, err = _invoke(module, argv)
+    assert code == 1 and err.count("\n") == 1 and expect in err, err
+    assert os.listdir(tmp_path) == []
+
+
+def _manifest_edit(data, tmp_path, change):
+    copy = str(tmp_path / "edited")
+    shutil.copytree(data, copy)
+    path = os.path.join(copy, dataset_io.MANIFEST)
+    manifest = json.load(open(path))
+    change(manifest)
+    json.dump(manifest, open(path, "w"))
+    return copy
+
+
+def _empty_model_run(finetuned, tmp_path):
+    copy = str(tmp_path / "run")
+    shutil.copytree(finetuned["dir"], copy, ignore=shutil.ignore_patterns("*.lock"))
+    open(os.path.join(copy, "pose_model.keras"), "w").close()
+    return copy
+
+
+def _tiny_images(tmp_path, side):
+    import cv2
+    import numpy as np
+    folder = tmp_path / "images"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), np.zeros((side, side, 3), np.uint8))
+    return str(folder)
+
+
+# (id, prepare(data, finetuned, tmp_path) -> {name: value}, module, argv with {names},
+#  exit code, text of the one error line)
+ONE_LINE = [
+    ("manifest-no-shards", lambda d, f, t: {"D": _manifest_edit(d, t, lambda m: m.pop(
+        "shards"))}, "tf_synchro.pretrain",
+     ["--data_dir={D}", "--model_dir={T}/m", "--train_steps=2", *PRETRAIN_FLAGS], 1,
+     "manifest.json: no 'shards' list"),
+    ("manifest-no-sha256", lambda d, f, t: {"D": _manifest_edit(d, t, lambda m: [
+        s.pop("sha256") for s in m["shards"]])}, "tf_synchro.pretrain",
+     ["--data_dir={D}", "--model_dir={T}/m", "--train_steps=2", *PRETRAIN_FLAGS], 1,
+     "has no sha256 in the manifest"),
+    ("empty-pose-model", lambda d, f, t: {"R": _empty_model_run(f, t), "D": d},
+     "tf_synchro.evaluate", ["--data_dir={D}", "--model_dir={R}", "--subjects=S9",
+                             "--output_json={T}/e.json"], 1,
+     "pose_model.keras is empty (0 bytes"),
+    ("predict-1x1", lambda d, f, t: {"I": _tiny_images(t, 1), "F": f["dir"]},
+     "tf_synchro.predict", ["--model={F}", "--images={I}", "--output={T}/p.json"], 1,
+     "a.png: the image is 1x1 pixels; expected at least 8x8"),
+    ("predict-box-outside", lambda d, f, t: {"I": _tiny_images(t, 64), "F": f["dir"],
+                                             "B": _boxes(t, [[100, 100, 150, 150]])},
+     "tf_synchro.predict", ["--model={F}", "--images={I}", "--boxes={B}",
+                            "--output={T}/p.json"], 1,
+     "box 0 [100.0, 100.0, 150.0, 150.0] lies entirely outside its 64x64 frame"),
+]
+
+
+def _boxes(tmp_path, boxes):
+    path = tmp_path / "boxes.json"
+    path.write_text(json.dumps(boxes))
+    return str(path)
+
+
+@pytest.mark.parametrize("case", ONE_LINE, ids=[c[0] for c in ONE_LINE])
+def test_former_tracebacks_and_reworded_messages_are_one_line(case, data, finetuned, tmp_path):
+    name, prepare, module, argv, code, expect = case
+    subs = dict(prepare(data, finetuned, tmp_path), T=str(tmp_path))
+
+    def fill(text):
+        for k, v in subs.items():
+            text = text.replace("{" + k + "}", v)
+        return text
+
+    before = _files(tmp_path)
+    got, _, err = _invoke(module, [fill(a) for a in argv])
+    assert got == code and err.count("\n") == 1 and "Traceback" not in err, err
+    assert fill(expect) in err, err
+    assert _files(tmp_path) == before  # Nothing written.
+
+
+def _env_without_tf_quieting():
+    env = _env()
+    env.pop("TF_CPP_MIN_LOG_LEVEL")
+    return env
+
+
+def test_an_error_after_tensorflow_loads_is_one_line_on_stderr(tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    argv = [sys.executable, "-m", "tf_synchro.pretrain", f"--data_dir={afile}",
+            f"--model_dir={tmp_path / 'm'}"]
+    proc = subprocess.run(argv, cwd=REPO, env=_env_without_tf_quieting(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 1 and proc.stderr == (
+        f"pretrain: error: dataset directory {afile} is a file, expected a directory\n"), \
+        proc.stderr
+    proc = subprocess.run(argv + ["--verbose"], cwd=REPO, env=_env_without_tf_quieting(),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_sigterm_stops_training_releases_the_lock_and_says_how_to_resume(data, tmp_path):
+    import time
+    model_dir = tmp_path / "run"
+    state = model_dir / "backup" / "state.json"
+    with open(tmp_path / "stderr", "w") as stderr:  # A file: a full pipe cannot block it.
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tf_synchro.finetune", f"--data_dir={data}",
+             f"--model_dir={model_dir}", *FINETUNE_FLAGS, "--train_steps=100000"],
+            cwd=REPO, env=_env(), stdout=subprocess.DEVNULL, stderr=stderr)
+    try:
+        deadline = time.monotonic() + 300
+        while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)  # Polls for a file; the assertions below do not depend on time.
+        assert state.exists(), (tmp_path / "stderr").read_text()[-3000:]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=240)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = (tmp_path / "stderr").read_text()
+    assert proc.returncode == 143, err[-3000:]
+    assert err.splitlines()[-1] == (
+        "finetune: error: terminated (SIGTERM); files written so far are kept (a training "
+        "run: its last checkpoint); re-run the same command to resume"), err[-3000:]
+    assert not os.path.exists(model_dir / run_lock.LOCK_FILE)
+    assert json.load(open(state))["step"] >= 1 and _temps(str(model_dir)) == []
 
 
 # ----------------------------------------------------------------------------- SIGKILL + re-run

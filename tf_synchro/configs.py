@@ -33,6 +33,7 @@ nor Keras.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 import typing
@@ -98,6 +99,19 @@ def check_steps(train_steps: int, steps_per_checkpoint: int) -> None:
             or train_steps % steps_per_checkpoint):
         raise ValueError(f"--train_steps={train_steps} must be a positive multiple of "
                          f"--steps_per_checkpoint={steps_per_checkpoint}")
+
+
+def check_positive(name: str, value, what: str = "a positive integer") -> None:
+    """Raises ValueError naming ``--name`` unless ``value`` >= 1."""
+    if not value >= 1:
+        raise ValueError(f"--{name}={value}: expected {what}")
+
+
+def check_subjects(name: str, subjects: Sequence[str]) -> None:
+    """Raises ValueError naming ``--name`` when a subject list is empty or has an empty name."""
+    if not subjects or not all(subjects):
+        raise ValueError(f"--{name}={','.join(subjects)}: expected a comma-separated list of "
+                         f"one or more subject names")
 
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: Sequence = (),
@@ -172,8 +186,23 @@ class OptimizerConfig:
     warmup_steps: int = setting(0, "Linear warm-up steps.")
 
     def check(self) -> None:
-        """Raises ValueError unless ``--train_steps`` is a positive multiple of the period."""
+        """Raises ValueError naming the first bad setting: steps and period, the schedule's
+        rates (finite, 0 <= final <= initial), warm-up, weight decay, batch."""
+        check_positive("batch_size", self.batch_size)
         check_steps(self.train_steps, self.steps_per_checkpoint)
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(f"--learning_rate={self.learning_rate}: expected a finite "
+                             f"positive number")
+        if not (math.isfinite(self.final_learning_rate)
+                and 0 <= self.final_learning_rate <= self.learning_rate):
+            raise ValueError(f"--final_learning_rate={self.final_learning_rate}: expected a "
+                             f"number in [0, --learning_rate={self.learning_rate}]")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"--weight_decay={self.weight_decay}: expected a finite number "
+                             f">= 0")
+        if not 0 <= self.warmup_steps <= self.train_steps:
+            raise ValueError(f"--warmup_steps={self.warmup_steps}: expected 0.."
+                             f"--train_steps={self.train_steps}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,6 +332,9 @@ class PairConfig:
             raise ValueError(f"--views={self.views!r}: expected one of {VIEW_MODES}")
         if self.pairs_per_clip < 1:
             raise ValueError(f"--pairs_per_clip={self.pairs_per_clip} must be >= 1")
+        if self.shuffle_buffer < 0:
+            raise ValueError(f"--shuffle_buffer={self.shuffle_buffer} must be >= 0 (0: no "
+                             f"shuffle)")
         if self.gap_sampling not in GAP_SAMPLING:
             raise ValueError(f"--gap_sampling={self.gap_sampling!r}: expected one of "
                              f"{GAP_SAMPLING}")
@@ -407,6 +439,11 @@ class RuntimeConfig:
     log_every: int = setting(50, "TensorBoard scalar period (steps).")
     progress_every: int = setting(10, "Progress-bar period (steps).")
 
+    def check(self) -> None:
+        """Raises ValueError naming a logging period below 1."""
+        check_positive("log_every", self.log_every, "a period of >= 1 steps")
+        check_positive("progress_every", self.progress_every, "a period of >= 1 steps")
+
 
 @dataclasses.dataclass(frozen=True)
 class PretextEvalConfig:
@@ -427,6 +464,12 @@ class PretextEvalConfig:
     batch_size: int = setting(64, "Evaluation batch size.")
     seed: int = setting(0, "Fixes the evaluated pairs.")
     num_gap_bins: int = setting(8, flag=False)
+
+    def check(self) -> None:
+        """Raises ValueError naming the first bad setting."""
+        check_subjects("subjects", self.subjects)
+        check_positive("passes", self.passes)
+        check_positive("batch_size", self.batch_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -451,6 +494,13 @@ class EvaluatePretextConfig:
     d_max: Optional[int] = setting(None, "Unsynchronized pairs: |dt| < d_max; default: the "
                                    "run's.")
     data_check: DataCheckConfig = setting(factory=DataCheckConfig)
+
+    def check(self) -> None:
+        """Raises ValueError naming the first bad setting (before anything is read)."""
+        self.eval.check()
+        if self.output_dir is not None and not self.output_dir:
+            raise ValueError("--output_dir is empty; give a directory, or omit it to write "
+                             "into --model_dir")
 
     def pair_overrides(self) -> dict:
         return {k: getattr(self, k) for k in ("gap_sampling", "d_min", "d_max")
@@ -495,6 +545,21 @@ class PretrainConfig:
     def loss_weights(self) -> dict:
         weights = {"sync": self.sync_loss_weight, "flip": self.flip_loss_weight}
         return {t: weights[t] for t in self.model.tasks}
+
+    def check(self) -> None:
+        """Checks of the run's own fields (the nested configs have theirs): loss weights,
+        evaluation passes, logging periods."""
+        for task in ("sync", "flip"):
+            value = getattr(self, f"{task}_loss_weight")
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"--{task}_loss_weight={value}: expected a finite number >= 0")
+        if not any(self.loss_weights().values()):
+            raise ValueError(f"--sync_loss_weight={self.sync_loss_weight}, --flip_loss_weight="
+                             f"{self.flip_loss_weight}: every trained head "
+                             f"({','.join(self.model.tasks)}) has weight 0, nothing would "
+                             f"train")
+        check_positive("eval_passes", self.eval_passes)
+        self.runtime.check()
 
     def extra_settings(self) -> dict:
         """Recorded beside the model settings (may change on resume)."""
@@ -544,6 +609,14 @@ class FinetuneConfig:
     data_check: DataCheckConfig = setting(factory=DataCheckConfig)
     max_stat_frames: int = setting(20000, "Frames read to compute the target mean/std.")
 
+    def check(self) -> None:
+        """Checks of the run's own fields (the nested configs have theirs; the subjects,
+        head and --init_from are checked by ``pose3d.check_settings``)."""
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"--dropout={self.dropout}: expected a rate in [0, 1)")
+        check_positive("max_stat_frames", self.max_stat_frames)
+        self.runtime.check()
+
     def frame_config(self) -> FrameConfig:
         """The training frame pipeline: the run's label subjects, input size and seed."""
         return dataclasses.replace(
@@ -569,6 +642,18 @@ class EvaluateConfig:
     output_png: Optional[str] = setting(None, "Figure path (default: output_json with .png).")
     num_examples: int = setting(4, "Examples in the figure (0: no figure).")
     data_check: DataCheckConfig = setting(factory=DataCheckConfig)
+
+    def check(self) -> None:
+        """Raises ValueError naming the first bad setting (before anything is read)."""
+        check_subjects("subjects", self.subjects)
+        check_positive("frame_step", self.frame_step)
+        check_positive("batch_size", self.batch_size)
+        if self.num_examples < 0:
+            raise ValueError(f"--num_examples={self.num_examples}: expected >= 0 (0: no "
+                             f"figure)")
+        for name in ("output_json", "output_png"):
+            if getattr(self, name) is not None and not getattr(self, name):
+                raise ValueError(f"--{name} is empty; give a file path or omit it")
 
 
 @dataclasses.dataclass(frozen=True)

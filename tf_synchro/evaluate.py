@@ -40,6 +40,7 @@ def run(config: configs.EvaluateConfig) -> dict:
     """Evaluates, writes the report and the figure, and returns the report."""
     from tf_synchro import artefacts, pose3d, run_dir
     from tfrecords_tools import dataset_io, run_lock
+    config.check()
     check = config.data_check
     run_dir.check_subject_overlap(artefacts.trained_subjects(config.model_dir), config.subjects,
                                   "its labels and pre-training", "--subjects",

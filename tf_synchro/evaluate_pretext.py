@@ -35,6 +35,7 @@ def run(config: configs.EvaluatePretextConfig) -> dict:
     """
     from tf_synchro import pretext, run_dir
     from tfrecords_tools import dataset_io, run_lock
+    config.check()
     model, pair_config, run_config = run_dir.load_pretrain_run(config.model_dir)
     pair_config = dataclasses.replace(
         pair_config, **config.pair_overrides(),

@@ -29,7 +29,7 @@ import logging
 import os
 import sys
 import time
-from typing import Callable, Iterator, Optional
+from typing import Callable, Iterator, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DEFAULT_CROP_SIZE = 160  # The converters' default stored crop side.
+MIN_FRAME_SIDE = 8  # Smaller frames are refused (no person to crop).
 COORDINATES = "camera frame, root-relative (pelvis = 0): x right, y down, z forward; mm"
 
 
@@ -133,6 +134,7 @@ def open_video(path: str) -> Source:
         count = video.count_frames(path)
     except video.VideoError as e:
         raise PredictError(f"--video: {e}") from None
+    _check_frame_size(f"--video={path}", info.width, info.height)
     return Source(path, "video", [f"frame_{i:06d}" for i in range(count)],
                   [(info.width, info.height)] * count, info.fps)
 
@@ -157,18 +159,30 @@ def open_images(pattern: str) -> Source:
     sizes = []
     for p in paths:  # Headers only would need another library; decode once up front.
         h, w = read_image(p).shape[:2]
+        _check_frame_size(p, w, h)
         sizes.append((w, h))
     return Source(pattern, "images", paths, sizes)
 
 
-def load_boxes(path: str, num_frames: int) -> np.ndarray:
+def _check_frame_size(what: str, width: int, height: int) -> None:
+    # A frame of a pixel or two has no person to crop (and a 1x1 frame a zero-sized box).
+    if min(width, height) < MIN_FRAME_SIDE:
+        raise PredictError(f"{what}: the image is {width}x{height} pixels; expected at least "
+                           f"{MIN_FRAME_SIDE}x{MIN_FRAME_SIDE}")
+
+
+def load_boxes(path: str, num_frames: int, sizes: Optional[Sequence] = None) -> np.ndarray:
     """Boxes ``[num_frames, 4]`` (x0, y0, x1, y1) from a JSON or CSV file.
 
     JSON: a list of ``[x0, y0, x1, y1]`` (or ``{"boxes": [...]}``). CSV: one row of four
     numbers per frame, an optional header row first.
 
+    ``sizes`` (per frame ``(width, height)``), when given, must hold each box at least
+    partly (a box wholly outside its frame would crop only padding).
+
     Raises:
-      PredictError: unreadable, wrong count, or a box that is not x1 > x0, y1 > y0.
+      PredictError: unreadable, wrong count, a box that is not x1 > x0, y1 > y0, or one
+        outside its frame.
     """
     try:
         with open(path) as f:
@@ -200,6 +214,15 @@ def load_boxes(path: str, num_frames: int) -> np.ndarray:
     if len(bad):
         raise PredictError(f"--boxes={path}: box {bad[0]} {boxes[bad[0]].tolist()} is not "
                            f"[x0, y0, x1, y1] with x1 > x0 and y1 > y0")
+    if sizes is not None:
+        wh = np.asarray(sizes, np.float64).reshape(-1, 2)
+        outside = np.flatnonzero((boxes[:, 2] < 0) | (boxes[:, 3] < 0)
+                                 | (boxes[:, 0] > wh[:, 0] - 1) | (boxes[:, 1] > wh[:, 1] - 1))
+        if len(outside):
+            i = outside[0]
+            raise PredictError(f"--boxes={path}: box {i} {boxes[i].tolist()} lies entirely "
+                               f"outside its {int(wh[i, 0])}x{int(wh[i, 1])} frame "
+                               f"({len(outside)} such box(es))")
     return boxes
 
 
@@ -265,7 +288,7 @@ def person_boxes(source: Source, config: PredictConfig
                     ) -> tuple[np.ndarray, np.ndarray, str]:
     """Square boxes ``[N, 4]``, person-found flags ``[N]`` and where the boxes came from."""
     if config.boxes:
-        boxes = load_boxes(config.boxes, len(source))
+        boxes = load_boxes(config.boxes, len(source), source.sizes)
         return square(boxes), np.ones(len(source), bool), "file"
     result = background_boxes(source, config) if config.static_camera else None
     flags = np.zeros(len(source), bool) if result is None else result.found[0]
@@ -373,7 +396,7 @@ def run(config: PredictConfig, progress: bool = True) -> dict:
             raise UsageError(f"--smooth_min_cutoff, --smooth_beta, --smooth_d_cutoff: {e}"
                              ) from None
     if config.boxes:  # Checked before the (slow) model load and background analysis.
-        load_boxes(config.boxes, len(source))
+        load_boxes(config.boxes, len(source), source.sizes)
     model = load_model(config.model)
     crop_size = config.crop_size or model.crop_size
     if crop_size is None:

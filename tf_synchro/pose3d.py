@@ -38,7 +38,7 @@ import tensorflow as tf
 
 from tf_synchro import artefacts, configs, metrics, run_dir, train_lib
 from tf_synchro.configs import FinetuneConfig
-from tf_synchro.data import frames
+from tf_synchro.data import frames, records
 from tf_synchro.models import pose, resnet
 from tfrecords_tools import dataset_io, run_lock, skeleton
 
@@ -82,6 +82,7 @@ def check_settings(config: FinetuneConfig) -> None:
     """
     config.model.check_encoder()
     config.optimizer.check()
+    config.check()
     if not 0 <= config.freeze_blocks <= 4:
         raise ValueError(f"--freeze_blocks={config.freeze_blocks} must lie in 0..4 "
                          f"(stem + that many residual stages)")
@@ -91,8 +92,8 @@ def check_settings(config: FinetuneConfig) -> None:
         # Checked here too (run_dir.load_encoder does) so that a typo fails before the
         # target statistics are read.
         raise run_dir.IncompatibleEncoderError(
-            f"--init_from={config.init_from}: no such directory (expected a pre-training "
-            f"model_dir or '{configs.SCRATCH}')")
+            f"--init_from={config.init_from} {run_lock.not_a_directory(config.init_from, 'no such directory')} "
+            f"(expected a pre-training model_dir or '{configs.SCRATCH}')")
     if not config.label_subjects:
         raise ValueError("--label_subjects must name at least one subject")
     if any(u < 1 for u in config.pose_head_units):
@@ -177,6 +178,9 @@ def _train(config: FinetuneConfig, strategy: tf.distribute.Strategy, chief: bool
     state = run_dir.read_state(backup)
     resumed_step = state.step if state else 0
     frame_config = dataclasses.replace(frame_config, seed=config.runtime.seed + resumed_step)
+    if config.data_check.skip_corrupt_records:
+        records.prepare_decode_counter()  # Outside the strategy scope: a plain variable.
+    undecodable = records.undecodable_count()
     dataset = train_lib.distributed_dataset(
         strategy, frames.dataset_fn(files, frame_config, opt.batch_size))
     result = train_lib.fit(model, dataset, model_dir=config.model_dir,
@@ -184,6 +188,9 @@ def _train(config: FinetuneConfig, strategy: tf.distribute.Strategy, chief: bool
                            strategy=strategy, log_every=config.runtime.log_every,
                            progress_every=config.runtime.progress_every, verbose=verbose,
                            data_files=files)
+    del dataset  # Its input pipeline stops, so the count below is at rest.
+    skipped = records.report_undecodable(undecodable, files, "training frame(s)",
+                                         log=print if verbose and chief else lambda _: None)
 
     # --- save the finished model, then mark the run finished (in that order: a crash
     # between the two leaves an unfinished run, which re-running completes).
@@ -193,7 +200,8 @@ def _train(config: FinetuneConfig, strategy: tf.distribute.Strategy, chief: bool
         run_dir.mark_finished(config.model_dir, stored, opt.train_steps)
     summary = {"initial_step": result["initial_step"], "final_step": result["final_step"],
                "seconds": time.time() - start, "frozen_layers": frozen,
-               "trainable_params": trainable, "pose_model": path}
+               "trainable_params": trainable, "pose_model": path,
+               "skipped_undecodable_frames": skipped}
     if verbose and chief:
         print(f"saved {path} after {summary['seconds']:.0f}s")
     return summary
@@ -207,6 +215,9 @@ def predict(model, dataset: tf.data.Dataset, num_examples: int = 0,
 
     ``model``: a Keras model on preprocessed inputs, or an :class:`artefacts.PoseModel` on
     the raw crops of an ``eval_dataset(..., raw=True)``.
+
+    Raises:
+      train_lib.NonFiniteError: a prediction is NaN or inf.
 
     Returns:
       ``{"pred", "gt": [N, 17, 3] mm, "subject", "action", "camera", "sequence_id": [N] str,
@@ -223,7 +234,14 @@ def predict(model, dataset: tf.data.Dataset, num_examples: int = 0,
     reservoir: dict = {}  # frame position -> image
     seen = 0
     for images, joints, meta in dataset:
-        out["pred"].append(np.asarray(predict_fn(images), np.float32))
+        pred = np.asarray(predict_fn(images), np.float32)
+        if not np.isfinite(pred).all():
+            bad = int((~np.isfinite(pred)).any(axis=(1, 2)).sum())
+            raise train_lib.NonFiniteError(
+                f"the model predicts NaN or inf for {bad} of the {len(pred)} frames of batch "
+                f"{len(out['pred'])} (from frame {seen}); its weights are broken (a diverged "
+                f"run?); no report written")
+        out["pred"].append(pred)
         out["gt"].append(joints.numpy())
         for k, v in meta.items():
             v = v.numpy()
@@ -403,9 +421,14 @@ def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S1
                                 dct_method=model_cfg["preprocess"]["dct_method"])
     frame_config = configs.FrameConfig(subjects=tuple(subjects), frame_step=frame_step,
                                       augment=aug, skip_corrupt_records=skip_corrupt_records)
+    undecodable = records.undecodable_count()
     ds = frames.eval_dataset(files, frame_config, batch_size, raw=raw)
     with dataset_io.naming_damaged_shard(files, "evaluation stopped"):
-        out = predict(model, ds, num_examples=num_examples if output_png else 0)
+        try:
+            out = predict(model, ds, num_examples=num_examples if output_png else 0)
+        except train_lib.NonFiniteError as e:
+            raise train_lib.NonFiniteError(f"--model_dir={model_dir}: {e}") from None
+    skipped = records.report_undecodable(undecodable, files, "evaluation frame(s)")
     if not out:
         raise dataset_io.DatasetError(
             f"{data_dir}: no labelled frame of subjects {list(subjects)} has a frame number "
@@ -431,6 +454,8 @@ def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S1
     report.update({"model_dir": model_dir, "model_kind": model.kind if raw else "run",
                    "data_dir": data_dir, "subjects": list(subjects),
                    "frame_step": frame_step, "seconds": round(time.time() - start, 1)})
+    if skipped:
+        report["skipped_undecodable_frames"] = skipped
     if output_json:
         os.makedirs(os.path.dirname(os.path.abspath(output_json)), exist_ok=True)
         dataset_io.write_json_atomic(output_json, report)
@@ -458,6 +483,9 @@ def format_report(report: dict) -> str:
         real = report["real_motion"]
         rows += [("real motion (actions)", real["mean_over_actions"])]
         rows += [(f"real {k}", v) for k, v in real["per_action"].items()]
+    if report.get("skipped_undecodable_frames"):
+        lines.append(f"({report['skipped_undecodable_frames']} frame(s) skipped: a JPEG that "
+                     f"does not decode)")
     for name, r in rows:
         frames_col = f"{r['num_frames']:8d}" if "num_frames" in r else ""
         lines.append(f"{name[:24]:24s}{r['mpjpe']:9.1f}{r['n_mpjpe']:9.1f}"

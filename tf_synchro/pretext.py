@@ -49,8 +49,8 @@ def check_settings(config: PretrainConfig) -> None:
         raise ValueError(f"--tasks={','.join(tasks)}: list them in the order sync,flip")
     config.model.check_encoder()
     config.optimizer.check()
-    if not config.train_subjects:
-        raise ValueError("--train_subjects must name at least one subject")
+    config.check()
+    configs.check_subjects("train_subjects", config.train_subjects)
     run_dir.check_subject_overlap(config.train_subjects, config.eval_subjects,
                                     "--train_subjects", "--eval_subjects",
                                     config.data_check.allow_subject_overlap)
@@ -145,6 +145,9 @@ def _train(config: PretrainConfig, strategy, chief: bool, files: list, data_info
     # ---------------------------------------------------------------- model, data
     with strategy.scope():
         model = build_model(config, data_info["image_size"])
+    if config.data_check.skip_corrupt_records:
+        records.prepare_decode_counter()  # Outside the strategy scope: a plain variable.
+    undecodable = records.undecodable_count()
     dataset = train_lib.distributed_dataset(
         strategy, pairs.dataset_fn(config.data_dir, config.pair_config(), opt.batch_size))
     if config.verbose and chief:
@@ -163,6 +166,11 @@ def _train(config: PretrainConfig, strategy, chief: bool, files: list, data_info
                "train_seconds": round(time.time() - start, 1),
                "final_metrics": {k: round(float(v[-1]), 4)
                                  for k, v in result["history"].items()}}
+    del dataset  # Its input pipeline stops, so the count below is at rest.
+    skipped = records.report_undecodable(
+        undecodable, files, "clip(s)", log=print if config.verbose and chief else lambda _: None)
+    if skipped:
+        summary["skipped_undecodable_clips"] = skipped
 
     # ---------------------------------------------------------------- export, evaluate
     if chief:
@@ -241,12 +249,16 @@ def evaluate(model, data_dir: str, pair_config: configs.PairConfig,
     """
     cfg = eval_pair_config(pair_config, config)
     files = records.dataset_files(data_dir, cfg.subjects)
+    undecodable = records.undecodable_count()
     ds = pairs.pair_dataset(files, cfg, config.batch_size, with_metadata=True)
     with dataset_io.naming_damaged_shard(files, "evaluation stopped"):
         logits, types, gaps = _run_pairs(model, ds, cfg.tasks)
+    skipped = records.report_undecodable(undecodable, files, "evaluation clip(s)")
     if not types:
         raise ValueError(f"{data_dir}: no evaluation pairs for subjects {cfg.subjects}")
     results = {"subjects": list(cfg.subjects)}
+    if skipped:
+        results["skipped_undecodable_clips"] = skipped
     results.update(score_pairs(np.concatenate(types), np.concatenate(gaps),
                                {t: np.concatenate(v) for t, v in logits.items()},
                                cfg.d_min, cfg.d_max, config.num_gap_bins))
@@ -314,7 +326,13 @@ def _run_pairs(model, ds, tasks) -> tuple[dict, list, list]:
     for x, _, _, meta in ds:
         out = model(x, training=False)
         for t in tasks:
-            logits[t].append(np.asarray(out[t], np.float32).reshape(-1))
+            values = np.asarray(out[t], np.float32).reshape(-1)
+            if not np.isfinite(values).all():
+                raise train_lib.NonFiniteError(
+                    f"the {t} head outputs NaN or inf for {int((~np.isfinite(values)).sum())} "
+                    f"of {len(values)} pairs of batch {len(types)}; the model's weights are "
+                    f"broken (a diverged run?); no report written")
+            logits[t].append(values)
         types.append(meta["pair_type"].numpy())
         gaps.append(meta["gap"].numpy())
     return logits, types, gaps

@@ -232,6 +232,14 @@ def check_subject_overlap(train: Sequence[str], test: Sequence[str], train_what:
 
 # ----------------------------------------------------------------------------- loading
 
+def check_model_file(path: str) -> None:
+    """Raises ModelDirError for a ``.keras`` file of 0 bytes (an interrupted copy: Keras
+    would call it "not found")."""
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise ModelDirError(f"{path} is empty (0 bytes; an interrupted copy?); re-create it "
+                            f"by re-running the run that writes it, or copy it again")
+
+
 def load_pose_run(model_dir: str):
     """``(pose model, config)`` of a finished fine-tuning run.
 
@@ -244,7 +252,8 @@ def load_pose_run(model_dir: str):
     path = config_path(model_dir)
     model_path = os.path.join(model_dir, POSE_MODEL_FILE)
     if not os.path.isdir(model_dir):
-        raise UnfinishedModelDirError(f"--model_dir={model_dir} does not exist")
+        raise UnfinishedModelDirError(
+            f"--model_dir={model_dir} {run_lock.not_a_directory(model_dir)}")
     config = read_config(model_dir)
     if config is None:
         raise UnfinishedModelDirError(
@@ -259,6 +268,7 @@ def load_pose_run(model_dir: str):
             f"--model_dir={model_dir} holds no finished fine-tuning run ({POSE_MODEL_FILE} is "
             f"written when training completes); finish it by re-running tf_synchro.finetune "
             f"with the same flags (it resumes from {BACKUP_DIR}/)")
+    check_model_file(model_path)
     return keras.saving.load_model(model_path, compile=False), config
 
 
@@ -277,6 +287,7 @@ def load_pretrain_run(model_dir: str):
             raise FileNotFoundError(f"{p} not found: --model_dir must be a finished "
                                     f"`python -m tf_synchro.pretrain` run")
     config = read_config(model_dir)
+    check_model_file(model_path)
     return (keras.models.load_model(model_path), configs.PairConfig.from_run(config), config)
 
 
@@ -295,12 +306,18 @@ def load_encoder(pretrain_dir: str, expect: Optional[Mapping[str, Any]] = None):
 
     path = os.path.join(pretrain_dir, ENCODER_FILE)
     if not os.path.isdir(pretrain_dir):
-        raise IncompatibleEncoderError(f"--init_from={pretrain_dir}: no such directory "
-                                       f"(expected a pre-training model_dir or '{SCRATCH}')")
+        raise IncompatibleEncoderError(f"--init_from={pretrain_dir} "
+                                       f"{run_lock.not_a_directory(pretrain_dir, 'no such directory')} "
+                                       f"(expected a "
+                                       f"pre-training model_dir or '{SCRATCH}')")
     if not os.path.exists(path):
         raise IncompatibleEncoderError(
             f"--init_from={pretrain_dir}: {ENCODER_FILE} not found; pre-training writes it "
             f"when it finishes (is the run complete?)")
+    try:
+        check_model_file(path)
+    except ModelDirError as e:
+        raise IncompatibleEncoderError(f"--init_from: {e}") from None
     try:
         encoder = keras.saving.load_model(path, compile=False)
     except Exception as e:  # Keras raises several types for a foreign or corrupt file.

@@ -41,7 +41,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_synchro import configs, run_dir
+from tf_synchro import configs, run_dir, train_lib
 from tf_synchro.data import frames
 from tf_synchro.models import pose
 from tfrecords_tools import dataset_io, run_lock, schema
@@ -154,6 +154,7 @@ def export(model_dir: str, export_dir: str, version: Optional[int] = None,
     taken = [p for p in extra_targets.values() if os.path.exists(p)]
     if taken:
         raise ExportError(f"{taken[0]} exists; pass another --version")
+    train_lib.check_finite_weights(model, target)  # A diverged run is not served.
     model_cfg = config["model"]
     if what == "encoder":
         model, output_name = pose.pose_encoder(model), "features"

@@ -16,6 +16,10 @@ train the same way:
   command continues from the last checkpoint, TensorBoard scalars in
   ``model_dir/tensorboard`` (losses, metrics, learning rate, keyed by optimizer step) and a
   progress bar with ETA over the whole run.
+* non-finite numbers stop a run (:class:`NonFiniteError`): the first step whose loss is NaN
+  or inf, or weights that became non-finite at a checkpoint; nothing non-finite is ever
+  saved (checkpoint, final model, export: :func:`check_finite_weights`), so the last good
+  checkpoint stays.
 
 A "checkpoint period" is a Keras epoch: ``fit`` runs ``total_steps // steps_per_epoch``
 epochs of ``steps_per_epoch`` steps over an infinite dataset and checkpoints at each epoch
@@ -24,16 +28,18 @@ end, so resume granularity is one epoch and needs no Keras private state.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
 from typing import Callable, Iterable, Optional, Sequence
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tf_synchro import configs, run_dir
-from tfrecords_tools import dataset_io, run_lock
+from tfrecords_tools import cli, dataset_io, run_lock
 
 STRATEGIES = configs.STRATEGIES
 PRECISIONS = configs.PRECISIONS
@@ -139,10 +145,44 @@ def make_optimizer(total_steps: int, learning_rate: float = 1e-4,
     return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
 
 
+# ----------------------------------------------------------------------------- non-finite values
+
+class NonFiniteError(cli.DataError):
+    """A loss, weight or prediction is NaN or infinite (exit status 1: the run, not a flag,
+    is at fault; the message suggests the flags that usually cause it)."""
+
+
+def first_non_finite_weight(model: keras.Model) -> Optional[str]:
+    """The path of the first model variable holding NaN or inf, or None (one pass over
+    the weights, reading them to the host: for checkpoints and saves, not every step)."""
+    for v in model.weights:
+        if "float" in str(v.dtype) and not np.isfinite(np.asarray(_host_value(v))).all():
+            return getattr(v, "path", None) or v.name
+    return None
+
+
+def check_finite_weights(model: keras.Model, path: str) -> None:
+    """Raises NonFiniteError instead of letting ``path`` be written from NaN/inf weights."""
+    bad = first_non_finite_weight(model)
+    if bad:
+        raise NonFiniteError(f"{path}: refusing to save a model whose weights are not finite "
+                             f"(NaN or inf, first in {bad}); the run diverged (lower "
+                             f"--learning_rate?)")
+
+
+def _host_value(v):
+    return v.numpy() if hasattr(v, "numpy") else keras.ops.convert_to_numpy(v)
+
+
 # ----------------------------------------------------------------------------- model_dir
 
 def save_model_atomic(model: keras.Model, path: str) -> None:
-    """Saves a ``.keras`` file through a temporary name and a rename (no torn files)."""
+    """Saves a ``.keras`` file through a temporary name and a rename (no torn files).
+
+    Raises:
+      NonFiniteError: a weight is NaN or inf (nothing is written).
+    """
+    check_finite_weights(model, path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = run_lock.temp_path(path, ".keras")  # Keras insists on the extension.
     try:
@@ -224,13 +264,33 @@ class Checkpoint(keras.callbacks.Callback):
                                         f"use another --model_dir") from e
         return state.epoch
 
+    def kept(self) -> str:
+        """Which checkpoint a stopped run keeps, for messages."""
+        state = self.read_state()
+        if state is None:
+            return "no checkpoint was written"
+        return f"the checkpoint of step {state.step} in {self.backup_dir} is kept"
+
     def on_epoch_end(self, epoch: int, logs=None) -> None:
+        # Every worker checks (the weights are the same everywhere), so all stop together.
+        bad = first_non_finite_weight(self.model)
+        if bad:
+            loss = (logs or {}).get("loss")
+            raise NonFiniteError(
+                f"training stopped at step {_step(self.model)}: the weights are not finite "
+                f"(NaN or inf, first in {bad}; mean loss of the period "
+                f"{'n/a' if loss is None else f'{float(loss):.6g}'}); {self.kept()} and no "
+                f"model was saved; lower --learning_rate (or check the data), then re-run")
         if not self.chief:
             return
         os.makedirs(self.backup_dir, exist_ok=True)
         tmp = run_lock.temp_path(self.weights_path, ".weights.h5")
-        self.model.save_weights(tmp, overwrite=True)
-        os.replace(tmp, self.weights_path)
+        try:
+            self.model.save_weights(tmp, overwrite=True)
+            os.replace(tmp, self.weights_path)
+        finally:  # Interrupted (Ctrl-C, SIGTERM): no temporary left behind.
+            if os.path.exists(tmp):
+                os.remove(tmp)
         run_dir.write_state(self.backup_dir, run_dir.TrainState(epoch + 1, _step(self.model)))
 
 
@@ -287,6 +347,41 @@ class ScalarLogger(keras.callbacks.Callback):
     def on_train_end(self, logs=None) -> None:
         if self.writer is not None:
             self.writer.flush()
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops training at the first step whose loss is NaN or inf.
+
+    Keras hands callbacks the step's logs as Python floats (one host transfer per step
+    that ``fit`` makes anyway), so the check itself costs a ``math.isfinite``. The logged
+    loss is the running mean of the period, which turns non-finite exactly at the first
+    non-finite step.
+    """
+
+    def __init__(self, checkpoint: "Checkpoint", steps_per_epoch: int):
+        super().__init__()
+        self.checkpoint, self.steps_per_epoch = checkpoint, steps_per_epoch
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        loss = (logs or {}).get("loss")
+        if loss is None or math.isfinite(float(loss)):
+            return
+        step = self._epoch * self.steps_per_epoch + batch + 1
+        raise NonFiniteError(f"training stopped at step {step}: loss is {float(loss)} (not "
+                             f"finite); {self.checkpoint.kept()} and no model was saved; "
+                             f"lower --learning_rate (or check the data), then re-run")
+
+
+class StopOnSignal(keras.callbacks.Callback):
+    """Ends training after the step during which SIGTERM arrived (``fit`` defers it to
+    here, see :func:`tfrecords_tools.cli.deferred_sigterm`)."""
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        cli.check_terminated()
 
 
 class Progress(keras.callbacks.Callback):
@@ -397,6 +492,10 @@ def fit(model: keras.Model, dataset, *, model_dir: str, total_steps: int, steps_
       data_files: the shards ``dataset`` reads; a damaged record stops training with an
         error naming its shard (the last checkpoint stays as it was).
 
+    Raises:
+      NonFiniteError: a step's loss, or the weights at a checkpoint, became NaN or inf
+        (the last good checkpoint stays).
+
     Returns:
       ``{"initial_step": step resumed from (0 for a fresh run), "final_step": ...,
       "history": Keras history dict of this call}``.
@@ -415,8 +514,10 @@ def fit(model: keras.Model, dataset, *, model_dir: str, total_steps: int, steps_
     initial_step = initial_epoch * steps_per_epoch
     if initial_epoch and chief and verbose:
         print(f"Resuming from checkpoint at step {initial_step} in {ckpt.backup_dir}")
-    # Order matters: statistics are averaged before the checkpoint saves them.
-    cbs = [SyncNonTrainable(strategy), ckpt,
+    # Order matters: a non-finite loss stops the step before anything logs or saves it;
+    # statistics are averaged before the checkpoint checks and saves them.
+    cbs = [StopOnSignal(), StopOnNonFinite(ckpt, steps_per_epoch), SyncNonTrainable(strategy),
+           ckpt,
            ScalarLogger(os.path.join(model_dir, run_dir.TENSORBOARD_DIR, "train"), log_every,
                         chief)]
     if verbose:
@@ -426,7 +527,8 @@ def fit(model: keras.Model, dataset, *, model_dir: str, total_steps: int, steps_
     _patch_multi_worker_fit(model, strategy)
     if initial_epoch < epochs:
         with dataset_io.naming_damaged_shard(
-                data_files, "training stopped, the last checkpoint is kept"):
+                data_files, "training stopped, the last checkpoint is kept"), \
+                cli.deferred_sigterm():
             history = model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch,
                                 steps_per_epoch=steps_per_epoch, callbacks=cbs, verbose=0,
                                 shuffle=False).history  # The pipeline shuffles.

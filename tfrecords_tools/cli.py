@@ -10,10 +10,15 @@ line on stderr, ``<binary>: error: <message>``, and the process exits with
 * ``1`` (data error): :class:`DataError` and any other ``ValueError`` (bad file, record or
   directory: the message starts with its path), ``OSError``, TensorFlow ``OpError`` (e.g.
   a damaged shard) and a held lock (:class:`tfrecords_tools.run_lock.LockError`);
-* ``130`` on Ctrl-C.
+* ``130`` on Ctrl-C (SIGINT) and ``143`` on SIGTERM (``kill``, ``timeout``, a scheduler's
+  pre-emption): both unwind like an error, so locks are released, temporaries removed and
+  a training run keeps its last checkpoint, and the line says how to resume. Inside
+  :func:`deferred_sigterm` (``model.fit``) SIGTERM only sets a flag that the loop checks
+  after each step; a second SIGTERM ends the process at once.
 
-``--verbose`` (added to every binary) shows the traceback instead. Other exceptions are
-bugs and keep their traceback.
+``--verbose`` (added to every binary) shows the traceback instead, and TensorFlow's
+start-up logging, which is otherwise kept off stderr (:mod:`tfrecords_tools.quiet_tf`).
+Other exceptions are bugs and keep their traceback.
 
 :func:`invoke` runs a binary in this process (fresh flags, same code path and exit codes
 as ``python -m <module>``), which lets tests try many invocations without a Python and
@@ -25,21 +30,28 @@ import contextlib
 import importlib
 import io
 import os
+import signal
 import sys
 from typing import Callable, Optional, Sequence
 
 from absl import app, flags
 
-from tfrecords_tools import run_lock
+from tfrecords_tools import quiet_tf, run_lock
 
 USAGE_EXIT = 2
 DATA_EXIT = 1
 INTERRUPT_EXIT = 130
+TERMINATE_EXIT = 128 + signal.SIGTERM  # 143, what a shell reports for a SIGTERMed process.
 _OWN_PACKAGES = ("tf_synchro", "tfrecords_tools", "__main__")
 
 
 class UsageError(ValueError):
     """Inconsistent flags, whatever the message's first word (exit status 2)."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's KeyboardInterrupt (exit status 143),
+    so every ``finally`` and lock release on the way out runs."""
 
 
 class DataError(ValueError):
@@ -58,6 +70,8 @@ def exit_code(error: BaseException) -> Optional[int]:
     """The exit code of an expected error, or None for a bug (keeps its traceback)."""
     if isinstance(error, (flags.Error, app.UsageError)):
         return USAGE_EXIT
+    if isinstance(error, Terminated):
+        return TERMINATE_EXIT
     if isinstance(error, KeyboardInterrupt):
         return INTERRUPT_EXIT
     if isinstance(error, UsageError):
@@ -76,6 +90,9 @@ def exit_code(error: BaseException) -> Optional[int]:
 
 def error_message(error: BaseException) -> str:
     """One line describing ``error`` (naming the file for OS errors)."""
+    if isinstance(error, Terminated):
+        return ("terminated (SIGTERM); files written so far are kept (a training run: its "
+                "last checkpoint); re-run the same command to resume")
     if isinstance(error, KeyboardInterrupt):
         return "interrupted; re-run the same command to resume"
     if isinstance(error, OSError) and error.filename and error.strerror:
@@ -107,9 +124,59 @@ def _parse_flags(prog: str) -> Callable[[Sequence[str]], list]:
     return parse
 
 
+_SIGTERM = {"received": False, "deferred": 0}
+
+
+def _raise_terminated(signum, frame):
+    if _SIGTERM["received"]:  # A second SIGTERM: stop at once, as without a handler.
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
+        return
+    _SIGTERM["received"] = True
+    if not _SIGTERM["deferred"]:
+        raise Terminated()
+
+
+def check_terminated() -> None:
+    """Raises :class:`Terminated` if SIGTERM arrived; the safe point of a loop that runs
+    inside :func:`deferred_sigterm`."""
+    if _SIGTERM["received"]:
+        raise Terminated()
+
+
+@contextlib.contextmanager
+def deferred_sigterm():
+    """Within the block SIGTERM only sets a flag that :func:`check_terminated` turns into
+    :class:`Terminated`. For loops inside libraries (``model.fit``): an exception raised by
+    the signal handler could land in library code that holds a lock or is a destructor,
+    where it is lost or leaves a deadlock on the way out."""
+    _SIGTERM["deferred"] += 1
+    try:
+        yield
+    finally:
+        _SIGTERM["deferred"] -= 1
+    check_terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_raises():
+    """SIGTERM raises :class:`Terminated` for the ``with`` block (main thread only)."""
+    _SIGTERM.update(received=False, deferred=0)
+    try:
+        previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    except ValueError:  # Not the main thread: signals stay as they are.
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def run(main: Callable[[Sequence[str]], object], argv: Optional[Sequence[str]] = None) -> None:
     """``absl.app.run(main)`` with the project's error policy (see the module docstring)."""
     prog = _prog(main)
+    quiet_tf.install(list(argv) if argv is not None else None)
     if "verbose" not in flags.FLAGS:
         flags.DEFINE_bool("verbose", False, "Show the full traceback of an error instead of "
                                             "one line.")
@@ -122,13 +189,14 @@ def run(main: Callable[[Sequence[str]], object], argv: Optional[Sequence[str]] =
             if code is None or flags.FLAGS.verbose:
                 raise
             _fail(prog, code, error_message(e))
-        except KeyboardInterrupt as e:
+        except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated).
             if flags.FLAGS["verbose"].value:
                 raise
-            _fail(prog, INTERRUPT_EXIT, error_message(e))
+            _fail(prog, exit_code(e), error_message(e))
 
-    app.run(guarded, argv=list(argv) if argv is not None else None,
-            flags_parser=_parse_flags(prog))
+    with _sigterm_raises():
+        app.run(guarded, argv=list(argv) if argv is not None else None,
+                flags_parser=_parse_flags(prog))
 
 
 # ----------------------------------------------------------------------------- in-process runs

@@ -74,11 +74,15 @@ def write_json_atomic(path: str, obj) -> None:
     a torn one.
     """
     tmp = run_lock.temp_path(path)
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=1, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:  # Interrupted (Ctrl-C, SIGTERM) or failed: no temporary left behind.
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def sha256_file(path: str) -> str:
@@ -295,7 +299,7 @@ def load_manifest(data_dir: str) -> dict:
     """
     path = os.path.join(data_dir, MANIFEST)
     if not os.path.isdir(data_dir):
-        raise DatasetError(f"dataset directory {data_dir} does not exist")
+        raise DatasetError(f"dataset directory {data_dir} {run_lock.not_a_directory(data_dir)}")
     if not os.path.exists(path):
         raise DatasetError(f"{path} not found: {data_dir} is not a finished tf_synchro dataset "
                            f"(write one with `python -m tfrecords_tools.synthesize`)")
@@ -307,8 +311,20 @@ def load_manifest(data_dir: str) -> dict:
     if manifest.get("schema_version") != schema.SCHEMA_VERSION:
         raise DatasetError(f"{path}: schema version {manifest.get('schema_version')}, this code "
                            f"reads {schema.SCHEMA_VERSION}")
-    for shard in manifest.get("shards", []):
+    shards = manifest.get("shards")
+    if not isinstance(shards, list) or not all(isinstance(s, dict) for s in shards):
+        raise DatasetError(f"{path}: no 'shards' list of entries (written by another tool, or "
+                           f"edited); re-create the dataset")
+    for key in ("images_per", "totals"):
+        if not isinstance(manifest.get(key), dict):
+            raise DatasetError(f"{path}: no {key!r} table (written by another tool, or edited); "
+                               f"re-create the dataset")
+    for shard in shards:
         _check_inside(data_dir, shard.get("file"))
+        missing = [k for k in ("num_records", "images_per") if k not in shard]
+        if missing:
+            raise DatasetError(f"{path}: shard entry {shard['file']!r} has no {missing}; "
+                               f"re-create the dataset")
         if not os.path.exists(os.path.join(data_dir, shard["file"])):
             raise DatasetError(f"{data_dir}: shard {shard['file']} listed in {MANIFEST} is missing")
     return manifest
@@ -394,7 +410,10 @@ def verify_shards(data_dir: str, mode: str = "auto", subjects: Optional[Sequence
         if "bytes" in shard and size != shard["bytes"]:
             bad.append((shard, path, f"{size} bytes, the manifest says {shard['bytes']} "
                                      f"(truncated or replaced)"))
-        elif mode == "full" and sha256_file(path) != shard.get("sha256"):
+        elif mode == "full" and not shard.get("sha256"):
+            bad.append((shard, path, "has no sha256 in the manifest (cannot be verified; "
+                                     "--verify_data=size skips the checksum)"))
+        elif mode == "full" and sha256_file(path) != shard["sha256"]:
             bad.append((shard, path, "sha256 differs from the manifest (damaged or changed)"))
     if bad and not skip_corrupt:
         shard, path, reason = bad[0]
@@ -459,12 +478,21 @@ class DataReadError(DatasetError):
     """A record could not be read during a run (damaged shard)."""
 
 
+def _jpeg_error_line(error) -> Optional[str]:
+    """The line of a TensorFlow error that says a JPEG did not decode, or None."""
+    lines = [line.strip() for line in str(getattr(error, "message", error)).splitlines()]
+    return next((line for line in lines if "jpeg" in line.lower() and line), None)
+
+
 @contextlib.contextmanager
 def naming_damaged_shard(paths: Sequence[str], what: str = "reading stopped"):
-    """Turns TensorFlow's file-less ``DataLossError`` into one naming the shard and record.
+    """Turns TensorFlow's file-less data errors into ones naming shard and record.
 
-    ``tf.data`` reports ``corrupted record at <offset>`` without the file; on such an error
-    the shards in ``paths`` are read once more to find the one at fault.
+    ``tf.data`` reports ``corrupted record at <offset>`` without the file, and a JPEG that
+    does not decode (inside a record whose checksums are fine) as ``jpeg::Uncompress
+    failed`` at a graph node; on such an error the shards in ``paths`` are read once more
+    to find the record (and, for a JPEG, its timestep and view:
+    :func:`tfrecords_tools.inspect.first_undecodable_image`).
     """
     import tensorflow as tf
     try:
@@ -473,3 +501,12 @@ def naming_damaged_shard(paths: Sequence[str], what: str = "reading stopped"):
         where = first_damaged_record(paths) or f"one of {len(paths)} shard(s)"
         raise DataReadError(f"{where}; {what} ({e.message.splitlines()[0]}); re-create the "
                             f"shard, or pass --skip_corrupt_records") from e
+    except tf.errors.InvalidArgumentError as e:
+        line = _jpeg_error_line(e)
+        if line is None:
+            raise
+        from tfrecords_tools import inspect as inspect_lib  # It imports this module.
+        where = (inspect_lib.first_undecodable_image(paths)
+                 or f"a JPEG in one of {len(paths)} shard(s) does not decode")
+        raise DataReadError(f"{where}; {what} ({line}); re-create the shard, or pass "
+                            f"--skip_corrupt_records to skip what cannot be decoded") from e

@@ -18,7 +18,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import cv2
 import numpy as np
@@ -84,6 +84,39 @@ def decode_jpeg_checked(data: bytes, size: int) -> np.ndarray:
     return img[..., ::-1]
 
 
+def image_errors(clip: schema.Clip):
+    """Yields ``"image t=<t> view <camera>: <why>"`` for each JPEG of ``clip`` that does not
+    decode (strictly: :func:`decode_jpeg_checked`)."""
+    for t, row in enumerate(clip.images):
+        for v, jpeg in enumerate(row):
+            try:
+                decode_jpeg_checked(jpeg, clip.image_size)
+            except ValueError as e:
+                yield f"image t={t} view {clip.camera_ids[v]}: {e}"
+
+
+def first_undecodable_image(paths: Sequence[str]) -> Optional[str]:
+    """``"<shard>: record <i>: image t=<t> view <camera>: <why>"`` for the first JPEG in
+    ``paths`` that does not decode, or None.
+
+    The locating pass behind a training or evaluation stop: ``tf.data`` names neither
+    file nor record when ``decode_jpeg`` fails. Records that cannot be read or parsed
+    are passed over (other errors name those).
+    """
+    for path in paths:
+        try:
+            for i, data in dataset_io.iter_records(path):
+                try:
+                    clip = schema.decode_clip(data, where=f"{path}: record {i}")
+                except schema.SchemaError:
+                    continue
+                for error in image_errors(clip):
+                    return f"{path}: record {i}: {error}"
+        except ValueError:
+            continue
+    return None
+
+
 def _check_shard(data_dir: str, shard: dict, report: Report, want_samples: bool) -> list:
     """Checks one shard; returns up to a few sample clips for the contact sheet."""
     name = shard["file"]
@@ -108,12 +141,7 @@ def _check_shard(data_dir: str, shard: dict, report: Report, want_samples: bool)
             except schema.SchemaError as e:
                 errors.append(str(e))
                 continue
-            for t, row in enumerate(clip.images):
-                for v, jpeg in enumerate(row):
-                    try:
-                        decode_jpeg_checked(jpeg, clip.image_size)
-                    except ValueError as e:
-                        errors.append(f"{where}: image t={t} view {clip.camera_ids[v]}: {e}")
+            errors.extend(f"{where}: {error}" for error in image_errors(clip))
             n, nv = clip.num_frames, clip.num_views
             counts.update(num_records=1, num_frames=n, num_images=n * nv,
                           num_labelled_frames=n if clip.joints3d_world is not None else 0)

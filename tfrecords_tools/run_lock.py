@@ -199,6 +199,23 @@ class RunLock:
                 os.rmdir(self._created_dir)
 
 
+def not_a_directory(path: str, missing: str = "does not exist") -> str:
+    """Why ``path`` is no usable directory, for messages: ``"is a file, expected a
+    directory"``, or ``missing``."""
+    if os.path.lexists(path) and not os.path.isdir(path):
+        return "is a file, expected a directory"
+    return missing
+
+
+def check_output_dir(directory: str, what: str = "directory") -> None:
+    """Raises ValueError (naming ``what``) unless ``directory`` can be a directory to write:
+    not empty, and not an existing file."""
+    if not directory:
+        raise ValueError(f"{what} is empty; expected a directory path")
+    if os.path.lexists(directory) and not os.path.isdir(directory):
+        raise ValueError(f"{what}={directory} exists and is a file, expected a directory")
+
+
 def acquire(directory: str, what: str = "directory",
             log: Callable[[str], None] = _warn) -> RunLock:
     """Takes the lock of ``directory`` (created if needed).
@@ -210,7 +227,9 @@ def acquire(directory: str, what: str = "directory",
 
     Raises:
       LockError: another live process holds it (the message names host and pid).
+      ValueError: ``directory`` is empty or a file.
     """
+    check_output_dir(directory, what)
     created = None if os.path.isdir(directory) else os.path.abspath(directory)
     os.makedirs(directory, exist_ok=True)
     path = os.path.abspath(os.path.join(directory, LOCK_FILE))

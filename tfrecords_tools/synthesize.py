@@ -347,7 +347,8 @@ def validate(config: SynthConfig) -> Optional[np.ndarray]:
         raise ValueError(f"--image_size {config.image_size} outside the sane range "
                          f"[{schema.MIN_IMAGE_SIZE}, {schema.MAX_IMAGE_SIZE}] pixels")
     checks = (("takes", config.takes >= 1, ">= 1"),
-              ("num_frames", config.num_frames >= 2, ">= 2"),
+              ("num_frames", config.num_frames >= schema.MIN_CLIP_LENGTH,
+               f">= {schema.MIN_CLIP_LENGTH} (room for an unsynchronized pair)"),
               ("clip_length", config.clip_length >= schema.MIN_CLIP_LENGTH,
                f">= {schema.MIN_CLIP_LENGTH} (room for an unsynchronized pair)"),
               ("min_motion_mm", 0 <= config.min_motion_mm < 500, "in [0, 500)"),

@@ -205,9 +205,12 @@ def train_dataset(files: Sequence[str], config: FrameConfig, batch_size: int,
     ds = ds.shuffle(config.shuffle_buffer, seed=seed, reshuffle_each_iteration=True)
     # One stateless key per frame from its stream position: augmentation is then
     # independent of map parallelism, so a seed fixes it.
-    ds = ds.enumerate().map(
+    # A frame whose JPEG does not decode is skipped with --skip_corrupt_records.
+    ds = records.map_decoding(
+        ds.enumerate(),
         lambda i, f: _train_frame(f, tf.random.experimental.stateless_fold_in(base_key, i),
                                   config),
+        config.skip_corrupt_records,
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
     ds = ds.batch(batch_size, drop_remainder=True)  # Static batch shape for the replicas.
     # Colour jitter after batching: one vectorised op per batch instead of per image.
@@ -235,8 +238,9 @@ def eval_dataset(files: Sequence[str], config: FrameConfig, batch_size: int,
     ds = ds.map(lambda c: _clip_frames(c, config, training=False),
                 num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.unbatch()
-    ds = ds.map(lambda f: _eval_frame(f, config, raw), num_parallel_calls=tf.data.AUTOTUNE,
-                deterministic=True)
+    ds = records.map_decoding(ds, lambda f: _eval_frame(f, config, raw),
+                              config.skip_corrupt_records,
+                              num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 

@@ -506,9 +506,12 @@ def pair_dataset(files: Sequence[str], config: PairConfig, batch_size: int,
     # One key per clip from its position in the stream: stateless draws make the pairs
     # independent of map parallelism, so a seed fixes them exactly. Each clip yields
     # pairs_per_clip decoded pairs: the record parse and per-element costs are amortised.
-    ds = ds.enumerate().map(
+    # A clip holding a JPEG that does not decode is skipped with --skip_corrupt_records.
+    ds = records.map_decoding(
+        ds.enumerate(),
         lambda i, c: _decode_pairs(c, tf.random.experimental.stateless_fold_in(base_key, i),
                                    config, with_metadata),
+        config.skip_corrupt_records,
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)
     ds = ds.unbatch()
     # Separates pairs of the same clip; elements are uint8 crops (S*S*6 bytes a pair).

@@ -1,7 +1,14 @@
-"""Streams parsed clips (records) of a dataset; shared by the pair and frame pipelines."""
+"""Streams parsed clips (records) of a dataset; shared by the pair and frame pipelines.
+
+Also the one place where a JPEG that does not decode inside a valid record is handled
+(:func:`map_decoding`): without ``--skip_corrupt_records`` the run stops and
+:func:`tfrecords_tools.dataset_io.naming_damaged_shard` names shard, record, timestep and
+view; with it the element holding the image is dropped and counted
+(:func:`undecodable_count`).
+"""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import tensorflow as tf
 
@@ -98,3 +105,80 @@ def _parse_subset(serialized, spec: dict) -> dict:
                                  tf.cast(p["clip/num_views"], tf.int32)])
     return p
 
+
+
+# ----------------------------------------------------------------------------- undecodable images
+
+class _DecodeCounter:
+    """Two int64 variables: decode calls started and finished. An element whose JPEG does
+    not decode starts and never finishes, so ``started - finished`` counts the dropped
+    ones (plus calls still running: read it with the pipeline at rest)."""
+
+    def __init__(self):
+        with tf.init_scope(), tf.device("/cpu:0"):
+            self.started = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.finished = tf.Variable(0, dtype=tf.int64, trainable=False)
+
+    def guard(self, fn: Callable) -> Callable:
+        def counted(*args):
+            with tf.control_dependencies([self.started.assign_add(1)]):
+                # The decode's inputs wait for the count, so a failing call is counted.
+                args = tf.nest.map_structure(_identity, args)
+            out = fn(*args)
+            with tf.control_dependencies(tf.nest.flatten(out, expand_composites=True)):
+                done = self.finished.assign_add(1)
+            with tf.control_dependencies([done]):
+                return tf.nest.map_structure(_identity, out)
+        return counted
+
+    def dropped(self) -> int:
+        return int(self.started.numpy()) - int(self.finished.numpy())
+
+
+def _identity(x):
+    return tf.identity(x) if isinstance(x, tf.Tensor) else x
+
+
+_COUNTER: Optional[_DecodeCounter] = None
+
+
+def prepare_decode_counter() -> None:
+    """Creates the process's counter of dropped elements now (call it outside any
+    distribution-strategy scope, before building a pipeline that skips)."""
+    global _COUNTER
+    if _COUNTER is None:
+        _COUNTER = _DecodeCounter()
+
+
+def undecodable_count() -> int:
+    """Elements dropped so far in this process because a JPEG did not decode
+    (``--skip_corrupt_records``); differences of two reads count one run's."""
+    return _COUNTER.dropped() if _COUNTER is not None else 0
+
+
+def map_decoding(ds: tf.data.Dataset, fn: Callable, skip: bool, **map_kwargs
+                 ) -> tf.data.Dataset:
+    """``ds.map(fn, **map_kwargs)`` for an ``fn`` that decodes JPEGs.
+
+    With ``skip`` (``--skip_corrupt_records``) an element whose JPEG does not decode is
+    dropped (``ignore_errors``) and counted (:func:`undecodable_count`): two variable
+    increments per element, nothing on the hot path without it.
+    """
+    if not skip:
+        return ds.map(fn, **map_kwargs)
+    prepare_decode_counter()
+    return ds.map(_COUNTER.guard(fn), **map_kwargs).ignore_errors()
+
+
+def report_undecodable(before: int, files: Sequence[str], what: str,
+                       log: Callable[[str], None] = print) -> int:
+    """Logs one line about the elements dropped since ``undecodable_count()`` was
+    ``before`` (none: nothing logged), naming the first bad image of ``files``; returns
+    their number."""
+    n = undecodable_count() - before
+    if n > 0:
+        from tfrecords_tools import inspect as inspect_lib
+        first = inspect_lib.first_undecodable_image(files)
+        log(f"warning: --skip_corrupt_records: skipped {n} {what} holding a JPEG that does "
+            f"not decode" + (f" (first in the data: {first})" if first else ""))
+    return max(n, 0)

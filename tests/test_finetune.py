@@ -27,16 +27,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = testutil.POSE_SIZE
 
 
-@pytest.fixture
-def pose_data(tmp_path_factory):
-    return testutil.shared_pose_data(tmp_path_factory)
-
-
-@pytest.fixture
-def finished_run(tmp_path_factory):
-    return testutil.shared_finished_run(tmp_path_factory)
-
-
 def _aug(**kw):
     return augment.AugmentConfig(output_size=SIZE, **kw)
 

@@ -65,8 +65,8 @@ def crossing():
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tf_fixtures.shared_finished_run(tmp_path_factory)[0]
+def model_dir(finished_run):
+    return finished_run[0]
 
 
 def _config(tmp_path, model, **kw):

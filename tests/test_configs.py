@@ -227,6 +227,7 @@ def test_no_module_outside_run_dir_names_the_run_directory_files():
         assert "open(" not in text and "import json" not in text, path  # No file I/O.
 
 
+@pytest.mark.large
 def test_every_binary_has_one_shape_and_registers_no_flag_on_import():
     code = ("import importlib, sys\nfrom absl import flags\n"
             "before = set(flags.FLAGS)\n"
@@ -280,6 +281,7 @@ def test_config_dataclasses_live_in_configs():
     assert all(dataclasses.is_dataclass(c) for c in CONFIG_BINARIES.values())
 
 
+@pytest.mark.large
 def test_help_lists_the_binary_flags_made_from_its_config():
     out = subprocess.run([sys.executable, "-m", "tf_synchro.pretrain", "--help"], cwd=REPO,
                          capture_output=True, text=True, timeout=120,

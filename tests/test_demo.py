@@ -28,6 +28,7 @@ def _png(path):
         return f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.large
 def test_demo_produces_every_artefact(demo_run):
     workdir, out = demo_run
     report = open(out["report"]).read()
@@ -52,6 +53,7 @@ def _cells(report, row):
     return [c.strip() for c in line.strip("|").split("|")]
 
 
+@pytest.mark.large
 def test_report_values_are_the_stage_outputs(demo_run):
     """Every number of the REPORT's table is the mean over actions of that row's eval.json
     (standard and unseen-motion test), and the ratios are computed from them."""
@@ -84,6 +86,7 @@ def test_report_values_are_the_stage_outputs(demo_run):
     assert "unseen_mpjpe_vs_scratch" in out["ratios"]
 
 
+@pytest.mark.large
 def test_unseen_families_are_absent_from_every_training_dataset(demo_run):
     """Checked from the manifests the demo wrote, and from the plans of the CPU demo and the
     scaling suite: held-out motion families only ever belong to the test subjects, and no
@@ -125,6 +128,7 @@ def test_unseen_families_are_absent_from_every_training_dataset(demo_run):
             assert not set(names) & set(body.TEST_SUBJECTS), (stage.name, names)
 
 
+@pytest.mark.large
 def test_training_curves_are_read_from_tensorboard(demo_run):
     workdir, out = demo_run
     plan = xl.plan_row(xl.load_row(os.path.join(ROWS, "d_ssl_no_background.flags")), "tiny")
@@ -134,6 +138,7 @@ def test_training_curves_are_read_from_tensorboard(demo_run):
     assert all(len(scalars[k]) >= 2 for k in losses)
 
 
+@pytest.mark.large
 def test_rerun_reuses_every_stage(demo_run):
     workdir, _ = demo_run
     lines = []
@@ -145,6 +150,7 @@ def test_rerun_reuses_every_stage(demo_run):
     assert sum("reusing finished" in l for l in lines) >= 8
 
 
+@pytest.mark.large
 def test_workdir_with_other_settings_is_refused(demo_run):
     workdir, _ = demo_run
     with pytest.raises(demo.WorkdirError, match="different settings"):
@@ -153,6 +159,7 @@ def test_workdir_with_other_settings_is_refused(demo_run):
                  scratch_trainable_row=TRAINABLE)
 
 
+@pytest.mark.large
 def test_experiments_resume_a_partly_finished_suite(demo_run, tmp_path):
     workdir, _ = demo_run
     suite = tmp_path / "suite"
@@ -222,6 +229,7 @@ def test_bad_row_flagfile_is_named(tmp_path):
         xl.load_row(str(bad))
 
 
+@pytest.mark.large
 def test_scaling_suite_plans_and_resumes_at_tiny_scale(demo_run):
     """The scaling suite: every row parses and plans (5 budgets x 3 people counts, all
     against baseline b); a few rows run at tiny scale in the demo's workdir, reusing its
@@ -258,6 +266,7 @@ def test_scaling_suite_plans_and_resumes_at_tiny_scale(demo_run):
     assert not [l for l in again if "-m tf_synchro." in l]
 
 
+@pytest.mark.large
 def test_plot_suites_merges_result_files(tmp_path):
     """benchmarks/plot_suites.py draws the points of several suite result files (e.g. a
     grid run in pieces) in one plot and table, a line per series and seed; a point given

@@ -13,6 +13,8 @@ from tf_synchro import run_dir, serving
 from tf_synchro.data import frames
 from tf_synchro.models import pose
 
+pytestmark = pytest.mark.large  # End to end: exports the tiny fine-tuned run.
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -7,6 +7,8 @@ import pytest
 
 from tf_synchro import configs, serving
 
+pytestmark = pytest.mark.large  # End to end: exports the tiny fine-tuned run to every format.
+
 
 @pytest.fixture(scope="module")
 def all_formats(finished_run, tmp_path_factory):

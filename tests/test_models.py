@@ -335,6 +335,7 @@ _JAX_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.large
 def test_trains_one_step_on_jax_backend_without_tensorflow():
     env = {**os.environ, "KERAS_BACKEND": "jax", "JAX_PLATFORMS": "cpu",
            "PYTHONPATH": REPO + os.pathsep + os.environ.get("PYTHONPATH", "")}

@@ -106,6 +106,7 @@ print(json.dumps({"backend": keras.backend.backend(), "dtype": str(out.dtype),
 """
 
 
+@pytest.mark.large
 def test_layer_gives_the_same_crops_on_jax(tmp_path):
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, (8, 40, 40, 3)).astype("uint8")

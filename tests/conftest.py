@@ -9,6 +9,9 @@ binaries in subprocesses; ``python3 -m pytest -q tests -m "not large"`` is the f
 tier.
 """
 import os
+import signal
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -49,3 +52,73 @@ def finished_run(tmp_path_factory, pose_data):
     model_dir = str(tmp_path_factory.mktemp("run"))
     summary = pose3d.train(testutil.finetune_config(pose_data, model_dir), verbose=False)
     return model_dir, summary
+
+
+# ---------------------------------------------------------------- the demo, started early
+# The tiny demo is the suite's longest piece and runs mostly in its stage subprocesses, so
+# when a selected test needs it, the real binary (python -m tf_synchro.demo) starts in the
+# background as soon as collection ends and runs beside the other tests (2 cores), and
+# the tests that need it run last; the ``demo_run`` fixture waits for it.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO_ARGS = dict(scale="tiny", seed=0,
+                 scratch_row="flags/table1/b_random_init_no_background.flags",
+                 pretrained_row="flags/table1/d_ssl_no_background.flags",
+                 scratch_trainable_row="flags/baselines/b0_random_init_all_trainable.flags")
+_DEMO: dict = {}
+
+
+def _start_demo(tmp_path_factory) -> None:
+    workdir = str(tmp_path_factory.mktemp("demo"))
+    log_path = str(tmp_path_factory.mktemp("demo_log") / "log.txt")
+    cmd = [sys.executable, "-m", "tf_synchro.demo", f"--workdir={workdir}",
+           *[f"--{k}={v}" for k, v in DEMO_ARGS.items()]]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [REPO, os.environ.get("PYTHONPATH")])))
+    with open(log_path, "w") as log:
+        # Its own process group, so that an unfinished demo is stopped with its stages.
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    _DEMO.update(proc=proc, workdir=workdir, log=log_path)
+
+
+def _needs_demo(item) -> bool:
+    return "demo_run" in getattr(item, "fixturenames", ())
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # The tests on the demo go last (in their order), so the others run while it works.
+    items[:] = [i for i in items if not _needs_demo(i)] + [i for i in items if _needs_demo(i)]
+
+
+def pytest_collection_finish(session):
+    option = session.config.option
+    if getattr(option, "collectonly", False) or getattr(option, "setupplan", False):
+        return
+    if any(_needs_demo(item) for item in session.items):
+        _start_demo(session.config._tmp_path_factory)
+
+
+def pytest_sessionfinish(session):
+    proc = _DEMO.get("proc")
+    if proc is not None and proc.poll() is None:  # Only some tests ran, or one failed early.
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The tiny demo, finished: (workdir, the dict ``demo.run`` returns). The binary ran every
+    stage; ``demo.run`` here, on the finished workdir, reuses them and gives its results."""
+    from tf_synchro import demo
+    if "proc" not in _DEMO:
+        _start_demo(tmp_path_factory)
+    # A hang guard only: the demo takes minutes, much longer on a busy machine.
+    code = _DEMO["proc"].wait(timeout=3600)
+    with open(_DEMO["log"]) as f:
+        log = f.read()
+    assert code == 0, f"python -m tf_synchro.demo exited {code}:\n{log[-3000:]}"
+    workdir = _DEMO["workdir"]
+    out = demo.run(workdir, DEMO_ARGS["scale"], DEMO_ARGS["seed"], DEMO_ARGS["scratch_row"],
+                   DEMO_ARGS["pretrained_row"], log=lambda s: None,
+                   scratch_trainable_row=DEMO_ARGS["scratch_trainable_row"])
+    return workdir, out

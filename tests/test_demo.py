@@ -1,4 +1,8 @@
-"""The main job end to end at the tiny scale, and the experiments runner's resume."""
+"""The main job end to end at the tiny scale, and the experiments runner's resume.
+
+``demo_run`` is a session fixture (tests/conftest.py): the demo binary starts in the
+background when collection ends and runs beside the other tests.
+"""
 import json
 import os
 import shutil
@@ -12,15 +16,6 @@ from tf_synchro import run_dir
 
 ROWS = os.path.join(xl.REPO, "flags", "table1")
 TRAINABLE = "flags/baselines/b0_random_init_all_trainable.flags"
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("demo"))
-    out = demo.run(workdir, "tiny", 0, "flags/table1/b_random_init_no_background.flags",
-                   "flags/table1/d_ssl_no_background.flags", log=lambda s: None,
-                   scratch_trainable_row=TRAINABLE)
-    return workdir, out
 
 
 def _png(path):

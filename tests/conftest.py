@@ -9,6 +9,7 @@ binaries in subprocesses; ``python3 -m pytest -q tests -m "not large"`` is the f
 tier.
 """
 import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -55,34 +56,45 @@ def finished_run(tmp_path_factory, pose_data):
 
 
 # ---------------------------------------------------------------- the demo, started early
-# The tiny demo is the suite's longest piece and runs mostly in its stage subprocesses, so
-# when a selected test needs it, the real binary (python -m tf_synchro.demo) starts in the
-# background as soon as collection ends and runs beside the other tests (2 cores), and
-# the tests that need it run last; the ``demo_run`` fixture waits for it.
+# The tiny demo and the tiny scaling rows are the suite's longest pieces and run mostly in
+# their stage subprocesses, so when a selected test needs them, the real binaries
+# (python -m tf_synchro.demo, then python -m tf_synchro.experiments on the demo's workdir)
+# start in the background as soon as collection ends and run beside the other tests
+# (2 cores), and the tests that need them run last; ``demo_run`` waits for them.
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_ARGS = dict(scale="tiny", seed=0,
                  scratch_row="flags/table1/b_random_init_no_background.flags",
                  pretrained_row="flags/table1/d_ssl_no_background.flags",
                  scratch_trainable_row="flags/baselines/b0_random_init_all_trainable.flags")
+# The scaling-suite rows run after the demo, in its workdir (reusing its dataset and b).
+DEMO_SCALING_ROWS = ("p005_x0_5", "p025_x0_5")
 _DEMO: dict = {}
 
 
-def _start_demo(tmp_path_factory) -> None:
+def _start_demo(tmp_path_factory, scaling: bool) -> None:
     workdir = str(tmp_path_factory.mktemp("demo"))
     log_path = str(tmp_path_factory.mktemp("demo_log") / "log.txt")
-    cmd = [sys.executable, "-m", "tf_synchro.demo", f"--workdir={workdir}",
-           *[f"--{k}={v}" for k, v in DEMO_ARGS.items()]]
+    commands = [[sys.executable, "-m", "tf_synchro.demo", f"--workdir={workdir}",
+                 *[f"--{k}={v}" for k, v in DEMO_ARGS.items()]]]
+    if scaling:
+        commands.append([sys.executable, "-m", "tf_synchro.experiments", "--suite=scaling",
+                         f"--rows={','.join(DEMO_SCALING_ROWS)}", "--scale=tiny",
+                         f"--seed={DEMO_ARGS['seed']}", f"--workdir={workdir}"])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         filter(None, [REPO, os.environ.get("PYTHONPATH")])))
     with open(log_path, "w") as log:
-        # Its own process group, so that an unfinished demo is stopped with its stages.
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+        # Its own process group, so that an unfinished job is stopped with its stages.
+        proc = subprocess.Popen(["bash", "-c", " && ".join(map(shlex.join, commands))],
+                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
                                 start_new_session=True)
-    _DEMO.update(proc=proc, workdir=workdir, log=log_path)
+    _DEMO.update(proc=proc, workdir=workdir, log=log_path, commands=commands)
+
+
+_DEMO_FIXTURES = ("demo_run", "demo_scaling_log")
 
 
 def _needs_demo(item) -> bool:
-    return "demo_run" in getattr(item, "fixturenames", ())
+    return any(f in getattr(item, "fixturenames", ()) for f in _DEMO_FIXTURES)
 
 
 def pytest_collection_modifyitems(session, config, items):
@@ -95,7 +107,9 @@ def pytest_collection_finish(session):
     if getattr(option, "collectonly", False) or getattr(option, "setupplan", False):
         return
     if any(_needs_demo(item) for item in session.items):
-        _start_demo(session.config._tmp_path_factory)
+        scaling = any("demo_scaling_log" in getattr(item, "fixturenames", ())
+                      for item in session.items)
+        _start_demo(session.config._tmp_path_factory, scaling)
 
 
 def pytest_sessionfinish(session):
@@ -105,20 +119,33 @@ def pytest_sessionfinish(session):
         proc.wait()
 
 
-@pytest.fixture(scope="session")
-def demo_run(tmp_path_factory):
-    """The tiny demo, finished: (workdir, the dict ``demo.run`` returns). The binary ran every
-    stage; ``demo.run`` here, on the finished workdir, reuses them and gives its results."""
-    from tf_synchro import demo
+def _demo_log() -> str:
     if "proc" not in _DEMO:
-        _start_demo(tmp_path_factory)
+        raise RuntimeError("the background demo was not started (tests/conftest.py)")
     # A hang guard only: the demo takes minutes, much longer on a busy machine.
     code = _DEMO["proc"].wait(timeout=3600)
     with open(_DEMO["log"]) as f:
         log = f.read()
-    assert code == 0, f"python -m tf_synchro.demo exited {code}:\n{log[-3000:]}"
+    assert code == 0, (f"{' && '.join(map(shlex.join, _DEMO['commands']))} exited {code}:\n"
+                       f"{log[-3000:]}")
+    return log
+
+
+@pytest.fixture(scope="session")
+def demo_run():
+    """The tiny demo, finished: (workdir, the dict ``demo.run`` returns). The binary ran every
+    stage; ``demo.run`` here, on the finished workdir, reuses them and gives its results."""
+    from tf_synchro import demo
+    _demo_log()
     workdir = _DEMO["workdir"]
     out = demo.run(workdir, DEMO_ARGS["scale"], DEMO_ARGS["seed"], DEMO_ARGS["scratch_row"],
                    DEMO_ARGS["pretrained_row"], log=lambda s: None,
                    scratch_trainable_row=DEMO_ARGS["scratch_trainable_row"])
     return workdir, out
+
+
+@pytest.fixture(scope="session")
+def demo_scaling_log(demo_run) -> list:
+    """The background job's output lines, the experiments binary's run of
+    ``DEMO_SCALING_ROWS`` of the scaling suite in the demo's workdir included."""
+    return _demo_log().splitlines()

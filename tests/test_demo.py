@@ -225,11 +225,12 @@ def test_bad_row_flagfile_is_named(tmp_path):
 
 
 @pytest.mark.large
-def test_scaling_suite_plans_and_resumes_at_tiny_scale(demo_run):
+def test_scaling_suite_plans_and_resumes_at_tiny_scale(demo_run, demo_scaling_log):
     """The scaling suite: every row parses and plans (5 budgets x 3 people counts, all
     against baseline b); a few rows run at tiny scale in the demo's workdir, reusing its
     dataset and baseline, write the table (ratios, unseen test, pretext AUCs) and the plot,
-    and a re-run reuses every stage."""
+    and a re-run reuses every stage. The rows ran in the background after the demo, with
+    the experiments binary (``demo_scaling_log``, tests/conftest.py)."""
     workdir, _ = demo_run
     rows = xl.suite_rows("scaling")
     points = [r for r in rows if r.series]
@@ -244,6 +245,12 @@ def test_scaling_suite_plans_and_resumes_at_tiny_scale(demo_run):
     tiny = xl.plan_row(next(r for r in points if r.row == "p005_x4"), "tiny")
     assert xl.flag_value(tiny.pretrain, "train_steps") == "16"  # scaled from the tiny flagfile
     picked = ["p005_x0_5", "p025_x0_5"]
+    # The binary ran each row's own stages (the dataset and baseline b are the demo's).
+    for row in picked:
+        for module in ("pretrain", "finetune", "evaluate"):
+            assert any(l.startswith(f"[row {row} ") and f"-m tf_synchro.{module} " in l
+                       for l in demo_scaling_log), (row, module)
+    assert any(l.startswith("[row b ") and "reusing finished" in l for l in demo_scaling_log)
     lines = []
     results = experiments.run_suite("scaling", workdir, "tiny", rows=picked, log=lines.append)
     assert [r["row"] for r in results] == ["b"] + picked  # the baseline first

@@ -1,5 +1,18 @@
-"""Shared pytest setup: quiet TensorFlow, CPU only, fixed seeds."""
+"""Shared pytest setup: quiet TensorFlow, CPU only, fixed seeds, and the session fixtures.
+
+The heavy shared inputs (the tiny synthetic dataset, the pose dataset and the tiny
+fine-tuned run) are session fixtures: built once per pytest session, whichever test files
+run. Tests must not change them (copy first).
+
+Tests marked ``large`` (registered in pytest.ini) run real training, the demo, exports or
+binaries in subprocesses; ``python3 -m pytest -q tests -m "not large"`` is the fast unit
+tier.
+"""
 import os
+import shlex
+import signal
+import subprocess
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
@@ -9,6 +22,7 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 # ---------------------------------------------------------------- synthetic data fixtures
 import pytest  # noqa: E402
 
+from tests import testutil  # noqa: E402
 from tests.testutil import TINY_ACTIONS  # noqa: E402
 
 
@@ -23,3 +37,115 @@ def tiny_dataset(tmp_path_factory):
                                     image_size=64, clip_length=64, background=False, seed=0)
     synthesize.generate(out, config, num_workers=1, log=lambda s: None)
     return out
+
+
+@pytest.fixture(scope="session")
+def pose_data(tmp_path_factory):
+    """Path of the labelled stick-figure dataset (:func:`tests.testutil.write_pose_dataset`)."""
+    return testutil.write_pose_dataset(str(tmp_path_factory.mktemp("pose_data")))
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, pose_data):
+    """The tiny fine-tune from scratch on ``pose_data`` (:func:`tests.testutil.finetune_config`):
+    (model_dir, summary). Used by the fine-tuning, evaluation, export and predict tests."""
+    from tf_synchro import pose3d
+    model_dir = str(tmp_path_factory.mktemp("run"))
+    summary = pose3d.train(testutil.finetune_config(pose_data, model_dir), verbose=False)
+    return model_dir, summary
+
+
+# ---------------------------------------------------------------- the demo, started early
+# The tiny demo and the tiny scaling rows are the suite's longest pieces and run mostly in
+# their stage subprocesses, so when a selected test needs them, the real binaries
+# (python -m tf_synchro.demo, then python -m tf_synchro.experiments on the demo's workdir)
+# start in the background as soon as collection ends and run beside the other tests
+# (2 cores), and the tests that need them run last; ``demo_run`` waits for them.
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEMO_ARGS = dict(scale="tiny", seed=0,
+                 scratch_row="flags/table1/b_random_init_no_background.flags",
+                 pretrained_row="flags/table1/d_ssl_no_background.flags",
+                 scratch_trainable_row="flags/baselines/b0_random_init_all_trainable.flags")
+# The scaling-suite rows run after the demo, in its workdir (reusing its dataset and b).
+DEMO_SCALING_ROWS = ("p005_x0_5", "p025_x0_5")
+_DEMO: dict = {}
+
+
+def _start_demo(tmp_path_factory, scaling: bool) -> None:
+    workdir = str(tmp_path_factory.mktemp("demo"))
+    log_path = str(tmp_path_factory.mktemp("demo_log") / "log.txt")
+    commands = [[sys.executable, "-m", "tf_synchro.demo", f"--workdir={workdir}",
+                 *[f"--{k}={v}" for k, v in DEMO_ARGS.items()]]]
+    if scaling:
+        commands.append([sys.executable, "-m", "tf_synchro.experiments", "--suite=scaling",
+                         f"--rows={','.join(DEMO_SCALING_ROWS)}", "--scale=tiny",
+                         f"--seed={DEMO_ARGS['seed']}", f"--workdir={workdir}"])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        filter(None, [REPO, os.environ.get("PYTHONPATH")])))
+    with open(log_path, "w") as log:
+        # Its own process group, so that an unfinished job is stopped with its stages.
+        proc = subprocess.Popen(["bash", "-c", " && ".join(map(shlex.join, commands))],
+                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    _DEMO.update(proc=proc, workdir=workdir, log=log_path, commands=commands)
+
+
+_DEMO_FIXTURES = ("demo_run", "demo_scaling_log")
+
+
+def _needs_demo(item) -> bool:
+    return any(f in getattr(item, "fixturenames", ()) for f in _DEMO_FIXTURES)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # The tests on the demo go last (in their order), so the others run while it works.
+    items[:] = [i for i in items if not _needs_demo(i)] + [i for i in items if _needs_demo(i)]
+
+
+def pytest_collection_finish(session):
+    option = session.config.option
+    if getattr(option, "collectonly", False) or getattr(option, "setupplan", False):
+        return
+    if any(_needs_demo(item) for item in session.items):
+        scaling = any("demo_scaling_log" in getattr(item, "fixturenames", ())
+                      for item in session.items)
+        _start_demo(session.config._tmp_path_factory, scaling)
+
+
+def pytest_sessionfinish(session):
+    proc = _DEMO.get("proc")
+    if proc is not None and proc.poll() is None:  # Only some tests ran, or one failed early.
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def _demo_log() -> str:
+    if "proc" not in _DEMO:
+        raise RuntimeError("the background demo was not started (tests/conftest.py)")
+    # A hang guard only: the demo takes minutes, much longer on a busy machine.
+    code = _DEMO["proc"].wait(timeout=3600)
+    with open(_DEMO["log"]) as f:
+        log = f.read()
+    assert code == 0, (f"{' && '.join(map(shlex.join, _DEMO['commands']))} exited {code}:\n"
+                       f"{log[-3000:]}")
+    return log
+
+
+@pytest.fixture(scope="session")
+def demo_run():
+    """The tiny demo, finished: (workdir, the dict ``demo.run`` returns). The binary ran every
+    stage; ``demo.run`` here, on the finished workdir, reuses them and gives its results."""
+    from tf_synchro import demo
+    _demo_log()
+    workdir = _DEMO["workdir"]
+    out = demo.run(workdir, DEMO_ARGS["scale"], DEMO_ARGS["seed"], DEMO_ARGS["scratch_row"],
+                   DEMO_ARGS["pretrained_row"], log=lambda s: None,
+                   scratch_trainable_row=DEMO_ARGS["scratch_trainable_row"])
+    return workdir, out
+
+
+@pytest.fixture(scope="session")
+def demo_scaling_log(demo_run) -> list:
+    """The background job's output lines, the experiments binary's run of
+    ``DEMO_SCALING_ROWS`` of the scaling suite in the demo's workdir included."""
+    return _demo_log().splitlines()

@@ -10,7 +10,6 @@ bookkeeping).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 from typing import Optional
@@ -71,10 +70,10 @@ def _contrasts(rgb) -> bool:
     return rgb[1] > 90 or rgb[2] > 90 or rgb[0] < 100
 
 
-@functools.lru_cache(maxsize=None)
 def fixture_subject(k: int) -> synth_body.Subject:
     """The k-th synthetic subject whose clothes all contrast with the red background, so
-    that "the person was kept" is a fair expectation of background removal."""
+    that "the person was kept" is a fair expectation of background removal. Not cached:
+    the search takes milliseconds, and tests share no state through it."""
     found = -1
     for seed in range(1000):
         subject = synth_body.make_subject(f"fixture{seed}", seed)

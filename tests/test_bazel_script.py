@@ -64,3 +64,32 @@ def test_python_without_requirements_is_reported(tmp_path):
 def test_unknown_arguments_are_rejected(tmp_path, arg):
     out = _run(tmp_path, arg)
     assert out.returncode == 2 and "unknown argument" in out.stderr
+
+
+@pytest.mark.parametrize("args, expected", [([], "test //..."),
+                                            (["--build"], "build //..."),
+                                            (["--build", "--", "//:a", "//:b"], "build //:a //:b"),
+                                            (["--", "//:ci_smoke"], "test //:ci_smoke")])
+def test_runs_bazel_test_or_build_on_the_targets(tmp_path, args, expected):
+    # A copy of the script in a scratch repository: it writes tools/bazel/offline.bazelrc
+    # beside itself, which must not replace the real checkout's.
+    repo = tmp_path / "repo"
+    (repo / "tools" / "bazel").mkdir(parents=True)
+    script = repo / "tools" / "bazel_test.sh"
+    script.write_text(open(SCRIPT).read())
+    share, bazel = _fake_bazel_share(tmp_path)
+    with open(bazel, "w") as f:
+        f.write("#!/bin/sh\necho \"fake bazel: $*\"\n")
+    fake_py = tmp_path / "python3"  # Has "everything": answers sys.executable, imports pass.
+    fake_py.write_text("#!/bin/sh\nif [ \"$2\" = 'import sys; print(sys.executable)' ]; "
+                       "then echo \"$0\"; fi\nexit 0\n")
+    fake_py.chmod(fake_py.stat().st_mode | stat.S_IEXEC)
+    out = subprocess.run(["bash", str(script), *args], capture_output=True, text=True,
+                         timeout=120, env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                                           "HOME": str(tmp_path), "BAZEL": bazel,
+                                           "BAZEL_SHARE": share, "PYTHON": str(fake_py),
+                                           "TF_SYNCHRO_BAZEL_CACHE": str(tmp_path / "cache")})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1] == f"fake bazel: {expected}"
+    rc = (repo / "tools" / "bazel" / "offline.bazelrc").read_text()
+    assert f"--python_path={fake_py}" in rc

@@ -236,6 +236,7 @@ def test_no_module_outside_run_dir_names_the_run_directory_files():
         assert "open(" not in text and "import json" not in text, path  # No file I/O.
 
 
+@pytest.mark.large
 def test_every_binary_has_one_shape_and_registers_no_flag_on_import():
     code = ("import importlib, sys\nfrom absl import flags\n"
             "before = set(flags.FLAGS)\n"
@@ -289,6 +290,7 @@ def test_config_dataclasses_live_in_configs():
     assert all(dataclasses.is_dataclass(c) for c in CONFIG_BINARIES.values())
 
 
+@pytest.mark.large
 def test_help_lists_the_binary_flags_made_from_its_config():
     out = subprocess.run([sys.executable, "-m", "tf_synchro.pretrain", "--help"], cwd=REPO,
                          capture_output=True, text=True, timeout=120,
@@ -297,3 +299,150 @@ def test_help_lists_the_binary_flags_made_from_its_config():
     for name, _, _, meta in configs.flag_fields(configs.PretrainConfig):
         assert f"--{name}" in out.stdout or f"--[no]{name}" in out.stdout, name
     assert "Unsynchronized pairs: |dt| > d_min frames." in out.stdout
+
+
+# ----------------------------------------------------------------------------- tfrecords_tools
+
+# The data binaries keep their settings in their own dataclasses (issue 28): each field is
+# documented in the class docstring and is a flag of the binary with the config's default,
+# or is named here as not a flag, with why. Flags that are not settings of the dataset
+# (where to write, parallelism) are named too.
+TOOLS_CONFIGS = {
+    "tfrecords_tools.synthesize": dict(
+        cls="SynthConfig", consumer="generate",
+        not_flags={"cameras": "a rig object; the binary renders the Human3.6M rig",
+                   "crop_margin": "fixed: the crops the paper's pipeline makes"},
+        not_fields={"output_dir", "num_workers",
+                    "extra_subjects"},  # Adds U01...UN to subjects.
+        argv=["--output_dir={t}/o", "--subjects=S1,S9", "--extra_subjects=2",
+              "--actions=Walking", "--takes=3", "--num_frames=77", "--clip_length=64",
+              "--image_size=64", "--background", "--min_motion_mm=2.5", "--seed=7",
+              "--motion_file={t}/m.npz", "--crop_jitter=0.01", "--jpeg_quality=80",
+              "--nolabels", "--look_variation=take", "--extra_actions=Dancing,Mixed",
+              "--extra_actions_per_subject=1", "--unseen_actions=Kicking"],
+        expect={"subjects": ("S1", "S9", "U01", "U02"), "actions": ("Walking",), "takes": 3,
+                "num_frames": 77, "clip_length": 64, "image_size": 64, "background": True,
+                "min_motion_mm": 2.5, "seed": 7, "motion_file": "{t}/m.npz",
+                "crop_jitter": 0.01, "jpeg_quality": 80, "labels": False,
+                "look_variation": "take", "extra_actions": ("Dancing", "Mixed"),
+                "extra_actions_per_subject": 1, "unseen_actions": ("Kicking",)}),
+    "tfrecords_tools.h36m": dict(
+        cls="H36MConfig", consumer="convert",
+        not_flags={"background_samples": "an implementation constant of the median background",
+                   "min_views": "pairs need two views; the converter's fixed floor"},
+        not_fields={"output_dir", "num_workers"},
+        argv=["--h36m_root={t}", "--output_dir={t}/o", "--subjects=S1,S9",
+              "--actions=Walking,Posing", "--cameras=54138969,60457274", "--frame_step=2",
+              "--image_size=64", "--clip_length=64", "--margin=0.3", "--background=remove",
+              "--motion_threshold_mm=2.5", "--include_damaged", "--jpeg_quality=80",
+              "--mask_threshold=12.5"],
+        expect={"h36m_root": "{t}", "subjects": ("S1", "S9"), "actions": ("Walking", "Posing"),
+                "cameras": ("54138969", "60457274"), "frame_step": 2, "image_size": 64,
+                "clip_length": 64, "margin": 0.3, "background": "remove",
+                "motion_threshold_mm": 2.5, "include_damaged": True, "jpeg_quality": 80,
+                "mask_threshold": 12.5}),
+    "tfrecords_tools.rig": dict(
+        cls="RigConfig", consumer="convert",
+        not_flags={"background_samples": "an implementation constant of the median background",
+                   "analysis_size": "an implementation constant of the mask analysis",
+                   "box_smoothing": "an implementation constant of the crop boxes",
+                   "min_views": "pairs need two views; the converter's fixed floor"},
+        not_fields={"output_dir", "num_workers"},
+        argv=["--input_dir={t}", "--output_dir={t}/o", "--subject=P7", "--sequences=a,b",
+              "--fps=25", "--frame_step=2", "--image_size=64", "--clip_length=64",
+              "--crop=fixed", "--margin=0.3", "--background=remove", "--motion_threshold=0.5",
+              "--mask_threshold=12.5", "--jpeg_quality=80"],
+        expect={"input_dir": "{t}", "subject": "P7", "sequences": ("a", "b"), "fps": 25.0,
+                "frame_step": 2, "image_size": 64, "clip_length": 64, "crop": "fixed",
+                "margin": 0.3, "background": "remove", "motion_threshold": 0.5,
+                "mask_threshold": 12.5, "jpeg_quality": 80}),
+}
+
+
+def _tool_flags(module_name: str) -> dict:
+    """{name: absl Flag} of a data binary (defined on the global FLAGS, then forgotten)."""
+    module = importlib.import_module(module_name)
+    cli.reset_flags()
+    try:
+        module.define_flags()
+        return {name: flags.FLAGS[name] for name in flags.FLAGS
+                if (flags.FLAGS.find_module_defining_flag(name) or "").startswith(
+                    module_name.split(".")[0])}
+    finally:
+        cli.reset_flags()
+
+
+def _flag_default(value):
+    """A flag default as the config stores it: lists are tuples, an empty list "all" (None)."""
+    return tuple(value) if isinstance(value, list) else value
+
+
+def test_every_tfrecords_tools_config_dataclass_is_covered():
+    """Every settings dataclass of tfrecords_tools (a class named ...Config) is checked below."""
+    found = set()
+    for path in glob.glob(os.path.join(REPO, "tfrecords_tools", "**", "*.py"), recursive=True):
+        module = os.path.relpath(path, REPO)[:-len(".py")].replace(os.sep, ".")
+        for node in ast.walk(ast.parse(open(path).read())):
+            if isinstance(node, ast.ClassDef) and node.name.endswith("Config"):
+                found.add((module, node.name))
+    assert found == {(m, spec["cls"]) for m, spec in TOOLS_CONFIGS.items()}
+
+
+@pytest.mark.parametrize("module_name", sorted(TOOLS_CONFIGS))
+def test_every_tfrecords_tools_setting_is_documented_and_one_flag_with_its_default(module_name):
+    spec = TOOLS_CONFIGS[module_name]
+    cls = getattr(importlib.import_module(module_name), spec["cls"])
+    assert dataclasses.is_dataclass(cls)
+    doc = cls.__doc__ or ""
+    fv = _tool_flags(module_name)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    assert set(spec["not_flags"]) <= set(fields) and all(spec["not_flags"].values())
+    for name, field in fields.items():
+        # Documented: an "Attributes:" entry of the class docstring.
+        assert f"\n      {name}: " in doc, f"{spec['cls']}.{name} is not in its docstring"
+        if name in spec["not_flags"]:
+            assert name not in fv, f"{name} is a flag now: remove it from not_flags"
+            continue
+        assert name in fv, f"{spec['cls']}.{name} has no --{name} flag"
+        flag = fv[name]
+        assert flag.help and flag.help.strip(), name
+        if field.default is dataclasses.MISSING:  # A required setting: a required flag.
+            assert flag.default is None, name
+            continue
+        default = _flag_default(flag.default)
+        if default == () and field.default is None:  # An empty list means "all".
+            continue
+        assert default == field.default, (f"--{name} defaults to {flag.default!r}, "
+                                          f"{spec['cls']}.{name} to {field.default!r}")
+    # Every other flag of the binary is named as not a dataset setting.
+    assert set(fv) - set(fields) == spec["not_fields"], module_name
+
+
+@pytest.mark.parametrize("module_name", sorted(TOOLS_CONFIGS))
+def test_every_tfrecords_tools_flag_reaches_its_config_field(module_name, tmp_path,
+                                                             monkeypatch):
+    """The binary puts each flag's value into its config: every flag set away from its
+    default arrives in the config the binary hands on (the writer is replaced by a stub)."""
+    spec = TOOLS_CONFIGS[module_name]
+    module = importlib.import_module(module_name)
+    cls = getattr(module, spec["cls"])
+    flagged = {f.name for f in dataclasses.fields(cls)} - set(spec["not_flags"])
+    assert set(spec["expect"]) == flagged, "list every flag of the config in argv and expect"
+    seen = []
+
+    def stub(*args, **kwargs):
+        seen.append(next(a for a in (*args, *kwargs.values()) if isinstance(a, cls)))
+        return {"totals": {}, "skipped": [], "shards": []}
+
+    monkeypatch.setattr(module, spec["consumer"], stub)
+    code, _, err = cli.invoke(module_name, [a.format(t=tmp_path) for a in spec["argv"]])
+    assert code == 0, err
+    assert len(seen) == 1
+    config = seen[0]
+    for name, value in spec["expect"].items():
+        value = value.format(t=tmp_path) if isinstance(value, str) else value
+        assert getattr(config, name) == value, (name, getattr(config, name), value)
+        default = cls.__dataclass_fields__[name].default
+        assert value != default, f"{name}: pick a value other than the default"
+    for name in spec["not_flags"]:
+        assert getattr(config, name) == cls.__dataclass_fields__[name].default, name

@@ -1,4 +1,8 @@
-"""The main job end to end at the tiny scale, and the experiments runner's resume."""
+"""The main job end to end at the tiny scale, and the experiments runner's resume.
+
+``demo_run`` is a session fixture (tests/conftest.py): the demo binary starts in the
+background when collection ends and runs beside the other tests.
+"""
 import json
 import os
 import shutil
@@ -14,20 +18,12 @@ ROWS = os.path.join(xl.REPO, "flags", "table1")
 TRAINABLE = "flags/baselines/b0_random_init_all_trainable.flags"
 
 
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory):
-    workdir = str(tmp_path_factory.mktemp("demo"))
-    out = demo.run(workdir, "tiny", 0, "flags/table1/b_random_init_no_background.flags",
-                   "flags/table1/d_ssl_no_background.flags", log=lambda s: None,
-                   scratch_trainable_row=TRAINABLE)
-    return workdir, out
-
-
 def _png(path):
     with open(path, "rb") as f:
         return f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.large
 def test_demo_produces_every_artefact(demo_run):
     workdir, out = demo_run
     report = open(out["report"]).read()
@@ -52,6 +48,7 @@ def _cells(report, row):
     return [c.strip() for c in line.strip("|").split("|")]
 
 
+@pytest.mark.large
 def test_report_values_are_the_stage_outputs(demo_run):
     """Every number of the REPORT's table is the mean over actions of that row's eval.json
     (standard and unseen-motion test), and the ratios are computed from them."""
@@ -84,6 +81,7 @@ def test_report_values_are_the_stage_outputs(demo_run):
     assert "unseen_mpjpe_vs_scratch" in out["ratios"]
 
 
+@pytest.mark.large
 def test_unseen_families_are_absent_from_every_training_dataset(demo_run):
     """Checked from the manifests the demo wrote, and from the plans of the CPU demo and the
     scaling suite: held-out motion families only ever belong to the test subjects, and no
@@ -125,6 +123,7 @@ def test_unseen_families_are_absent_from_every_training_dataset(demo_run):
             assert not set(names) & set(body.TEST_SUBJECTS), (stage.name, names)
 
 
+@pytest.mark.large
 def test_training_curves_are_read_from_tensorboard(demo_run):
     workdir, out = demo_run
     plan = xl.plan_row(xl.load_row(os.path.join(ROWS, "d_ssl_no_background.flags")), "tiny")
@@ -134,6 +133,7 @@ def test_training_curves_are_read_from_tensorboard(demo_run):
     assert all(len(scalars[k]) >= 2 for k in losses)
 
 
+@pytest.mark.large
 def test_rerun_reuses_every_stage(demo_run):
     workdir, _ = demo_run
     lines = []
@@ -145,6 +145,7 @@ def test_rerun_reuses_every_stage(demo_run):
     assert sum("reusing finished" in l for l in lines) >= 8
 
 
+@pytest.mark.large
 def test_workdir_with_other_settings_is_refused(demo_run):
     workdir, _ = demo_run
     with pytest.raises(demo.WorkdirError, match="different settings"):
@@ -153,6 +154,7 @@ def test_workdir_with_other_settings_is_refused(demo_run):
                  scratch_trainable_row=TRAINABLE)
 
 
+@pytest.mark.large
 def test_experiments_resume_a_partly_finished_suite(demo_run, tmp_path):
     workdir, _ = demo_run
     suite = tmp_path / "suite"
@@ -266,11 +268,13 @@ def test_bad_row_flagfile_is_named(tmp_path):
         xl.load_row(str(bad))
 
 
-def test_scaling_suite_plans_and_resumes_at_tiny_scale(demo_run):
+@pytest.mark.large
+def test_scaling_suite_plans_and_resumes_at_tiny_scale(demo_run, demo_scaling_log):
     """The scaling suite: every row parses and plans (5 budgets x 3 people counts, all
     against baseline b); a few rows run at tiny scale in the demo's workdir, reusing its
     dataset and baseline, write the table (ratios, unseen test, pretext AUCs) and the plot,
-    and a re-run reuses every stage."""
+    and a re-run reuses every stage. The rows ran in the background after the demo, with
+    the experiments binary (``demo_scaling_log``, tests/conftest.py)."""
     workdir, _ = demo_run
     rows = xl.suite_rows("scaling")
     points = [r for r in rows if r.series]
@@ -285,6 +289,12 @@ def test_scaling_suite_plans_and_resumes_at_tiny_scale(demo_run):
     tiny = xl.plan_row(next(r for r in points if r.row == "p005_x4"), "tiny")
     assert xl.flag_value(tiny.pretrain, "train_steps") == "16"  # scaled from the tiny flagfile
     picked = ["p005_x0_5", "p025_x0_5"]
+    # The binary ran each row's own stages (the dataset and baseline b are the demo's).
+    for row in picked:
+        for module in ("pretrain", "finetune", "evaluate"):
+            assert any(l.startswith(f"[row {row} ") and f"-m tf_synchro.{module} " in l
+                       for l in demo_scaling_log), (row, module)
+    assert any(l.startswith("[row b ") and "reusing finished" in l for l in demo_scaling_log)
     lines = []
     results = experiments.run_suite("scaling", workdir, "tiny", rows=picked, log=lines.append)
     assert [r["row"] for r in results] == ["b"] + picked  # the baseline first
@@ -302,6 +312,7 @@ def test_scaling_suite_plans_and_resumes_at_tiny_scale(demo_run):
     assert not [l for l in again if "-m tf_synchro." in l]
 
 
+@pytest.mark.large
 def test_plot_suites_merges_result_files(tmp_path):
     """benchmarks/plot_suites.py draws the points of several suite result files (e.g. a
     grid run in pieces) in one plot and table, a line per series and seed; a point given

@@ -16,6 +16,8 @@ import pytest
 
 from tests import testutil
 
+pytestmark = pytest.mark.large  # End to end: trains under distribution strategies in subprocesses.
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEPS = 4
 

@@ -12,15 +12,10 @@ import pytest
 from tf_synchro import run_dir, serving
 from tf_synchro.data import frames
 from tf_synchro.models import pose
-from tests import testutil
+
+pytestmark = pytest.mark.large  # End to end: exports the tiny fine-tuned run.
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-@pytest.fixture
-def finished_run(tmp_path_factory):
-    """The tiny fine-tuned run of test_finetune (built once per session)."""
-    return testutil.shared_finished_run(tmp_path_factory)
 
 
 def _crops(n: int, h: int, w: int, seed: int = 0) -> np.ndarray:

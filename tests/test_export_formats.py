@@ -7,12 +7,8 @@ import numpy as np
 import pytest
 
 from tf_synchro import configs, serving
-from tests import testutil as tf_fixtures
 
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    return tf_fixtures.shared_finished_run(tmp_path_factory)
+pytestmark = pytest.mark.large  # End to end: exports the tiny fine-tuned run to every format.
 
 
 @pytest.fixture(scope="module")

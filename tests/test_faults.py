@@ -21,6 +21,8 @@ import pytest
 from tfrecords_tools import cli, dataset_io, run_lock, synthesize
 from tfrecords_tools import inspect as inspect_lib
 
+pytestmark = pytest.mark.large  # End to end: kills, re-runs and misuses the real binaries.
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SYNTH = dict(subjects=("S1", "S9"), actions=("Walking", "Boxing"), takes=1, num_frames=40,
              image_size=32, clip_length=16, seed=0)

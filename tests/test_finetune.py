@@ -27,16 +27,6 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIZE = testutil.POSE_SIZE
 
 
-@pytest.fixture
-def pose_data(tmp_path_factory):
-    return testutil.shared_pose_data(tmp_path_factory)
-
-
-@pytest.fixture
-def finished_run(tmp_path_factory):
-    return testutil.shared_finished_run(tmp_path_factory)
-
-
 def _aug(**kw):
     return augment.AugmentConfig(output_size=SIZE, **kw)
 
@@ -235,6 +225,7 @@ def test_standardized_loss_is_mse_of_standardized_coordinates():
 # ----------------------------------------------------------------------------- fine-tuning
 
 
+@pytest.mark.large
 def test_tiny_finetune_lowers_the_error_and_evaluates(pose_data, finished_run, tmp_path):
     model_dir, summary = finished_run
     assert summary["initial_step"] == 0 and summary["final_step"] == 60
@@ -269,6 +260,7 @@ def test_tiny_finetune_lowers_the_error_and_evaluates(pose_data, finished_run, t
     assert again["initial_step"] == 60
 
 
+@pytest.mark.large
 def test_init_from_pretrained_keeps_frozen_weights(pose_data, tmp_path):
     keras.utils.set_random_seed(7)
     encoder = resnet.build_encoder("resnet18", 0.125, SIZE)
@@ -309,6 +301,7 @@ def test_init_from_must_be_a_compatible_encoder(pose_data, tmp_path):
         run(str(other))
 
 
+@pytest.mark.large
 def test_evaluate_refuses_unfinished_runs_and_unlabelled_subjects(pose_data, finished_run,
                                                                    tmp_path):
     with pytest.raises(run_dir.UnfinishedModelDirError, match="does not exist"):
@@ -325,6 +318,7 @@ def test_evaluate_refuses_unfinished_runs_and_unlabelled_subjects(pose_data, fin
         pose3d.evaluate(model_dir, pose_data, subjects=("U1",))
 
 
+@pytest.mark.large
 def test_finetune_under_mirrored_strategy_with_two_logical_cpus(pose_data, tmp_path):
     # STYLE.md: one smoke run under MirroredStrategy with two logical CPU devices. Logical
     # devices must be configured before TensorFlow starts, hence a fresh process.
@@ -356,6 +350,7 @@ def test_finetune_under_mirrored_strategy_with_two_logical_cpus(pose_data, tmp_p
     assert os.path.exists(tmp_path / "m" / run_dir.POSE_MODEL_FILE)
 
 
+@pytest.mark.large
 def test_unseen_motion_families_are_reported_apart(pose_data, finished_run, tmp_path):
     """Actions a dataset's manifest lists as ``unseen_actions`` leave the standard figures
     and are reported under ``unseen_motion``, with the same per-action numbers."""

@@ -305,6 +305,7 @@ def test_pipelines_read_the_records(converted):
     assert joints.shape == (4, 17, 3)
 
 
+@pytest.mark.large
 def test_binary_and_inspector(tree, tmp_path):
     from tfrecords_tools import inspect
     out = str(tmp_path / "out")

@@ -137,6 +137,7 @@ def test_count_mismatch_with_manifest_is_reported(tiny_dataset, tmp_path):
         inspect_lib.inspect_dataset(data, log=lambda s: None)
 
 
+@pytest.mark.large
 def test_unlabelled_dataset_and_cli_exit_codes(tmp_path):
     data = str(tmp_path / "unlabelled")
     synthesize.generate(data, synthesize.SynthConfig(

@@ -154,6 +154,7 @@ def test_per_joint_shapes_and_keras_metric_means(poses):
         assert clone.name == metric.name
 
 
+@pytest.mark.large
 def test_metrics_and_pose_head_train_on_jax_backend(poses, tmp_path):
     # Models, losses and metrics must also run on JAX (docs/DESIGN.md §3): the metric
     # functions, and one training step of the pose head with its loss and the metrics.

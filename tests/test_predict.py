@@ -14,6 +14,8 @@ from tf_synchro import configs, inference, overlay, pose3d, run_dir, serving
 from tf_synchro.data import augment, frames
 from tfrecords_tools import crops, h36m, skeleton
 
+pytestmark = pytest.mark.large  # End to end: predicts with the tiny fine-tuned run.
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CAMERA = "55011271"
 VIDEO = 96          # rendered video side (pixels)
@@ -65,8 +67,8 @@ def crossing():
 
 
 @pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    return tf_fixtures.shared_finished_run(tmp_path_factory)[0]
+def model_dir(finished_run):
+    return finished_run[0]
 
 
 def _config(tmp_path, model, **kw):

@@ -117,6 +117,7 @@ def test_bad_input_fails_before_training(coded_dir, tmp_path):
 
 # ----------------------------------------------------------------------------- crash + resume
 
+@pytest.mark.large
 def test_killed_run_resumes_from_last_checkpoint(coded_dir, tmp_path):
     model_dir = str(tmp_path / "run")
     cmd = [sys.executable, "-m", "tf_synchro.pretrain", f"--data_dir={coded_dir}",
@@ -151,6 +152,7 @@ def test_killed_run_resumes_from_last_checkpoint(coded_dir, tmp_path):
     assert os.path.exists(os.path.join(model_dir, "encoder.keras"))
 
 
+@pytest.mark.large
 def test_deterministic_runs_of_one_seed_give_the_same_weights(coded_dir, tmp_path):
     """--deterministic=true: the pair pipeline's draws are stateless per element and its
     order is fixed, so two runs of one seed in one process train the same encoder bit for
@@ -170,6 +172,7 @@ def test_deterministic_runs_of_one_seed_give_the_same_weights(coded_dir, tmp_pat
 
 # ----------------------------------------------------------------------------- learning
 
+@pytest.mark.large
 @pytest.mark.parametrize("grouping", ["pairs", "octets"])  # The paper's; the CPU default.
 def test_tiny_run_learns_sync_and_flip_on_coded_frames(tmp_path, grouping):
     """End to end (pipeline, masks, losses, fit, eval): a learnable signal is learned.
@@ -247,6 +250,7 @@ def test_subject_patterns_expand_against_the_dataset(tmp_path):
         dataset_io.expand_subjects(data, ["S1", "X*"])
 
 
+@pytest.mark.large
 def test_bench_pretrain_step_times_the_pretrain_model():
     """benchmarks/bench_pretrain_step.py builds pretrain's model from a flagfile (here the
     tiny one, as ResNet-10 on octets) and prints one JSON line with every timed chunk."""

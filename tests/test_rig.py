@@ -250,6 +250,7 @@ def test_video_ending_early_keeps_what_was_read(tree):
         next(chunks)
 
 
+@pytest.mark.large
 def test_binary_and_inspector(tree, tmp_path):
     from tfrecords_tools import inspect
     out = str(tmp_path / "out")

@@ -231,6 +231,7 @@ def test_bad_settings_are_refused_before_writing(tmp_path, kw, match):
     assert not os.path.exists(out)
 
 
+@pytest.mark.large
 def test_extra_people_through_the_binary(tmp_path):
     """``--extra_subjects=2`` adds U01 and U02 (own bodies and looks) to ``--subjects``;
     an out-of-range count is refused naming the flag, before anything is written."""

@@ -6,8 +6,8 @@
   (:func:`decode_code`). Used by test_pairs, test_pretrain, test_distributed.
 * Labelled stick-figure clips (:func:`write_pose_dataset`): colour-coded limbs (left blue,
   right red) projected through the Human3.6M rig, so a tiny pose model learns something in
-  a few dozen steps. With :func:`shared_finished_run`, the tiny fine-tuned run that
-  test_finetune and test_export both use, built once per session.
+  a few dozen steps. ``conftest.pose_data`` writes it and ``conftest.finished_run``
+  fine-tunes on it (:func:`finetune_config`), once per session, for every test file.
 * :data:`TINY_ACTIONS` of the session's tiny synthetic dataset (``conftest.tiny_dataset``).
 
 Datasets go through the real shard writer (:func:`tfrecords_tools.dataset_io.write_dataset`),
@@ -197,26 +197,3 @@ def finetune_config(data_dir: str, model_dir: str, **overrides):
                 freeze_blocks=0, min_scale=0.9, seed=0, log_every=10, progress_every=30)
     base.update(overrides)
     return configs.make(configs.FinetuneConfig, base)
-
-
-# Built once per session and shared by test_finetune and test_export: the dataset and the
-# tiny fine-tuned run are the slow parts of both files.
-_SHARED: dict = {}
-
-
-def shared_pose_data(tmp_path_factory) -> str:
-    """The pose dataset, written once per session."""
-    if "data" not in _SHARED:
-        _SHARED["data"] = write_pose_dataset(str(tmp_path_factory.mktemp("pose_data")))
-    return _SHARED["data"]
-
-
-def shared_finished_run(tmp_path_factory) -> tuple:
-    """A tiny fine-tune from scratch on the pose dataset: (model_dir, summary)."""
-    from tf_synchro import pose3d
-    if "run" not in _SHARED:
-        model_dir = str(tmp_path_factory.mktemp("run"))
-        summary = pose3d.train(finetune_config(shared_pose_data(tmp_path_factory), model_dir),
-                               verbose=False)
-        _SHARED["run"] = (model_dir, summary)
-    return _SHARED["run"]

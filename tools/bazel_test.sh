@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the test suite with Bazel, offline, on a Debian/Ubuntu machine.
 #
-#   tools/bazel_test.sh [--install] [--check] [-- BAZEL_TEST_ARGS...]
+#   tools/bazel_test.sh [--install] [--check] [--build] [-- BAZEL_ARGS...]
 #
 # Uses Debian's bazel-bootstrap (Bazel 4.2.3) and the rule repositories Debian packages
 # under /usr/share/bazel: every repository Bazel would download is overridden by a
@@ -13,9 +13,12 @@
 # Options:
 #   --install   apt-get install the missing Debian packages (needs root and apt access)
 #   --check     only check the prerequisites and write the config; do not run Bazel
+#   --build     `bazel build` the targets instead of `bazel test` (every target's rule is
+#               checked, no test runs)
 #   --help      show this help
 # Arguments after `--` replace the default target pattern `//...`
-# (e.g. tools/bazel_test.sh -- //:test_motion_filter).
+# (e.g. tools/bazel_test.sh -- //:test_motion_filter, or -- //:ci_smoke: the few fast test
+# targets CI runs through Bazel; pytest runs the whole suite).
 #
 # Environment:
 #   PYTHON               interpreter with requirements.txt installed (default: python3)
@@ -33,11 +36,13 @@ usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "$0"; }
 
 install=0
 check_only=0
+command=test
 targets=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --install) install=1 ;;
     --check) check_only=1 ;;
+    --build) command=build ;;
     -h|--help) usage; exit 0 ;;
     --) shift; targets=("$@"); break ;;
     *) echo "tools/bazel_test.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
@@ -113,7 +118,8 @@ if [[ ! -f $rules_cc/.tf_synchro_patched ]] || [[ $BAZEL_SHARE/rules/cc -nt $rul
   # Debian's rules_cc is newer than Bazel 4.2.3: it loads use_cpp_toolchain, which
   # Bazel 4's @bazel_tools does not define. Drop the symbol from the load() and use
   # the toolchain type directly.
-  grep -rl --include='*.bzl' 'use_cpp_toolchain' "$rules_cc.tmp" | while read -r f; do
+  # (grep finds nothing in a rules_cc without the symbol: not an error under pipefail.)
+  { grep -rl --include='*.bzl' 'use_cpp_toolchain' "$rules_cc.tmp" || true; } | while read -r f; do
     sed -i -e '/^load(/s/, *"use_cpp_toolchain"//; /^load(/s/"use_cpp_toolchain", *//' \
            -e 's/use_cpp_toolchain()/["@bazel_tools\/\/tools\/cpp:toolchain_type"]/g' "$f"
   done
@@ -207,5 +213,5 @@ if [[ $check_only -eq 1 ]]; then
   exit 0
 fi
 
-# --- 4. Run the tests ---------------------------------------------------------------
-exec "$BAZEL" test "${targets[@]}"
+# --- 4. Build or run the tests -----------------------------------------------------
+exec "$BAZEL" "$command" "${targets[@]}"

@@ -319,13 +319,25 @@ TOOLS_CONFIGS = {
               "--image_size=64", "--background", "--min_motion_mm=2.5", "--seed=7",
               "--motion_file={t}/m.npz", "--crop_jitter=0.01", "--jpeg_quality=80",
               "--nolabels", "--look_variation=take", "--extra_actions=Dancing,Mixed",
-              "--extra_actions_per_subject=1", "--unseen_actions=Kicking"],
+              "--extra_actions_per_subject=1", "--unseen_actions=Kicking",
+              "--motion_dir={t}/md", "--motion_mapping={t}/map.json", "--motion_window=80",
+              "--treadmill", "--motion_fps=120", "--motion_units=cm", "--motion_up_axis=y",
+              "--motion_max_gap_ms=50", "--nomotion_retarget", "--extra_motion_dir={t}/xm",
+              "--extra_motion_only", "--test_motion_dir={t}/tm", "--bystanders=1",
+              "--moving_objects=2", "--lighting=drift", "--sensor_noise=3.5",
+              "--textured_room"],
         expect={"subjects": ("S1", "S9", "U01", "U02"), "actions": ("Walking",), "takes": 3,
                 "num_frames": 77, "clip_length": 64, "image_size": 64, "background": True,
                 "min_motion_mm": 2.5, "seed": 7, "motion_file": "{t}/m.npz",
                 "crop_jitter": 0.01, "jpeg_quality": 80, "labels": False,
                 "look_variation": "take", "extra_actions": ("Dancing", "Mixed"),
-                "extra_actions_per_subject": 1, "unseen_actions": ("Kicking",)}),
+                "extra_actions_per_subject": 1, "unseen_actions": ("Kicking",),
+                "motion_dir": "{t}/md", "motion_mapping": "{t}/map.json", "motion_window": 80,
+                "treadmill": True, "motion_fps": 120.0, "motion_units": "cm",
+                "motion_up_axis": "y", "motion_max_gap_ms": 50.0, "motion_retarget": False,
+                "extra_motion_dir": "{t}/xm", "extra_motion_only": True,
+                "test_motion_dir": "{t}/tm", "bystanders": 1, "moving_objects": 2,
+                "lighting": "drift", "sensor_noise": 3.5, "textured_room": True}),
     "tfrecords_tools.h36m": dict(
         cls="H36MConfig", consumer="convert",
         not_flags={"background_samples": "an implementation constant of the median background",
@@ -351,12 +363,21 @@ TOOLS_CONFIGS = {
         argv=["--input_dir={t}", "--output_dir={t}/o", "--subject=P7", "--sequences=a,b",
               "--fps=25", "--frame_step=2", "--image_size=64", "--clip_length=64",
               "--crop=fixed", "--margin=0.3", "--background=remove", "--motion_threshold=0.5",
-              "--mask_threshold=12.5", "--jpeg_quality=80"],
+              "--mask_threshold=12.5", "--jpeg_quality=80", "--calibration={t}/c.toml",
+              "--calibration_units=m", "--resample_fps=30", "--box_background=median",
+              "--background_video={t}/plates", "--hold_frames=4", "--multiview_tolerance=0.5"],
         expect={"input_dir": "{t}", "subject": "P7", "sequences": ("a", "b"), "fps": 25.0,
                 "frame_step": 2, "image_size": 64, "clip_length": 64, "crop": "fixed",
                 "margin": 0.3, "background": "remove", "motion_threshold": 0.5,
-                "mask_threshold": 12.5, "jpeg_quality": 80}),
+                "mask_threshold": 12.5, "jpeg_quality": 80, "calibration": "{t}/c.toml",
+                "calibration_units": "m", "resample_fps": 30.0, "box_background": "median",
+                "background_video": "{t}/plates", "hold_frames": 4,
+                "multiview_tolerance": 0.5},
+        folders=("plates",)),
 }
+# Settings dataclasses of libraries, built by a binary from its own flags (not binaries'
+# configs themselves), with the binary that builds them.
+LIBRARY_CONFIGS = {("tfrecords_tools.person_boxes", "BoxConfig"): "tfrecords_tools.rig"}
 
 
 def _tool_flags(module_name: str) -> dict:
@@ -385,7 +406,7 @@ def test_every_tfrecords_tools_config_dataclass_is_covered():
         for node in ast.walk(ast.parse(open(path).read())):
             if isinstance(node, ast.ClassDef) and node.name.endswith("Config"):
                 found.add((module, node.name))
-    assert found == {(m, spec["cls"]) for m, spec in TOOLS_CONFIGS.items()}
+    assert found == {(m, spec["cls"]) for m, spec in TOOLS_CONFIGS.items()} | set(LIBRARY_CONFIGS)
 
 
 @pytest.mark.parametrize("module_name", sorted(TOOLS_CONFIGS))
@@ -435,6 +456,8 @@ def test_every_tfrecords_tools_flag_reaches_its_config_field(module_name, tmp_pa
         return {"totals": {}, "skipped": [], "shards": []}
 
     monkeypatch.setattr(module, spec["consumer"], stub)
+    for folder in spec.get("folders", ()):  # Flags whose folder is checked on parsing.
+        os.makedirs(tmp_path / folder)
     code, _, err = cli.invoke(module_name, [a.format(t=tmp_path) for a in spec["argv"]])
     assert code == 0, err
     assert len(seen) == 1

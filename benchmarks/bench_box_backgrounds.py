@@ -18,7 +18,6 @@ without, --no_cameras):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 import time
@@ -27,7 +26,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tfrecords_tools import cameras, crops, person_boxes  # noqa: E402
+from tfrecords_tools import cameras, crops, h36m_calibration, person_boxes  # noqa: E402
 from tfrecords_tools.synth import body, motion, render, scene  # noqa: E402
 
 SCENES = {"waving": ("Waving", 1, False), "treadmill": ("Walking", 1, True),
@@ -35,12 +34,7 @@ SCENES = {"waving": ("Waving", 1, False), "treadmill": ("Walking", 1, True),
 
 
 def rig(size: int) -> list:
-    out = []
-    for c in cameras.h36m_rig():
-        sx, sy = size / c.width, size / c.height
-        out.append(dataclasses.replace(c, fx=c.fx * sx, fy=c.fy * sy, cx=(c.cx + .5) * sx - .5,
-                                       cy=(c.cy + .5) * sy - .5, width=size, height=size))
-    return out
+    return [h36m_calibration.scale_camera(c, size, size) for c in cameras.h36m_rig()]
 
 
 def take(kind: str, size: int, frames: int, seed: int) -> dict:

@@ -350,6 +350,19 @@ def test_finetune_under_mirrored_strategy_with_two_logical_cpus(pose_data, tmp_p
     assert os.path.exists(tmp_path / "m" / run_dir.POSE_MODEL_FILE)
 
 
+def _marked(pose_data: str, tmp_path, key: str) -> str:
+    """A copy of ``pose_data`` whose manifest lists Posing under settings ``key``."""
+    marked = str(tmp_path / "marked")
+    shutil.copytree(pose_data, marked)
+    path = os.path.join(marked, dataset_io.MANIFEST)
+    with open(path) as f:
+        manifest = json.load(f)
+    manifest["settings"][key] = ["Posing"]
+    with open(path, "w") as f:
+        json.dump(manifest, f)
+    return marked
+
+
 @pytest.mark.large
 def test_unseen_motion_families_are_reported_apart(pose_data, finished_run, tmp_path):
     """Actions a dataset's manifest lists as ``unseen_actions`` leave the standard figures
@@ -357,15 +370,7 @@ def test_unseen_motion_families_are_reported_apart(pose_data, finished_run, tmp_
     model_dir, _ = finished_run
     kw = dict(subjects=("S9",), frame_step=4)
     full = pose3d.evaluate(model_dir, pose_data, **kw)
-    marked = str(tmp_path / "marked")
-    shutil.copytree(pose_data, marked)
-    path = os.path.join(marked, dataset_io.MANIFEST)
-    with open(path) as f:
-        manifest = json.load(f)
-    manifest["settings"]["unseen_actions"] = ["Posing"]
-    with open(path, "w") as f:
-        json.dump(manifest, f)
-    split = pose3d.evaluate(model_dir, marked, **kw)
+    split = pose3d.evaluate(model_dir, _marked(pose_data, tmp_path, "unseen_actions"), **kw)
     assert set(split["per_action"]) == {"Walking"}
     assert set(split["unseen_motion"]["per_action"]) == {"Posing"}
     for name in ("mpjpe", "pa_mpjpe"):
@@ -377,21 +382,14 @@ def test_unseen_motion_families_are_reported_apart(pose_data, finished_run, tmp_
     assert "unseen_motion" not in full
 
 
+@pytest.mark.large
 def test_real_motion_clips_are_reported_apart(pose_data, finished_run, tmp_path):
     """Actions a manifest lists as ``test_motion_actions`` (imported real clips only the test
     subjects perform) leave the standard figures and are reported under ``real_motion``."""
     model_dir, _ = finished_run
     kw = dict(subjects=("S9",), frame_step=4)
     full = pose3d.evaluate(model_dir, pose_data, **kw)
-    marked = str(tmp_path / "marked")
-    shutil.copytree(pose_data, marked)
-    path = os.path.join(marked, dataset_io.MANIFEST)
-    with open(path) as f:
-        manifest = json.load(f)
-    manifest["settings"]["test_motion_actions"] = ["Posing"]
-    with open(path, "w") as f:
-        json.dump(manifest, f)
-    split = pose3d.evaluate(model_dir, marked, **kw)
+    split = pose3d.evaluate(model_dir, _marked(pose_data, tmp_path, "test_motion_actions"), **kw)
     assert set(split["per_action"]) == {"Walking"} and "unseen_motion" not in split
     assert split["real_motion"]["mean_over_actions"]["mpjpe"] == pytest.approx(
         full["per_action"]["Posing"]["mpjpe"])

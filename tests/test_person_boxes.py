@@ -1,12 +1,11 @@
 """Person boxes (tfrecords_tools.person_boxes) on rendered multi-view takes with exact truth."""
-import dataclasses
 import logging
 
 import cv2
 import numpy as np
 import pytest
 
-from tfrecords_tools import cameras, crops, person_boxes as pb, video
+from tfrecords_tools import cameras, crops, h36m_calibration, person_boxes as pb, video
 from tfrecords_tools.synth import body, motion, render, scene
 
 SIZE = 120     # rendered view side (pixels)
@@ -15,12 +14,7 @@ FRAMES = 24
 
 def _rig(size: int) -> list:
     """The Human3.6M cameras with intrinsics scaled to size x size views."""
-    out = []
-    for c in cameras.h36m_rig():
-        sx, sy = size / c.width, size / c.height
-        out.append(dataclasses.replace(c, fx=c.fx * sx, fy=c.fy * sy, cx=(c.cx + .5) * sx - .5,
-                                       cy=(c.cy + .5) * sy - .5, width=size, height=size))
-    return out
+    return [h36m_calibration.scale_camera(c, size, size) for c in cameras.h36m_rig()]
 
 
 def _take(names, offsets, action="Waving", seed=0):

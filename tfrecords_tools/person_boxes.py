@@ -817,7 +817,7 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
         costs.append([cost[k] for k in order])
     picks = [r[0] if r else None for r in ranked]
     if calibrated:
-        picks = _consistent_tracks(config, cameras, scalers, people, ranked, costs)
+        picks = _consistent_tracks(config, cameras, scalers, people, ranked, costs, centre)
     for v, best in enumerate(picks):
         for t, j in best or ():
             chosen[v, t] = j
@@ -951,10 +951,43 @@ def _centre_cost(track, people, scaler: _Scaler, num_frames: int, cam, centre,
     return float(np.median(dist)) + 1.0 - len(track) / max(num_frames, 1)
 
 
-def _consistent_tracks(config, cams, scalers, people, ranked, costs) -> list:
-    """One track per view, consistent across views: the best-ranked track of all (lowest
-    cost) is the anchor; each other view (best first) takes, among its 4 best-ranked
-    tracks, the one that best agrees with the views chosen so far."""
+def _subject_pair(config, cams, full, cand, centre, num_frames) -> Optional[list]:
+    """The two views' tracks that best show one person near the capture centre: every
+    pair of candidate tracks in two views is triangulated over (up to 20 of) their common
+    frames; its cost is the median distance of that point from ``centre`` in person
+    heights, plus their disagreement (:func:`_pair_cost`) and the share of the take the
+    two miss. Returns [(view, track), (view, track)] or None (no common frames)."""
+    best = None
+    views = [v for v in range(len(cand)) if cand[v]]
+    for i, a in enumerate(views):
+        for b in views[i + 1:]:
+            for ta in cand[a]:
+                mine = dict(ta)
+                for tb in cand[b]:
+                    common = [(t, mine[t], j) for t, j in tb if t in mine]
+                    if not common:
+                        continue
+                    step = max(1, len(common) // 20)
+                    dist, agree = [], []
+                    for t, ja, jb in common[::step]:
+                        ba, bb = full(a, t, ja), full(b, t, jb)
+                        agree.append(_pair_cost(cams, a, ba, b, bb))
+                        mid = np.stack([(ba[:2] + ba[2:]) / 2, (bb[:2] + bb[2:]) / 2])
+                        x = _triangulate([cams[a], cams[b]], mid)
+                        dist.append(np.linalg.norm(x - centre) / config.person_height_mm)
+                    miss = 1.0 - (len(ta) + len(tb)) / (2.0 * max(num_frames, 1))
+                    cost = float(np.median(dist) + np.median(agree) + miss)
+                    if np.isfinite(cost) and (best is None or cost < best[0]):
+                        best = (cost, [(a, ta), (b, tb)])
+    return None if best is None else best[1]
+
+
+def _consistent_tracks(config, cams, scalers, people, ranked, costs,
+                       centre: Optional[np.ndarray] = None) -> list:
+    """One track per view, consistent across views. The anchor: with ``subject="centre"``
+    and a capture centre, the pair of views' tracks of :func:`_subject_pair`, else the
+    best-ranked track of all (lowest cost); each other view (best first) takes, among its 4
+    best-ranked tracks, the one that best agrees with the views chosen so far."""
     def full(v, t, j):
         return scalers[v].to_full(people[v][t][j].box.reshape(2, 2)).ravel()
 
@@ -968,8 +1001,16 @@ def _consistent_tracks(config, cams, scalers, people, ranked, costs) -> list:
         return [None] * len(cand)
     views.sort(key=lambda v: (first_cost[v], v))
     picks = [None] * len(cand)
-    picks[views[0]] = cand[views[0]][0]
-    for v in views[1:]:
+    anchor = None
+    if config.subject == "centre" and centre is not None:
+        anchor = _subject_pair(config, cams, full, cand, centre, len(people[0]))
+    if anchor is None:
+        anchor = [(views[0], cand[views[0]][0])]
+    for v, tr in anchor:
+        picks[v] = tr
+    for v in views:
+        if picks[v] is not None:
+            continue
         best = None
         for tr in cand[v]:
             mine = dict(tr)

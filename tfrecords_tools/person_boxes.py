@@ -526,8 +526,11 @@ def _fill_track_gaps(people: list[list[Person]], chosen: np.ndarray, alone: bool
             chosen[t] = int(np.argmin(d))
 
 
-def _count_people(people: list[list[Person]], min_frames: int) -> int:
-    counts = np.array([len(p) for p in people] or [0])
+def _count_people(people: list[list[Person]], min_frames: int, width: int) -> int:
+    """Most people seen at once in >= ``min_frames`` frames; blobs cut by the image's left
+    or right side are not counted (an object entering, clipped to a tall sliver)."""
+    whole = lambda p: p.box[0] > 0 and p.box[2] < width - 1
+    counts = np.array([sum(map(whole, p)) for p in people] or [0])
     return int(max([k for k in range(1, counts.max() + 1) if (counts >= k).sum() >= min_frames]
                    or [0]))
 
@@ -821,7 +824,8 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
     for v, best in enumerate(picks):
         for t, j in best or ():
             chosen[v, t] = j
-    counts = [_count_people(p, config.min_track_frames) for p in people]
+    counts = [_count_people(p, config.min_track_frames, sc.small_wh[0])
+              for p, sc in zip(people, scalers)]
     for v in range(num_views):
         _fill_track_gaps(people[v], chosen[v], alone=counts[v] <= 1)
     people_seen = max(counts or [0])

@@ -12,10 +12,19 @@ the static scene. Per view:
 2. **Foreground mask** (any colour channel differs by more than ``threshold``), opened and
    closed; connected components grouped into person blobs: pieces near each other join
    (a person split by a background-coloured garment stays whole), but two tall blobs side
-   by side are two people and are never merged.
-3. **Tracks** of people over time; ONE track is chosen (the most persistent; with
-   calibration, the one that agrees across views); how many people were seen at once is
-   reported (``people_seen``, a note and a log warning).
+   by side are two people and are never merged. A **shape prior** drops blobs that are no
+   person: wider than tall (``min_aspect``) or compact (a ball, a box: under 1.5 times
+   taller than wide and filling more than ``max_fill`` of their box).
+3. **Tracks** of people over time; ONE track is chosen, the take's subject
+   (:attr:`BoxConfig.subject`): by default the person the cameras look at. With
+   calibration, the capture-volume centre (:func:`capture_centre`, the point nearest to
+   all optical axes) and the pair of views' tracks whose triangulated centre stays
+   nearest to it (plus their disagreement and the share of the take they miss); the other
+   views take the track that agrees with those. Without calibration, per view, the track
+   nearest the image centre (in its own heights, plus the share of frames it misses).
+   ``subject="persistent"`` takes the track seen in the most frames. How many people were
+   seen at once is reported (``people_seen``, a note and a log warning; blobs cut by the
+   image's side do not count).
 4. **Multi-view check** (calibration and >= 3 views): per frame, pairs of views propose a
    triangulated box centre and box size; the largest set of views that agree within
    ``multiview_tolerance`` is the consensus, and a view outside it takes another of its

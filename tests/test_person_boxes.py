@@ -167,6 +167,90 @@ def test_median_background_boxes_a_walking_person():
     assert np.mean(inside) > 0.95, np.mean(inside)
 
 
+def _still_and_walker(seed: int = 0):
+    """Views [V][T, H, W, 3] of one person waving at the rig's capture centre and another
+    walking past nearer some cameras, the plates and both people's joints."""
+    cams = _rig(SIZE)
+    plates = [scene.render_background(c, seed) for c in cams]
+    centre = pb.capture_centre(cams)
+    people = []
+    for k, (name, action, at) in enumerate((("still", "Waving", centre[:2]),
+                                            ("walker", "Walking", centre[:2] + [1600, -900]))):
+        subject = body.make_subject(name, seed)
+        j = motion.generate_motion(subject, action, FRAMES, np.random.default_rng(k))
+        j = j - j[:1, :1] * np.array([1, 1, 0]) + np.array([at[0], at[1], 0.0])
+        people.append((subject, j))
+    views = []
+    for cam, plate in zip(cams, plates):
+        frames = []
+        for t in range(FRAMES):
+            img = plate
+            for subject, j in people:
+                img = render.render_view(j[t], cam, subject, background=img)
+            frames.append(img)
+        views.append(np.stack(frames))
+    return cams, plates, views, [j for _, j in people]
+
+
+def _boxed(result, cams, joints) -> set:
+    """Which person (index into joints) each view-frame's box holds, as a set."""
+    out = set()
+    for v, cam in enumerate(cams):
+        for t in range(FRAMES):
+            inside = [_inside(result.boxes[v, t], cam.project(j[t])).mean() for j in joints]
+            out.add(int(np.argmax(inside)) if max(inside) > 0.9 else -1)
+    return out
+
+
+def test_centre_prior_boxes_the_person_the_cameras_look_at():
+    """The subject is the person at the capture centre, not the walker passing by (who is
+    as persistent and, nearer the cameras, bigger): with calibration (3D) and without
+    (image centre, each view alone)."""
+    cams, plates, views, joints = _still_and_walker()
+    centre = pb.capture_centre(cams)
+    for cam in cams:  # every optical axis passes near it
+        uv = cam.project(centre)
+        assert np.hypot(uv[0] - cam.cx, uv[1] - cam.cy) < 0.15 * SIZE
+    for cameras_ in (cams, None):
+        result = pb.find_boxes(views, pb.BoxConfig(smoothing=1), cameras=cameras_,
+                               plates=plates)
+        assert result.people_seen == 2
+        assert _boxed(result, cams, joints) == {0}, cameras_ is None
+        assert any("boxing the one nearest the centre" in n for n in result.notes)
+    persistent = pb.find_boxes(views, pb.BoxConfig(smoothing=1, subject="persistent"),
+                               plates=plates)
+    assert 1 in _boxed(persistent, cams, joints)  # the old rule takes the walker somewhere
+
+
+def test_a_ball_or_a_box_is_not_a_person():
+    """Shape prior: compact or wide blobs neither count in people_seen nor get boxed."""
+    config = pb.BoxConfig(open_kernel=1, close_kernel=1)
+    mask = np.zeros((100, 100), bool)
+    _blob(mask, 40, 20, 48, 50)            # a person: torso and head
+    _blob(mask, 36, 51, 40, 80)            # legs apart
+    _blob(mask, 48, 51, 52, 80)
+    cv2.circle(mask.view(np.uint8), (83, 45), 16, 1, -1)  # a ball over half their height
+    _blob(mask, 0, 90, 18, 99)             # a box, wider than tall
+    (person,) = pb.find_people(mask, config)
+    np.testing.assert_array_equal(person.box, [36, 20, 52, 80])
+    ball = np.zeros((100, 100), np.uint8)
+    cv2.circle(ball, (50, 50), 30, 1, -1)
+    assert pb.find_people(ball.astype(bool), config) == []
+    # Over a take: a ball rolling past a standing person is not a second person.
+    rng = np.random.default_rng(0)
+    frames = []
+    for t in range(12):
+        img = np.full((100, 100, 3), 90, np.uint8) + rng.integers(0, 3, (100, 100, 3),
+                                                                   dtype=np.uint8)
+        img[20:81, 40:53] = (200, 40, 40)
+        cv2.circle(img, (5 + 8 * t, 40), 17, (40, 200, 40), -1)
+        frames.append(img)
+    plate = np.full((100, 100, 3), 90, np.uint8)
+    result = pb.find_boxes([np.stack(frames)], pb.BoxConfig(smoothing=1), plates=[plate])
+    assert result.people_seen == 1 and not result.notes, result.notes
+    assert result.found.all()
+
+
 # ---------------------------------------------------------------------------- pieces
 
 
@@ -223,6 +307,8 @@ def test_bad_config_names_the_field():
         pb.BoxConfig(background="sky")
     with pytest.raises(pb.BoxConfigError, match="hold_frames=-1"):
         pb.BoxConfig(hold_frames=-1)
+    with pytest.raises(pb.BoxConfigError, match=r"subject='tallest': expected one of"):
+        pb.BoxConfig(subject="tallest")
     with pytest.raises(ValueError, match="view 0 has no clean plate"):
         pb.find_boxes([np.zeros((2, 8, 8, 3), np.uint8)], pb.BoxConfig(background="plate"))
 

@@ -12,10 +12,19 @@ the static scene. Per view:
 2. **Foreground mask** (any colour channel differs by more than ``threshold``), opened and
    closed; connected components grouped into person blobs: pieces near each other join
    (a person split by a background-coloured garment stays whole), but two tall blobs side
-   by side are two people and are never merged.
-3. **Tracks** of people over time; ONE track is chosen (the most persistent; with
-   calibration, the one that agrees across views); how many people were seen at once is
-   reported (``people_seen``, a note and a log warning).
+   by side are two people and are never merged. A **shape prior** drops blobs that are no
+   person: wider than tall (``min_aspect``) or compact (a ball, a box: under 1.5 times
+   taller than wide and filling more than ``max_fill`` of their box).
+3. **Tracks** of people over time; ONE track is chosen, the take's subject
+   (:attr:`BoxConfig.subject`): by default the person the cameras look at. With
+   calibration, the capture-volume centre (:func:`capture_centre`, the point nearest to
+   all optical axes) and the pair of views' tracks whose triangulated centre stays
+   nearest to it (plus their disagreement and the share of the take they miss); the other
+   views take the track that agrees with those. Without calibration, per view, the track
+   nearest the image centre (in its own heights, plus the share of frames it misses).
+   ``subject="persistent"`` takes the track seen in the most frames. How many people were
+   seen at once is reported (``people_seen``, a note and a log warning; blobs cut by the
+   image's side do not count).
 4. **Multi-view check** (calibration and >= 3 views): per frame, pairs of views propose a
    triangulated box centre and box size; the largest set of views that agree within
    ``multiview_tolerance`` is the consensus, and a view outside it takes another of its
@@ -46,9 +55,14 @@ from tfrecords_tools import crops, video
 log = logging.getLogger(__name__)
 
 BACKGROUNDS = ("auto", "plate", "median", "mog2")
+SUBJECTS = ("centre", "persistent")
 # Where each output box came from (BoxResult.source).
 SOURCES = ("detected", "held", "projected", "filled", "none")
 DETECTED, HELD, PROJECTED, FILLED, NONE = range(5)
+# Share of the samples that must differ from the plain median for a pixel covered by
+# people in every sample to take that median (someone passed over it) rather than count as
+# foreground (someone stands on it); see _fit_background.
+_PASSED = 0.2
 _MIN_PIECE = 4  # analysis pixels: the smallest component that may join a person blob
 
 
@@ -86,6 +100,17 @@ class BoxConfig:
       hold_frames: a dropout of up to this many frames keeps the last found box; longer gaps
         take the nearest found box. Also how long a track survives unseen.
       min_track_frames: a person must be seen in this many frames to count in people_seen.
+      subject: which person the take is about when several are seen: "centre" (the one
+        the cameras look at: with calibration, the track whose viewing rays pass nearest
+        the capture-volume centre, the point nearest to all cameras' optical axes; without,
+        the track nearest the image centre; either over the track's frames, median, plus
+        the share of frames the track misses) or "persistent" (the track seen in the
+        most frames).
+      min_aspect: shape prior: a blob less tall than this times its width is not a person
+        (a rolling box, a ball).
+      max_fill: shape prior: a blob less than 1.5 times taller than wide that fills more than
+        this share of its box is a compact object, not a person (a person's outline fills
+        about half of their box). Neither counts in people_seen nor is chosen.
       person_height_mm: body-size prior: the height whose projection scales the multi-view
         tolerance.
       multiview_tolerance: a view's box centre may lie this many projected person heights
@@ -111,6 +136,9 @@ class BoxConfig:
     smoothing: int = 5
     hold_frames: int = 10
     min_track_frames: int = 3
+    subject: str = "centre"
+    min_aspect: float = 0.8
+    max_fill: float = 0.7
     person_height_mm: float = 1800.0
     multiview_tolerance: float = 0.25
     keep_close: float = 0.1
@@ -132,6 +160,9 @@ class BoxConfig:
             (self.smoothing >= 1, "smoothing", ">= 1"),
             (self.hold_frames >= 0, "hold_frames", ">= 0"),
             (self.min_track_frames >= 1, "min_track_frames", ">= 1"),
+            (self.subject in SUBJECTS, "subject", f"one of {list(SUBJECTS)}"),
+            (self.min_aspect >= 0, "min_aspect", ">= 0"),
+            (0 < self.max_fill <= 1, "max_fill", "in (0, 1]"),
             (self.person_height_mm > 0, "person_height_mm", "> 0"),
             (self.multiview_tolerance > 0, "multiview_tolerance", "> 0"),
             (self.keep_close >= 0, "keep_close", ">= 0"),
@@ -325,7 +356,10 @@ def find_people(mask: np.ndarray, config: BoxConfig) -> list[Person]:
         ca["area"] += cb["area"]
         ca["box"] = np.concatenate([np.minimum(ca["box"][:2], cb["box"][:2]),
                                     np.maximum(ca["box"][2:], cb["box"][2:])])
-    clusters = [c for c in clusters if c["area"] >= config.min_area]
+    clusters = [c for c in clusters
+                if c["area"] >= config.min_area and _person_shaped(c, config)]
+    if not clusters:
+        return []
     tallest = max(height(c) for c in clusters)
     largest = max(c["area"] for c in clusters)
     people = [c for c in clusters
@@ -335,6 +369,17 @@ def find_people(mask: np.ndarray, config: BoxConfig) -> list[Person]:
     all_ids = [c["ids"] for c in people]
     return [_person(labels, c, [i for j, o in enumerate(all_ids) if j != k for i in o], config)
             for k, c in enumerate(people)]
+
+
+def _person_shaped(cluster: dict, config: BoxConfig) -> bool:
+    """Shape prior: not wider than tall by more than ``1 / min_aspect``, and not a compact
+    object (a ball, a box: under 1.5 times taller than wide and filling more than
+    ``max_fill`` of its box; a person's outline fills about half of theirs)."""
+    x0, y0, x1, y1 = cluster["box"]
+    w, h = x1 - x0 + 1, y1 - y0 + 1
+    aspect = h / w
+    fill = cluster["area"] / (w * h)
+    return aspect >= config.min_aspect and not (aspect < 1.5 and fill > config.max_fill)
 
 
 def _person(labels: np.ndarray, cluster: dict, other_ids: list, config: BoxConfig) -> Person:
@@ -426,8 +471,17 @@ def _fit_background(config: BoxConfig, kind: str, source: FrameSource, scaler: _
     exclude = np.stack([_exclusion(find_people(video.foreground_mask(
         s, first, config.threshold, kernel=1), config), s.shape[:2]) for s in small])
     image = video.masked_median(small, exclude_masks=exclude)
-    # Covered in every sample: the median there is the person, so count it as foreground.
+    # Covered in every sample: the median there is the person, so count it as foreground,
+    # unless the plain median there changes often (someone walked over it: a person who
+    # stays hides it in almost every sample). Else the box of a person who walks slowly
+    # is the whole area their boxes covered, however tight their outline.
     unknown = exclude.all(0)
+    if unknown.any():
+        differ = np.mean([video.foreground_mask(s, first, config.threshold, kernel=1)
+                          for s in small], 0)
+        passed = unknown & (differ >= _PASSED)
+        image[passed] = first[passed]
+        unknown &= ~passed
     return _Background(config, kind, image, unknown if unknown.any() else None)
 
 
@@ -481,8 +535,11 @@ def _fill_track_gaps(people: list[list[Person]], chosen: np.ndarray, alone: bool
             chosen[t] = int(np.argmin(d))
 
 
-def _count_people(people: list[list[Person]], min_frames: int) -> int:
-    counts = np.array([len(p) for p in people] or [0])
+def _count_people(people: list[list[Person]], min_frames: int, width: int) -> int:
+    """Most people seen at once in >= ``min_frames`` frames; blobs cut by the image's left
+    or right side are not counted (an object entering, clipped to a tall sliver)."""
+    whole = lambda p: p.box[0] > 0 and p.box[2] < width - 1
+    counts = np.array([sum(map(whole, p)) for p in people] or [0])
     return int(max([k for k in range(1, counts.max() + 1) if (counts >= k).sum() >= min_frames]
                    or [0]))
 
@@ -751,28 +808,42 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
             raise ValueError(f"view {v} gave {len(found)} frames, expected {num_frames}")
         people.append(found)
 
-    # ---- one track per view: the most persistent, or the one that agrees with it in 3D
+    # ---- one track per view: the subject (nearest the centre, or the most persistent),
+    # with calibration the one that agrees in 3D with the best view's subject
     chosen = np.full((num_views, num_frames), -1, np.int64)
-    ranked = []
+    calibrated = (cameras is not None and num_views >= 2
+                  and _calibrated_like(cameras, scalers, notes))
+    centre = capture_centre(cameras) if calibrated else None
+    ranked, costs = [], []
     for v in range(num_views):
         tracks = _track(people[v], config.hold_frames)
-        ranked.append(sorted(tracks, key=lambda tr: (-len(tr), -sum(people[v][t][j].area
-                                                                    for t, j in tr))))
+        tracks.sort(key=lambda tr: (-len(tr), -sum(people[v][t][j].area for t, j in tr)))
+        if config.subject == "centre":
+            cost = [_centre_cost(tr, people[v], scalers[v], num_frames,
+                                 None if centre is None else cameras[v], centre,
+                                 config.person_height_mm) for tr in tracks]
+        else:
+            cost = [1.0 - len(tr) / max(num_frames, 1) for tr in tracks]
+        order = np.argsort(cost, kind="stable")
+        ranked.append([tracks[k] for k in order])
+        costs.append([cost[k] for k in order])
     picks = [r[0] if r else None for r in ranked]
-    if cameras is not None and num_views >= 2 and _calibrated_like(cameras, scalers, notes):
-        picks = _consistent_tracks(config, cameras, scalers, people, ranked)
+    if calibrated:
+        picks = _consistent_tracks(config, cameras, scalers, people, ranked, costs, centre)
     for v, best in enumerate(picks):
         for t, j in best or ():
             chosen[v, t] = j
-    counts = [_count_people(p, config.min_track_frames) for p in people]
+    counts = [_count_people(p, config.min_track_frames, sc.small_wh[0])
+              for p, sc in zip(people, scalers)]
     for v in range(num_views):
         _fill_track_gaps(people[v], chosen[v], alone=counts[v] <= 1)
     people_seen = max(counts or [0])
     if people_seen > 1:
         where = [v if cameras is None else cameras[v].camera_id
                  for v, c in enumerate(counts) if c > 1]
-        msg = (f"{people_seen} people seen at once (views {where}); boxing the most "
-               f"persistent one")
+        rule = ("the one nearest the centre" if config.subject == "centre"
+                else "the most persistent one")
+        msg = f"{people_seen} people seen at once (views {where}); boxing {rule}"
         notes.append(msg)
         log.warning("%s: %s", name or "take", msg)
 
@@ -849,22 +920,110 @@ def _pair_cost(cams, va: int, ba: np.ndarray, vb: int, bb: np.ndarray) -> float:
     return float(err + abs(np.log((ha * za / cams[va].fy) / (hb * zb / cams[vb].fy))))
 
 
-def _consistent_tracks(config, cams, scalers, people, ranked) -> list:
-    """One track per view, consistent across views: the most persistent track of all is
-    the anchor; each other view (most persistent first) takes, among its 4 most
-    persistent tracks, the one that best agrees with the views chosen so far."""
+def capture_centre(cams: Sequence[cameras_lib.Camera]) -> Optional[np.ndarray]:
+    """World point (mm) nearest to all cameras' optical axes (least squares): where a
+    multi-camera take looks. None when the axes are (nearly) parallel."""
+    a, b = np.zeros((3, 3)), np.zeros(3)
+    for cam in cams:
+        rot = np.asarray(cam.rotation, np.float64)
+        origin = -rot.T @ np.asarray(cam.translation, np.float64)
+        axis = rot[2] / np.linalg.norm(rot[2])  # the camera's +z in world coordinates
+        perp = np.eye(3) - np.outer(axis, axis)
+        a += perp
+        b += perp @ origin
+    if np.linalg.cond(a) > 1e6:
+        return None
+    return np.linalg.solve(a, b)
+
+
+def _centre_cost(track, people, scaler: _Scaler, num_frames: int, cam, centre,
+                 person_mm: float) -> float:
+    """How far a track stays from where the cameras look, in person heights (median over
+    up to 20 of its frames), plus the share of the take it misses.
+
+    With a camera and the capture centre: the distance of the centre from the viewing ray
+    through the box centre, over ``person_mm``. Without: the box centre's distance from the
+    image centre, over the blob's height.
+    """
+    step = max(1, len(track) // 20)
+    dist = []
+    for t, j in track[::step]:
+        p = people[t][j]
+        if cam is not None:
+            uv = scaler.to_full(p.centre)
+            xy = cv2.undistortPoints(uv.reshape(1, 1, 2), cam.matrix,
+                                     np.asarray(cam.distortion, np.float64)).reshape(2)
+            rot = np.asarray(cam.rotation, np.float64)
+            origin = -rot.T @ np.asarray(cam.translation, np.float64)
+            ray = rot.T @ np.array([xy[0], xy[1], 1.0])
+            ray /= np.linalg.norm(ray)
+            dist.append(np.linalg.norm(np.cross(centre - origin, ray)) / person_mm)
+        else:
+            image_centre = (np.array(scaler.small_wh, np.float64) - 1) / 2
+            dist.append(np.linalg.norm(p.centre - image_centre) / p.height)
+    return float(np.median(dist)) + 1.0 - len(track) / max(num_frames, 1)
+
+
+def _subject_pair(config, cams, full, cand, centre, num_frames) -> Optional[list]:
+    """The two views' tracks that best show one person near the capture centre: every
+    pair of candidate tracks in two views is triangulated over (up to 20 of) their common
+    frames; its cost is the median distance of that point from ``centre`` in person
+    heights, plus their disagreement (:func:`_pair_cost`) and the share of the take the
+    two miss. Returns [(view, track), (view, track)] or None (no common frames)."""
+    best = None
+    views = [v for v in range(len(cand)) if cand[v]]
+    for i, a in enumerate(views):
+        for b in views[i + 1:]:
+            for ta in cand[a]:
+                mine = dict(ta)
+                for tb in cand[b]:
+                    common = [(t, mine[t], j) for t, j in tb if t in mine]
+                    if not common:
+                        continue
+                    step = max(1, len(common) // 20)
+                    dist, agree = [], []
+                    for t, ja, jb in common[::step]:
+                        ba, bb = full(a, t, ja), full(b, t, jb)
+                        agree.append(_pair_cost(cams, a, ba, b, bb))
+                        mid = np.stack([(ba[:2] + ba[2:]) / 2, (bb[:2] + bb[2:]) / 2])
+                        x = _triangulate([cams[a], cams[b]], mid)
+                        dist.append(np.linalg.norm(x - centre) / config.person_height_mm)
+                    miss = 1.0 - (len(ta) + len(tb)) / (2.0 * max(num_frames, 1))
+                    cost = float(np.median(dist) + np.median(agree) + miss)
+                    if np.isfinite(cost) and (best is None or cost < best[0]):
+                        best = (cost, [(a, ta), (b, tb)])
+    return None if best is None else best[1]
+
+
+def _consistent_tracks(config, cams, scalers, people, ranked, costs,
+                       centre: Optional[np.ndarray] = None) -> list:
+    """One track per view, consistent across views. The anchor: with ``subject="centre"``
+    and a capture centre, the pair of views' tracks of :func:`_subject_pair`, else the
+    best-ranked track of all (lowest cost); each other view (best first) takes, among its 4
+    best-ranked tracks, the one that best agrees with the views chosen so far."""
     def full(v, t, j):
         return scalers[v].to_full(people[v][t][j].box.reshape(2, 2)).ravel()
 
-    cand = [[tr for tr in r[:4] if len(tr) >= min(config.min_track_frames, len(r[0]))]
-            for r in ranked]
+    longest = [max((len(tr) for tr in r), default=0) for r in ranked]
+    cand = [[tr for tr in r[:4] if len(tr) >= min(config.min_track_frames, n)]
+            for r, n in zip(ranked, longest)]
+    first_cost = [min((c for tr, c in zip(r, cs) if tr in cand[v]), default=np.inf)
+                  for v, (r, cs) in enumerate(zip(ranked, costs))]
     views = [v for v in range(len(cand)) if cand[v]]
     if not views:
         return [None] * len(cand)
-    views.sort(key=lambda v: (-len(cand[v][0]), v))
+    views.sort(key=lambda v: (first_cost[v], v))
     picks = [None] * len(cand)
-    picks[views[0]] = cand[views[0]][0]
-    for v in views[1:]:
+    anchor = None
+    if config.subject == "centre" and centre is not None:
+        anchor = _subject_pair(config, cams, full, cand, centre, len(people[0]))
+    if anchor is None:
+        anchor = [(views[0], cand[views[0]][0])]
+    for v, tr in anchor:
+        picks[v] = tr
+    for v in views:
+        if picks[v] is not None:
+            continue
         best = None
         for tr in cand[v]:
             mine = dict(tr)

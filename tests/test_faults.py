@@ -819,7 +819,18 @@ ONE_LINE = [
      "tf_synchro.predict", ["--model={F}", "--images={I}", "--boxes={B}",
                             "--output={T}/p.json"], 1,
      "box 0 [100.0, 100.0, 150.0, 150.0] lies entirely outside its 64x64 frame"),
+    ("predict-broken-jpeg", lambda d, f, t: {"I": _images_with_a_broken_jpeg(t), "F": f["dir"]},
+     "tf_synchro.predict", ["--model={F}", "--images={I}", "--output={T}/p.json"], 1,
+     "b.jpg: not a readable image"),
 ]
+
+
+def _images_with_a_broken_jpeg(tmp_path):
+    """A folder with a good image and a .jpg whose data after the JPEG marker is garbage."""
+    folder = _tiny_images(tmp_path, 64)
+    with open(os.path.join(folder, "b.jpg"), "wb") as f:
+        f.write(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 8)
+    return folder
 
 
 def _boxes(tmp_path, boxes):

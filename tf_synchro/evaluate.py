@@ -41,6 +41,7 @@ def run(config: configs.EvaluateConfig) -> dict:
     from tf_synchro import artefacts, pose3d, run_dir
     from tfrecords_tools import dataset_io, run_lock
     config.check()
+    dataset_io.check_subjects_present(config.data_dir, "subjects", config.subjects)
     check = config.data_check
     run_dir.check_subject_overlap(artefacts.trained_subjects(config.model_dir), config.subjects,
                                   "its labels and pre-training", "--subjects",

@@ -33,6 +33,7 @@ def config_from_flags(flag_values=None) -> configs.PretrainConfig:
     """
     from tfrecords_tools import dataset_io
     config = configs.from_flags(configs.PretrainConfig, flag_values)
+    dataset_io.check_subjects_present(config.data_dir, "train_subjects", config.train_subjects)
     return dataclasses.replace(config, train_subjects=dataset_io.expand_subjects(
         config.data_dir, config.train_subjects))
 

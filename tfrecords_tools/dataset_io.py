@@ -330,6 +330,31 @@ def load_manifest(data_dir: str) -> dict:
     return manifest
 
 
+def _is_pattern(name: str) -> bool:
+    return any(ch in name for ch in "*?[")
+
+
+def check_subjects_present(data_dir: str, flag: str, names: Sequence[str]) -> None:
+    """Checks, from the manifest, that every subject a flag names is in the dataset.
+
+    A shell-style pattern (``U*``, as :func:`expand_subjects` takes) must match at least one
+    of the dataset's subjects. Binaries call this before anything is read or written, so a
+    misspelt evaluation subject stops the run at once rather than after training.
+
+    Raises:
+      DatasetError: ``--<flag>=<names>: subject 'X' is not in <data_dir> (it has ...)``
+        (starts with the flag: exit status 2); the manifest's own errors.
+    """
+    have = sorted(load_manifest(data_dir)["images_per"]["subject"])
+    for name in names:
+        found = fnmatch.filter(have, name) if _is_pattern(name) else name in have
+        if not found:
+            what = (f"pattern {name!r} matches no subject of" if _is_pattern(name)
+                    else f"subject {name!r} is not in")
+            raise DatasetError(f"--{flag}={','.join(names)}: {what} {data_dir} (it has "
+                               f"{','.join(have)})")
+
+
 def expand_subjects(data_dir: str, names: Sequence[str]) -> tuple:
     """Subject names with shell-style patterns (``U*``) expanded against a dataset's subjects.
 

@@ -94,8 +94,8 @@ def test_fit_logs_scalars_checkpoints_and_skips_finished_epochs(tmp_path):
 
 def _config(data_dir, model_dir, **kw) -> configs.PretrainConfig:
     settings = dict(d_min=4, d_max=30, input_size=32, augment_on="host",
-                    train_subjects=("S1", "S5"), width=0.125, batch_size=4, train_steps=4,
-                    steps_per_checkpoint=2, verbose=False)
+                    train_subjects=("S1", "S5"), eval_subjects=("S9",), width=0.125,
+                    batch_size=4, train_steps=4, steps_per_checkpoint=2, verbose=False)
     return configs.make(configs.PretrainConfig, settings, data_dir=data_dir,
                         model_dir=model_dir, **kw)
 

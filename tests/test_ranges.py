@@ -128,3 +128,49 @@ def test_every_binary_refuses_an_out_of_range_flag_before_its_output_exists(
     assert len(lines) == 1 and f"--{name}" in lines[0], err
     assert not out.exists()
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+# ----------------------------------------------------------------------------- subjects
+
+@pytest.fixture(scope="module")
+def subjects_data(tmp_path_factory):
+    from tests import testutil
+    path = tmp_path_factory.mktemp("ranges") / "data"
+    testutil.write_coded_dataset(path, subjects=("S1", "U01", "U02"), seqs=1, frames=8)
+    return str(path)
+
+
+def test_subjects_are_checked_against_the_manifest_patterns_included(subjects_data):
+    from tfrecords_tools import dataset_io
+    dataset_io.check_subjects_present(subjects_data, "train_subjects", ("S1", "U*"))
+    with pytest.raises(ValueError) as e:
+        dataset_io.check_subjects_present(subjects_data, "eval_subjects", ("S1", "S11"))
+    assert str(e.value) == (f"--eval_subjects=S1,S11: subject 'S11' is not in {subjects_data} "
+                            f"(it has S1,U01,U02)")
+    with pytest.raises(ValueError, match=r"^--subjects=X\*: pattern 'X\*' matches no subject"):
+        dataset_io.check_subjects_present(subjects_data, "subjects", ("X*",))
+    assert dataset_io.expand_subjects(subjects_data, ["U*"], flag="train_subjects") == (
+        "U01", "U02")
+
+
+PAIRS = ["--d_min=1", "--d_max=4"]
+
+
+@pytest.mark.parametrize("module,argv,flag", [
+    ("tf_synchro.pretrain", ["--train_subjects=S1,U*", "--eval_subjects=S11", *PAIRS],
+     "--eval_subjects=S11"),
+    ("tf_synchro.pretrain", ["--train_subjects=S4", "--eval_subjects=", *PAIRS],
+     "--train_subjects=S4"),
+    ("tf_synchro.finetune", ["--label_subjects=S1,S9"], "--label_subjects=S1,S9"),
+])
+def test_an_absent_subject_stops_training_before_the_run_directory_exists(
+        module, argv, flag, subjects_data, tmp_path):
+    model_dir = tmp_path / "run"
+    code, _, err = cli.invoke(module, [f"--data_dir={subjects_data}", f"--model_dir={model_dir}",
+                                       "--train_steps=2", "--steps_per_checkpoint=1",
+                                       *argv])
+    assert code == 2, err
+    assert err.splitlines() == [f"{module.rsplit('.', 1)[-1]}: error: {flag}: subject "
+                                f"{flag.split('=')[1].split(',')[-1]!r} is not in "
+                                f"{subjects_data} (it has S1,U01,U02)"], err
+    assert not model_dir.exists()

@@ -355,14 +355,15 @@ def check_subjects_present(data_dir: str, flag: str, names: Sequence[str]) -> No
                                f"{','.join(have)})")
 
 
-def expand_subjects(data_dir: str, names: Sequence[str]) -> tuple:
+def expand_subjects(data_dir: str, names: Sequence[str], flag: Optional[str] = None) -> tuple:
     """Subject names with shell-style patterns (``U*``) expanded against a dataset's subjects.
 
     Plain names pass unchanged (and in order); a pattern becomes the dataset's matching
     subjects, sorted. Lets a flag say "every extra person" without listing hundreds.
 
     Raises:
-      DatasetError: a pattern matches no subject of the dataset.
+      DatasetError: a pattern matches no subject of the dataset (naming ``--flag`` first
+        when given, as :func:`check_subjects_present` does: exit status 2).
     """
     if not any(ch in name for name in names for ch in "*?["):
         return tuple(names)
@@ -370,6 +371,8 @@ def expand_subjects(data_dir: str, names: Sequence[str]) -> tuple:
     out: list = []
     for name in names:
         matched = fnmatch.filter(have, name) if any(ch in name for ch in "*?[") else [name]
+        if not matched and flag:
+            check_subjects_present(data_dir, flag, names)
         if not matched:
             raise DatasetError(f"{data_dir}: subject pattern {name!r} matches none of the "
                                f"dataset's subjects {have}")

@@ -107,7 +107,8 @@ def test_bad_input_fails_before_training(coded_dir, tmp_path):
         pretext.train(_config(coded_dir, str(tmp_path / "b"), d_min=200, d_max=300))
     one_view = testutil.write_coded_dataset(tmp_path / "one_view", views=1)
     with pytest.raises(ValueError, match="1 view"):
-        pretext.train(_config(os.path.dirname(one_view[0]), str(tmp_path / "c")))
+        pretext.train(_config(os.path.dirname(one_view[0]), str(tmp_path / "c"),
+                              eval_subjects=()))
     model_dir = str(tmp_path / "d")
     run_dir.prepare(model_dir, {**_config(coded_dir, model_dir).model.settings(), "width": 1.0})
     with pytest.raises(run_dir.ModelDirError, match=r"different settings .*'width': \(1.0, 0.125\)"):

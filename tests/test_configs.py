@@ -121,7 +121,7 @@ def test_a_deprecated_spelling_in_a_real_invocation_warns_then_behaves_as_the_ne
     assert err.splitlines() == [
         "warning: --image_size is deprecated and will be removed in the next release; use "
         "--input_size",
-        "finetune: error: --input_size=0: expected >= 32 pixels (the encoder downsamples by 32)"]
+        "finetune: error: --input_size=0: expected an integer >= 32"]
     assert os.listdir(tmp_path) == []
 
 

@@ -94,8 +94,8 @@ def test_fit_logs_scalars_checkpoints_and_skips_finished_epochs(tmp_path):
 
 def _config(data_dir, model_dir, **kw) -> configs.PretrainConfig:
     settings = dict(d_min=4, d_max=30, input_size=32, augment_on="host",
-                    train_subjects=("S1", "S5"), width=0.125, batch_size=4, train_steps=4,
-                    steps_per_checkpoint=2, verbose=False)
+                    train_subjects=("S1", "S5"), eval_subjects=("S9",), width=0.125,
+                    batch_size=4, train_steps=4, steps_per_checkpoint=2, verbose=False)
     return configs.make(configs.PretrainConfig, settings, data_dir=data_dir,
                         model_dir=model_dir, **kw)
 
@@ -107,7 +107,8 @@ def test_bad_input_fails_before_training(coded_dir, tmp_path):
         pretext.train(_config(coded_dir, str(tmp_path / "b"), d_min=200, d_max=300))
     one_view = testutil.write_coded_dataset(tmp_path / "one_view", views=1)
     with pytest.raises(ValueError, match="1 view"):
-        pretext.train(_config(os.path.dirname(one_view[0]), str(tmp_path / "c")))
+        pretext.train(_config(os.path.dirname(one_view[0]), str(tmp_path / "c"),
+                              eval_subjects=()))
     model_dir = str(tmp_path / "d")
     run_dir.prepare(model_dir, {**_config(coded_dir, model_dir).model.settings(), "width": 1.0})
     with pytest.raises(run_dir.ModelDirError, match=r"different settings .*'width': \(1.0, 0.125\)"):

@@ -101,12 +101,6 @@ def check_steps(train_steps: int, steps_per_checkpoint: int) -> None:
                          f"--steps_per_checkpoint={steps_per_checkpoint}")
 
 
-def check_positive(name: str, value, what: str = "a positive integer") -> None:
-    """Raises ValueError naming ``--name`` unless ``value`` >= 1."""
-    if not value >= 1:
-        raise ValueError(f"--{name}={value}: expected {what}")
-
-
 def check_subjects(name: str, subjects: Sequence[str]) -> None:
     """Raises ValueError naming ``--name`` when a subject list is empty or has an empty name."""
     if not subjects or not all(subjects):
@@ -116,8 +110,15 @@ def check_subjects(name: str, subjects: Sequence[str]) -> None:
 
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: Sequence = (),
             flag: bool = True, required: bool = False, item: type = str,
-            factory: Any = None) -> Any:
+            factory: Any = None, minimum: Optional[float] = None,
+            maximum: Optional[float] = None, above: Optional[float] = None,
+            below: Optional[float] = None, unbounded: bool = False) -> Any:
     """A config field and its flag.
+
+    A numeric field declares its range here (``minimum``/``maximum``: inclusive bounds,
+    ``above``/``below``: exclusive ones; a float must also be finite), or says
+    ``unbounded=True``; :func:`check_ranges` checks every declaration before a binary does
+    any work, so a new field gets its check by declaring it.
 
     Args:
       default: the default (or ``factory`` for a nested config).
@@ -126,12 +127,89 @@ def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: Sequ
       flag: False for a field derived from other settings (no flag).
       required: the flag must be given.
       item: type of a list flag's items (``int`` for layer widths).
+      minimum, maximum: inclusive bounds (of each item, for a list).
+      above, below: exclusive bounds.
+      unbounded: a numeric field that takes any (finite) value.
     """
     metadata = {"help": help, "choices": tuple(choices), "flag": flag, "required": required,
-                "item": item}
+                "item": item, "minimum": minimum, "maximum": maximum, "above": above,
+                "below": below, "unbounded": unbounded}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
+
+
+BOUND_KEYS = ("minimum", "maximum", "above", "below")
+
+
+def _range_text(meta: Mapping[str, Any], numeric_type: type) -> str:
+    """``"an integer >= 1"``, ``"a finite number in (0, 1]"``, ... from a field's bounds."""
+    what = "an integer" if numeric_type is int else "a finite number"
+    lo, hi = meta.get("minimum"), meta.get("maximum")
+    lo_x, hi_x = meta.get("above"), meta.get("below")
+    low = (f"[{lo}" if lo is not None else f"({lo_x}" if lo_x is not None else None)
+    high = (f"{hi}]" if hi is not None else f"{hi_x})" if hi_x is not None else None)
+    if low and high:
+        return f"{what} in {low}, {high}"
+    if low:
+        return f"{what} {'>=' if lo is not None else '>'} {low[1:]}"
+    if high:
+        return f"{what} {'<=' if hi is not None else '<'} {high[:-1]}"
+    return what
+
+
+def _in_range(value, meta: Mapping[str, Any], numeric_type: type) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    if numeric_type is int and not float(value).is_integer():
+        return False
+    if not math.isfinite(value):
+        return False
+    lo, hi, lo_x, hi_x = (meta.get(k) for k in BOUND_KEYS)
+    return ((lo is None or value >= lo) and (hi is None or value <= hi)
+            and (lo_x is None or value > lo_x) and (hi_x is None or value < hi_x))
+
+
+def numeric_type(cls, field: dataclasses.Field) -> Optional[type]:
+    """``int`` or ``float`` for a numeric field (or a list of numbers), else None."""
+    tp = _base(_hints(cls)[field.name])
+    if tp is tuple:
+        tp = field.metadata.get("item", str)
+    return tp if tp in (int, float) else None
+
+
+def check_ranges(config) -> None:
+    """Checks every field of ``config`` (nested configs too) against its declaration.
+
+    Declared choices, numeric bounds (:func:`setting`) and finiteness of floats; None
+    (an optional setting left unset) passes. Needs no data, so binaries call it before
+    anything is read or written.
+
+    Raises:
+      ValueError: ``--name=value: expected ...`` for the first bad field (a derived field,
+        which has no flag, is named without the dashes).
+    """
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            check_ranges(value)
+            continue
+        if value is None:
+            continue
+        meta = f.metadata
+        name = f"--{f.name}" if meta.get("flag", True) else f.name
+        items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+        shown = ",".join(map(str, items)) if isinstance(value, (tuple, list)) else value
+        choices = meta.get("choices") or ()
+        if choices and any(v not in choices for v in items):
+            many = isinstance(value, (tuple, list))
+            raise ValueError(f"{name}={shown}: expected {'items from' if many else 'one of'} "
+                             f"{','.join(map(str, choices))}")
+        tp = numeric_type(type(config), f)
+        if tp is not None and not all(_in_range(v, meta, tp) for v in items):
+            many = isinstance(value, (tuple, list))
+            raise ValueError(f"{name}={shown}: expected "
+                             f"{'items each ' if many else ''}{_range_text(meta, tp)}")
 
 
 # ----------------------------------------------------------------------------- configs
@@ -141,22 +219,18 @@ class ModelConfig:
     """The encoder and the pretext heads; a checkpoint depends on every field."""
 
     arch: str = setting("resnet18", "Encoder: ResNet depth.", choices=ARCHS)
-    width: float = setting(1.0, "Encoder channel multiplier.")
+    width: float = setting(1.0, "Encoder channel multiplier.", above=0)
     input_size: int = setting(128, "Square model input side in pixels (a multiple of 32 is "
-                              "exact; at least 32).")
+                              "exact; at least 32).", minimum=MIN_INPUT_SIZE)
     fusion: str = setting("multiply", "Fusion of the two branch features (pretext model).",
                           choices=FUSIONS)
     tasks: tuple = setting(("sync", "flip"), "Pretext heads: sync, flip or both (in that "
                            "order).", choices=("sync", "flip"))
-    head_units: int = setting(256, "Hidden units of each pretext head MLP (0: linear).")
+    head_units: int = setting(256, "Hidden units of each pretext head MLP (0: linear).", minimum=0)
 
     def check_encoder(self) -> None:
-        """Raises ValueError naming the encoder flag at fault."""
-        if self.input_size < MIN_INPUT_SIZE:
-            raise ValueError(f"--input_size={self.input_size}: expected >= {MIN_INPUT_SIZE} "
-                             f"pixels (the encoder downsamples by 32)")
-        if not self.width > 0:
-            raise ValueError(f"--width={self.width}: expected a positive channel multiplier")
+        """Raises ValueError naming the encoder flag at fault (declared ranges)."""
+        check_ranges(self)
 
     def encoder_settings(self) -> dict:
         """What an encoder file records of itself (``resnet.encoder_config``)."""
@@ -176,31 +250,25 @@ ENCODER_FIELDS = ("arch", "width", "input_size")
 class OptimizerConfig:
     """AdamW with a cosine schedule, and the run length."""
 
-    batch_size: int = setting(16, "Global batch size, split over replicas.")
-    train_steps: int = setting(200_000, "Optimiser steps.")
+    batch_size: int = setting(16, "Global batch size, split over replicas.", minimum=1)
+    train_steps: int = setting(200_000, "Optimiser steps.", minimum=1)
     steps_per_checkpoint: int = setting(1000, "Steps between checkpoints (resume granularity); "
-                                        "must divide --train_steps.")
-    learning_rate: float = setting(1e-4, "Initial learning rate.")
-    final_learning_rate: float = setting(1e-7, "Learning rate at the end (cosine decay).")
-    weight_decay: float = setting(1e-4, "AdamW weight decay.")
-    warmup_steps: int = setting(0, "Linear warm-up steps.")
+                                        "must divide --train_steps.", minimum=1)
+    learning_rate: float = setting(1e-4, "Initial learning rate.", above=0)
+    final_learning_rate: float = setting(1e-7, "Learning rate at the end (cosine decay).",
+                                         minimum=0)
+    weight_decay: float = setting(1e-4, "AdamW weight decay.", minimum=0)
+    warmup_steps: int = setting(0, "Linear warm-up steps.", minimum=0)
 
     def check(self) -> None:
-        """Raises ValueError naming the first bad setting: steps and period, the schedule's
-        rates (finite, 0 <= final <= initial), warm-up, weight decay, batch."""
-        check_positive("batch_size", self.batch_size)
+        """Raises ValueError naming the first bad setting: the declared ranges, then the
+        relations (period divides steps, final rate <= initial rate, warm-up <= steps)."""
+        check_ranges(self)
         check_steps(self.train_steps, self.steps_per_checkpoint)
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise ValueError(f"--learning_rate={self.learning_rate}: expected a finite "
-                             f"positive number")
-        if not (math.isfinite(self.final_learning_rate)
-                and 0 <= self.final_learning_rate <= self.learning_rate):
+        if self.final_learning_rate > self.learning_rate:
             raise ValueError(f"--final_learning_rate={self.final_learning_rate}: expected a "
                              f"number in [0, --learning_rate={self.learning_rate}]")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"--weight_decay={self.weight_decay}: expected a finite number "
-                             f">= 0")
-        if not 0 <= self.warmup_steps <= self.train_steps:
+        if self.warmup_steps > self.train_steps:
             raise ValueError(f"--warmup_steps={self.warmup_steps}: expected 0.."
                              f"--train_steps={self.train_steps}")
 
@@ -219,29 +287,24 @@ class AugmentConfig:
       dct_method: JPEG IDCT; ``INTEGER_FAST`` decodes faster at no visible cost at these sizes.
     """
 
-    output_size: int = setting(128, flag=False)
-    min_scale: float = setting(0.8, "Smallest random crop side (fraction of the stored side).")
-    max_scale: float = setting(1.0, "Largest random crop side (fraction of the stored side).")
-    eval_scale: Optional[float] = setting(None, flag=False)
-    brightness: float = setting(0.15, "Brightness jitter (fraction of 255).")
-    contrast: float = setting(0.2, "Contrast jitter.")
-    saturation: float = setting(0.2, "Saturation jitter.")
-    dct_method: str = setting("INTEGER_FAST", flag=False)
+    output_size: int = setting(128, flag=False, minimum=8)
+    min_scale: float = setting(0.8, "Smallest random crop side (fraction of the stored side).",
+                               above=0, maximum=1)
+    max_scale: float = setting(1.0, "Largest random crop side (fraction of the stored side).",
+                               above=0, maximum=1)
+    eval_scale: Optional[float] = setting(None, flag=False, above=0, maximum=1)
+    brightness: float = setting(0.15, "Brightness jitter (fraction of 255).", minimum=0, below=1)
+    contrast: float = setting(0.2, "Contrast jitter.", minimum=0, below=1)
+    saturation: float = setting(0.2, "Saturation jitter.", minimum=0, below=1)
+    dct_method: str = setting("INTEGER_FAST", flag=False, choices=DCT_METHODS)
 
     def validate(self) -> None:
-        """Raises ValueError naming the first bad field."""
-        if self.output_size < 8:
-            raise ValueError(f"output_size={self.output_size} must be >= 8")
-        if not 0 < self.min_scale <= self.max_scale <= 1:
+        """Raises ValueError naming the first bad field: declared ranges, then
+        min_scale <= max_scale."""
+        check_ranges(self)
+        if self.min_scale > self.max_scale:
             raise ValueError(f"--min_scale={self.min_scale}, --max_scale={self.max_scale}: "
                              f"expected 0 < min_scale <= max_scale <= 1")
-        if self.eval_scale is not None and not 0 < self.eval_scale <= 1:
-            raise ValueError(f"eval_scale={self.eval_scale} must lie in (0, 1]")
-        for name in ("brightness", "contrast", "saturation"):
-            if not 0 <= getattr(self, name) < 1:
-                raise ValueError(f"--{name}={getattr(self, name)} must lie in [0, 1)")
-        if self.dct_method not in DCT_METHODS:
-            raise ValueError(f"dct_method={self.dct_method!r}: expected one of {DCT_METHODS}")
 
     @property
     def central_scale(self) -> float:
@@ -293,21 +356,21 @@ class PairConfig:
         pairs. ``pairs_per_clip`` and the batch size count elements (groups).
     """
 
-    d_min: int = setting(4, "Unsynchronized pairs: |dt| > d_min frames.")
-    d_max: int = setting(128, "Unsynchronized pairs: |dt| < d_max frames.")
+    d_min: int = setting(4, "Unsynchronized pairs: |dt| > d_min frames.", minimum=0)
+    d_max: int = setting(128, "Unsynchronized pairs: |dt| < d_max frames.", minimum=2)
     tasks: tuple = setting(("sync", "flip"), flag=False)
     views: str = setting("multi", "multi: two cameras; single: one camera + 2D augmentation "
                          "(ablation l).", choices=VIEW_MODES)
-    pairs_per_clip: int = setting(24, "Pairs drawn per parsed record.")
-    shuffle_buffer: int = setting(512, "Pair shuffle buffer (0: none).")
+    pairs_per_clip: int = setting(24, "Pairs drawn per parsed record.", minimum=1)
+    shuffle_buffer: int = setting(512, "Pair shuffle buffer (0: none).", minimum=0)
     training: bool = setting(True, flag=False)
     augment: AugmentConfig = setting(factory=AugmentConfig)
     device_augment: bool = setting(False, flag=False)
     subjects: Optional[tuple] = setting(None, flag=False)
-    seed: Optional[int] = setting(None, flag=False)
+    seed: Optional[int] = setting(None, flag=False, minimum=0)
     deterministic: bool = setting(False, flag=False)
-    passes: Optional[int] = setting(None, flag=False)
-    cycle_length: int = setting(4, flag=False)
+    passes: Optional[int] = setting(None, flag=False, minimum=1)
+    cycle_length: int = setting(4, flag=False, minimum=1)
     gap_sampling: str = setting("clip", "Unsynchronized |dt|: clip (t1 first; leans to small "
                                 "gaps near clip ends) or uniform (gap first, flat over "
                                 "(d_min, d_max)); see configs.PairConfig.",
@@ -318,8 +381,11 @@ class PairConfig:
                                  "all their pairs; see configs.PairConfig.", choices=PAIR_GROUPINGS)
 
     def validate(self) -> None:
-        """Raises ValueError naming the first bad setting."""
-        if self.d_min < 0 or self.d_min >= self.d_max:
+        """Raises ValueError naming the first bad setting: declared ranges, then the
+        relations (d_min < d_max with a gap between them, a known set of heads); that
+        d_max fits the clips is checked against the records (:mod:`tf_synchro.data.pairs`)."""
+        check_ranges(self)
+        if self.d_min >= self.d_max:
             raise ValueError(f"--d_min={self.d_min}, --d_max={self.d_max}: expected "
                              f"0 <= d_min < d_max")
         if self.d_max - self.d_min < 2:
@@ -328,21 +394,6 @@ class PairConfig:
         if tuple(self.tasks) not in TASK_SETS:
             raise ValueError(f"--tasks={','.join(self.tasks)}: expected one of "
                              f"{[list(t) for t in TASK_SETS]}")
-        if self.views not in VIEW_MODES:
-            raise ValueError(f"--views={self.views!r}: expected one of {VIEW_MODES}")
-        if self.pairs_per_clip < 1:
-            raise ValueError(f"--pairs_per_clip={self.pairs_per_clip} must be >= 1")
-        if self.shuffle_buffer < 0:
-            raise ValueError(f"--shuffle_buffer={self.shuffle_buffer} must be >= 0 (0: no "
-                             f"shuffle)")
-        if self.gap_sampling not in GAP_SAMPLING:
-            raise ValueError(f"--gap_sampling={self.gap_sampling!r}: expected one of "
-                             f"{GAP_SAMPLING}")
-        if self.passes is not None and self.passes < 1:
-            raise ValueError(f"passes={self.passes} must be >= 1 or None")
-        if self.pair_grouping not in PAIR_GROUPINGS:
-            raise ValueError(f"--pair_grouping={self.pair_grouping!r}: expected one of "
-                             f"{PAIR_GROUPINGS}")
         self.augment.validate()
 
     def settings(self) -> dict:
@@ -385,26 +436,22 @@ class FrameConfig:
 
     subjects: tuple = setting(("S1",), flag=False)
     label_fraction: float = setting(1.0, "Fraction of the labelled timesteps used (a fixed "
-                                    "subset).")
-    frame_step: int = setting(64, flag=False)
-    flip_prob: float = setting(0.5, "Horizontal flip probability (joints swapped).")
+                                    "subset).", above=0, maximum=1)
+    frame_step: int = setting(64, flag=False, minimum=1)
+    flip_prob: float = setting(0.5, "Horizontal flip probability (joints swapped).", minimum=0,
+                               maximum=1)
     augment: AugmentConfig = setting(factory=AugmentConfig)
-    shuffle_buffer: int = setting(4096, flag=False)
-    seed: Optional[int] = setting(None, flag=False)
+    shuffle_buffer: int = setting(4096, flag=False, minimum=0)
+    seed: Optional[int] = setting(None, flag=False, minimum=0)
     deterministic: bool = setting(False, flag=False)
-    cycle_length: int = setting(4, flag=False)
+    cycle_length: int = setting(4, flag=False, minimum=1)
     skip_corrupt_records: bool = setting(False, flag=False)
 
     def validate(self) -> None:
-        """Raises ValueError naming the first bad setting."""
+        """Raises ValueError naming the first bad setting (declared ranges, subjects)."""
+        check_ranges(self)
         if not self.subjects:
             raise ValueError("subjects must name at least one subject")
-        if not 0 < self.label_fraction <= 1:
-            raise ValueError(f"--label_fraction={self.label_fraction} must lie in (0, 1]")
-        if self.frame_step < 1:
-            raise ValueError(f"--frame_step={self.frame_step} must be >= 1")
-        if not 0 <= self.flip_prob <= 1:
-            raise ValueError(f"--flip_prob={self.flip_prob} must lie in [0, 1]")
         self.augment.validate()
 
     @property
@@ -434,15 +481,14 @@ class RuntimeConfig:
                             "(TF_CONFIG).", choices=STRATEGIES)
     mixed_precision: str = setting("float32", "Keras dtype policy.", choices=PRECISIONS)
     seed: Optional[int] = setting(None, "Seed of weights, data order and augmentation "
-                                  "(None: random).")
+                                  "(None: random).", minimum=0)
     deterministic: bool = setting(False, "Fixed tf.data order (slower; tests).")
-    log_every: int = setting(50, "TensorBoard scalar period (steps).")
-    progress_every: int = setting(10, "Progress-bar period (steps).")
+    log_every: int = setting(50, "TensorBoard scalar period (steps).", minimum=1)
+    progress_every: int = setting(10, "Progress-bar period (steps).", minimum=1)
 
     def check(self) -> None:
-        """Raises ValueError naming a logging period below 1."""
-        check_positive("log_every", self.log_every, "a period of >= 1 steps")
-        check_positive("progress_every", self.progress_every, "a period of >= 1 steps")
+        """Raises ValueError naming a setting outside its declared range."""
+        check_ranges(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -459,17 +505,16 @@ class PretextEvalConfig:
     """
 
     subjects: tuple = setting(("S9", "S11"), "Held-out subjects.")
-    passes: int = setting(2, "Passes over the held-out records.")
-    pairs_per_clip: int = setting(12, flag=False)
-    batch_size: int = setting(64, "Evaluation batch size.")
-    seed: int = setting(0, "Fixes the evaluated pairs.")
-    num_gap_bins: int = setting(8, flag=False)
+    passes: int = setting(2, "Passes over the held-out records.", minimum=1)
+    pairs_per_clip: int = setting(12, flag=False, minimum=1)
+    batch_size: int = setting(64, "Evaluation batch size.", minimum=1)
+    seed: int = setting(0, "Fixes the evaluated pairs.", minimum=0)
+    num_gap_bins: int = setting(8, flag=False, minimum=1)
 
     def check(self) -> None:
         """Raises ValueError naming the first bad setting."""
+        check_ranges(self)
         check_subjects("subjects", self.subjects)
-        check_positive("passes", self.passes)
-        check_positive("batch_size", self.batch_size)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -490,13 +535,14 @@ class EvaluatePretextConfig:
                                           "pairs; default: the run's.", choices=GAP_SAMPLING)
     d_min: Optional[int] = setting(None, "Unsynchronized pairs: |dt| > d_min; default: the "
                                    "run's (e.g. --d_min=4 scores a run trained with a larger "
-                                   "d_min on the paper's pairs).")
+                                   "d_min on the paper's pairs).", minimum=0)
     d_max: Optional[int] = setting(None, "Unsynchronized pairs: |dt| < d_max; default: the "
-                                   "run's.")
+                                   "run's.", minimum=2)
     data_check: DataCheckConfig = setting(factory=DataCheckConfig)
 
     def check(self) -> None:
         """Raises ValueError naming the first bad setting (before anything is read)."""
+        check_ranges(self)
         self.eval.check()
         if self.output_dir is not None and not self.output_dir:
             raise ValueError("--output_dir is empty; give a directory, or omit it to write "
@@ -526,9 +572,10 @@ class PretrainConfig:
                               "device (a Keras layer in the train step; tf.data only "
                               "decodes) or host (tf.data).", choices=AUGMENT_ON)
     optimizer: OptimizerConfig = setting(factory=OptimizerConfig)
-    sync_loss_weight: float = setting(1.0, "Weight of the sync head's loss.")
-    flip_loss_weight: float = setting(1.0, "Weight of the flip head's loss.")
-    eval_passes: int = setting(2, "Passes over the held-out records in the final evaluation.")
+    sync_loss_weight: float = setting(1.0, "Weight of the sync head's loss.", minimum=0)
+    flip_loss_weight: float = setting(1.0, "Weight of the flip head's loss.", minimum=0)
+    eval_passes: int = setting(2, "Passes over the held-out records in the final evaluation.",
+                               minimum=1)
     runtime: RuntimeConfig = setting(factory=RuntimeConfig)
     data_check: DataCheckConfig = setting(factory=DataCheckConfig)
     verbose: bool = setting(True, flag=False)
@@ -547,19 +594,14 @@ class PretrainConfig:
         return {t: weights[t] for t in self.model.tasks}
 
     def check(self) -> None:
-        """Checks of the run's own fields (the nested configs have theirs): loss weights,
-        evaluation passes, logging periods."""
-        for task in ("sync", "flip"):
-            value = getattr(self, f"{task}_loss_weight")
-            if not (math.isfinite(value) and value >= 0):
-                raise ValueError(f"--{task}_loss_weight={value}: expected a finite number >= 0")
+        """Declared ranges of every field (nested configs included), then the run's own
+        relation: at least one trained head has a loss weight > 0."""
+        check_ranges(self)
         if not any(self.loss_weights().values()):
             raise ValueError(f"--sync_loss_weight={self.sync_loss_weight}, --flip_loss_weight="
                              f"{self.flip_loss_weight}: every trained head "
                              f"({','.join(self.model.tasks)}) has weight 0, nothing would "
                              f"train")
-        check_positive("eval_passes", self.eval_passes)
-        self.runtime.check()
 
     def extra_settings(self) -> dict:
         """Recorded beside the model settings (may change on resume)."""
@@ -600,22 +642,20 @@ class FinetuneConfig:
                                     "All: S1,S5,S6,S7,S8).")
     frames: FrameConfig = setting(factory=FrameConfig)
     freeze_blocks: int = setting(3, "Freeze the stem and this many residual stages "
-                                 "(0: train all).")
+                                 "(0: train all).", minimum=0, maximum=4)
     pose_head_units: tuple = setting((), "Hidden widths of the pose head (empty: linear).",
-                                     item=int)
-    dropout: float = setting(0.0, "Dropout before the pose head's output layer.")
+                                     item=int, minimum=1)
+    dropout: float = setting(0.0, "Dropout before the pose head's output layer.", minimum=0,
+                             below=1)
     optimizer: OptimizerConfig = setting(factory=OptimizerConfig)
     runtime: RuntimeConfig = setting(factory=lambda: RuntimeConfig(seed=0))
     data_check: DataCheckConfig = setting(factory=DataCheckConfig)
-    max_stat_frames: int = setting(20000, "Frames read to compute the target mean/std.")
+    max_stat_frames: int = setting(20000, "Frames read to compute the target mean/std.", minimum=1)
 
     def check(self) -> None:
-        """Checks of the run's own fields (the nested configs have theirs; the subjects,
-        head and --init_from are checked by ``pose3d.check_settings``)."""
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"--dropout={self.dropout}: expected a rate in [0, 1)")
-        check_positive("max_stat_frames", self.max_stat_frames)
-        self.runtime.check()
+        """Declared ranges of every field (nested configs included; the subjects and
+        --init_from are checked by ``pose3d.check_settings``)."""
+        check_ranges(self)
 
     def frame_config(self) -> FrameConfig:
         """The training frame pipeline: the run's label subjects, input size and seed."""
@@ -635,22 +675,18 @@ class EvaluateConfig:
                              "<version>[.int8].tflite.", required=True)
     data_dir: str = setting(None, "Dataset with 3D labels for --subjects.", required=True)
     subjects: tuple = setting(("S9", "S11"), "Test subjects.")
-    frame_step: int = setting(64, "Evaluate frames whose number is a multiple of it.")
-    batch_size: int = setting(64, "Evaluation batch size.")
+    frame_step: int = setting(64, "Evaluate frames whose number is a multiple of it.", minimum=1)
+    batch_size: int = setting(64, "Evaluation batch size.", minimum=1)
     output_json: Optional[str] = setting(None, "Report path (default: model_dir/eval.json; "
                                          "for an artefact, <artefact>.eval.json beside it).")
     output_png: Optional[str] = setting(None, "Figure path (default: output_json with .png).")
-    num_examples: int = setting(4, "Examples in the figure (0: no figure).")
+    num_examples: int = setting(4, "Examples in the figure (0: no figure).", minimum=0)
     data_check: DataCheckConfig = setting(factory=DataCheckConfig)
 
     def check(self) -> None:
         """Raises ValueError naming the first bad setting (before anything is read)."""
+        check_ranges(self)
         check_subjects("subjects", self.subjects)
-        check_positive("frame_step", self.frame_step)
-        check_positive("batch_size", self.batch_size)
-        if self.num_examples < 0:
-            raise ValueError(f"--num_examples={self.num_examples}: expected >= 0 (0: no "
-                             f"figure)")
         for name in ("output_json", "output_png"):
             if getattr(self, name) is not None and not getattr(self, name):
                 raise ValueError(f"--{name} is empty; give a file path or omit it")
@@ -678,22 +714,22 @@ class FormatOptions:
     formats: tuple = setting(("saved_model",), "Formats; onnx and tflite are written next "
                              "to <version>/ as <version>.onnx / .tflite.",
                              choices=EXPORT_FORMATS)
-    onnx_opset: int = setting(17, "ONNX opset of the tf2onnx conversion.")
+    onnx_opset: int = setting(17, "ONNX opset of the tf2onnx conversion.", minimum=7)
     tflite_quantize: bool = setting(False, "Also write <version>.int8.tflite (dynamic-range "
                                     "int8 weights).")
     data_dir: Optional[str] = setting(None, "Dataset whose crops check the converted formats "
                                       "(default: the run's data_dir).")
     check_crops: int = setting(32, "Crops compared between the SavedModel and each "
-                               "converted format.")
+                               "converted format.", minimum=1)
     max_diff_mm: float = setting(1.0, "Largest joint difference (mm) allowed for the float32 "
-                                 "formats.")
+                                 "formats.", minimum=0)
     int8_max_mpjpe_increase: float = setting(0.02, "Largest relative MPJPE rise of the int8 "
                                              "LiteRT model over the SavedModel on "
-                                             "--int8_subjects (0.02: 2%).")
+                                             "--int8_subjects (0.02: 2%).", minimum=0)
     int8_subjects: tuple = setting(("S9", "S11"), "Labelled test subjects of the dataset on "
                                    "which the int8 model's MPJPE is measured.")
     int8_frame_step: int = setting(64, "Frame step of that measurement (the evaluation "
-                                   "protocol's).")
+                                   "protocol's).", minimum=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -703,7 +739,8 @@ class ExportConfig:
     model_dir: str = setting(None, "Finished fine-tuning run directory.", required=True)
     export_dir: str = setting(None, "Base directory; the model goes to <version>/.",
                               required=True)
-    version: Optional[int] = setting(None, "Version number (default: next free integer).")
+    version: Optional[int] = setting(None, "Version number (default: next free integer).",
+                                     minimum=1)
     what: str = setting("pose", "Export the pose model or the encoder.", choices=EXPORT_WHAT)
     format_options: FormatOptions = setting(factory=FormatOptions)
 
@@ -722,19 +759,19 @@ class PredictConfig:
                                      "box and the predicted skeleton on each frame.")
     boxes: Optional[str] = setting(None, "JSON or CSV file: one box x0,y0,x1,y1 (pixels) per "
                                    "frame. Default: found against the median background.")
-    batch_size: int = setting(32, "Crops per model call.")
+    batch_size: int = setting(32, "Crops per model call.", minimum=1)
     crop_size: Optional[int] = setting(None, "Stored crop side the model was trained on "
-                                       "(default: read from the model's training data).")
+                                       "(default: read from the model's training data).", minimum=8)
     jpeg_quality: int = setting(90, "JPEG round trip of each crop, as the dataset converters "
-                                "store crops; 0: none.")
+                                "store crops; 0: none.", minimum=0, maximum=100)
     static_camera: bool = setting(True, "Find the person against the median background (else "
                                   "the whole frame is the box).")
     margin: float = setting(0.2, "Box margin around the foreground (fraction of its side, as "
-                            "the rig converter).")
+                            "the rig converter).", minimum=0)
     mask_threshold: float = setting(30.0, "Grey-level difference to the background that "
-                                    "counts as person.")
+                                    "counts as person.", minimum=0, maximum=255)
     box_smoothing: int = setting(5, "Frames in the moving average of found boxes (video; "
-                                 "1: none).")
+                                 "1: none).", minimum=1)
     intrinsics: Optional[str] = setting(None, "Camera intrinsics for the overlay: fx,fy,cx,cy "
                                         "(pixels) or a calibration.json (camera = the video's "
                                         "file name, or its only one). Default: the skeleton "
@@ -742,10 +779,11 @@ class PredictConfig:
     smooth: bool = setting(False, "One-Euro filter over the 3D joints (video; written as "
                            "joints3d, the per-frame predictions as joints3d_raw; the "
                            "overlay shows the filtered joints).")
-    smooth_min_cutoff: float = setting(1.0, "One-Euro cutoff at rest (Hz); lower: smoother.")
+    smooth_min_cutoff: float = setting(1.0, "One-Euro cutoff at rest (Hz); lower: smoother.",
+                                       above=0)
     smooth_beta: float = setting(0.004, "One-Euro cutoff rise per mm/s of joint speed; higher: "
-                                 "less lag.")
-    smooth_d_cutoff: float = setting(1.0, "One-Euro cutoff of the speed estimate (Hz).")
+                                 "less lag.", minimum=0)
+    smooth_d_cutoff: float = setting(1.0, "One-Euro cutoff of the speed estimate (Hz).", above=0)
 
 
 # The flags each training binary takes from its config (fine-tuning: the encoder part of
@@ -918,8 +956,16 @@ def _build(cls, flat: Mapping[str, Any], default, top: bool = False) -> tuple:
 
 
 def from_flags(cls, flag_values=None, exclude: Iterable[str] = ()):
-    """Config ``cls`` from parsed flags defined by :func:`define_flags`."""
+    """Config ``cls`` from parsed flags defined by :func:`define_flags`, its declared ranges
+    checked (:func:`check_ranges`): every binary builds its config here, first thing, so a
+    value out of range stops it before anything is read or written.
+
+    Raises:
+      ValueError: ``--name=value: expected ...`` (exit status 2).
+    """
     from absl import flags
     fv = flag_values if flag_values is not None else flags.FLAGS
     names = [n for n, *_ in flag_fields(cls, exclude=exclude)]
-    return make(cls, {n: fv[n].value for n in names if n in fv})
+    config = make(cls, {n: fv[n].value for n in names if n in fv})
+    check_ranges(config)
+    return config

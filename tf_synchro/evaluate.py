@@ -45,6 +45,7 @@ def run(config: configs.EvaluateConfig) -> dict:
     run_dir.check_subject_overlap(artefacts.trained_subjects(config.model_dir), config.subjects,
                                   "its labels and pre-training", "--subjects",
                                   check.allow_subject_overlap)
+    dataset_io.check_subjects_present(config.data_dir, "subjects", config.subjects)
     dataset_io.verify_shards(config.data_dir, check.verify_data, config.subjects,
                              check.skip_corrupt_records)
     output_json = config.output_json or artefacts.default_report_path(config.model_dir)

@@ -48,6 +48,7 @@ def run(config: configs.EvaluatePretextConfig) -> dict:
                                     "the run's --train_subjects", "--subjects",
                                     config.data_check.allow_subject_overlap)
     data_dir = config.data_dir or run_config.get("data_dir")
+    dataset_io.check_subjects_present(data_dir, "subjects", config.eval.subjects)
     dataset_io.verify_shards(data_dir, config.data_check.verify_data, config.eval.subjects,
                              config.data_check.skip_corrupt_records)
     results = pretext.evaluate(model, data_dir, pair_config, config.eval)

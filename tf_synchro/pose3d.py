@@ -83,9 +83,6 @@ def check_settings(config: FinetuneConfig) -> None:
     config.model.check_encoder()
     config.optimizer.check()
     config.check()
-    if not 0 <= config.freeze_blocks <= 4:
-        raise ValueError(f"--freeze_blocks={config.freeze_blocks} must lie in 0..4 "
-                         f"(stem + that many residual stages)")
     if config.init_from != configs.SCRATCH and not config.init_from:
         raise ValueError(f"--init_from must be a pre-training model_dir or '{configs.SCRATCH}'")
     if config.init_from != configs.SCRATCH and not os.path.isdir(config.init_from):
@@ -96,9 +93,6 @@ def check_settings(config: FinetuneConfig) -> None:
             f"(expected a pre-training model_dir or '{configs.SCRATCH}')")
     if not config.label_subjects:
         raise ValueError("--label_subjects must name at least one subject")
-    if any(u < 1 for u in config.pose_head_units):
-        raise ValueError(f"--pose_head_units={','.join(map(str, config.pose_head_units))}: "
-                         f"expected positive widths")
 
 
 # ----------------------------------------------------------------------------- training
@@ -125,6 +119,7 @@ def train(config: FinetuneConfig, strategy: Optional[tf.distribute.Strategy] = N
     chief = train_lib.is_chief(strategy)
     start = time.time()
     train_lib.replica_batch_size(config.optimizer.batch_size, strategy)  # Raises if bad.
+    dataset_io.check_subjects_present(config.data_dir, "label_subjects", config.label_subjects)
 
     # --- data: fail before building anything if the labels are not there.
     files = frames.labelled_files(config.data_dir, config.label_subjects)

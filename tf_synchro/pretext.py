@@ -124,6 +124,8 @@ def train(config: PretrainConfig, strategy=None):
     chief = train_lib.is_chief(strategy)
     check_settings(config)
     train_lib.replica_batch_size(config.optimizer.batch_size, strategy)
+    for flag in ("train_subjects", "eval_subjects"):
+        dataset_io.check_subjects_present(config.data_dir, flag, getattr(config, flag))
     files = records.dataset_files(config.data_dir, config.train_subjects)
     dataset_io.verify_shards(config.data_dir, config.data_check.verify_data,
                              tuple(config.train_subjects) + tuple(config.eval_subjects),

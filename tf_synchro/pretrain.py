@@ -29,12 +29,13 @@ def config_from_flags(flag_values=None) -> configs.PretrainConfig:
     """The run config from parsed flags; ``--train_subjects`` patterns (``U*``) expanded.
 
     Raises:
-      dataset_io.DatasetError: a ``--train_subjects`` pattern matches no subject.
+      dataset_io.DatasetError: a ``--train_subjects`` pattern matches no subject (names
+        the flag; plain names are checked by ``pretext.train`` after the settings).
     """
     from tfrecords_tools import dataset_io
     config = configs.from_flags(configs.PretrainConfig, flag_values)
     return dataclasses.replace(config, train_subjects=dataset_io.expand_subjects(
-        config.data_dir, config.train_subjects))
+        config.data_dir, config.train_subjects, flag="train_subjects"))
 
 
 def main(argv: Sequence[str]) -> None:

@@ -330,14 +330,40 @@ def load_manifest(data_dir: str) -> dict:
     return manifest
 
 
-def expand_subjects(data_dir: str, names: Sequence[str]) -> tuple:
+def _is_pattern(name: str) -> bool:
+    return any(ch in name for ch in "*?[")
+
+
+def check_subjects_present(data_dir: str, flag: str, names: Sequence[str]) -> None:
+    """Checks, from the manifest, that every subject a flag names is in the dataset.
+
+    A shell-style pattern (``U*``, as :func:`expand_subjects` takes) must match at least one
+    of the dataset's subjects. Binaries call this before anything is read or written, so a
+    misspelt evaluation subject stops the run at once rather than after training.
+
+    Raises:
+      DatasetError: ``--<flag>=<names>: subject 'X' is not in <data_dir> (it has ...)``
+        (starts with the flag: exit status 2); the manifest's own errors.
+    """
+    have = sorted(load_manifest(data_dir)["images_per"]["subject"])
+    for name in names:
+        found = fnmatch.filter(have, name) if _is_pattern(name) else name in have
+        if not found:
+            what = (f"pattern {name!r} matches no subject of" if _is_pattern(name)
+                    else f"subject {name!r} is not in")
+            raise DatasetError(f"--{flag}={','.join(names)}: {what} {data_dir} (it has "
+                               f"{','.join(have)})")
+
+
+def expand_subjects(data_dir: str, names: Sequence[str], flag: Optional[str] = None) -> tuple:
     """Subject names with shell-style patterns (``U*``) expanded against a dataset's subjects.
 
     Plain names pass unchanged (and in order); a pattern becomes the dataset's matching
     subjects, sorted. Lets a flag say "every extra person" without listing hundreds.
 
     Raises:
-      DatasetError: a pattern matches no subject of the dataset.
+      DatasetError: a pattern matches no subject of the dataset (naming ``--flag`` first
+        when given, as :func:`check_subjects_present` does: exit status 2).
     """
     if not any(ch in name for name in names for ch in "*?["):
         return tuple(names)
@@ -345,6 +371,8 @@ def expand_subjects(data_dir: str, names: Sequence[str]) -> tuple:
     out: list = []
     for name in names:
         matched = fnmatch.filter(have, name) if any(ch in name for ch in "*?[") else [name]
+        if not matched and flag:
+            check_subjects_present(data_dir, flag, names)
         if not matched:
             raise DatasetError(f"{data_dir}: subject pattern {name!r} matches none of the "
                                f"dataset's subjects {have}")

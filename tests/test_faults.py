@@ -444,7 +444,7 @@ BAD = [
     ("sy-image0", "tfrecords_tools.synthesize", ["--output_dir={O}", "--image_size=0"],
      2, "--image_size 0", None),
     ("sy-npz", "tfrecords_tools.synthesize", ["--output_dir={O}", "--motion_file={I}"],
-     1, "motion file {I} is not a readable .npz", "not_npz"),
+     1, "motion file {I}: is not a readable .npz", "not_npz"),
     ("sy-motion-missing", "tfrecords_tools.synthesize", ["--output_dir={O}",
                                                          "--motion_file={O}.npz"],
      2, "--motion_file {O}.npz", None),

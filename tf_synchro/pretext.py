@@ -96,7 +96,7 @@ def build_model(config: PretrainConfig, stored_size: Optional[int] = None):
 
 def sync_flip_model(model):
     """The bare two-view sync/flip model (float crops in) of a model from
-    :func:`build_model`; for ``--pair_grouping=quads|hexes`` a two-view model sharing the
+    :func:`build_model`; for ``--pair_grouping=quads|hexes|octets`` a two-view model sharing the
     group model's encoder and heads."""
     from tf_synchro.models import siamese
     names = {layer.name for layer in model.layers}

@@ -29,7 +29,7 @@ from tf_synchro import configs
 TASKS = configs.TASK_SETS[0]  # Every head, in canonical order.
 FUSIONS = configs.FUSIONS
 VIEW_KEYS = ("view_a", "view_b")
-GROUP_NAME = "sync_flip_groups"  # The training model of --pair_grouping=quads/hexes.
+GROUP_NAME = "sync_flip_groups"  # The training model of --pair_grouping=quads/hexes/octets.
 
 
 def group_view_keys(grouping: str) -> tuple:
@@ -169,7 +169,7 @@ def _parts(model: keras.Model):
 
 def build_group_model(model: keras.Model, grouping: str, name: str = GROUP_NAME
                       ) -> keras.Model:
-    """The training model of ``--pair_grouping=quads|hexes`` around a sync/flip ``model``.
+    """The training model of ``--pair_grouping=quads|hexes|octets`` around a sync/flip ``model``.
 
     It shares ``model``'s encoder and heads (the same layers and weights). Inputs are the
     2C frames of a group, :func:`group_view_keys` (float32 ``[B, S, S, 3]``), encoded in

@@ -114,7 +114,7 @@ def test_uniform_gap_sampling_is_flat_over_a_clip(tmp_path):
         counts[mode] = np.histogram(gaps, bins=[5, 36, 67, 98, 128])[0]
     assert counts["clip"][0] > 1.4 * counts["clip"][-1], counts
     assert np.all(np.abs(counts["uniform"] - 250) < 60), counts
-    with pytest.raises(ValueError, match="gap_sampling='even'"):
+    with pytest.raises(ValueError, match="--gap_sampling=even: expected one of clip,uniform"):
         dataclasses.replace(config, gap_sampling="even").validate()
 
 

@@ -51,7 +51,6 @@ def take(kind: str, size: int, frames: int, seed: int) -> dict:
         anchor = j[:, :1] if treadmill else j[:1, :1]
         j = j - anchor * np.array([1, 1, 0]) + np.array([x, y, 0.0])
         people.append((subject, j))
-    white, black = np.full_like(plates[0], 255), np.zeros_like(plates[0])
     views, masks = [], []
     for cam, plate in zip(cams, plates):
         fr, ms = [], []
@@ -59,10 +58,7 @@ def take(kind: str, size: int, frames: int, seed: int) -> dict:
             img, m = plate, []
             for subject, j in people:
                 img = render.render_view(j[t], cam, subject, background=img)
-                diff = np.abs(render.render_view(j[t], cam, subject, background=white)
-                              .astype(int) - render.render_view(j[t], cam, subject,
-                                                                background=black))
-                m.append(diff.max(-1) < 128)
+                m.append(render.person_mask(j[t], cam, subject))
             fr.append(img)
             ms.append(np.stack(m))
         views.append(np.stack(fr))

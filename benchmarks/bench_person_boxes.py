@@ -171,9 +171,7 @@ def silhouettes(joints: np.ndarray, cams: Sequence[cameras_lib.Camera],
                                render.iter_frames(joints, [cam], subject, black)])
         mask = np.zeros(over_black.shape[:3], bool)
         for t, _, img in render.iter_frames(joints, [cam], subject, white):
-            # Coverage = 1 - (over white - over black) / 255 in the channel that differs most.
-            diff = (img.astype(np.int16) - over_black[t]).max(-1)
-            mask[t] = diff <= 127
+            mask[t] = render.silhouette(img, over_black[t])
         sil.append(mask)
     return sil
 

@@ -28,8 +28,6 @@ def _take(names, offsets, action="Waving", seed=0):
         j = motion.generate_motion(subject, action, FRAMES, np.random.default_rng(k))
         j = j - j[:1, :1] * np.array([1, 1, 0]) + np.array([x, y, 0.0])
         people.append((subject, j))
-    white = np.full_like(plates[0], 255)
-    black = np.zeros_like(plates[0])
     views, masks = [], []
     for cam, plate in zip(cams, plates):
         frames, ms = [], []
@@ -37,10 +35,7 @@ def _take(names, offsets, action="Waving", seed=0):
             img, m = plate, []
             for subject, j in people:
                 img = render.render_view(j[t], cam, subject, background=img)
-                # The person's pixels: those the background colour does not change.
-                diff = np.abs(render.render_view(j[t], cam, subject, background=white).astype(int)
-                              - render.render_view(j[t], cam, subject, background=black))
-                m.append(diff.max(-1) < 128)
+                m.append(render.person_mask(j[t], cam, subject))
             frames.append(img)
             ms.append(np.stack(m))
         views.append(np.stack(frames))

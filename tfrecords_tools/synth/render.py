@@ -542,6 +542,22 @@ def render_batch(joints: np.ndarray, cams: Sequence[cameras_lib.Camera], subject
     return out
 
 
+def silhouette(over_white: np.ndarray, over_black: np.ndarray) -> np.ndarray:
+    """Bool mask [H, W] of the pixels a render covers at least half, from the same frame
+    rendered over a white and over a black background: coverage is one minus their
+    difference (in the channel that differs most) over 255."""
+    return np.abs(over_white.astype(np.int16) - over_black).max(-1) <= 127
+
+
+def person_mask(joints_world: np.ndarray, camera: cameras_lib.Camera,
+                subject: body_lib.Subject) -> np.ndarray:
+    """:func:`silhouette` of one person in one full camera image (the exact truth of
+    background-subtraction tests)."""
+    white = np.full((camera.height, camera.width, 3), 255, np.uint8)
+    return silhouette(render_view(joints_world, camera, subject, background=white),
+                      render_view(joints_world, camera, subject))
+
+
 def render_view(joints_world: np.ndarray, camera: cameras_lib.Camera, subject: body_lib.Subject,
                 box=None, out_size: Optional[int] = None,
                 background: Optional[np.ndarray] = None) -> np.ndarray:

@@ -39,6 +39,7 @@ import sys
 import typing
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
+from tf_synchro.data import groups
 from tfrecords_tools import dataset_io
 
 # ----------------------------------------------------------------------------- choices
@@ -48,30 +49,6 @@ FUSIONS = ("multiply", "concat", "add", "difference")
 TASK_SETS = (("sync", "flip"), ("sync",), ("flip",))  # Pretext heads, in canonical order.
 VIEW_MODES = ("multi", "single")
 GAP_SAMPLING = ("clip", "uniform")
-PAIR_GROUPINGS = ("pairs", "quads", "hexes", "octets")
-# Cameras per instant of the groupings that draw C cameras at two instants (2C frames).
-GROUP_CAMERAS = {"quads": 2, "hexes": 3, "octets": 4}
-
-
-def group_frames(grouping: str) -> tuple:
-    """Frame names of one element: ``("a", "b")`` for pairs; for a grouping of C cameras,
-    cameras ``a, b, ...`` at ``t1``, then the same cameras at ``t2`` (``a2, b2, ...``)."""
-    if grouping == "pairs":
-        return ("a", "b")
-    cams = "abcdefgh"[:GROUP_CAMERAS[grouping]]
-    return tuple(cams) + tuple(f"{c}2" for c in cams)
-
-
-def group_pairs(grouping: str) -> tuple:
-    """The pairs a grouping's model scores, as indices into :func:`group_frames`, in the
-    order of the blocks of its ``[P*B]`` outputs (:mod:`tf_synchro.data.pairs`,
-    :mod:`tf_synchro.models.siamese`): every same-instant pair at ``t1``, then at ``t2``,
-    then every cross-instant pair of two different cameras (``t1`` frame first)."""
-    if grouping == "pairs":
-        return ((0, 1),)
-    c = GROUP_CAMERAS[grouping]
-    same = tuple((t * c + i, t * c + j) for t in (0, 1) for i in range(c) for j in range(i + 1, c))
-    return same + tuple((i, c + j) for i in range(c) for j in range(c) if i != j)
 AUGMENT_ON = ("device", "host")
 DCT_METHODS = ("INTEGER_FAST", "INTEGER_ACCURATE", "")
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -345,10 +322,11 @@ class PairConfig:
       skip_corrupt_records: skip damaged records instead of stopping (see
         :func:`tf_synchro.data.records.clip_dataset`).
       pair_grouping: ``pairs``: each element is one pair of frames (the paper).
-        ``quads`` / ``hexes`` / ``octets``: each element is C = 2 / 3 / 4 different cameras
+        ``quads`` / ``hexes`` / ``octets`` (octets: the CPU default of
+        ``flags/pretrain_synthetic.flags``): each element is C = 2 / 3 / 4 different cameras
         at two unsynchronized instants ``t1, t2`` (2C frames), scored as the pairs of
-        :func:`group_pairs`: same-instant pairs synchronized, cross-instant pairs of two
-        cameras unsynchronized. With a flip head one ``t2`` frame is mirrored: its
+        :func:`tf_synchro.data.groups.pairs`: same-instant pairs synchronized, cross-instant
+        pairs of two cameras unsynchronized. With a flip head one ``t2`` frame is mirrored: its
         same-instant pairs are the flipped pairs, its cross-instant pairs are masked for
         both heads. Per encoded frame that gives 1.5x / 3.5x / 5.6x the head labels of
         plain pairs, and the sync head sees one frame both in and out of sync. With the flip
@@ -376,9 +354,11 @@ class PairConfig:
                                 "(d_min, d_max)); see configs.PairConfig.",
                                 choices=GAP_SAMPLING)
     skip_corrupt_records: bool = setting(False, flag=False)
-    pair_grouping: str = setting("pairs", "pairs: one pair per element (the paper); quads / "
-                                 "hexes / octets: 2 / 3 / 4 cameras at two times, scored as "
-                                 "all their pairs; see configs.PairConfig.", choices=PAIR_GROUPINGS)
+    pair_grouping: str = setting(groups.PAIRS, "pairs: one pair per element (the paper); "
+                                 "quads / hexes / octets: 2 / 3 / 4 cameras at two times, "
+                                 "scored as all their pairs (octets: the CPU default of "
+                                 "flags/pretrain_synthetic.flags); see "
+                                 "tf_synchro.data.groups.", choices=groups.GROUPINGS)
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad setting: declared ranges, then the

@@ -31,7 +31,7 @@ import numpy as np
 
 from tf_synchro import configs, run_dir, train_lib
 from tf_synchro.configs import PretrainConfig
-from tf_synchro.data import pairs, records
+from tf_synchro.data import groups, pairs, records
 from tfrecords_tools import dataset_io, run_lock
 
 
@@ -75,8 +75,8 @@ def build_model(config: PretrainConfig, stored_size: Optional[int] = None):
     encoder = resnet.build_encoder(m.arch, m.width, m.input_size)
     model = siamese.build_sync_flip_model(encoder, m.fusion, m.tasks, m.head_units)
     view_keys = siamese.VIEW_KEYS
-    if pair_config.pair_grouping != "pairs":  # Same encoder and heads, 2C frames in.
-        view_keys = siamese.group_view_keys(pair_config.pair_grouping)
+    if groups.is_group(pair_config.pair_grouping):  # Same encoder and heads, 2C frames in.
+        view_keys = groups.view_keys(pair_config.pair_grouping)
         model = siamese.build_group_model(model, pair_config.pair_grouping)
     if pair_config.device_augment:
         if stored_size is None:
@@ -200,7 +200,7 @@ def eval_pair_config(train_config: configs.PairConfig,
         train_config, subjects=tuple(config.subjects), training=False, seed=config.seed,
         deterministic=True, passes=config.passes, pairs_per_clip=config.pairs_per_clip,
         shuffle_buffer=0, device_augment=False,  # Central crops made on the host.
-        pair_grouping="pairs")
+        pair_grouping=groups.PAIRS)
 
 
 def _gap_edges(d_min: int, d_max: int, num_bins: int) -> np.ndarray:

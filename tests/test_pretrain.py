@@ -2,6 +2,7 @@
 
 Subprocess tests run the real binary (`python -m tf_synchro.pretrain`) on tiny settings.
 """
+import dataclasses
 import glob
 import json
 import os
@@ -110,7 +111,8 @@ def test_bad_input_fails_before_training(coded_dir, tmp_path):
         pretext.train(_config(os.path.dirname(one_view[0]), str(tmp_path / "c"),
                               eval_subjects=()))
     model_dir = str(tmp_path / "d")
-    run_dir.prepare(model_dir, {**_config(coded_dir, model_dir).model.settings(), "width": 1.0})
+    run_dir.prepare(model_dir, dataclasses.replace(
+        run_dir.PretrainRecord.from_config(_config(coded_dir, model_dir)), width=1.0))
     with pytest.raises(run_dir.ModelDirError, match=r"different settings .*'width': \(1.0, 0.125\)"):
         pretext.train(_config(coded_dir, model_dir))
     assert not os.path.exists(os.path.join(model_dir, "backup"))

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 import sys
 import typing
 from typing import Any, Iterable, Mapping, Optional, Sequence
@@ -213,11 +212,6 @@ class ModelConfig:
         """What an encoder file records of itself (``resnet.encoder_config``)."""
         return {"arch": self.arch, "width": float(self.width), "input_size": int(self.input_size)}
 
-    def settings(self) -> dict:
-        """The pre-training run's ``config.json["model"]``."""
-        return {"arch": self.arch, "width": self.width, "input_size": self.input_size,
-                "fusion": self.fusion, "tasks": list(self.tasks), "head_units": self.head_units}
-
 
 # Fine-tuning builds only the encoder: the pretext fields are not its flags.
 ENCODER_FIELDS = ("arch", "width", "input_size")
@@ -376,22 +370,6 @@ class PairConfig:
                              f"{[list(t) for t in TASK_SETS]}")
         self.augment.validate()
 
-    def settings(self) -> dict:
-        """The sampling settings a run records (``config.json["pairs"]``)."""
-        return {"d_min": self.d_min, "d_max": self.d_max, "views": self.views,
-                "augment_on": "device" if self.device_augment else "host",
-                "gap_sampling": self.gap_sampling, "pairs_per_clip": self.pairs_per_clip,
-                "pair_grouping": self.pair_grouping,
-                "min_scale": self.augment.min_scale, "max_scale": self.augment.max_scale}
-
-    @classmethod
-    def from_run(cls, config: Mapping[str, Any]) -> "PairConfig":
-        """The pairs a pre-training run drew, from its ``config.json``."""
-        p, model = config["pairs"], config["model"]
-        return cls(d_min=p["d_min"], d_max=p["d_max"], tasks=tuple(model["tasks"]),
-                   views=p["views"], gap_sampling=p.get("gap_sampling", "clip"),
-                   augment=AugmentConfig(output_size=model["input_size"],
-                                         min_scale=p["min_scale"], max_scale=p["max_scale"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -583,20 +561,6 @@ class PretrainConfig:
                              f"({','.join(self.model.tasks)}) has weight 0, nothing would "
                              f"train")
 
-    def extra_settings(self) -> dict:
-        """Recorded beside the model settings (may change on resume)."""
-        o = self.optimizer
-        return {"data_dir": os.path.abspath(self.data_dir),
-                "train_subjects": list(self.train_subjects),
-                "eval_subjects": list(self.eval_subjects),
-                "pairs": self.pair_config().settings(),
-                "training": {"batch_size": o.batch_size, "train_steps": o.train_steps,
-                             "learning_rate": o.learning_rate,
-                             "final_learning_rate": o.final_learning_rate,
-                             "weight_decay": o.weight_decay,
-                             "loss_weights": self.loss_weights(),
-                             "strategy": self.runtime.strategy,
-                             "mixed_precision": self.runtime.mixed_precision}}
 
 
 @dataclasses.dataclass(frozen=True)

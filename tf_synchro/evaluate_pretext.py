@@ -36,18 +36,18 @@ def run(config: configs.EvaluatePretextConfig) -> dict:
     from tf_synchro import pretext, run_dir
     from tfrecords_tools import dataset_io, run_lock
     config.check()
-    model, pair_config, run_config = run_dir.load_pretrain_run(config.model_dir)
+    model, record = run_dir.load_pretrain_run(config.model_dir)
     pair_config = dataclasses.replace(
-        pair_config, **config.pair_overrides(),
+        record.pair_config(), **config.pair_overrides(),
         skip_corrupt_records=config.data_check.skip_corrupt_records)
     try:
         pair_config.validate()
     except ValueError as e:
         raise ValueError(f"{e} (the run in {config.model_dir} with the overrides)") from e
-    run_dir.check_subject_overlap(run_config.get("train_subjects", []), config.eval.subjects,
+    run_dir.check_subject_overlap(record.train_subjects, config.eval.subjects,
                                     "the run's --train_subjects", "--subjects",
                                     config.data_check.allow_subject_overlap)
-    data_dir = config.data_dir or run_config.get("data_dir")
+    data_dir = config.data_dir or record.data_dir
     dataset_io.check_subjects_present(data_dir, "subjects", config.eval.subjects)
     dataset_io.verify_shards(data_dir, config.data_check.verify_data, config.eval.subjects,
                              config.data_check.skip_corrupt_records)

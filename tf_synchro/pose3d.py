@@ -1,7 +1,7 @@
 """Monocular 3D pose: build the pose model on the shared encoder, train it, predict, report.
 
-* :func:`build_encoder`, :func:`model_settings` — the encoder to fine-tune (pretrained or
-  fresh) and what a fine-tuning checkpoint depends on (``config.json["model"]``).
+* :func:`build_encoder` — the encoder to fine-tune (pretrained or fresh); what a
+  fine-tuning checkpoint depends on is its run record (:class:`run_dir.PoseRecord`).
 * :func:`train` — one fine-tuning run (docs/DESIGN.md §1): the stem and the first
   ``--freeze_blocks`` residual stages frozen, AdamW with a cosine schedule, resumable
   through :mod:`tf_synchro.train_lib`; at the end ``pose_model.keras`` is written
@@ -51,27 +51,6 @@ def build_encoder(config: FinetuneConfig) -> keras.Model:
     if config.init_from == configs.SCRATCH:
         return resnet.build_encoder(m.arch, m.width, m.input_size)
     return run_dir.load_encoder(config.init_from, expect=m.encoder_settings())
-
-
-def model_settings(config: FinetuneConfig, mean, std) -> dict:
-    """The ``model`` section of config.json: what a checkpoint depends on.
-
-    Flat, so that a refused resume names just the differing settings.
-    """
-    fc = config.frame_config()
-    return {
-        "task": run_dir.POSE_TASK, **config.model.encoder_settings(),
-        "head_units": list(config.pose_head_units), "dropout": config.dropout,
-        "freeze_blocks": config.freeze_blocks, "init_from": config.init_from,
-        # The target statistics come from these labels, so they define the model too.
-        "label_subjects": list(config.label_subjects),
-        "label_fraction": config.frames.label_fraction,
-        "target_mean": np.asarray(mean, np.float32).tolist(),
-        "target_std": np.asarray(std, np.float32).tolist(),
-        "units": "mm, root-relative, camera frame",
-        # How raw crops become model inputs: evaluation and the serving graph use this.
-        "preprocess": {"crop_scale": fc.eval_crop_scale, "dct_method": fc.augment.dct_method},
-    }
 
 
 def check_settings(config: FinetuneConfig) -> None:
@@ -155,11 +134,8 @@ def _train(config: FinetuneConfig, strategy: tf.distribute.Strategy, chief: bool
                                                opt.final_learning_rate, opt.weight_decay,
                                                opt.warmup_steps),
             loss=pose.StandardizedPoseLoss(std), metrics=metrics.pose_metrics())
-    extra = {"data_dir": config.data_dir,
-             "train": {k: v for k, v in dataclasses.asdict(config).items()
-                       if k not in ("data_dir", "model_dir")}}
-    stored = run_dir.prepare(config.model_dir, model_settings(config, mean, std), extra,
-                             chief=chief)
+    stored = run_dir.prepare(config.model_dir,
+                             run_dir.PoseRecord.from_config(config, mean, std), chief=chief)
     trainable = int(sum(keras.ops.size(w) for w in model.trainable_weights))
     if verbose and chief:
         print(f"fine-tuning {m.arch} x{m.width} at {m.input_size}px from "
@@ -401,19 +377,18 @@ def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S1
     if model is None and artefacts.kind_of(model_dir) not in (None, "run"):
         model = artefacts.load(model_dir, "--model_dir")
     if isinstance(model, artefacts.PoseModel):
-        config = model.config
+        record = model.record
     elif model is None:
         if os.path.isfile(model_dir):  # Not a file format we know: say which ones we do.
             artefacts.load(model_dir, "--model_dir")
-        model, config = run_dir.load_pose_run(model_dir)
+        model, record = run_dir.load_pose_run(model_dir)
     else:
-        config = run_dir.read_config(model_dir)
+        record = run_dir.read_record(model_dir)
     raw = isinstance(model, artefacts.PoseModel)
     files = frames.labelled_files(data_dir, subjects)
-    model_cfg = config["model"]
-    aug = configs.AugmentConfig(output_size=int(model_cfg["input_size"]),
-                                eval_scale=float(model_cfg["preprocess"]["crop_scale"]),
-                                dct_method=model_cfg["preprocess"]["dct_method"])
+    aug = configs.AugmentConfig(output_size=record.input_size,
+                                eval_scale=record.preprocess.crop_scale,
+                                dct_method=record.preprocess.dct_method)
     frame_config = configs.FrameConfig(subjects=tuple(subjects), frame_step=frame_step,
                                       augment=aug, skip_corrupt_records=skip_corrupt_records)
     undecodable = records.undecodable_count()

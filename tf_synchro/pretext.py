@@ -139,8 +139,8 @@ def train(config: PretrainConfig, strategy=None):
 
 def _train(config: PretrainConfig, strategy, chief: bool, files: list, data_info: dict):
     """The part of :func:`train` that writes to model_dir (its lock held)."""
-    stored = run_dir.prepare(config.model_dir, config.model.settings(),
-                             config.extra_settings(), chief=chief)
+    stored = run_dir.prepare(config.model_dir, run_dir.PretrainRecord.from_config(config),
+                             chief=chief)
     train_lib.set_mixed_precision(config.runtime.mixed_precision)
     opt = config.optimizer
 
@@ -155,7 +155,8 @@ def _train(config: PretrainConfig, strategy, chief: bool, files: list, data_info
     if config.verbose and chief:
         print(f"{len(files)} shards, records checked: {data_info}; "
               f"{strategy.num_replicas_in_sync} replica(s); model "
-              f"{json.dumps(stored['model'])}; {model.count_params():,} parameters")
+              f"{json.dumps(stored.model_json(), sort_keys=True)}; "
+              f"{model.count_params():,} parameters")
 
     # ---------------------------------------------------------------- train (resumes)
     start = time.time()

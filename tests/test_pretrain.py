@@ -18,6 +18,7 @@ import tensorflow as tf
 
 from tests import testutil
 from tf_synchro import configs, pretext, run_dir, train_lib
+from tf_synchro.data import pairs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = ["--train_subjects=S1,S5", "--width=0.125", "--input_size=32", "--head_units=8",
@@ -118,6 +119,40 @@ def test_bad_input_fails_before_training(coded_dir, tmp_path):
     assert not os.path.exists(os.path.join(model_dir, "backup"))
 
 
+def test_resumed_pretraining_moves_its_data_seed_as_finetuning_does(coded_dir, tmp_path,
+                                                                    monkeypatch):
+    """The two tasks' rule (train_lib.data_seed): a fresh run draws its pairs from --seed,
+    a resumed one from --seed plus the step it resumes from (instead of replaying the pairs
+    of its first steps). Training itself is cut off: only the pipeline's seed is looked at."""
+    seeds = []
+    dataset_fn = pairs.dataset_fn
+
+    def recording(data_dir, config, batch):
+        seeds.append(config.seed)
+        return dataset_fn(data_dir, config, batch)
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop()
+
+    monkeypatch.setattr(pairs, "dataset_fn", recording)
+    monkeypatch.setattr(train_lib, "fit", stop)
+    model_dir = str(tmp_path / "run")
+    config = _config(coded_dir, model_dir, seed=5, eval_subjects=())
+    with pytest.raises(Stop):
+        pretext.train(config)
+    backup = os.path.join(model_dir, run_dir.BACKUP_DIR)  # A checkpoint of step 6.
+    os.makedirs(backup)
+    open(os.path.join(backup, run_dir.WEIGHTS_FILE), "w").close()
+    run_dir.write_state(backup, run_dir.TrainState(epoch=3, step=6))
+    with pytest.raises(Stop):
+        pretext.train(config)
+    assert seeds == [5, 11]
+    assert train_lib.data_seed(None, model_dir) is None
+
+
 # ----------------------------------------------------------------------------- crash + resume
 
 @pytest.mark.large
@@ -201,7 +236,7 @@ def test_tiny_run_learns_sync_and_flip_on_coded_frames(tmp_path, grouping):
         eval_passes=4, verbose=False, d_min=4, d_max=128, pairs_per_clip=12,
         shuffle_buffer=256, augment_on="device", input_size=32, brightness=0, contrast=0,
         saturation=0)
-    _, summary = pretext.train(config)
+    summary = pretext.train(config).summary
     result = summary["eval"]
     assert result["flip_accuracy"] > 0.8, result
     assert result["sync_accuracy"] > 0.7, result

@@ -27,12 +27,13 @@ end, so resume granularity is one epoch and needs no Keras private state.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import sys
 import time
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import keras
 import numpy as np
@@ -43,6 +44,87 @@ from tfrecords_tools import cli, dataset_io, run_lock
 
 STRATEGIES = configs.STRATEGIES
 PRECISIONS = configs.PRECISIONS
+
+
+# ----------------------------------------------------------------------------- the tasks' skeleton
+# Both tasks (tf_synchro.pretext, tf_synchro.pose3d) have one shape: ``check_settings(config)``
+# (no data), ``build_model(config, <what the data says>)`` -> a compiled model,
+# ``train(config, strategy)`` -> :class:`TrainResult`, ``evaluate(..., data_check=...)`` -> a
+# JSON-able report. They share the rules below (docs/DESIGN.md, "The two tasks").
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What a task's ``train`` returns.
+
+    Attributes:
+      model: the trained model, as compiled for training.
+      summary: JSON-able; ``initial_step`` (0 for a fresh run), ``final_step`` and the
+        task's own entries (times, held-out results, skipped records...).
+    """
+
+    model: keras.Model
+    summary: dict
+
+    @property
+    def initial_step(self) -> int:
+        return self.summary["initial_step"]
+
+    @property
+    def final_step(self) -> int:
+        return self.summary["final_step"]
+
+
+def seed_weights(seed: Optional[int]) -> None:
+    """Seeds the initial weights (Python, NumPy, TF and Keras); None leaves them random."""
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+
+
+def resumed_step(model_dir: str) -> int:
+    """The step of the checkpoint a run in ``model_dir`` resumes from (0: a fresh run)."""
+    state = run_dir.read_state(os.path.join(model_dir, run_dir.BACKUP_DIR))
+    return state.step if state else 0
+
+
+def data_seed(seed: Optional[int], model_dir: str) -> Optional[int]:
+    """The seed of a run's training input pipeline: ``seed`` plus the step it resumes from.
+
+    A resumed run so continues the random stream elsewhere instead of replaying the data
+    and augmentation of its first steps; a fresh run of one seed draws the same stream.
+    None (a fresh random seed per pipeline) stays None.
+    """
+    return None if seed is None else seed + resumed_step(model_dir)
+
+
+def check_data(data_dir: str, subjects: Mapping[str, Sequence[str]],
+               check: configs.DataCheckConfig, *, trained: Optional[tuple] = None,
+               log: Callable[[str], None] = print) -> None:
+    """The data checks of both tasks, for training and evaluation alike, before any work.
+
+    In order: held-out subjects (with ``trained``), every subject of each flag present in
+    the dataset, then the shards' integrity (``--verify_data``).
+
+    Args:
+      data_dir: the dataset.
+      subjects: ``{flag: subjects}`` the run reads (e.g. ``{"label_subjects": ...}``).
+      check: ``--verify_data``, ``--skip_corrupt_records``, ``--allow_subject_overlap``.
+      trained: ``(subjects the model trained on, where they come from)``: an evaluation
+        refuses to test on them (the first flag of ``subjects``) unless
+        ``--allow_subject_overlap``.
+      log: where the integrity check and the overlap warning report.
+
+    Raises:
+      ValueError: naming the flag or file at fault.
+    """
+    if trained is not None:
+        flag, test = next(iter(subjects.items()))
+        run_dir.check_subject_overlap(trained[0], test, trained[1], f"--{flag}",
+                                      check.allow_subject_overlap, log=log)
+    for flag, names in subjects.items():
+        dataset_io.check_subjects_present(data_dir, flag, names)
+    every = tuple(dict.fromkeys(s for names in subjects.values() for s in names))
+    dataset_io.verify_shards(data_dir, check.verify_data, every, check.skip_corrupt_records,
+                             log=log)
 
 
 # ----------------------------------------------------------------------------- strategies

@@ -19,6 +19,7 @@ import tensorflow as tf
 from tests import testutil
 from tf_synchro import configs, pretext, run_dir, train_lib
 from tf_synchro.data import pairs
+from tfrecords_tools import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = ["--train_subjects=S1,S5", "--width=0.125", "--input_size=32", "--head_units=8",
@@ -90,6 +91,41 @@ def test_fit_logs_scalars_checkpoints_and_skips_finished_epochs(tmp_path):
     np.testing.assert_array_equal(model2.get_weights()[0], model.get_weights()[0])
     with pytest.raises(ValueError, match="multiple of --steps_per_checkpoint=4"):
         train_lib.fit(model2, ds, model_dir=str(tmp_path), total_steps=6, steps_per_epoch=4)
+
+
+def test_sigterm_checkpoints_the_step_it_stops_at_and_the_rerun_ends_on_schedule(tmp_path):
+    """SIGTERM inside fit (as in tests/test_faults.py, where the binary exits 143 and
+    releases its lock): the step then running ends, its checkpoint is written (not just
+    the last periodic one; no temporary left) and Terminated is raised. The re-run trains
+    the rest of that period, then whole periods, ends at total_steps, and gives the weights
+    of an uninterrupted run (constant data, plain SGD)."""
+    class SigtermAt(keras.callbacks.Callback):  # A scheduler's SIGTERM after step 6.
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations.numpy()) == 6:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    def model_and_fit(name, callbacks=()):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+        ds = tf.data.Dataset.from_tensors((tf.constant([1.0]), tf.constant([3.0]))).batch(1)
+        with cli._sigterm_raises():  # What cli.run installs in every binary.
+            return model, train_lib.fit(model, ds.repeat(), model_dir=str(tmp_path / name),
+                                        total_steps=12, steps_per_epoch=4, verbose=False,
+                                        callbacks=callbacks)
+
+    backup = tmp_path / "a" / run_dir.BACKUP_DIR
+    with pytest.raises(cli.Terminated):
+        model_and_fit("a", [SigtermAt()])
+    assert json.load(open(backup / run_dir.STATE_FILE)) == {"epoch": 1, "step": 7}
+    assert sorted(os.listdir(backup)) == sorted([run_dir.STATE_FILE, run_dir.WEIGHTS_FILE])
+    model, out = model_and_fit("a")
+    assert out["initial_step"] == 7 and len(out["history"]["loss"]) == 2  # Steps 8; 9-12.
+    assert json.load(open(backup / run_dir.STATE_FILE)) == {"epoch": 3, "step": 12}
+    assert int(model.optimizer.iterations.numpy()) == 12
+    straight, _ = model_and_fit("b")
+    for a, b in zip(model.get_weights(), straight.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
 # ----------------------------------------------------------------------------- bad input

@@ -52,7 +52,7 @@ PRECISIONS = configs.PRECISIONS
 # Both tasks (tf_synchro.pretext, tf_synchro.pose3d) have one shape: ``check_settings(config)``
 # (no data), ``build_model(config, <what the data says>)`` -> a compiled model,
 # ``train(config, strategy)`` -> :class:`TrainResult`, ``evaluate(..., data_check=...)`` -> a
-# JSON-able report. They share the rules below (docs/DESIGN.md, "The two tasks").
+# JSON-able report. They share the rules below (docs/DESIGN.md §3, "The two tasks").
 
 @dataclasses.dataclass(frozen=True)
 class TrainResult:

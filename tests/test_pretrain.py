@@ -93,7 +93,8 @@ def test_fit_logs_scalars_checkpoints_and_skips_finished_epochs(tmp_path):
         train_lib.fit(model2, ds, model_dir=str(tmp_path), total_steps=6, steps_per_epoch=4)
 
 
-def test_sigterm_checkpoints_the_step_it_stops_at_and_the_rerun_ends_on_schedule(tmp_path):
+def test_sigterm_checkpoints_the_step_it_stops_at_and_the_rerun_ends_on_schedule(tmp_path,
+                                                                                 capsys):
     """SIGTERM inside fit (as in tests/test_faults.py, where the binary exits 143 and
     releases its lock): the step then running ends, its checkpoint is written (not just
     the last periodic one; no temporary left) and Terminated is raised. The re-run trains
@@ -104,22 +105,26 @@ def test_sigterm_checkpoints_the_step_it_stops_at_and_the_rerun_ends_on_schedule
             if int(self.model.optimizer.iterations.numpy()) == 6:
                 os.kill(os.getpid(), signal.SIGTERM)
 
-    def model_and_fit(name, callbacks=()):
+    def model_and_fit(name, callbacks=(), verbose=False):
         keras.utils.set_random_seed(0)
         model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
         model.compile(optimizer="sgd", loss="mse")
         ds = tf.data.Dataset.from_tensors((tf.constant([1.0]), tf.constant([3.0]))).batch(1)
         with cli._sigterm_raises():  # What cli.run installs in every binary.
             return model, train_lib.fit(model, ds.repeat(), model_dir=str(tmp_path / name),
-                                        total_steps=12, steps_per_epoch=4, verbose=False,
-                                        callbacks=callbacks)
+                                        total_steps=12, steps_per_epoch=4, verbose=verbose,
+                                        progress_every=1, callbacks=callbacks)
 
     backup = tmp_path / "a" / run_dir.BACKUP_DIR
     with pytest.raises(cli.Terminated):
         model_and_fit("a", [SigtermAt()])
     assert json.load(open(backup / run_dir.STATE_FILE)) == {"epoch": 1, "step": 7}
     assert sorted(os.listdir(backup)) == sorted([run_dir.STATE_FILE, run_dir.WEIGHTS_FILE])
-    model, out = model_and_fit("a")
+    capsys.readouterr()
+    model, out = model_and_fit("a", verbose=True)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == f"Resuming from checkpoint at step 7 in {backup}"
+    assert [line.split()[1] for line in printed[1:]] == [f"{i}/12" for i in range(8, 13)]
     assert out["initial_step"] == 7 and len(out["history"]["loss"]) == 2  # Steps 8; 9-12.
     assert json.load(open(backup / run_dir.STATE_FILE)) == {"epoch": 3, "step": 12}
     assert int(model.optimizer.iterations.numpy()) == 12

@@ -507,10 +507,11 @@ class Progress(keras.callbacks.Callback):
         self.stream = stream or sys.stdout
         self.offset = 0  # Steps of the epoch done before this fit call (see fit).
         self._epoch = 0
-        self._start = time.time()
+        self._start, self._begun = time.time(), False
 
     def on_train_begin(self, logs=None) -> None:
-        self._start = time.time()
+        if not self._begun:  # fit may call model.fit twice (see fit); time the run once.
+            self._start, self._begun = time.time(), True
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self._epoch = epoch

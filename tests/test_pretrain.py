@@ -17,9 +17,10 @@ import pytest
 import tensorflow as tf
 
 from tests import testutil
-from tf_synchro import configs, pretext, run_dir, train_lib
+from tf_synchro import configs, run_dir, train_lib
 from tf_synchro.data import pairs
-from tfrecords_tools import cli
+from tf_synchro.tasks import pretext
+from tfrecords_tools.runtime import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = ["--train_subjects=S1,S5", "--width=0.125", "--input_size=32", "--head_units=8",

@@ -35,7 +35,7 @@ import typing
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from tf_synchro import configs
-from tfrecords_tools import dataset_io, run_lock
+from tfrecords_tools.runtime import fileio, locks
 
 CONFIG_FILE = "config.json"
 BACKUP_DIR = "backup"
@@ -93,7 +93,7 @@ def read_state(backup_dir: str) -> Optional[TrainState]:
 
 def write_state(backup_dir: str, state: TrainState) -> None:
     """Writes ``state.json`` atomically (after the weights it describes)."""
-    dataset_io.write_json_atomic(os.path.join(backup_dir, STATE_FILE),
+    fileio.write_json_atomic(os.path.join(backup_dir, STATE_FILE),
                                  dataclasses.asdict(state))
 
 
@@ -208,7 +208,7 @@ class PretrainRecord:
                    train_subjects=tuple(config.train_subjects),
                    eval_subjects=tuple(config.eval_subjects),
                    pairs=PairSettings.from_config(config.pair_config()),
-                   training=dataset_io.jsonable({
+                   training=fileio.jsonable({
                        "batch_size": o.batch_size, "train_steps": o.train_steps,
                        "learning_rate": o.learning_rate,
                        "final_learning_rate": o.final_learning_rate,
@@ -228,7 +228,7 @@ class PretrainRecord:
 
     def model_json(self) -> dict:
         """The ``model`` section: what a checkpoint depends on."""
-        return dataset_io.jsonable({k: getattr(self, k) for k in self.MODEL
+        return fileio.jsonable({k: getattr(self, k) for k in self.MODEL
                                     if getattr(self, k) is not None})
 
     def to_json(self) -> dict:
@@ -237,7 +237,7 @@ class PretrainRecord:
                "training": dict(self.training)}
         if self.pairs is not None:
             out["pairs"] = dataclasses.asdict(self.pairs)
-        return dataset_io.jsonable(out)
+        return fileio.jsonable(out)
 
     def pair_config(self) -> configs.PairConfig:
         """The pairs the run drew (what its pretext evaluation draws again).
@@ -310,7 +310,7 @@ class PoseRecord:
             # The target statistics come from these labels, so they define the model too.
             label_subjects=tuple(config.label_subjects),
             label_fraction=config.frames.label_fraction, data_dir=config.data_dir,
-            train=dataset_io.jsonable({k: v for k, v in dataclasses.asdict(config).items()
+            train=fileio.jsonable({k: v for k, v in dataclasses.asdict(config).items()
                                        if k not in ("data_dir", "model_dir")}))
 
     @classmethod
@@ -339,13 +339,13 @@ class PoseRecord:
         """The ``model`` section: what a checkpoint depends on (an export stores it)."""
         out = {"task": POSE_TASK, **{k: getattr(self, k) for k in self.MODEL}}
         out["preprocess"] = self.preprocess.to_json()
-        return dataset_io.jsonable(out)
+        return fileio.jsonable(out)
 
     def to_json(self) -> dict:
         out = {"model": self.model_json(), "data_dir": self.data_dir, "train": dict(self.train)}
         if self.finished is not None:
             out["finished"] = dataclasses.asdict(self.finished)
-        return dataset_io.jsonable(out)
+        return fileio.jsonable(out)
 
 
 Record = typing.Union[PretrainRecord, PoseRecord]
@@ -394,7 +394,7 @@ def read_record(model_dir: str) -> Optional[Record]:
 def write_record(model_dir: str, record: Record) -> None:
     """Writes ``config.json`` atomically (temporary name, fsync, rename)."""
     os.makedirs(model_dir, exist_ok=True)
-    dataset_io.write_json_atomic(config_path(model_dir), record.to_json())
+    fileio.write_json_atomic(config_path(model_dir), record.to_json())
 
 
 @contextlib.contextmanager
@@ -403,9 +403,9 @@ def hold(model_dir: str, chief: bool = True):
 
     Only the chief writes (and locks); the lock is released at the end of the block.
     """
-    with run_lock.hold(model_dir, "--model_dir", enabled=chief):
+    with locks.hold(model_dir, "--model_dir", enabled=chief):
         if chief:
-            run_lock.clean_stale_temps(model_dir, os.path.join(model_dir, BACKUP_DIR))
+            locks.clean_stale_temps(model_dir, os.path.join(model_dir, BACKUP_DIR))
         yield
 
 
@@ -423,7 +423,7 @@ def prepare(model_dir: str, record: Record, *, chief: bool = True) -> Record:
     """
     old = _read_json(model_dir)
     if old is not None:
-        run_lock.refuse_other_settings(
+        locks.refuse_other_settings(
             old.get("model", {}), record.model_json(), ModelDirError,
             f"--model_dir={model_dir}",
             "use another --model_dir or the same model settings to resume")
@@ -526,7 +526,7 @@ def load_pose_run(model_dir: str):
     model_path = os.path.join(model_dir, POSE_MODEL_FILE)
     if not os.path.isdir(model_dir):
         raise UnfinishedModelDirError(
-            f"--model_dir={model_dir} {run_lock.not_a_directory(model_dir)}")
+            f"--model_dir={model_dir} {locks.not_a_directory(model_dir)}")
     record = read_record(model_dir)
     if record is None:
         raise UnfinishedModelDirError(
@@ -584,7 +584,7 @@ def load_encoder(pretrain_dir: str, expect: Optional[Mapping[str, Any]] = None):
     path = os.path.join(pretrain_dir, ENCODER_FILE)
     if not os.path.isdir(pretrain_dir):
         raise IncompatibleEncoderError(f"--init_from={pretrain_dir} "
-                                       f"{run_lock.not_a_directory(pretrain_dir, 'no such directory')} "
+                                       f"{locks.not_a_directory(pretrain_dir, 'no such directory')} "
                                        f"(expected a "
                                        f"pre-training model_dir or '{SCRATCH}')")
     if not os.path.exists(path):

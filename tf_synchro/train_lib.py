@@ -42,14 +42,15 @@ import numpy as np
 import tensorflow as tf
 
 from tf_synchro import configs, run_dir
-from tfrecords_tools import cli, dataset_io, run_lock
+from tfrecords_tools import dataset_io
+from tfrecords_tools.runtime import cli, locks
 
 STRATEGIES = configs.STRATEGIES
 PRECISIONS = configs.PRECISIONS
 
 
 # ----------------------------------------------------------------------------- the tasks' skeleton
-# Both tasks (tf_synchro.pretext, tf_synchro.pose3d) have one shape: ``check_settings(config)``
+# Both tasks (tf_synchro.tasks.pretext, .pose3d) have one shape: ``check_settings(config)``
 # (no data), ``build_model(config, <what the data says>)`` -> a compiled model,
 # ``train(config, strategy)`` -> :class:`TrainResult`, ``evaluate(..., data_check=...)`` -> a
 # JSON-able report. They share the rules below (docs/DESIGN.md §3, "The two tasks").
@@ -268,7 +269,7 @@ def save_model_atomic(model: keras.Model, path: str) -> None:
     """
     check_finite_weights(model, path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = run_lock.temp_path(path, ".keras")  # Keras insists on the extension.
+    tmp = locks.temp_path(path, ".keras")  # Keras insists on the extension.
     try:
         model.save(tmp)
         os.replace(tmp, path)
@@ -378,7 +379,7 @@ class Checkpoint(keras.callbacks.Callback):
         if not self.chief:
             return
         os.makedirs(self.backup_dir, exist_ok=True)
-        tmp = run_lock.temp_path(self.weights_path, ".weights.h5")
+        tmp = locks.temp_path(self.weights_path, ".weights.h5")
         try:
             self.model.save_weights(tmp, overwrite=True)
             os.replace(tmp, self.weights_path)
@@ -473,7 +474,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
 class StopOnSignal(keras.callbacks.Callback):
     """Ends training after the step during which SIGTERM arrived (``fit`` defers it to
-    here, see :func:`tfrecords_tools.cli.deferred_sigterm`), with a checkpoint of that step.
+    here, see :func:`tfrecords_tools.runtime.cli.deferred_sigterm`), with a checkpoint of that step.
 
     The checkpoint is written as the periodic ones are (weights renamed into place, then
     ``state.json``), so a second SIGTERM during the write leaves the previous checkpoint
@@ -614,7 +615,7 @@ def fit(model: keras.Model, dataset, *, model_dir: str, total_steps: int, steps_
       "history": Keras history dict of this call}``.
 
     On SIGTERM the step then running ends, a checkpoint of that step is written
-    (:class:`StopOnSignal`) and :class:`tfrecords_tools.cli.Terminated` is raised; the
+    (:class:`StopOnSignal`) and :class:`tfrecords_tools.runtime.cli.Terminated` is raised; the
     re-run first trains the rest of that checkpoint period (a second ``model.fit`` call,
     whose input pipeline starts afresh), then whole periods.
     """

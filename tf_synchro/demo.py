@@ -60,6 +60,10 @@ def define_flags() -> None:
     flags.DEFINE_bool("real_motion_pool", False,
                       "The extra unlabelled people also perform real motion-capture clips "
                       "(tfrecords_tools/synth/real_motion/pool) beside the procedural actions.")
+    flags.DEFINE_integer("real_motion_labelled", 0,
+                         "With --real_motion_pool: the labelled subjects (S1, S5-S8) also "
+                         "perform this many pool clips each, drawn per subject (0: none).",
+                         lower_bound=0)
     flags.mark_flag_as_required("workdir")
 
 DEMO_FILE = "demo.json"
@@ -80,11 +84,16 @@ REAL_MOTION_TEST_DIR = "tfrecords_tools/synth/real_motion/heldout"
 REAL_MOTION_POOL_DIR = "tfrecords_tools/synth/real_motion/pool"
 
 
-def real_motion_args(test: bool, pool: bool) -> tuple:
+def real_motion_args(test: bool, pool: bool, labelled: int = 0) -> tuple:
     """Synthesize flags of the real-motion options (the clips are short: looped on a
-    treadmill so cyclic walks and runs stay in the capture volume)."""
+    treadmill so cyclic walks and runs stay in the capture volume). ``labelled``: pool
+    clips each labelled subject also performs (needs ``pool``)."""
+    if labelled and not pool:
+        raise app.UsageError("--real_motion_labelled needs --real_motion_pool (the labelled "
+                             "subjects' clips are drawn from the pool)")
     args = ([f"--test_motion_dir={REAL_MOTION_TEST_DIR}"] if test else []) + \
-        ([f"--extra_motion_dir={REAL_MOTION_POOL_DIR}"] if pool else [])
+        ([f"--extra_motion_dir={REAL_MOTION_POOL_DIR}"] if pool else []) + \
+        ([f"--labelled_extra_motions={labelled}"] if labelled else [])
     for folder in (REAL_MOTION_TEST_DIR if test else None, REAL_MOTION_POOL_DIR if pool else None):
         if folder and not os.path.isdir(os.path.join(xl.REPO, folder)):
             raise app.UsageError(f"--real_motion_test/--real_motion_pool need the clips in "
@@ -295,17 +304,18 @@ def _load(path: str) -> xl.Row:
 
 def run(workdir: str, scale: str, seed: int, scratch_row: str, pretrained_row: str,
         log=print, scratch_trainable_row: Optional[str] = None, real_motion_test: bool = False,
-        real_motion_pool: bool = False) -> dict:
+        real_motion_pool: bool = False, real_motion_labelled: int = 0) -> dict:
     """Runs the demo; returns ``{"results", "ratio", "ratios", "export", "report"}``.
 
     ``ratio`` is the pre-trained / random-init MPJPE (means over actions); ``ratios`` has
-    every headline ratio (:func:`demo_ratios`). ``real_motion_test`` / ``real_motion_pool``
-    add the committed real motion-capture clips to the dataset (:func:`real_motion_args`).
+    every headline ratio (:func:`demo_ratios`). ``real_motion_test`` / ``real_motion_pool`` /
+    ``real_motion_labelled`` add the committed real motion-capture clips to the dataset
+    (:func:`real_motion_args`).
     """
     rows = {"scratch": _load(scratch_row), "pretrained": _load(pretrained_row)}
     if scratch_trainable_row:
         rows["scratch_trainable"] = _load(scratch_trainable_row)
-    extra = real_motion_args(real_motion_test, real_motion_pool)
+    extra = real_motion_args(real_motion_test, real_motion_pool, real_motion_labelled)
     if extra:
         rows = {k: dataclasses.replace(r, synthesize_args=tuple(r.synthesize_args) + extra)
                 for k, r in rows.items()}
@@ -365,7 +375,8 @@ def main(argv: Sequence[str]) -> None:
                                            FLAGS.scratch_row, FLAGS.pretrained_row,
                                            scratch_trainable_row=FLAGS.scratch_trainable_row,
                                            real_motion_test=FLAGS.real_motion_test,
-                                           real_motion_pool=FLAGS.real_motion_pool),
+                                           real_motion_pool=FLAGS.real_motion_pool,
+                                           real_motion_labelled=FLAGS.real_motion_labelled),
                        refusals=(WorkdirError,))
 
 if __name__ == "__main__":

@@ -108,6 +108,10 @@ class SynthConfig:
         imported like ``motion_dir`` (``motion_window``, ``treadmill``, retargeting) and
         looped to ``num_frames`` (cyclic DeepMimic clips repeat, others play back and forth).
       extra_motion_only: leave the procedural actions out of the extra people's pool.
+      labelled_extra_motions: the labelled training subjects (the Human3.6M-named ones but
+        S9/S11) also perform this many clips of ``extra_motion_dir`` each, beside
+        ``actions``, drawn per subject by seed (0: none; the pool's size or more: all), so
+        the pose head's labels hold real motion too. Test subjects never perform them.
       test_motion_dir: a folder of motion files performed only by the test subjects (S9,
         S11): the real-motion test set (clips never given to anyone else; imported and looped
         as ``extra_motion_dir``).
@@ -153,6 +157,7 @@ class SynthConfig:
     motion_retarget: bool = True
     extra_motion_dir: Optional[str] = None
     extra_motion_only: bool = False
+    labelled_extra_motions: int = 0
     test_motion_dir: Optional[str] = None
     bystanders: int = 0
     moving_objects: int = 0
@@ -181,7 +186,7 @@ CLUTTER_DEFAULTS = {"bystanders": 0, "moving_objects": 0, "lighting": "constant"
 _MOTION_IMPORT_FIELDS = ("motion_dir", "motion_mapping", "motion_window", "treadmill",
                          "motion_fps", "motion_units", "motion_up_axis", "motion_max_gap_ms",
                          "motion_retarget", "extra_motion_dir", "extra_motion_only",
-                         "test_motion_dir")
+                         "test_motion_dir", "labelled_extra_motions")
 
 
 def import_options(config: SynthConfig, embedded: bool = False) -> motion_io.ImportOptions:
@@ -287,9 +292,22 @@ def subject_actions(config: SynthConfig, subject: str) -> tuple:
         pick = np.sort(rng.choice(len(pool), size=k, replace=False))
         return tuple(pool[i] for i in pick)
     if subject not in body_lib.TEST_SUBJECTS:
-        return tuple(config.actions)
+        return tuple(config.actions) + labelled_motion_draw(config, subject)
     return (tuple(config.actions) + tuple(config.unseen_actions)
             + tuple(a for a, _ in test_motion_sources(config)))
+
+
+def labelled_motion_draw(config: SynthConfig, subject: str) -> tuple:
+    """The ``extra_motion_dir`` clips a labelled training subject performs beside
+    ``actions`` (``labelled_extra_motions`` of them, drawn per subject by seed)."""
+    pool = tuple(a for a, _ in extra_motion_sources(config))
+    k = config.labelled_extra_motions
+    if k <= 0 or not pool:
+        return ()
+    if k >= len(pool):
+        return pool
+    rng = take_rng(config, subject, "", 0, "labelled_motions")
+    return tuple(pool[i] for i in np.sort(rng.choice(len(pool), size=k, replace=False)))
 
 
 # ----------------------------------------------------------------------------- validation
@@ -341,6 +359,12 @@ def validate(config: SynthConfig) -> Optional[np.ndarray]:
     if config.look_variation not in LOOK_VARIATIONS:
         raise ValueError(f"--look_variation={config.look_variation}: expected one of "
                          f"{list(LOOK_VARIATIONS)}")
+    if config.labelled_extra_motions < 0:
+        raise ValueError(f"--labelled_extra_motions {config.labelled_extra_motions} is "
+                         f"invalid; expected >= 0 (0: none)")
+    if config.labelled_extra_motions and config.extra_motion_dir is None:
+        raise ValueError("--labelled_extra_motions needs --extra_motion_dir (the clips are "
+                         "drawn from it)")
     if config.extra_actions_per_subject < 0:
         raise ValueError(f"--extra_actions_per_subject {config.extra_actions_per_subject} is "
                          f"invalid; expected >= 0 (0: every action of the pool)")
@@ -724,7 +748,7 @@ def config_from_flags(f) -> SynthConfig:
         motion_fps=f.motion_fps, motion_units=f.motion_units, motion_up_axis=f.motion_up_axis,
         motion_max_gap_ms=f.motion_max_gap_ms, motion_retarget=f.motion_retarget,
         extra_motion_dir=f.extra_motion_dir, extra_motion_only=f.extra_motion_only,
-        test_motion_dir=f.test_motion_dir,
+        labelled_extra_motions=f.labelled_extra_motions, test_motion_dir=f.test_motion_dir,
         bystanders=f.bystanders,
         moving_objects=f.moving_objects, lighting=f.lighting, sensor_noise=f.sensor_noise,
         textured_room=f.textured_room)
@@ -796,6 +820,9 @@ def define_flags(fv=None) -> None:
              "tfrecords_tools/synth/real_motion/pool)."),
             ("bool", "extra_motion_only", d.extra_motion_only,
              "Leave the procedural actions out of the extra people's pool."),
+            ("integer", "labelled_extra_motions", d.labelled_extra_motions,
+             "The labelled training subjects (S1, S5-S8) also perform this many clips of "
+             "--extra_motion_dir each, drawn per subject (0: none; the pool's size: all)."),
             ("string", "test_motion_dir", None,
              "Folder of motion files only S9/S11 perform: the real-motion test set (e.g. "
              "tfrecords_tools/synth/real_motion/heldout)."),

@@ -196,6 +196,9 @@ def test_real_motion_options_give_their_own_dataset_and_report_columns():
     assert demo.real_motion_args(False, False) == ()
     args = demo.real_motion_args(True, False)
     assert args == (f"--test_motion_dir={demo.REAL_MOTION_TEST_DIR}", "--treadmill")
+    assert "--labelled_extra_motions=6" in demo.real_motion_args(True, True, 6)
+    with pytest.raises(demo.app.UsageError, match="--real_motion_labelled needs"):
+        demo.real_motion_args(True, False, 6)
     import dataclasses
     real = dataclasses.replace(row, synthesize_args=tuple(row.synthesize_args)
                                + demo.real_motion_args(True, True))

@@ -13,6 +13,7 @@ import pytest
 
 from tf_synchro import configs
 from tfrecords_tools import cli
+from tfrecords_tools.runtime import flags as flag_engine
 
 CONFIGS = sorted((c for c in vars(configs).values()
                   if isinstance(c, type) and dataclasses.is_dataclass(c)
@@ -40,7 +41,7 @@ def _bad_values(cls, field) -> list:
             out += [math.nan, math.inf]
     if meta.get("choices"):
         out.append("not-a-choice")
-    if tp is not None and configs._base(configs._hints(cls)[field.name]) is tuple:
+    if tp is not None and flag_engine._base(flag_engine._hints(cls)[field.name]) is tuple:
         out = [(v,) for v in out]
     return out
 
@@ -59,13 +60,13 @@ def test_every_numeric_field_declares_its_range():
 
 @pytest.mark.parametrize("cls", CONFIGS, ids=lambda c: c.__name__)
 def test_defaults_lie_in_their_declared_ranges(cls):
-    configs.check_ranges(configs._default_instance(cls))
+    configs.check_ranges(flag_engine._default_instance(cls))
 
 
 @pytest.mark.parametrize("cls,field,value", CASES,
                          ids=[f"{c.__name__}.{f.name}={v}" for c, f, v in CASES])
 def test_a_value_outside_the_declaration_is_refused_naming_the_flag(cls, field, value):
-    config = dataclasses.replace(configs._default_instance(cls), **{field.name: value})
+    config = dataclasses.replace(flag_engine._default_instance(cls), **{field.name: value})
     name = f"--{field.name}" if field.metadata.get("flag", True) else field.name
     with pytest.raises(ValueError) as e:
         configs.check_ranges(config)

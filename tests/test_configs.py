@@ -374,7 +374,16 @@ TOOLS_CONFIGS = {
                 "background_video": "{t}/plates", "hold_frames": 4,
                 "multiview_tolerance": 0.5},
         folders=("plates",)),
+    "tfrecords_tools.inspect": dict(
+        cls="InspectConfig", consumer="inspect_dataset", by_keyword=True, not_flags={},
+        not_fields=set(),
+        argv=["{t}", "--contact_sheet={t}/sheet.png", "--num_sequences=2", "--num_timesteps=5"],
+        expect={"contact_sheet": "{t}/sheet.png", "num_sequences": 2, "num_timesteps": 5}),
 }
+# The binary's invocation config around each dataset config (where to write, workers):
+# its fields beside the nested dataset config are the flags named in not_fields.
+TOOLS_RUNS = {"tfrecords_tools.synthesize": "SynthesizeRun", "tfrecords_tools.h36m": "H36MRun",
+              "tfrecords_tools.rig": "RigRun"}
 # Settings dataclasses of libraries, built by a binary from its own flags (not binaries'
 # configs themselves), with the binary that builds them.
 LIBRARY_CONFIGS = {("tfrecords_tools.person_boxes", "BoxConfig"): "tfrecords_tools.rig"}
@@ -407,6 +416,23 @@ def test_every_tfrecords_tools_config_dataclass_is_covered():
             if isinstance(node, ast.ClassDef) and node.name.endswith("Config"):
                 found.add((module, node.name))
     assert found == {(m, spec["cls"]) for m, spec in TOOLS_CONFIGS.items()} | set(LIBRARY_CONFIGS)
+
+
+@pytest.mark.parametrize("module_name", sorted(TOOLS_RUNS))
+def test_every_tfrecords_tools_binary_takes_its_flags_from_one_run_config(module_name):
+    """The binary's flags are exactly those of its run config (the engine's flag_fields):
+    the dataset config nested in it, plus the flags that are not dataset settings."""
+    from tfrecords_tools.runtime import flags as flag_engine
+    module = importlib.import_module(module_name)
+    run = getattr(module, TOOLS_RUNS[module_name])
+    spec = TOOLS_CONFIGS[module_name]
+    names = {n for n, *_ in flag_engine.flag_fields(run)}
+    assert names == set(_tool_flags(module_name))
+    nested = [f for f in dataclasses.fields(run) if dataclasses.is_dataclass(f.type)
+              or f.type == spec["cls"]]
+    assert [f.type if isinstance(f.type, str) else f.type.__name__ for f in nested] == [
+        spec["cls"]]
+    assert {f.name for f in dataclasses.fields(run)} - {nested[0].name} == spec["not_fields"]
 
 
 @pytest.mark.parametrize("module_name", sorted(TOOLS_CONFIGS))
@@ -452,8 +478,14 @@ def test_every_tfrecords_tools_flag_reaches_its_config_field(module_name, tmp_pa
     seen = []
 
     def stub(*args, **kwargs):
+        if spec.get("by_keyword"):  # The consumer takes the settings one by one.
+            seen.append(cls(**{k: v for k, v in kwargs.items() if k in flagged}))
+            return inspect_report
         seen.append(next(a for a in (*args, *kwargs.values()) if isinstance(a, cls)))
         return {"totals": {}, "skipped": [], "shards": []}
+
+    inspect_report = type("Report", (), {"stray": [], "num_shards": 0, "num_records": 0,
+                                         "num_images": 0})
 
     monkeypatch.setattr(module, spec["consumer"], stub)
     for folder in spec.get("folders", ()):  # Flags whose folder is checked on parsing.

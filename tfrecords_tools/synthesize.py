@@ -36,12 +36,16 @@ from tfrecords_tools.synth import body as body_lib
 from tfrecords_tools.synth import clutter as clutter_lib
 from tfrecords_tools.synth import motion as motion_lib
 from tfrecords_tools.synth import motion_io, render, scene
+from tfrecords_tools.runtime import flags as flag_engine
+from tfrecords_tools.runtime.flags import setting
 from tfrecords_tools.synth.motion_io import retarget as retarget_lib
 
 WRITER = "tfrecords_tools.synthesize"
+BINARY = WRITER
 FPS = motion_lib.FPS
 # Plausible human size (mm) along the foot-to-head chain of bones (home: motion_io.retarget).
 BODY_CHAIN_RANGE_MM = retarget_lib.BODY_CHAIN_RANGE_MM
+LOOK_VARIATIONS = ("subject", "take")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,42 +126,84 @@ class SynthConfig:
       :mod:`tfrecords_tools.synth.clutter`.)
     """
 
-    subjects: tuple = body_lib.KNOWN_SUBJECTS
-    actions: tuple = motion_lib.ACTIONS
-    takes: int = 2
-    num_frames: int = 500
-    clip_length: int = 256
-    image_size: int = 160
-    background: bool = False
-    min_motion_mm: float = 4.0
-    seed: int = 0
-    motion_file: Optional[str] = None
-    crop_margin: float = 0.22
-    crop_jitter: float = 0.04
-    jpeg_quality: int = 90
-    labels: bool = True
-    cameras: Optional[tuple] = None
-    look_variation: str = "subject"
-    extra_actions: tuple = ()
-    extra_actions_per_subject: int = 0
-    unseen_actions: tuple = ()
-    motion_dir: Optional[str] = None
-    motion_mapping: Optional[str] = None
-    motion_window: int = 0
-    treadmill: bool = False
-    motion_fps: float = 0.0
-    motion_units: str = "auto"
-    motion_up_axis: str = "auto"
-    motion_max_gap_ms: float = 100.0
-    motion_retarget: bool = True
-    extra_motion_dir: Optional[str] = None
-    extra_motion_only: bool = False
-    test_motion_dir: Optional[str] = None
-    bystanders: int = 0
-    moving_objects: int = 0
-    lighting: str = "constant"
-    sensor_noise: float = 0.0
-    textured_room: bool = False
+    subjects: tuple = setting(body_lib.KNOWN_SUBJECTS, "Subjects to generate.")
+    actions: tuple = setting(motion_lib.ACTIONS, "Actions to generate.")
+    takes: int = setting(2, "Takes per (subject, action).", minimum=1)
+    num_frames: int = setting(500, "Frames per take (50 fps).", minimum=schema.MIN_CLIP_LENGTH)
+    clip_length: int = setting(256, "Kept timesteps per record.", minimum=schema.MIN_CLIP_LENGTH)
+    image_size: int = setting(160, "Crop side in pixels.", minimum=schema.MIN_IMAGE_SIZE,
+                              maximum=schema.MAX_IMAGE_SIZE)
+    background: bool = setting(False, "Render the static room behind the person.")
+    min_motion_mm: float = setting(4.0, "Drop frames where no joint moved this much since the "
+                                   "last kept one.", minimum=0, below=500)
+    seed: int = setting(0, "Random seed (same seed, same dataset).", unbounded=True)
+    motion_file: Optional[str] = setting(
+        None, "Optional motion file rendered instead of the procedural actions (action = its "
+        "stem): the generator's .npz (joints3d_world [T, 17, 3] mm, as given) or motion "
+        "capture: .bvh, .amc (+ .asf beside it), .c3d, AMASS .npz (joints, metres).")
+    crop_margin: float = setting(0.22, flag=False, minimum=0, maximum=1)
+    crop_jitter: float = setting(0.04, "Crop box jitter (fraction of the side).", minimum=0,
+                                 maximum=0.25)
+    jpeg_quality: int = setting(90, "JPEG quality.", minimum=1, maximum=100)
+    labels: bool = setting(True, "Store 3D joints.")
+    cameras: Optional[tuple] = setting(None, flag=False)
+    look_variation: str = setting(
+        "subject", "subject: one outfit per person; take: a new outfit per take, with the "
+        "left/right cues (strap, watch, stripe) on sides drawn per take.",
+        choices=LOOK_VARIATIONS)
+    extra_actions: tuple = setting(
+        (), "Motion pool of the extra people (standard actions and the pre-training families "
+        f"{list(motion_lib.EXTRA_ACTIONS)}); empty: --actions.")
+    extra_actions_per_subject: int = setting(
+        0, "Actions of the pool each extra person performs (drawn per person; 0: all).",
+        minimum=0)
+    unseen_actions: tuple = setting(
+        (), "Held-out motion families only the test subjects S9/S11 perform (the unseen-motion "
+        f"test set), from {list(motion_lib.UNSEEN_ACTIONS)}.")
+    motion_dir: Optional[str] = setting(
+        None, "Folder of motion files (as --motion_file), each one action named by its stem.")
+    motion_mapping: Optional[str] = setting(
+        None, "JSON: the 17 joints -> the file's joint/marker names (a name, a list to average, "
+        "{from, to, t}); default: the built-in CMU/Mixamo BVH, CMU ASF, SMPL, Plug-in Gait "
+        "tables.")
+    motion_window: int = setting(
+        0, "Cut each motion file into takes of this many frames at 50 fps (0: one take).",
+        minimum=0)
+    treadmill: bool = setting(False, "Remove the pelvis' horizontal motion per frame (heading "
+                              "kept): walk in place.")
+    motion_fps: float = setting(0.0, "Frame rate of the motion files if they store none (0: "
+                                "from the file; AMC 120).", minimum=0, maximum=10000)
+    motion_units: str = setting("auto", "Units of the motion files: auto (declared by the "
+                                "file, else inferred from the body's size), mm, cm, in or m.",
+                                choices=motion_io.UNITS)
+    motion_up_axis: str = setting("auto", "Vertical axis of the motion files: auto (BVH/ASF y, "
+                                  "C3D/npz z), y or z.", choices=motion_io.UP_AXES)
+    motion_max_gap_ms: float = setting(100.0, "C3D marker gaps up to this long are "
+                                       "interpolated; longer ones are refused.", minimum=0,
+                                       maximum=10000)
+    motion_retarget: bool = setting(True, "Give each subject its own bone lengths (directions "
+                                    "from the capture).")
+    extra_motion_dir: Optional[str] = setting(
+        None, "Folder of motion files (as --motion_dir) added to the extra people's pool beside "
+        "the procedural actions; looped to --num_frames (e.g. "
+        "tfrecords_tools/synth/real_motion/pool).")
+    extra_motion_only: bool = setting(False, "Leave the procedural actions out of the extra "
+                                      "people's pool.")
+    test_motion_dir: Optional[str] = setting(
+        None, "Folder of motion files only S9/S11 perform: the real-motion test set (e.g. "
+        "tfrecords_tools/synth/real_motion/heldout).")
+    bystanders: int = setting(0, "Clutter: other people walking around near the labelled one "
+                              "(never labelled; needs --background).", minimum=0,
+                              maximum=clutter_lib.MAX_BYSTANDERS)
+    moving_objects: int = setting(0, "Clutter: boxes and balls crossing the scene (needs "
+                                  "--background).", minimum=0, maximum=clutter_lib.MAX_OBJECTS)
+    lighting: str = setting("constant", "Clutter: constant; drift (brightness and colour drift "
+                            "20-35% over the take); switch (a light switches mid-take).",
+                            choices=clutter_lib.LIGHTING)
+    sensor_noise: float = setting(0.0, "Clutter: Gaussian sensor noise, standard deviation in "
+                                  "grey levels.", minimum=0, maximum=clutter_lib.MAX_NOISE)
+    textured_room: bool = setting(False, "Clutter: textured walls and floor, posters and "
+                                  "furniture (needs --background).")
 
     @property
     def uses_motion_files(self) -> bool:
@@ -264,8 +310,6 @@ def _rig(config: SynthConfig) -> list:
     return list(config.cameras) if config.cameras is not None else cameras_lib.h36m_rig()
 
 
-LOOK_VARIATIONS = ("subject", "take")
-
 
 def subject_actions(config: SynthConfig, subject: str) -> tuple:
     """The actions ``subject`` performs in a dataset of ``config``.
@@ -309,8 +353,11 @@ def validate(config: SynthConfig) -> Optional[np.ndarray]:
     """Checks every setting; returns the motion file's joints (if any).
 
     Raises:
-      ValueError: naming the setting (flag) and value at fault and what was expected.
+      ValueError: naming the setting (flag) and value at fault and what was expected: the
+        declared ranges first (:func:`~tfrecords_tools.runtime.flags.check_ranges`), then
+        subjects, actions and the relations between settings.
     """
+    flag_engine.check_ranges(config)
     unknown = [s for s in config.subjects if not body_lib.is_synthetic_subject(s)]
     if unknown or not config.subjects:
         raise ValueError(f"--subjects: unknown subject(s) {unknown or '(none given)'}; expected "
@@ -337,44 +384,9 @@ def validate(config: SynthConfig) -> Optional[np.ndarray]:
         if bad:
             raise ValueError(f"--unseen_actions: unknown family(ies) {bad}; expected names from "
                              f"{list(motion_lib.UNSEEN_ACTIONS)}")
-    if config.look_variation not in LOOK_VARIATIONS:
-        raise ValueError(f"--look_variation={config.look_variation}: expected one of "
-                         f"{list(LOOK_VARIATIONS)}")
-    if config.extra_actions_per_subject < 0:
-        raise ValueError(f"--extra_actions_per_subject {config.extra_actions_per_subject} is "
-                         f"invalid; expected >= 0 (0: every action of the pool)")
-    if not schema.MIN_IMAGE_SIZE <= config.image_size <= schema.MAX_IMAGE_SIZE:
-        raise ValueError(f"--image_size {config.image_size} outside the sane range "
-                         f"[{schema.MIN_IMAGE_SIZE}, {schema.MAX_IMAGE_SIZE}] pixels")
-    checks = (("takes", config.takes >= 1, ">= 1"),
-              ("num_frames", config.num_frames >= schema.MIN_CLIP_LENGTH,
-               f">= {schema.MIN_CLIP_LENGTH} (room for an unsynchronized pair)"),
-              ("clip_length", config.clip_length >= schema.MIN_CLIP_LENGTH,
-               f">= {schema.MIN_CLIP_LENGTH} (room for an unsynchronized pair)"),
-              ("min_motion_mm", 0 <= config.min_motion_mm < 500, "in [0, 500)"),
-              ("crop_margin", 0 <= config.crop_margin <= 1, "in [0, 1]"),
-              ("crop_jitter", 0 <= config.crop_jitter <= 0.25, "in [0, 0.25]"),
-              ("jpeg_quality", 1 <= config.jpeg_quality <= 100, "in [1, 100]"),
-              ("motion_window", config.motion_window == 0 or
-               config.motion_window >= schema.MIN_CLIP_LENGTH,
-               f"0 (whole file) or >= {schema.MIN_CLIP_LENGTH} frames"),
-              ("motion_fps", 0 <= config.motion_fps <= 10000, "0 (from the file) or a rate"),
-              ("motion_max_gap_ms", 0 <= config.motion_max_gap_ms <= 10000, "in [0, 10000]"),
-              ("motion_units", config.motion_units in motion_io.UNITS,
-               f"one of {list(motion_io.UNITS)}"),
-              ("motion_up_axis", config.motion_up_axis in motion_io.UP_AXES,
-               f"one of {list(motion_io.UP_AXES)}"),
-              ("bystanders", 0 <= config.bystanders <= clutter_lib.MAX_BYSTANDERS,
-               f"in [0, {clutter_lib.MAX_BYSTANDERS}]"),
-              ("moving_objects", 0 <= config.moving_objects <= clutter_lib.MAX_OBJECTS,
-               f"in [0, {clutter_lib.MAX_OBJECTS}]"),
-              ("lighting", config.lighting in clutter_lib.LIGHTING,
-               f"one of {list(clutter_lib.LIGHTING)}"),
-              ("sensor_noise", 0 <= config.sensor_noise <= clutter_lib.MAX_NOISE,
-               f"in [0, {clutter_lib.MAX_NOISE:g}] grey levels"))
-    for name, ok, expected in checks:
-        if not ok:
-            raise ValueError(f"--{name} {getattr(config, name)} is invalid; expected {expected}")
+    if config.motion_window and config.motion_window < schema.MIN_CLIP_LENGTH:
+        raise ValueError(f"--motion_window={config.motion_window}: expected 0 (whole file) or "
+                         f">= {schema.MIN_CLIP_LENGTH} frames")
     if config.has_clutter and not config.background:
         on = [k for k, v in CLUTTER_DEFAULTS.items() if getattr(config, k) != v]
         raise ValueError(f"--{on[0]}: clutter needs --background (the black look is the "
@@ -682,7 +694,7 @@ def generate(output_dir: str, config: SynthConfig, num_workers: int = 1,
         or other settings (nothing is written).
     """
     if num_workers < 1:
-        raise ValueError(f"--num_workers {num_workers} is invalid; expected >= 1")
+        raise ValueError(f"--num_workers={num_workers}: expected an integer >= 1")
     validate(config)
     tasks = [dataset_io.ShardTask(shard_name(s, a), _Payload(config, s, a))
              for s in config.subjects for a in subject_actions(config, s)]
@@ -698,131 +710,56 @@ def generate(output_dir: str, config: SynthConfig, num_workers: int = 1,
 
 # ----------------------------------------------------------------------------- binary
 
-def config_from_flags(f) -> SynthConfig:
+@dataclasses.dataclass(frozen=True)
+class SynthesizeRun:
+    """One invocation of the binary: the dataset's settings, and what is not one of them
+    (where to write, how many processes, extra people added to ``subjects``).
+
+    Attributes:
+      output_dir: dataset directory (created; resumed if present).
+      extra_subjects: adds the extra people U01...UN to ``dataset.subjects``.
+      num_workers: parallel writer processes.
+      dataset: the settings stored in the manifest.
+    """
+
+    output_dir: str = setting(None, "Dataset directory (created; resumed if present).",
+                              required=True)
+    extra_subjects: int = setting(
+        0, "Also generate N extra synthetic people U01..UN (extra unlabelled pre-training "
+        "subjects; pass them to pretrain --train_subjects, e.g. as U*).", minimum=0,
+        maximum=body_lib.MAX_EXTRA_SUBJECTS)
+    num_workers: int = setting(1, "Parallel writer processes.", minimum=1)
+    dataset: SynthConfig = setting(factory=SynthConfig)
+
+    def config(self) -> SynthConfig:
+        """The dataset's settings, the extra people among the subjects."""
+        return dataclasses.replace(self.dataset, subjects=tuple(self.dataset.subjects)
+                                   + body_lib.extra_subjects(self.extra_subjects))
+
+
+def config_from_flags(f=None) -> SynthConfig:
     """The :class:`SynthConfig` of parsed flags (``f``: a ``FlagValues`` with
-    :func:`define_flags`' flags).
+    :func:`define_flags`' flags; default absl's global FLAGS).
 
     Raises:
-      ValueError: ``--extra_subjects`` out of range.
+      ValueError: a flag outside its declared range (names it).
     """
-    try:
-        extra = body_lib.extra_subjects(f.extra_subjects)
-    except ValueError as e:
-        raise ValueError(f"--extra_subjects={f.extra_subjects}: must lie in "
-                         f"[0, {body_lib.MAX_EXTRA_SUBJECTS}]") from e
-    return SynthConfig(
-        subjects=tuple(f.subjects) + extra, actions=tuple(f.actions), takes=f.takes,
-        num_frames=f.num_frames, clip_length=f.clip_length, image_size=f.image_size,
-        background=f.background, min_motion_mm=f.min_motion_mm, seed=f.seed,
-        motion_file=f.motion_file, crop_margin=SynthConfig.crop_margin,
-        crop_jitter=f.crop_jitter, jpeg_quality=f.jpeg_quality, labels=f.labels,
-        look_variation=f.look_variation, extra_actions=tuple(f.extra_actions),
-        extra_actions_per_subject=f.extra_actions_per_subject,
-        unseen_actions=tuple(f.unseen_actions), motion_dir=f.motion_dir,
-        motion_mapping=f.motion_mapping, motion_window=f.motion_window, treadmill=f.treadmill,
-        motion_fps=f.motion_fps, motion_units=f.motion_units, motion_up_axis=f.motion_up_axis,
-        motion_max_gap_ms=f.motion_max_gap_ms, motion_retarget=f.motion_retarget,
-        extra_motion_dir=f.extra_motion_dir, extra_motion_only=f.extra_motion_only,
-        test_motion_dir=f.test_motion_dir,
-        bystanders=f.bystanders,
-        moving_objects=f.moving_objects, lighting=f.lighting, sensor_noise=f.sensor_noise,
-        textured_room=f.textured_room)
+    return flag_engine.from_flags(SynthesizeRun, f).config()
 
 
 def main(argv: Sequence[str]) -> None:
-    from absl import flags
     from tfrecords_tools import cli
     cli.check_no_arguments(argv)
-    f = flags.FLAGS
+    flag_engine.warn_deprecated(BINARY)
+    run = flag_engine.from_flags(SynthesizeRun)
     # Errors (a bad flag or file) end as one line: see tfrecords_tools.cli.
-    generate(f.output_dir, config_from_flags(f), num_workers=f.num_workers)
+    generate(run.output_dir, run.config(), num_workers=run.num_workers)
 
 
 def define_flags(fv=None) -> None:
-    """Defines the binary's flags on ``fv`` (default: absl's global FLAGS)."""
-    from absl import flags
-    fv = fv if fv is not None else flags.FLAGS
-    d = SynthConfig()
-    for kind, name, default, text in (
-            ("string", "output_dir", None, "Dataset directory (created; resumed if present)."),
-            ("list", "subjects", list(d.subjects), "Subjects to generate."),
-            ("integer", "extra_subjects", 0,
-             "Also generate N extra synthetic people U01..UN (extra unlabelled pre-training "
-             "subjects; pass them to pretrain --train_subjects, e.g. as U*)."),
-            ("list", "actions", list(d.actions), "Actions to generate."),
-            ("integer", "takes", d.takes, "Takes per (subject, action)."),
-            ("integer", "num_frames", d.num_frames, "Frames per take (50 fps)."),
-            ("integer", "clip_length", d.clip_length, "Kept timesteps per record."),
-            ("integer", "image_size", d.image_size, "Crop side in pixels."),
-            ("bool", "background", d.background, "Render the static room behind the person."),
-            ("float", "min_motion_mm", d.min_motion_mm,
-             "Drop frames where no joint moved this much since the last kept one."),
-            ("integer", "seed", d.seed, "Random seed (same seed, same dataset)."),
-            ("string", "motion_file", None,
-             "Optional motion file rendered instead of the procedural actions (action = its "
-             "stem): the generator's .npz (joints3d_world [T, 17, 3] mm, as given) or motion "
-             "capture: .bvh, .amc (+ .asf beside it), .c3d, AMASS .npz (joints, metres)."),
-            ("string", "motion_dir", None,
-             "Folder of motion files (as --motion_file), each one action named by its stem."),
-            ("string", "motion_mapping", None,
-             "JSON: the 17 joints -> the file's joint/marker names (a name, a list to average, "
-             "{from, to, t}); default: the built-in CMU/Mixamo BVH, CMU ASF, SMPL, Plug-in "
-             "Gait tables."),
-            ("integer", "motion_window", d.motion_window,
-             "Cut each motion file into takes of this many frames at 50 fps (0: one take)."),
-            ("bool", "treadmill", d.treadmill,
-             "Remove the pelvis' horizontal motion per frame (heading kept): walk in place."),
-            ("float", "motion_fps", d.motion_fps,
-             "Frame rate of the motion files if they store none (0: from the file; AMC 120)."),
-            ("float", "motion_max_gap_ms", d.motion_max_gap_ms,
-             "C3D marker gaps up to this long are interpolated; longer ones are refused."),
-            ("bool", "motion_retarget", d.motion_retarget,
-             "Give each subject its own bone lengths (directions from the capture)."),
-            ("float", "crop_jitter", d.crop_jitter, "Crop box jitter (fraction of the side)."),
-            ("integer", "jpeg_quality", d.jpeg_quality, "JPEG quality."),
-            ("bool", "labels", d.labels, "Store 3D joints."),
-            ("list", "extra_actions", list(d.extra_actions),
-             "Motion pool of the extra people (standard actions and the pre-training families "
-             f"{list(motion_lib.EXTRA_ACTIONS)}); empty: --actions."),
-            ("integer", "extra_actions_per_subject", d.extra_actions_per_subject,
-             "Actions of the pool each extra person performs (drawn per person; 0: all)."),
-            ("list", "unseen_actions", list(d.unseen_actions),
-             "Held-out motion families only the test subjects S9/S11 perform (the unseen-motion "
-             f"test set), from {list(motion_lib.UNSEEN_ACTIONS)}."),
-            ("string", "extra_motion_dir", None,
-             "Folder of motion files (as --motion_dir) added to the extra people's pool beside "
-             "the procedural actions; looped to --num_frames (e.g. "
-             "tfrecords_tools/synth/real_motion/pool)."),
-            ("bool", "extra_motion_only", d.extra_motion_only,
-             "Leave the procedural actions out of the extra people's pool."),
-            ("string", "test_motion_dir", None,
-             "Folder of motion files only S9/S11 perform: the real-motion test set (e.g. "
-             "tfrecords_tools/synth/real_motion/heldout)."),
-            ("integer", "bystanders", d.bystanders,
-             "Clutter: other people walking around near the labelled one (never labelled; "
-             "needs --background)."),
-            ("integer", "moving_objects", d.moving_objects,
-             "Clutter: boxes and balls crossing the scene (needs --background)."),
-            ("float", "sensor_noise", d.sensor_noise,
-             "Clutter: Gaussian sensor noise, standard deviation in grey levels."),
-            ("bool", "textured_room", d.textured_room,
-             "Clutter: textured walls and floor, posters and furniture (needs --background)."),
-            ("integer", "num_workers", 1, "Parallel writer processes.")):
-        getattr(flags, f"DEFINE_{kind}")(name, default, text, flag_values=fv)
-    flags.DEFINE_enum("motion_units", d.motion_units, list(motion_io.UNITS),
-                      "Units of the motion files: auto (declared by the file, else inferred "
-                      "from the body's size), mm, cm, in or m.", flag_values=fv)
-    flags.DEFINE_enum("motion_up_axis", d.motion_up_axis, list(motion_io.UP_AXES),
-                      "Vertical axis of the motion files: auto (BVH/ASF y, C3D/npz z), y or z.",
-                      flag_values=fv)
-    flags.DEFINE_enum("look_variation", d.look_variation, list(LOOK_VARIATIONS),
-                      "subject: one outfit per person; take: a new outfit per take, with the "
-                      "left/right cues (strap, watch, stripe) on sides drawn per take.",
-                      flag_values=fv)
-    flags.DEFINE_enum("lighting", d.lighting, list(clutter_lib.LIGHTING),
-                      "Clutter: constant; drift (brightness and colour drift 20-35% over the "
-                      "take); switch (a light switches mid-take).", flag_values=fv)
-    flags.mark_flag_as_required("output_dir", flag_values=fv)
+    """Defines the binary's flags on ``fv`` (default: absl's global FLAGS): one per setting
+    of :class:`SynthesizeRun`."""
+    flag_engine.define_flags(SynthesizeRun, fv, binary=BINARY)
 
 
 if __name__ == "__main__":

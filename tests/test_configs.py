@@ -24,7 +24,9 @@ CONFIG_BINARIES = {"tf_synchro.pretrain": configs.PretrainConfig,
                    "tf_synchro.evaluate": configs.EvaluateConfig,
                    "tf_synchro.evaluate_pretext": configs.EvaluatePretextConfig,
                    "tf_synchro.export": configs.ExportConfig,
-                   "tf_synchro.predict": configs.PredictConfig}
+                   "tf_synchro.predict": configs.PredictConfig,
+                   "tf_synchro.demo": configs.DemoConfig,
+                   "tf_synchro.experiments": configs.ExperimentsConfig}
 
 
 def _flags(module: str) -> flags.FlagValues:
@@ -75,6 +77,20 @@ def test_flags_round_trip_into_nested_configs_and_defaults_come_from_the_config(
         configs.make(configs.PretrainConfig, image_size=64)
     # A derived field of a nested config is not a setting of the run.
     assert configs.make(configs.PretrainConfig, seed=5).pairs.seed is None
+
+
+def test_the_suite_drivers_take_their_flags_from_configs():
+    from tf_synchro import experiment_lib
+    assert configs.SUITE_SCALES == tuple(sorted(experiment_lib.SCALES))
+    fv = _flags("tf_synchro.experiments")
+    fv(["experiments", "--workdir=w", "--suite=scaling", "--rows=b,p005_x1", "--scale=tiny"])
+    config = configs.from_flags(configs.ExperimentsConfig, fv)
+    assert config == configs.ExperimentsConfig(workdir="w", suite="scaling",
+                                               rows=("b", "p005_x1"), scale="tiny")
+    fv = _flags("tf_synchro.demo")
+    fv(["demo", "--workdir=w", "--real_motion_test"])
+    config = configs.from_flags(configs.DemoConfig, fv)
+    assert config.real_motion_test and config.pretrained_row.endswith("d_ssl_no_background.flags")
 
 
 def test_choices_and_list_items_are_checked():

@@ -109,6 +109,8 @@ BINARIES = [
      ["--model_dir={T}/run", "--output_dir={O}"]),
     ("tf_synchro.export", configs.ExportConfig, ["--model_dir={T}/run", "--export_dir={O}"]),
     ("tf_synchro.predict", configs.PredictConfig, ["--model={T}/run", "--output={O}"]),
+    ("tf_synchro.demo", configs.DemoConfig, ["--workdir={O}"]),
+    ("tf_synchro.experiments", configs.ExperimentsConfig, ["--workdir={O}"]),
     ("tfrecords_tools.synthesize", synthesize.SynthesizeRun, ["--output_dir={O}"]),
     ("tfrecords_tools.rig", rig.RigRun, ["--input_dir={T}/in", "--output_dir={O}"]),
     ("tfrecords_tools.h36m", h36m.H36MRun, ["--h36m_root={T}/in", "--output_dir={O}"]),

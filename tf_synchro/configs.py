@@ -85,6 +85,8 @@ SCRATCH = "scratch"  # --init_from value: random initialisation.
 MIN_INPUT_SIZE = 32  # The encoder downsamples by 32.
 EXPORT_WHAT = ("pose", "encoder")
 EXPORT_FORMATS = ("saved_model", "onnx", "tflite")
+# Scales of the experiment suites (tf_synchro.experiment_lib.SCALES: a flagfile per binary).
+SUITE_SCALES = ("cpu", "paper", "tiny")
 
 # Old flag spellings accepted for one release: {binary: {old: new}}.
 DEPRECATED_ALIASES = {
@@ -685,6 +687,47 @@ class PredictConfig:
     smooth_beta: float = setting(0.004, "One-Euro cutoff rise per mm/s of joint speed; higher: "
                                  "less lag.", minimum=0)
     smooth_d_cutoff: float = setting(1.0, "One-Euro cutoff of the speed estimate (Hz).", above=0)
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """The main job (``python -m tf_synchro.demo``): rows of the experiment suites run as
+    stages (:mod:`tf_synchro.experiment_lib`)."""
+
+    workdir: str = setting(None, "Directory for the dataset, runs and REPORT.md.",
+                           required=True)
+    scale: str = setting("cpu", "Settings: cpu (minutes) or paper.", choices=SUITE_SCALES)
+    seed: int = setting(0, "Seed of pre-training and fine-tuning.", minimum=0)
+    scratch_row: str = setting("flags/table1/b_random_init_no_background.flags",
+                               "Row flagfile of the random-initialisation baseline.")
+    scratch_trainable_row: str = setting(
+        "flags/baselines/b0_random_init_all_trainable.flags",
+        "Row flagfile of the second baseline: random init, every block trainable.")
+    pretrained_row: str = setting("flags/table1/d_ssl_no_background.flags",
+                                  "Row flagfile of the self-supervised run.")
+    real_motion_test: bool = setting(
+        False, "Add the real-motion test: S9/S11 also perform held-out real motion-capture "
+        "clips (tfrecords_tools/synth/real_motion/heldout: dance_a, dance_b, jump), reported "
+        "beside the standard and unseen-motion tests.")
+    real_motion_pool: bool = setting(
+        False, "The extra unlabelled people also perform real motion-capture clips "
+        "(tfrecords_tools/synth/real_motion/pool) beside the procedural actions.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentsConfig:
+    """One suite of the paper's experiments (``python -m tf_synchro.experiments``)."""
+
+    suite: str = setting("table1", "flags/<suite>/ folder of row flagfiles, or a path.")
+    workdir: str = setting(None, "Directory for datasets, runs and the result table.",
+                           required=True)
+    scale: str = setting("cpu", "cpu (minutes per row) or paper.", choices=SUITE_SCALES)
+    rows: tuple = setting((), "Run only these row ids (default: all rows of the suite).")
+    seed: int = setting(0, "Seed of every pre-training and fine-tuning.", minimum=0)
+    deterministic: bool = setting(
+        False, "Fixed tf.data order in every pre-training and fine-tuning (new stage keys): a "
+        "seed then fixes every batch. Off, tf.data emits in thread-completion order. Either "
+        "way the CPU kernels' rounding varies from run to run.")
 
 
 # The flags each training binary takes from its config (fine-tuning: the encoder part of

@@ -32,35 +32,21 @@ import shutil
 import time
 from typing import Optional, Sequence
 
-from absl import app, flags
+from absl import app
 
+from tf_synchro import configs
 from tf_synchro import experiment_lib as xl
 from tf_synchro import run_dir
 from tfrecords_tools import cli, dataset_io, run_lock
 
-FLAGS = flags.FLAGS
+BINARY = "tf_synchro.demo"
 
-def define_flags() -> None:
-    """Flags of the binary (defined only when it runs, so the library imports cleanly)."""
-    flags.DEFINE_string("workdir", None, "Directory for the dataset, runs and REPORT.md.")
-    flags.DEFINE_enum("scale", "cpu", sorted(xl.SCALES), "Settings: cpu (minutes) or paper.")
-    flags.DEFINE_integer("seed", 0, "Seed of pre-training and fine-tuning.")
-    flags.DEFINE_string("scratch_row", "flags/table1/b_random_init_no_background.flags",
-                        "Row flagfile of the random-initialisation baseline.")
-    flags.DEFINE_string("scratch_trainable_row",
-                        "flags/baselines/b0_random_init_all_trainable.flags",
-                        "Row flagfile of the second baseline: random init, every block "
-                        "trainable.")
-    flags.DEFINE_string("pretrained_row", "flags/table1/d_ssl_no_background.flags",
-                        "Row flagfile of the self-supervised run.")
-    flags.DEFINE_bool("real_motion_test", False,
-                      "Add the real-motion test: S9/S11 also perform held-out real "
-                      "motion-capture clips (tfrecords_tools/synth/real_motion/heldout: dance_a, "
-                      "dance_b, jump), reported beside the standard and unseen-motion tests.")
-    flags.DEFINE_bool("real_motion_pool", False,
-                      "The extra unlabelled people also perform real motion-capture clips "
-                      "(tfrecords_tools/synth/real_motion/pool) beside the procedural actions.")
-    flags.mark_flag_as_required("workdir")
+
+def define_flags(flag_values=None) -> None:
+    """The binary's flags: one per setting of :class:`configs.DemoConfig` (defined only when
+    it runs, so the library imports cleanly)."""
+    configs.define_flags(configs.DemoConfig, flag_values, binary=BINARY)
+
 
 DEMO_FILE = "demo.json"
 
@@ -358,15 +344,18 @@ def run(workdir: str, scale: str, seed: int, scratch_row: str, pretrained_row: s
 
 def main(argv: Sequence[str]) -> None:
     cli.check_no_arguments(argv)
+    configs.warn_deprecated(BINARY)
+    config = configs.from_flags(configs.DemoConfig)
     # The workdir's lock; each stage binary locks its own stage directory inside it.
-    with run_lock.hold(FLAGS.workdir, "--workdir"):
-        run_lock.clean_stale_temps(FLAGS.workdir)
-        xl.run_or_exit("demo", lambda: run(FLAGS.workdir, FLAGS.scale, FLAGS.seed,
-                                           FLAGS.scratch_row, FLAGS.pretrained_row,
-                                           scratch_trainable_row=FLAGS.scratch_trainable_row,
-                                           real_motion_test=FLAGS.real_motion_test,
-                                           real_motion_pool=FLAGS.real_motion_pool),
+    with run_lock.hold(config.workdir, "--workdir"):
+        run_lock.clean_stale_temps(config.workdir)
+        xl.run_or_exit("demo", lambda: run(config.workdir, config.scale, config.seed,
+                                           config.scratch_row, config.pretrained_row,
+                                           scratch_trainable_row=config.scratch_trainable_row,
+                                           real_motion_test=config.real_motion_test,
+                                           real_motion_pool=config.real_motion_pool),
                        refusals=(WorkdirError,))
+
 
 if __name__ == "__main__":
     define_flags()

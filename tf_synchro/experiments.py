@@ -22,25 +22,19 @@ import os
 import time
 from typing import Sequence
 
-from absl import app, flags
+from absl import app
 
+from tf_synchro import configs
 from tf_synchro import experiment_lib as xl
 from tfrecords_tools import cli, dataset_io, run_lock
 
-FLAGS = flags.FLAGS
+BINARY = "tf_synchro.experiments"
 
-def define_flags() -> None:
-    """Flags of the binary (defined only when it runs, so the library imports cleanly)."""
-    flags.DEFINE_string("suite", "table1", "flags/<suite>/ folder of row flagfiles, or a path.")
-    flags.DEFINE_string("workdir", None, "Directory for datasets, runs and the result table.")
-    flags.DEFINE_enum("scale", "cpu", sorted(xl.SCALES), "cpu (minutes per row) or paper.")
-    flags.DEFINE_list("rows", [], "Run only these row ids (default: all rows of the suite).")
-    flags.DEFINE_integer("seed", 0, "Seed of every pre-training and fine-tuning.")
-    flags.DEFINE_bool("deterministic", False, "Fixed tf.data order in every pre-training and "
-                      "fine-tuning (new stage keys): a seed then fixes every batch. Off, tf.data "
-                      "emits in thread-completion order. Either way the CPU kernels' rounding "
-                      "varies from run to run.")
-    flags.mark_flag_as_required("workdir")
+
+def define_flags(flag_values=None) -> None:
+    """The binary's flags: one per setting of :class:`configs.ExperimentsConfig` (defined
+    only when it runs, so the library imports cleanly)."""
+    configs.define_flags(configs.ExperimentsConfig, flag_values, binary=BINARY)
 
 
 def run_suite(suite: str, workdir: str, scale: str, rows: Sequence[str] = (), seed: int = 0,
@@ -91,12 +85,15 @@ def run_suite(suite: str, workdir: str, scale: str, rows: Sequence[str] = (), se
 
 def main(argv: Sequence[str]) -> None:
     cli.check_no_arguments(argv)
+    configs.warn_deprecated(BINARY)
+    config = configs.from_flags(configs.ExperimentsConfig)
     # The workdir's lock; each stage binary locks its own stage directory inside it.
-    with run_lock.hold(FLAGS.workdir, "--workdir"):
-        run_lock.clean_stale_temps(FLAGS.workdir)
+    with run_lock.hold(config.workdir, "--workdir"):
+        run_lock.clean_stale_temps(config.workdir)
         xl.run_or_exit("experiments", lambda: run_suite(
-            FLAGS.suite, FLAGS.workdir, FLAGS.scale, FLAGS.rows, FLAGS.seed,
-            deterministic=FLAGS.deterministic))
+            config.suite, config.workdir, config.scale, config.rows, config.seed,
+            deterministic=config.deterministic))
+
 
 if __name__ == "__main__":
     define_flags()

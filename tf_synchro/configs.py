@@ -718,7 +718,8 @@ class DemoConfig:
 class ExperimentsConfig:
     """One suite of the paper's experiments (``python -m tf_synchro.experiments``)."""
 
-    suite: str = setting("table1", "flags/<suite>/ folder of row flagfiles, or a path.")
+    suite: str = setting("table1", "flags/<suite>/ folder of row flagfiles, a suite defined "
+                         "in code (scaling), or a path.")
     workdir: str = setting(None, "Directory for datasets, runs and the result table.",
                            required=True)
     scale: str = setting("cpu", "cpu (minutes per row) or paper.", choices=SUITE_SCALES)
@@ -728,6 +729,48 @@ class ExperimentsConfig:
         False, "Fixed tf.data order in every pre-training and fine-tuning (new stage keys): a "
         "seed then fixes every batch. Off, tf.data emits in thread-completion order. Either "
         "way the CPU kernels' rounding varies from run to run.")
+
+
+# The stage binaries of an experiment row, in run order (tf_synchro.experiment_lib).
+ROW_STAGES = ("synthesize", "pretrain", "finetune", "evaluate")
+
+
+@dataclasses.dataclass(frozen=True)
+class RowConfig:
+    """The flags of an experiment row flagfile (``flags/table1/*.flags``;
+    :func:`tf_synchro.experiment_lib.load_row`): the row's name and paper numbers, the
+    settings the paper's tables vary, and config overrides of each stage's binary."""
+
+    row: Optional[str] = setting(None, "Row id in the paper's table (a, b, ...).")
+    title: str = setting("", "Row title as in the paper.")
+    paper: tuple = setting((), "Paper's MPJPE,N-MPJPE,PA-MPJPE (mm) for this row.", item=float,
+                           minimum=0)
+    background: bool = setting(False, "Dataset rendered with a static background.")
+    init: str = setting("pretrained", "Fine-tune from the self-supervised encoder or random "
+                        "init.", choices=("pretrained", "scratch"))
+    label_subjects: tuple = setting(("S1",), "Subjects with 3D labels for fine-tuning.")
+    arch: Optional[str] = setting(None, "Encoder of both the pre-training and the fine-tuning "
+                                  "(checked by them); None keeps the scale's flagfile value.")
+    # Config overrides: any flag of a stage's binary, one per occurrence, applied over the
+    # scale's flagfile (so they win), e.g. --pretrain_args=--fusion=concat; parsed and checked
+    # against the binary's config when the row is read.
+    synthesize_args: tuple = setting((), "A flag for the synthesize stage, e.g. "
+                                     "--synthesize_args=--x=1 (repeat for several).",
+                                     repeated=True)
+    pretrain_args: tuple = setting((), "A flag for the pretrain stage, e.g. "
+                                   "--pretrain_args=--x=1 (repeat for several).", repeated=True)
+    finetune_args: tuple = setting((), "A flag for the finetune stage, e.g. "
+                                   "--finetune_args=--x=1 (repeat for several).", repeated=True)
+    evaluate_args: tuple = setting((), "A flag for the evaluate stage, e.g. "
+                                   "--evaluate_args=--x=1 (repeat for several).", repeated=True)
+    baseline: Optional[str] = setting(None, "Row id of the random-init row this row's ratios "
+                                      "(pre-trained / random init) are taken against.")
+    series: Optional[str] = setting(None, "Line of the suite's plot this row belongs to.")
+    x: Optional[float] = setting(None, "This row's position on the plot's x axis (default with "
+                                 "--pretrain_steps_factor: the pre-training steps).", above=0)
+    pretrain_steps_factor: Optional[float] = setting(
+        None, "Pre-train for this multiple of the scale's --train_steps (so one row file "
+        "serves every scale).", above=0)
 
 
 # The flags each training binary takes from its config (fine-tuning: the encoder part of

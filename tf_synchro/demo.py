@@ -24,7 +24,6 @@ paper's settings (GPU hours).
 """
 from __future__ import annotations
 
-import dataclasses
 import glob
 import json
 import os
@@ -66,16 +65,16 @@ REAL_MOTION_TEST_DIR = "tfrecords_tools/synth/real_motion/heldout"
 REAL_MOTION_POOL_DIR = "tfrecords_tools/synth/real_motion/pool"
 
 
-def real_motion_args(test: bool, pool: bool) -> tuple:
-    """Synthesize flags of the real-motion options (the clips are short: looped on a
+def real_motion_overrides(test: bool, pool: bool) -> dict:
+    """Synthesize settings of the real-motion options (the clips are short: looped on a
     treadmill so cyclic walks and runs stay in the capture volume)."""
-    args = ([f"--test_motion_dir={REAL_MOTION_TEST_DIR}"] if test else []) + \
-        ([f"--extra_motion_dir={REAL_MOTION_POOL_DIR}"] if pool else [])
-    for folder in (REAL_MOTION_TEST_DIR if test else None, REAL_MOTION_POOL_DIR if pool else None):
-        if folder and not os.path.isdir(os.path.join(xl.REPO, folder)):
+    values = ({"test_motion_dir": REAL_MOTION_TEST_DIR} if test else {}) | \
+        ({"extra_motion_dir": REAL_MOTION_POOL_DIR} if pool else {})
+    for folder in values.values():
+        if not os.path.isdir(os.path.join(xl.REPO, folder)):
             raise app.UsageError(f"--real_motion_test/--real_motion_pool need the clips in "
                                  f"{folder} (see tfrecords_tools/synth/real_motion/SOURCE.md)")
-    return tuple(args + ["--treadmill"]) if args else ()
+    return {**values, "treadmill": True} if values else {}
 
 
 def read_scalars(logdir: str) -> dict:
@@ -286,15 +285,14 @@ def run(workdir: str, scale: str, seed: int, scratch_row: str, pretrained_row: s
 
     ``ratio`` is the pre-trained / random-init MPJPE (means over actions); ``ratios`` has
     every headline ratio (:func:`demo_ratios`). ``real_motion_test`` / ``real_motion_pool``
-    add the committed real motion-capture clips to the dataset (:func:`real_motion_args`).
+    add the committed real motion-capture clips to the dataset (:func:`real_motion_overrides`).
     """
     rows = {"scratch": _load(scratch_row), "pretrained": _load(pretrained_row)}
     if scratch_trainable_row:
         rows["scratch_trainable"] = _load(scratch_trainable_row)
-    extra = real_motion_args(real_motion_test, real_motion_pool)
+    extra = real_motion_overrides(real_motion_test, real_motion_pool)
     if extra:
-        rows = {k: dataclasses.replace(r, synthesize_args=tuple(r.synthesize_args) + extra)
-                for k, r in rows.items()}
+        rows = {k: r.with_overrides("synthesize", extra) for k, r in rows.items()}
     if any(rows[k].init != "scratch" for k in rows if k != "pretrained") or \
             rows["pretrained"].init != "pretrained":
         raise app.UsageError("--scratch_row and --scratch_trainable_row must be random-init "
@@ -349,12 +347,11 @@ def main(argv: Sequence[str]) -> None:
     # The workdir's lock; each stage binary locks its own stage directory inside it.
     with run_lock.hold(config.workdir, "--workdir"):
         run_lock.clean_stale_temps(config.workdir)
-        xl.run_or_exit("demo", lambda: run(config.workdir, config.scale, config.seed,
-                                           config.scratch_row, config.pretrained_row,
-                                           scratch_trainable_row=config.scratch_trainable_row,
-                                           real_motion_test=config.real_motion_test,
-                                           real_motion_pool=config.real_motion_pool),
-                       refusals=(WorkdirError,))
+        with xl.resumable():
+            run(config.workdir, config.scale, config.seed, config.scratch_row,
+                config.pretrained_row, scratch_trainable_row=config.scratch_trainable_row,
+                real_motion_test=config.real_motion_test,
+                real_motion_pool=config.real_motion_pool)
 
 
 if __name__ == "__main__":

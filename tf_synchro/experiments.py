@@ -4,7 +4,8 @@ r"""Runs a suite of the paper's experiments and writes its table beside the pape
         [--scale cpu|paper] [--rows a,b,d]
     python -m tf_synchro.experiments --suite scaling --workdir /tmp/tf_synchro_scaling
 
-A suite is a folder of row flagfiles (``flags/table1``, ``flags/table2``, or any path).
+A suite is a folder of row flagfiles (``flags/table1``, ``flags/table2``, or any path), or
+one defined in code (``scaling``: :func:`tf_synchro.experiment_lib.scaling_rows`).
 Rows that share a stage share its run (e.g. Table 1's d, g, k, m are one pre-training
 and one fine-tune at the paper scale; d, g, j, m at the cpu scale). Finished stages are
 reused, an interrupted one resumes, so re-running the same command continues a partly
@@ -90,9 +91,9 @@ def main(argv: Sequence[str]) -> None:
     # The workdir's lock; each stage binary locks its own stage directory inside it.
     with run_lock.hold(config.workdir, "--workdir"):
         run_lock.clean_stale_temps(config.workdir)
-        xl.run_or_exit("experiments", lambda: run_suite(
-            config.suite, config.workdir, config.scale, config.rows, config.seed,
-            deterministic=config.deterministic))
+        with xl.resumable():
+            run_suite(config.suite, config.workdir, config.scale, config.rows, config.seed,
+                      deterministic=config.deterministic)
 
 
 if __name__ == "__main__":

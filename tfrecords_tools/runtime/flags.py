@@ -48,7 +48,8 @@ def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: Sequ
             flag: bool = True, required: bool = False, item: type = str,
             factory: Any = None, minimum: Optional[float] = None,
             maximum: Optional[float] = None, above: Optional[float] = None,
-            below: Optional[float] = None, unbounded: bool = False) -> Any:
+            below: Optional[float] = None, unbounded: bool = False,
+            repeated: bool = False) -> Any:
     """A config field and its flag.
 
     A numeric field declares its range here (``minimum``/``maximum``: inclusive bounds,
@@ -66,10 +67,11 @@ def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: Sequ
       minimum, maximum: inclusive bounds (of each item, for a list).
       above, below: exclusive bounds.
       unbounded: a numeric field that takes any (finite) value.
+      repeated: a list flag given once per item (``--x=a --x=b``) instead of comma-separated.
     """
     metadata = {"help": help, "choices": tuple(choices), "flag": flag, "required": required,
                 "item": item, "minimum": minimum, "maximum": maximum, "above": above,
-                "below": below, "unbounded": unbounded}
+                "below": below, "unbounded": unbounded, "repeated": repeated}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -201,7 +203,7 @@ def _default_instance(cls):
 
 
 def define_flags(cls, flag_values=None, exclude: Iterable[str] = (),
-                 binary: Optional[str] = None) -> None:
+                 binary: Optional[str] = None, mark_required: bool = True) -> None:
     """Defines one absl flag per setting of config ``cls`` (see :func:`setting`).
 
     Args:
@@ -210,6 +212,7 @@ def define_flags(cls, flag_values=None, exclude: Iterable[str] = (),
       exclude: field names that are not flags of this binary.
       binary: the binary's module name: its registered aliases (:func:`register_aliases`)
         are defined too.
+      mark_required: False to parse only some of the flags (:func:`parse_given`).
     """
     from absl import flags
     # The flags belong to the binary that calls this (so its --help lists them), not here.
@@ -226,6 +229,8 @@ def define_flags(cls, flag_values=None, exclude: Iterable[str] = (),
             flags.DEFINE_integer(name, default, help_text, **kw)
         elif tp is float:
             flags.DEFINE_float(name, default, help_text, **kw)
+        elif tp is tuple and meta.get("repeated"):
+            flags.DEFINE_multi_string(name, [str(v) for v in default or ()], help_text, **kw)
         elif tp is tuple:
             flags.DEFINE_list(name, None if default is None else [str(v) for v in default],
                               help_text + (f" One or more of {','.join(choices)}."
@@ -240,7 +245,7 @@ def define_flags(cls, flag_values=None, exclude: Iterable[str] = (),
     for old, new in aliases.items():
         if new in fv and old not in fv:
             flags.DEFINE_alias(old, new, flag_values=fv)
-    for name in required:
+    for name in required if mark_required else ():
         flags.mark_flag_as_required(name, flag_values=fv)
 
 
@@ -323,3 +328,59 @@ def from_flags(cls, flag_values=None, exclude: Iterable[str] = ()):
     config = make(cls, {n: fv[n].value for n in names if n in fv})
     check_ranges(config)
     return config
+
+
+def parse_given(cls, args: Sequence[str], exclude: Iterable[str] = (),
+                binary: Optional[str] = None) -> dict:
+    """``{name: value}`` of the settings of config ``cls`` that ``args`` (``--name=value``
+    strings, as on a command line) give, converted and checked as the binary would, in the
+    order given: the overrides of a config (:func:`make` applies them).
+
+    Raises:
+      ValueError: an unknown flag, a value that does not parse or is outside its declared
+        range (naming the flag).
+    """
+    from absl import flags
+    fv = flags.FlagValues()
+    define_flags(cls, fv, exclude, binary=binary, mark_required=False)
+    try:
+        fv(["overrides", *args])
+    except flags.Error as e:
+        raise ValueError(str(e)) from None
+    if binary:
+        warn_deprecated(binary, fv)
+    fields = {n: (tp, meta) for n, tp, _, meta in flag_fields(cls, exclude=exclude)}
+    given = {n: _convert(n, fields[n][0], fv[n].value, fields[n][1])
+             for n in fields if fv[n].present}
+
+    # The order given (a bare boolean may read --noname); an alias's target goes last.
+    order = []
+    for arg in args:
+        name = arg.lstrip("-").split("=", 1)[0]
+        order.append(name[2:] if "=" not in arg and name not in given and name.startswith("no")
+                     else name)
+    given = dict(sorted(given.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order
+                        else len(order)))
+    check_ranges(make(cls, given))
+    return given
+
+
+def flat_values(config, exclude: Iterable[str] = ()) -> dict:
+    """``{name: value}`` of every flag of ``config`` (nested configs flattened): the
+    inverse of :func:`make`."""
+    return {name: value for name, _, value, _ in
+            flag_fields(type(config), default=config, exclude=exclude)}
+
+
+def flag_args(values: Mapping[str, Any]) -> list:
+    """Command-line flags of ``{name: value}``: ``--name=value`` (lists comma-separated),
+    ``--name`` / ``--noname`` for booleans; what :func:`parse_given` reads back."""
+    out = []
+    for name, value in values.items():
+        if isinstance(value, bool):
+            out.append(f"--{name}" if value else f"--no{name}")
+        elif isinstance(value, (tuple, list)):
+            out.append(f"--{name}={','.join(str(v) for v in value)}")
+        else:
+            out.append(f"--{name}={value}")
+    return out

@@ -344,14 +344,10 @@ def main(argv: Sequence[str]) -> None:
     cli.check_no_arguments(argv)
     configs.warn_deprecated(BINARY)
     config = configs.from_flags(configs.DemoConfig)
-    # The workdir's lock; each stage binary locks its own stage directory inside it.
-    with run_lock.hold(config.workdir, "--workdir"):
-        run_lock.clean_stale_temps(config.workdir)
-        with xl.resumable():
-            run(config.workdir, config.scale, config.seed, config.scratch_row,
-                config.pretrained_row, scratch_trainable_row=config.scratch_trainable_row,
-                real_motion_test=config.real_motion_test,
-                real_motion_pool=config.real_motion_pool)
+    with xl.suite_workdir(config.workdir):
+        run(config.workdir, config.scale, config.seed, config.scratch_row,
+            config.pretrained_row, scratch_trainable_row=config.scratch_trainable_row,
+            real_motion_test=config.real_motion_test, real_motion_pool=config.real_motion_pool)
 
 
 if __name__ == "__main__":

@@ -539,6 +539,16 @@ def plot_series(results: Sequence[dict], path: str) -> bool:
 
 
 @contextlib.contextmanager
+def suite_workdir(workdir: str):
+    """A suite driver's workdir for the ``with`` block: locked (each stage binary locks its
+    own stage directory inside it), stale temporaries removed, and :func:`resumable`."""
+    with run_lock.hold(workdir, "--workdir"):
+        run_lock.clean_stale_temps(workdir)
+        with resumable():
+            yield
+
+
+@contextlib.contextmanager
 def resumable():
     """A suite driver's job: a failed stage or a full disk ends it through the binaries' one
     exit path (:func:`tfrecords_tools.cli.run`: one line, exit 1) saying how to resume."""

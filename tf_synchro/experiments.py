@@ -88,12 +88,9 @@ def main(argv: Sequence[str]) -> None:
     cli.check_no_arguments(argv)
     configs.warn_deprecated(BINARY)
     config = configs.from_flags(configs.ExperimentsConfig)
-    # The workdir's lock; each stage binary locks its own stage directory inside it.
-    with run_lock.hold(config.workdir, "--workdir"):
-        run_lock.clean_stale_temps(config.workdir)
-        with xl.resumable():
-            run_suite(config.suite, config.workdir, config.scale, config.rows, config.seed,
-                      deterministic=config.deterministic)
+    with xl.suite_workdir(config.workdir):
+        run_suite(config.suite, config.workdir, config.scale, config.rows, config.seed,
+                  deterministic=config.deterministic)
 
 
 if __name__ == "__main__":

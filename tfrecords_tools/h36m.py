@@ -459,18 +459,10 @@ def convert(config: H36MConfig, output_dir: str, num_workers: int = 1,
 
 
 @dataclasses.dataclass(frozen=True)
-class H36MRun:
-    """One invocation of the binary: the conversion's settings, where to write them and how
-    many processes.
+class H36MRun(dataset_io.ConversionRun):
+    """One invocation of the binary: where to write, how many processes
+    (:class:`~tfrecords_tools.dataset_io.ConversionRun`), and the conversion's settings."""
 
-    Attributes:
-      output_dir: dataset directory to write (or resume).
-      num_workers: sequences converted in parallel (processes).
-      dataset: the settings stored in the manifest.
-    """
-
-    output_dir: str = setting(None, "Dataset directory to write (or resume).", required=True)
-    num_workers: int = setting(1, "Sequences converted in parallel (processes).", minimum=1)
     dataset: H36MConfig = setting(factory=H36MConfig)
 
     def config(self) -> H36MConfig:
@@ -480,13 +472,7 @@ class H36MRun:
 
 def main(argv: Sequence[str]) -> None:
     cli.check_no_arguments(argv)
-    flag_engine.warn_deprecated(WRITER)
-    run = flag_engine.from_flags(H36MRun)
-    manifest = convert(run.config(), run.output_dir, num_workers=run.num_workers)
-    t = manifest["totals"]
-    print(f"wrote {t.get('num_records', 0)} records, {t.get('num_frames', 0)} timesteps, "
-          f"{t.get('num_images', 0)} crops to {run.output_dir}; "
-          f"{len(manifest['skipped'])} skipped items listed in manifest.json")
+    dataset_io.convert_from_flags(H36MRun, convert, WRITER)
 
 
 def define_flags(flag_values=None) -> None:

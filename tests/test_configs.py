@@ -79,6 +79,28 @@ def test_flags_round_trip_into_nested_configs_and_defaults_come_from_the_config(
     assert configs.make(configs.PretrainConfig, seed=5).pairs.seed is None
 
 
+def test_the_flag_engine_is_the_bottom_layer_and_takes_aliases_by_registration(capsys):
+    from tfrecords_tools import inspect
+    from tfrecords_tools.runtime import flags as flag_engine
+    tree = ast.parse(open(flag_engine.__file__).read())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not [m for m in imported if m.split(".")[0] in ("tf_synchro", "tfrecords_tools")]
+    # configs registered its aliases; any binary's owner can register its own.
+    assert configs.warn_deprecated is flag_engine.warn_deprecated
+    flag_engine.register_aliases(deprecated={"tfrecords_tools.inspect": {"sheet": "contact_sheet"}})
+    try:
+        fv = flags.FlagValues()
+        inspect.define_flags(fv)
+        fv(["inspect", "--sheet=x.png"])
+        assert flag_engine.warn_deprecated("tfrecords_tools.inspect", fv) == [
+            ("sheet", "contact_sheet")]
+        assert "--sheet is deprecated" in capsys.readouterr().err
+        assert flag_engine.from_flags(inspect.InspectConfig, fv).contact_sheet == "x.png"
+    finally:
+        del flag_engine._DEPRECATED["tfrecords_tools.inspect"]
+
+
 def test_the_suite_drivers_take_their_flags_from_configs():
     from tf_synchro import experiment_lib
     assert configs.SUITE_SCALES == tuple(sorted(experiment_lib.SCALES))

@@ -21,6 +21,8 @@ config               holds
 :class:`RuntimeConfig` strategy, precision, seed, logging
 :class:`PretrainConfig` one pre-training run (nests the above)
 :class:`FinetuneConfig` one fine-tuning run (nests the above)
+:class:`DemoConfig`, :class:`ExperimentsConfig` the suite drivers (``demo``, ``experiments``)
+:class:`RowConfig`   an experiment row flagfile (:mod:`tf_synchro.experiment_lib`)
 ==================== ==========================================================================
 
 Settings a config derives from another (the pair pipeline's tasks, input size, subjects and

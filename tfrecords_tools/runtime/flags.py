@@ -39,11 +39,6 @@ def register_aliases(lasting: Mapping[str, Mapping[str, str]] = None,
             table.setdefault(binary, {}).update(aliases)
 
 
-def deprecated_aliases(binary: str) -> dict:
-    """``{old: new}`` of the deprecated spellings registered for ``binary``."""
-    return dict(_DEPRECATED.get(binary, {}))
-
-
 def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: Sequence = (),
             flag: bool = True, required: bool = False, item: type = str,
             factory: Any = None, minimum: Optional[float] = None,

@@ -10,10 +10,8 @@ import shutil
 
 import pytest
 
-from tf_synchro import demo
-from tf_synchro import experiment_lib as xl
-from tf_synchro import experiments
-from tf_synchro import run_dir
+from tf_synchro import demo, experiments, run_dir
+from tf_synchro.suite import experiment_lib as xl
 
 ROWS = os.path.join(xl.REPO, "flags", "table1")
 TRAINABLE = "flags/baselines/b0_random_init_all_trainable.flags"
@@ -293,7 +291,7 @@ def test_row_overrides_are_typed_config_values(tmp_path, capsys):
 
 
 def test_a_failed_stage_ends_through_the_one_exit_path(capsys):
-    from tfrecords_tools import cli
+    from tfrecords_tools.runtime import cli
     with pytest.raises(xl.StageError) as e:
         with xl.resumable():
             raise xl.StageError("stage data failed with exit code 2: x")

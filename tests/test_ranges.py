@@ -13,7 +13,7 @@ import math
 import pytest
 
 from tf_synchro import configs
-from tfrecords_tools import cli
+from tfrecords_tools.runtime import cli
 from tfrecords_tools.runtime import flags as flag_engine
 
 from tfrecords_tools import h36m, inspect, rig, synthesize

@@ -22,7 +22,7 @@ config               holds
 :class:`PretrainConfig` one pre-training run (nests the above)
 :class:`FinetuneConfig` one fine-tuning run (nests the above)
 :class:`DemoConfig`, :class:`ExperimentsConfig` the suite drivers (``demo``, ``experiments``)
-:class:`RowConfig`   an experiment row flagfile (:mod:`tf_synchro.experiment_lib`)
+:class:`RowConfig`   an experiment row flagfile (:mod:`tf_synchro.suite.experiment_lib`)
 ==================== ==========================================================================
 
 Settings a config derives from another (the pair pipeline's tasks, input size, subjects and
@@ -87,7 +87,7 @@ SCRATCH = "scratch"  # --init_from value: random initialisation.
 MIN_INPUT_SIZE = 32  # The encoder downsamples by 32.
 EXPORT_WHAT = ("pose", "encoder")
 EXPORT_FORMATS = ("saved_model", "onnx", "tflite")
-# Scales of the experiment suites (tf_synchro.experiment_lib.SCALES: a flagfile per binary).
+# Scales of the experiment suites (tf_synchro.suite.experiment_lib.SCALES: a flagfile per binary).
 SUITE_SCALES = ("cpu", "paper", "tiny")
 
 # Old flag spellings accepted for one release: {binary: {old: new}}.
@@ -398,7 +398,7 @@ class RuntimeConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PretextEvalConfig:
-    """The held-out pretext evaluation (:func:`tf_synchro.pretext.evaluate`).
+    """The held-out pretext evaluation (:func:`tf_synchro.tasks.pretext.evaluate`).
 
     Attributes:
       subjects: held-out subjects.
@@ -694,7 +694,7 @@ class PredictConfig:
 @dataclasses.dataclass(frozen=True)
 class DemoConfig:
     """The main job (``python -m tf_synchro.demo``): rows of the experiment suites run as
-    stages (:mod:`tf_synchro.experiment_lib`)."""
+    stages (:mod:`tf_synchro.suite.experiment_lib`)."""
 
     workdir: str = setting(None, "Directory for the dataset, runs and REPORT.md.",
                            required=True)
@@ -733,14 +733,14 @@ class ExperimentsConfig:
         "way the CPU kernels' rounding varies from run to run.")
 
 
-# The stage binaries of an experiment row, in run order (tf_synchro.experiment_lib).
+# The stage binaries of an experiment row, in run order (tf_synchro.suite.experiment_lib).
 ROW_STAGES = ("synthesize", "pretrain", "finetune", "evaluate")
 
 
 @dataclasses.dataclass(frozen=True)
 class RowConfig:
     """The flags of an experiment row flagfile (``flags/table1/*.flags``;
-    :func:`tf_synchro.experiment_lib.load_row`): the row's name and paper numbers, the
+    :func:`tf_synchro.suite.experiment_lib.load_row`): the row's name and paper numbers, the
     settings the paper's tables vary, and config overrides of each stage's binary."""
 
     row: Optional[str] = setting(None, "Row id in the paper's table (a, b, ...).")

@@ -5,7 +5,7 @@ r"""Runs a suite of the paper's experiments and writes its table beside the pape
     python -m tf_synchro.experiments --suite scaling --workdir /tmp/tf_synchro_scaling
 
 A suite is a folder of row flagfiles (``flags/table1``, ``flags/table2``, or any path), or
-one defined in code (``scaling``: :func:`tf_synchro.experiment_lib.scaling_rows`).
+one defined in code (``scaling``: :func:`tf_synchro.suite.experiment_lib.scaling_rows`).
 Rows that share a stage share its run (e.g. Table 1's d, g, k, m are one pre-training
 and one fine-tune at the paper scale; d, g, j, m at the cpu scale). Finished stages are
 reused, an interrupted one resumes, so re-running the same command continues a partly
@@ -26,8 +26,8 @@ from typing import Sequence
 from absl import app
 
 from tf_synchro import configs
-from tf_synchro import experiment_lib as xl
-from tfrecords_tools import cli, dataset_io, run_lock
+from tf_synchro.suite import experiment_lib as xl
+from tfrecords_tools.runtime import cli, fileio, locks
 
 BINARY = "tf_synchro.experiments"
 
@@ -67,13 +67,13 @@ def run_suite(suite: str, workdir: str, scale: str, rows: Sequence[str] = (), se
         result["seconds_this_run"] = round(time.time() - t0, 1)
         results = xl.add_ratios(results + [result])
         # Written after every row: a partly finished suite still has a table (and plot).
-        dataset_io.write_json_atomic(base + ".json", {"suite": name, "scale": scale,
+        fileio.write_json_atomic(base + ".json", {"suite": name, "scale": scale,
                                                       "seed": seed, "deterministic": deterministic,
                                                       "rows": results})
         table = xl.format_table(results, f"{name}, scale={scale}, seed={seed}"
                                          f"{', deterministic' if deterministic else ''} (mm, "
                                          f"mean over actions; test S9/S11)")
-        tmp = run_lock.temp_path(base + ".md")
+        tmp = locks.temp_path(base + ".md")
         with open(tmp, "w") as f:
             f.write(table)
         os.replace(tmp, base + ".md")

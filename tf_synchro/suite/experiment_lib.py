@@ -40,11 +40,11 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 from absl import flags
 
 from tf_synchro import configs, run_dir
-from tf_synchro.metrics import METRICS
-from tfrecords_tools import cli, dataset_io, run_lock
+from tf_synchro.tasks.metrics import METRICS
+from tfrecords_tools.runtime import cli, figures, fileio, locks
 from tfrecords_tools.runtime import flags as flag_engine
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLAGS_DIR = os.path.join(REPO, "flags")
 STAGE_DONE = "stage_done.json"
 FLAGS_SNAPSHOT = "base.flags"  # the scale's flagfile as it was when the stage was planned
@@ -74,7 +74,7 @@ PRETEXT_KEYS = ("sync_accuracy", "flip_accuracy", "sync_auc", "flip_auc")
 
 class StageError(cli.DataError):
     """A stage's binary failed; the message names the stage, its command and its log (exit
-    status 1 through :func:`tfrecords_tools.cli.run`)."""
+    status 1 through :func:`tfrecords_tools.runtime.cli.run`)."""
 
 
 # ----------------------------------------------------------------------------- rows
@@ -97,8 +97,8 @@ class Row(configs.RowConfig):
 def stage_config(binary: str) -> tuple:
     """``(config class, excluded fields, module)`` of a stage binary's flags."""
     if binary == "synthesize":
-        from tfrecords_tools import synthesize
-        return synthesize.SynthesizeRun, (), synthesize.BINARY
+        from tfrecords_tools.synth import config as synth_config
+        return synth_config.SynthesizeRun, (), "tfrecords_tools.synthesize"
     cls = {"pretrain": configs.PretrainConfig, "finetune": configs.FinetuneConfig,
            "evaluate": configs.EvaluateConfig}[binary]
     return (cls, configs.FINETUNE_EXCLUDE if binary == "finetune" else (),
@@ -274,7 +274,7 @@ def run_stage(stage: Stage, workdir: str, log: Callable[[str], None] = print,
         log(f"{label}{stage.name}: reusing finished {os.path.relpath(directory, workdir)}")
         return directory
     os.makedirs(directory, exist_ok=True)
-    dataset_io.write_json_atomic(os.path.join(directory, "settings.json"), stage.settings())
+    fileio.write_json_atomic(os.path.join(directory, "settings.json"), stage.settings())
     if stage.flag_text is not None:
         with open(os.path.join(directory, FLAGS_SNAPSHOT), "w") as f:
             f.write(f"# snapshot of {stage.flagfile}\n{stage.flag_text}")
@@ -301,12 +301,12 @@ def run_stage(stage: Stage, workdir: str, log: Callable[[str], None] = print,
         hint = ""
         if "No space left on device" in text or "ENOSPC" in text:
             hint = " (the disk is full: free space and re-run; finished stages are kept)"
-        # The binaries end with one "<binary>: error: ..." line (tfrecords_tools.cli).
+        # The binaries end with one "<binary>: error: ..." line (tfrecords_tools.runtime.cli).
         errors = [line.strip() for line in tail if ": error: " in line]
         last = errors[-1] if errors else " | ".join(line.strip() for line in tail[-3:])
         raise StageError(f"stage {stage.name} failed with exit code {rc}{hint}: {last} (full "
                          f"log: {log_path}; command: {' '.join(cmd)})")
-    dataset_io.write_json_atomic(os.path.join(directory, STAGE_DONE),
+    fileio.write_json_atomic(os.path.join(directory, STAGE_DONE),
                                  {"seconds": round(time.time() - start, 1),
                                   "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
     return directory
@@ -534,7 +534,7 @@ def plot_series(results: Sequence[dict], path: str) -> bool:
         if ax.lines:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    run_lock.save_figure(fig, path, dpi=90)
+    figures.save_figure(fig, path, dpi=90)
     return True
 
 
@@ -542,8 +542,8 @@ def plot_series(results: Sequence[dict], path: str) -> bool:
 def suite_workdir(workdir: str):
     """A suite driver's workdir for the ``with`` block: locked (each stage binary locks its
     own stage directory inside it), stale temporaries removed, and :func:`resumable`."""
-    with run_lock.hold(workdir, "--workdir"):
-        run_lock.clean_stale_temps(workdir)
+    with locks.hold(workdir, "--workdir"):
+        locks.clean_stale_temps(workdir)
         with resumable():
             yield
 
@@ -551,7 +551,7 @@ def suite_workdir(workdir: str):
 @contextlib.contextmanager
 def resumable():
     """A suite driver's job: a failed stage or a full disk ends it through the binaries' one
-    exit path (:func:`tfrecords_tools.cli.run`: one line, exit 1) saying how to resume."""
+    exit path (:func:`tfrecords_tools.runtime.cli.run`: one line, exit 1) saying how to resume."""
     try:
         yield
     except OSError as e:

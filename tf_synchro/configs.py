@@ -37,9 +37,9 @@ nor Keras.
 from __future__ import annotations
 
 import dataclasses
-import os
-from typing import Any, Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
+from tf_synchro.data import groups
 from tfrecords_tools import dataset_io
 # The flag engine (fields -> flags -> checked configs); its names are re-exported here, so a
 # binary reads every setting through this module.
@@ -54,30 +54,6 @@ FUSIONS = ("multiply", "concat", "add", "difference")
 TASK_SETS = (("sync", "flip"), ("sync",), ("flip",))  # Pretext heads, in canonical order.
 VIEW_MODES = ("multi", "single")
 GAP_SAMPLING = ("clip", "uniform")
-PAIR_GROUPINGS = ("pairs", "quads", "hexes", "octets")
-# Cameras per instant of the groupings that draw C cameras at two instants (2C frames).
-GROUP_CAMERAS = {"quads": 2, "hexes": 3, "octets": 4}
-
-
-def group_frames(grouping: str) -> tuple:
-    """Frame names of one element: ``("a", "b")`` for pairs; for a grouping of C cameras,
-    cameras ``a, b, ...`` at ``t1``, then the same cameras at ``t2`` (``a2, b2, ...``)."""
-    if grouping == "pairs":
-        return ("a", "b")
-    cams = "abcdefgh"[:GROUP_CAMERAS[grouping]]
-    return tuple(cams) + tuple(f"{c}2" for c in cams)
-
-
-def group_pairs(grouping: str) -> tuple:
-    """The pairs a grouping's model scores, as indices into :func:`group_frames`, in the
-    order of the blocks of its ``[P*B]`` outputs (:mod:`tf_synchro.data.pairs`,
-    :mod:`tf_synchro.models.siamese`): every same-instant pair at ``t1``, then at ``t2``,
-    then every cross-instant pair of two different cameras (``t1`` frame first)."""
-    if grouping == "pairs":
-        return ((0, 1),)
-    c = GROUP_CAMERAS[grouping]
-    same = tuple((t * c + i, t * c + j) for t in (0, 1) for i in range(c) for j in range(i + 1, c))
-    return same + tuple((i, c + j) for i in range(c) for j in range(c) if i != j)
 AUGMENT_ON = ("device", "host")
 DCT_METHODS = ("INTEGER_FAST", "INTEGER_ACCURATE", "")
 STRATEGIES = ("default", "mirrored", "multi_worker")
@@ -140,11 +116,6 @@ class ModelConfig:
     def encoder_settings(self) -> dict:
         """What an encoder file records of itself (``resnet.encoder_config``)."""
         return {"arch": self.arch, "width": float(self.width), "input_size": int(self.input_size)}
-
-    def settings(self) -> dict:
-        """The pre-training run's ``config.json["model"]``."""
-        return {"arch": self.arch, "width": self.width, "input_size": self.input_size,
-                "fusion": self.fusion, "tasks": list(self.tasks), "head_units": self.head_units}
 
 
 # Fine-tuning builds only the encoder: the pretext fields are not its flags.
@@ -250,10 +221,11 @@ class PairConfig:
       skip_corrupt_records: skip damaged records instead of stopping (see
         :func:`tf_synchro.data.records.clip_dataset`).
       pair_grouping: ``pairs``: each element is one pair of frames (the paper).
-        ``quads`` / ``hexes`` / ``octets``: each element is C = 2 / 3 / 4 different cameras
+        ``quads`` / ``hexes`` / ``octets`` (octets: the CPU default of
+        ``flags/pretrain_synthetic.flags``): each element is C = 2 / 3 / 4 different cameras
         at two unsynchronized instants ``t1, t2`` (2C frames), scored as the pairs of
-        :func:`group_pairs`: same-instant pairs synchronized, cross-instant pairs of two
-        cameras unsynchronized. With a flip head one ``t2`` frame is mirrored: its
+        :func:`tf_synchro.data.groups.pairs`: same-instant pairs synchronized, cross-instant
+        pairs of two cameras unsynchronized. With a flip head one ``t2`` frame is mirrored: its
         same-instant pairs are the flipped pairs, its cross-instant pairs are masked for
         both heads. Per encoded frame that gives 1.5x / 3.5x / 5.6x the head labels of
         plain pairs, and the sync head sees one frame both in and out of sync. With the flip
@@ -281,9 +253,11 @@ class PairConfig:
                                 "(d_min, d_max)); see configs.PairConfig.",
                                 choices=GAP_SAMPLING)
     skip_corrupt_records: bool = setting(False, flag=False)
-    pair_grouping: str = setting("pairs", "pairs: one pair per element (the paper); quads / "
-                                 "hexes / octets: 2 / 3 / 4 cameras at two times, scored as "
-                                 "all their pairs; see configs.PairConfig.", choices=PAIR_GROUPINGS)
+    pair_grouping: str = setting(groups.PAIRS, "pairs: one pair per element (the paper); "
+                                 "quads / hexes / octets: 2 / 3 / 4 cameras at two times, "
+                                 "scored as all their pairs (octets: the CPU default of "
+                                 "flags/pretrain_synthetic.flags); see "
+                                 "tf_synchro.data.groups.", choices=groups.GROUPINGS)
 
     def validate(self) -> None:
         """Raises ValueError naming the first bad setting: declared ranges, then the
@@ -301,22 +275,6 @@ class PairConfig:
                              f"{[list(t) for t in TASK_SETS]}")
         self.augment.validate()
 
-    def settings(self) -> dict:
-        """The sampling settings a run records (``config.json["pairs"]``)."""
-        return {"d_min": self.d_min, "d_max": self.d_max, "views": self.views,
-                "augment_on": "device" if self.device_augment else "host",
-                "gap_sampling": self.gap_sampling, "pairs_per_clip": self.pairs_per_clip,
-                "pair_grouping": self.pair_grouping,
-                "min_scale": self.augment.min_scale, "max_scale": self.augment.max_scale}
-
-    @classmethod
-    def from_run(cls, config: Mapping[str, Any]) -> "PairConfig":
-        """The pairs a pre-training run drew, from its ``config.json``."""
-        p, model = config["pairs"], config["model"]
-        return cls(d_min=p["d_min"], d_max=p["d_max"], tasks=tuple(model["tasks"]),
-                   views=p["views"], gap_sampling=p.get("gap_sampling", "clip"),
-                   augment=AugmentConfig(output_size=model["input_size"],
-                                         min_scale=p["min_scale"], max_scale=p["max_scale"]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -508,20 +466,6 @@ class PretrainConfig:
                              f"({','.join(self.model.tasks)}) has weight 0, nothing would "
                              f"train")
 
-    def extra_settings(self) -> dict:
-        """Recorded beside the model settings (may change on resume)."""
-        o = self.optimizer
-        return {"data_dir": os.path.abspath(self.data_dir),
-                "train_subjects": list(self.train_subjects),
-                "eval_subjects": list(self.eval_subjects),
-                "pairs": self.pair_config().settings(),
-                "training": {"batch_size": o.batch_size, "train_steps": o.train_steps,
-                             "learning_rate": o.learning_rate,
-                             "final_learning_rate": o.final_learning_rate,
-                             "weight_decay": o.weight_decay,
-                             "loss_weights": self.loss_weights(),
-                             "strategy": self.runtime.strategy,
-                             "mixed_precision": self.runtime.mixed_precision}}
 
 
 @dataclasses.dataclass(frozen=True)

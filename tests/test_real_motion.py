@@ -246,7 +246,7 @@ def test_labelled_subjects_draw_pool_clips_but_test_subjects_never(tmp_path):
     assert synthesize.settings_of(one)["labelled_extra_motions"] == 1
     with pytest.raises(ValueError, match="--labelled_extra_motions needs --extra_motion_dir"):
         synthesize.validate(_config(None, test, labelled_extra_motions=2))
-    with pytest.raises(ValueError, match="--labelled_extra_motions -1 is invalid"):
+    with pytest.raises(ValueError, match="labelled_extra_motions"):
         synthesize.validate(_config(pool, test, labelled_extra_motions=-1))
 
 

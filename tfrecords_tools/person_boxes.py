@@ -726,7 +726,8 @@ def _hull_boxes(config: BoxConfig, cams, scalers, masks, tight: np.ndarray,
             if z_x <= 0:
                 views.append(None)
                 continue
-            radius = int(np.ceil(half_diag * cam.fy * sc.scale / z_x))
+            # One pixel more than a voxel's reach: thin limbs must survive the carving.
+            radius = int(np.ceil(half_diag * cam.fy * sc.scale / z_x)) + 1
             pc = cam.world_to_camera(pts)
             uv = sc.to_small(cam.project_camera(pc))
             ix, iy = np.rint(uv[:, 0]).astype(np.int64), np.rint(uv[:, 1]).astype(np.int64)

@@ -30,7 +30,13 @@ the static scene. Per view:
    ``multiview_tolerance`` is the consensus, and a view outside it takes another of its
    detections that agrees, else the consensus projection. Views without a detection get
    the projection too.
-5. Short dropouts **hold** the last box (``hold_frames``); longer gaps take the nearest
+5. **Visual hull** (calibration and >= 3 views, ``hull_voxel_mm`` > 0): per frame, a
+   voxel block around the person's triangulated centre is carved by all views' masks; the
+   tallest part near the centre, within ``hull_radius`` of its axis, is the person, and
+   each view's box becomes that of its foreground pixels under that part's projection
+   (an object that touches the person in one image, or a ghost of the median, lies
+   elsewhere in 3D). A view without a detection gets the box of the projection.
+6. Short dropouts **hold** the last box (``hold_frames``); longer gaps take the nearest
    found box; boxes are made square with the margin rule of :func:`crops.square_box` and
    **smoothed** (moving average of centre and side).
 
@@ -120,6 +126,15 @@ class BoxConfig:
         height (joins limbs to the body, fills the gaps of background-coloured clothes;
         along image columns 2.5 times as far).
       keep_dilate: the keep mask grows by this many analysis pixels (the blended outline).
+      hull_voxel_mm: with calibration and >= 3 views, the visual-hull step's voxel side in
+        mm (0: no hull step): per frame a block around the person's triangulated centre is
+        carved by every view's foreground mask, and each view's box becomes that of its
+        foreground under the projection of the person's part of the hull.
+      hull_misses: a voxel stays in the hull when the views that see it show foreground
+        there, all but this many (a part of the person that one view's background model
+        holds).
+      hull_radius: the person's part of the hull lies within this many person heights of
+        their vertical axis (0: the whole connected hull).
     """
 
     background: str = "auto"

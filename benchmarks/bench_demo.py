@@ -17,7 +17,7 @@ from absl import app, flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from tf_synchro import demo  # noqa: E402
-from tf_synchro import experiment_lib as xl  # noqa: E402
+from tf_synchro.suite import experiment_lib as xl  # noqa: E402
 
 flags.DEFINE_string("workdir", None, "Fresh directory for the run.")
 flags.DEFINE_enum("scale", "cpu", sorted(xl.SCALES), "Demo scale.")

@@ -504,7 +504,7 @@ def define_flags() -> None:
 
 def main(argv: Sequence[str]) -> None:
     from absl import flags
-    from tfrecords_tools import cli
+    from tfrecords_tools.runtime import cli
     cli.check_no_arguments(argv)
     f = flags.FLAGS
     for name, values, allowed in (("cases", f.cases, CASES), ("motions", f.motions, MOTIONS)):
@@ -536,6 +536,6 @@ def main(argv: Sequence[str]) -> None:
 
 
 if __name__ == "__main__":
-    from tfrecords_tools import cli
+    from tfrecords_tools.runtime import cli
     define_flags()
     cli.run(main)

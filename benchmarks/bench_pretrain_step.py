@@ -4,7 +4,7 @@ r"""Milliseconds per pre-training step of ``tf_synchro.pretrain``'s own model, o
         [--arch=resnet10] [--batch_size=16] [--stored_size=80] [--steps=400] [--chunks=4]
 
 Builds and compiles the model exactly as ``tf_synchro.pretrain`` does
-(:func:`tf_synchro.pretext.build_model`, so the
+(:func:`tf_synchro.tasks.pretext.build_model`, so the
 :class:`tf_synchro.models.view_augment.ViewAugment` layer, the losses, metrics and AdamW are
 all in the step) from the pre-training flags, and runs ``model.fit`` on one fixed in-memory
 batch of uint8 frames (``--stored_size``, the CPU dataset's 80 px) and augmentation draws,
@@ -43,7 +43,8 @@ def main(argv: Sequence[str]) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from tf_synchro import configs, pretext
+    from tf_synchro import configs
+    from tf_synchro.tasks import pretext
     from tf_synchro.models import view_augment
 
     # The flags as parsed: no dataset is read, so --train_subjects patterns stay unexpanded.

@@ -48,8 +48,9 @@ import jax  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tf_synchro import configs, losses  # noqa: E402
+from tf_synchro import configs  # noqa: E402
 from tf_synchro.models import resnet, siamese, view_augment  # noqa: E402
+from tf_synchro.tasks import losses  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("configs", ["256x128", "16x224"], "BATCHxSIZE pairs per step x pixels.")

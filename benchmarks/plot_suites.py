@@ -7,7 +7,7 @@ A scaling grid often runs in pieces: rows in separate workdirs (two streams side
 or on different days. Each piece's ``<suite>_<scale>.json`` (written by
 ``python -m tf_synchro.experiments``) holds its rows with ratios against that piece's own
 random-init baseline. This draws every row that has a ``series`` and an ``x`` with
-:func:`tf_synchro.experiment_lib.plot_series` (one line per series; per series and seed
+:func:`tf_synchro.suite.experiment_lib.plot_series` (one line per series; per series and seed
 when the files hold more than one seed) and prints a markdown table of the points, sorted
 by series and steps. Two files giving the same point (series, x, seed) are refused.
 """
@@ -26,7 +26,7 @@ FLAGS = flags.FLAGS
 def _experiment_lib():
     """Imported after the input checks: it imports TensorFlow (seconds)."""
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from tf_synchro import experiment_lib
+    from tf_synchro.suite import experiment_lib
     return experiment_lib
 
 

@@ -49,7 +49,7 @@ def pose_data(tmp_path_factory):
 def finished_run(tmp_path_factory, pose_data):
     """The tiny fine-tune from scratch on ``pose_data`` (:func:`tests.testutil.finetune_config`):
     (model_dir, summary). Used by the fine-tuning, evaluation, export and predict tests."""
-    from tf_synchro import pose3d
+    from tf_synchro.tasks import pose3d
     model_dir = str(tmp_path_factory.mktemp("run"))
     summary = pose3d.train(testutil.finetune_config(pose_data, model_dir), verbose=False)
     return model_dir, summary

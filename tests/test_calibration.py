@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 
 from tests import h36m_fixtures as hf
-from tfrecords_tools import calibration, cameras, cli, rig
+from tfrecords_tools import calibration, cameras, rig
+from tfrecords_tools.runtime import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOL_PX = 0.5

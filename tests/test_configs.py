@@ -12,7 +12,7 @@ import pytest
 from absl import flags
 
 from tf_synchro import configs, run_dir
-from tfrecords_tools import cli
+from tfrecords_tools.runtime import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARIES = ("tf_synchro.pretrain", "tf_synchro.finetune", "tf_synchro.evaluate",

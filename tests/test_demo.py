@@ -9,10 +9,8 @@ import shutil
 
 import pytest
 
-from tf_synchro import demo
-from tf_synchro import experiment_lib as xl
-from tf_synchro import experiments
-from tf_synchro import run_dir
+from tf_synchro import demo, experiments, run_dir
+from tf_synchro.suite import experiment_lib as xl
 
 ROWS = os.path.join(xl.REPO, "flags", "table1")
 TRAINABLE = "flags/baselines/b0_random_init_all_trainable.flags"

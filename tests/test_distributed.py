@@ -109,7 +109,8 @@ def _worker(mode: str, data_dir: str, model_dir: str, out: str, batch: int) -> N
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from tf_synchro import configs, pretext, train_lib
+    from tf_synchro import configs, train_lib
+    from tf_synchro.tasks import pretext
     # The strategy first: MultiWorkerMirroredStrategy must exist before other TF ops.
     strategy = train_lib.make_strategy(mode)
 

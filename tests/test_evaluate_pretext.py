@@ -5,8 +5,8 @@ import itertools
 import numpy as np
 import pytest
 
-from tf_synchro import pretext
 from tf_synchro.data import pairs
+from tf_synchro.tasks import pretext
 
 
 def _pairwise_auc(pos, neg):

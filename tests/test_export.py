@@ -9,8 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from tf_synchro import run_dir, serving
+from tf_synchro import run_dir
 from tf_synchro.data import frames
+from tf_synchro.deploy import artefacts, serving
 from tf_synchro.models import pose
 
 pytestmark = pytest.mark.large  # End to end: exports the tiny fine-tuned run.
@@ -59,7 +60,7 @@ def test_exported_pose_model_serves_the_same_joints_in_a_fresh_process(finished_
     path = serving.export(model_dir, export_dir)
     assert path == os.path.join(export_dir, "1")
     assert os.path.exists(os.path.join(path, "saved_model.pb"))
-    assert json.load(open(os.path.join(path, serving.METADATA_FILE)))["what"] == "pose"
+    assert json.load(open(os.path.join(path, artefacts.METADATA_FILE)))["what"] == "pose"
 
     model, config = run_dir.load_pose_run(model_dir)
     # Crops of another size than the model input (resized inside the graph) and JPEGs of

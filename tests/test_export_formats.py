@@ -6,7 +6,8 @@ import re
 import numpy as np
 import pytest
 
-from tf_synchro import configs, serving
+from tf_synchro import configs
+from tf_synchro.deploy import artefacts, serving
 
 pytestmark = pytest.mark.large  # End to end: exports the tiny fine-tuned run to every format.
 
@@ -29,7 +30,7 @@ def test_every_format_is_written_beside_the_version_and_checked(all_formats, fin
     assert path == os.path.join(export_dir, "1")
     # TF Serving watches integer-named directories: the other formats are files beside it.
     assert sorted(os.listdir(export_dir)) == ["1", "1.int8.tflite", "1.onnx", "1.tflite"]
-    meta = json.load(open(os.path.join(path, serving.METADATA_FILE)))
+    meta = json.load(open(os.path.join(path, artefacts.METADATA_FILE)))
     formats = meta["formats"]
     assert sorted(formats) == ["onnx", "saved_model", "tflite", "tflite_int8"]
     assert formats["onnx"]["opset"] == 17 and formats["onnx"]["runtime"].startswith("onnxruntime")
@@ -86,7 +87,7 @@ def test_an_int8_model_whose_mpjpe_rises_too_much_fails_the_export(finished_run,
     # weights, so the gate is tested with a known error: the int8 file answers as the float
     # file (written just before it, within 1e-3 mm of the SavedModel) with every joint but
     # the root moved 300 mm along x, far more than 2% of the tiny model's MPJPE.
-    real_runner = serving.tflite_runner
+    real_runner = artefacts.tflite_runner
 
     def moved(path):
         if not path.endswith(".int8.tflite"):
@@ -99,7 +100,7 @@ def test_an_int8_model_whose_mpjpe_rises_too_much_fails_the_export(finished_run,
             return joints
         return run
 
-    monkeypatch.setattr(serving, "tflite_runner", moved)
+    monkeypatch.setattr(artefacts, "tflite_runner", moved)
     options = configs.FormatOptions(formats=("saved_model", "tflite"), tflite_quantize=True,
                                    check_crops=4, **INT8_DATA)
     with pytest.raises(serving.FormatCheckError) as info:
@@ -117,7 +118,8 @@ def test_evaluating_each_artefact_gives_the_run_directory_mpjpe(all_formats, fin
                                                                tmp_path):
     """evaluate --model_dir takes the version directory, the .onnx and the .tflite files:
     the same protocol on the uint8 crops through serving_default, the same MPJPE."""
-    from tf_synchro import evaluate, pose3d
+    from tf_synchro import evaluate
+    from tf_synchro.tasks import pose3d
     export_dir, path = all_formats
     model_dir, _ = finished_run
     data_dir = json.load(open(os.path.join(model_dir, "config.json")))["data_dir"]
@@ -125,7 +127,7 @@ def test_evaluating_each_artefact_gives_the_run_directory_mpjpe(all_formats, fin
     ref = reference["mean_over_actions"]
     assert reference["model_kind"] == "run" and ref["mpjpe"] > 10
     # The int8 model: the figures its export gate measured on the same frames.
-    gate = json.load(open(os.path.join(path, serving.METADATA_FILE)))["formats"]["tflite_int8"]
+    gate = json.load(open(os.path.join(path, artefacts.METADATA_FILE)))["formats"]["tflite_int8"]
     int8 = {"mpjpe": gate["mpjpe_mm"], "pa_mpjpe": gate["pa_mpjpe_mm"]}
     assert gate["reference_mpjpe_mm"] == pytest.approx(ref["mpjpe"], abs=0.01)
     for name, kind, expected, tolerance in (
@@ -151,7 +153,6 @@ def test_evaluating_each_artefact_gives_the_run_directory_mpjpe(all_formats, fin
         evaluate.run(configs.make(configs.EvaluateConfig, dict(
             model_dir=os.path.join(export_dir, "1.onnx"), data_dir=data_dir,
             subjects=("S1",), frame_step=1, num_examples=0)))
-    from tf_synchro import artefacts
     (tmp_path / "model.pb").write_bytes(b"x")
     with pytest.raises(artefacts.ArtefactError, match="expected an export version directory"):
         pose3d.evaluate(str(tmp_path / "model.pb"), data_dir, ("S9",), frame_step=1)
@@ -195,7 +196,7 @@ def test_binary_flags_write_and_report_the_formats(finished_run, tmp_path):
                          cwd=repo, env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     assert f"onnx: {tmp_path / 'm' / '3.onnx'}, max difference" in out.stdout
-    meta = json.load(open(tmp_path / "m" / "3" / serving.METADATA_FILE))
+    meta = json.load(open(tmp_path / "m" / "3" / artefacts.METADATA_FILE))
     assert meta["formats"]["onnx"]["opset"] == 15
     assert meta["format_check"]["num_crops"] == 4
     assert sorted(os.listdir(tmp_path / "m")) == ["3", "3.onnx"]

@@ -1,6 +1,6 @@
 """Faults and bad input (issue 15): kills, damaged data, the run-directory lock, bad flags.
 
-Binaries run in this process through :func:`tfrecords_tools.cli.invoke` (fresh flags, the
+Binaries run in this process through :func:`tfrecords_tools.runtime.cli.invoke` (fresh flags, the
 same error handling and exit codes as ``python -m``), which avoids a Python + TensorFlow
 start-up per invocation. Only the SIGKILL cases start subprocesses: a hook makes the
 binary kill itself at a chosen write (before the Nth ``os.replace`` of a given temporary),
@@ -18,8 +18,9 @@ import sys
 
 import pytest
 
-from tfrecords_tools import cli, dataset_io, run_lock, synthesize
 from tfrecords_tools import inspect as inspect_lib
+from tfrecords_tools import dataset_io, synthesize
+from tfrecords_tools.runtime import cli, fileio, locks
 
 pytestmark = pytest.mark.large  # End to end: kills, re-runs and misuses the real binaries.
 
@@ -56,7 +57,7 @@ def _files(root):
 
 
 def _temps(root):
-    return sorted(p for p in _files(root) if run_lock.temp_owner(os.path.basename(p)))
+    return sorted(p for p in _files(root) if locks.temp_owner(os.path.basename(p)))
 
 
 def _shard_hashes(data_dir):
@@ -75,7 +76,7 @@ def _replace(src, dst, *a, **k):
     return _real(src, dst, *a, **k)
 os.replace = _replace
 sys.argv = [{module!r}] + {argv!r}
-from tfrecords_tools import cli
+from tfrecords_tools.runtime import cli
 m = importlib.import_module({module!r})
 m.define_flags()
 cli.run(m.main)
@@ -181,7 +182,7 @@ def test_stale_temporaries_are_named_by_inspect_and_removed_by_the_writer(data, 
                                    f"S1-Walking.tfrecord.tmp-{alive}"])
     code, out, err = _invoke("tfrecords_tools.inspect", [copy, "--contact_sheet="])
     assert code == 0 and "3 stray file(s)" in out, (out, err)
-    removed = run_lock.clean_stale_temps(copy, log=lambda s: None)
+    removed = locks.clean_stale_temps(copy, log=lambda s: None)
     # Only the dead writer's files go; a live process's temporary is left alone.
     assert sorted(os.path.basename(p) for p in removed) == sorted(
         [f"S9-Boxing.tfrecord.tmp-{dead}", f"manifest.json.tmp-{dead}"])
@@ -192,7 +193,7 @@ def test_stale_temporaries_are_named_by_inspect_and_removed_by_the_writer(data, 
 
 def _fake_lock(directory, pid, host=None):
     os.makedirs(directory, exist_ok=True)
-    with open(os.path.join(directory, run_lock.LOCK_FILE), "w") as f:
+    with open(os.path.join(directory, locks.LOCK_FILE), "w") as f:
         json.dump({"host": host or socket.gethostname(), "pid": pid, "started": "earlier",
                    "command": "pretrain --model_dir=..."}, f)
 
@@ -202,29 +203,29 @@ def test_lock_refuses_a_live_holder_takes_over_a_dead_one(tmp_path):
     try:
         run_dir = str(tmp_path / "run")
         _fake_lock(run_dir, holder.pid)
-        with pytest.raises(run_lock.LockError, match=(
+        with pytest.raises(locks.LockError, match=(
                 rf"--model_dir={run_dir} is in use by pid {holder.pid} on host "
                 rf"{socket.gethostname()}")):
-            run_lock.acquire(run_dir, "--model_dir")
+            locks.acquire(run_dir, "--model_dir")
         # Another host's process cannot be checked from here: refused too.
         _fake_lock(run_dir, 1, host="elsewhere.example")
-        with pytest.raises(run_lock.LockError, match="pid 1 on host elsewhere.example"):
-            run_lock.acquire(run_dir, "--model_dir")
+        with pytest.raises(locks.LockError, match="pid 1 on host elsewhere.example"):
+            locks.acquire(run_dir, "--model_dir")
     finally:
         holder.kill()
         holder.wait()
     _fake_lock(run_dir, _dead_pid())
     warnings = []
-    with run_lock.hold(run_dir, "--model_dir", log=warnings.append):
-        with open(os.path.join(run_dir, run_lock.LOCK_FILE)) as f:
+    with locks.hold(run_dir, "--model_dir", log=warnings.append):
+        with open(os.path.join(run_dir, locks.LOCK_FILE)) as f:
             assert json.load(f)["pid"] == os.getpid()
-        with pytest.raises(run_lock.LockError, match=f"pid {os.getpid()}"):
-            run_lock.acquire(run_dir, "--model_dir")  # Held: even this process waits.
+        with pytest.raises(locks.LockError, match=f"pid {os.getpid()}"):
+            locks.acquire(run_dir, "--model_dir")  # Held: even this process waits.
     assert len(warnings) == 1 and "taking over the stale lock" in warnings[0]
-    assert not os.path.exists(os.path.join(run_dir, run_lock.LOCK_FILE))
+    assert not os.path.exists(os.path.join(run_dir, locks.LOCK_FILE))
     # A lock that made its directory removes it again if nothing else was written.
     fresh = str(tmp_path / "fresh")
-    with run_lock.hold(fresh):
+    with locks.hold(fresh):
         assert os.path.isdir(fresh)
     assert not os.path.exists(fresh)
 
@@ -242,14 +243,14 @@ def test_binaries_refuse_a_locked_directory_and_nested_stage_locks_work(data, tm
             code, _, err = _invoke(module, argv + [f"{flag}={target}"])
             assert code == 1 and err.count("\n") == 1, err
             assert f"{flag}={target} is in use by pid {holder.pid}" in err
-            assert os.listdir(target) == [run_lock.LOCK_FILE]  # Nothing written.
+            assert os.listdir(target) == [locks.LOCK_FILE]  # Nothing written.
     finally:
         holder.kill()
         holder.wait()
     # The demo holds its workdir while the stage binaries it runs hold their own stage
     # directories inside it: different locks, so nesting cannot deadlock.
     workdir = str(tmp_path / "workdir")
-    with run_lock.hold(workdir, "--workdir"):
+    with locks.hold(workdir, "--workdir"):
         code, _, err = _invoke("tfrecords_tools.synthesize", [
             f"--output_dir={os.path.join(workdir, 'stages', 'data-x')}", *SYNTH_FLAGS,
             "--actions=Walking", "--subjects=S1"])
@@ -620,9 +621,9 @@ def _rewrite_shard(copy, shard_name, change):
     manifest = json.load(open(manifest_path))
     for entry in manifest["shards"]:
         if entry["file"] == shard_name:
-            entry.update(sha256=dataset_io.sha256_file(path), bytes=os.path.getsize(path))
-            dataset_io.write_json_atomic(path + ".json", entry)
-    dataset_io.write_json_atomic(manifest_path, manifest)
+            entry.update(sha256=fileio.sha256_file(path), bytes=os.path.getsize(path))
+            fileio.write_json_atomic(path + ".json", entry)
+    fileio.write_json_atomic(manifest_path, manifest)
     return path, clips
 
 
@@ -655,8 +656,8 @@ def _undecodable_copy(data, tmp_path, shard_name, records="first"):
 def test_inspect_and_the_locator_name_an_undecodable_jpeg(data, tmp_path):
     copy, path, cam = _undecodable_copy(data, tmp_path, "S9-Walking.tfrecord")
     where = f"{path}: record 0: image t=0 view {cam}: JPEG does not decode"
-    assert inspect_lib.first_undecodable_image(dataset_io.shard_paths(copy)) == where
-    assert inspect_lib.first_undecodable_image(dataset_io.shard_paths(data)) is None
+    assert dataset_io.first_undecodable_image(dataset_io.shard_paths(copy)) == where
+    assert dataset_io.first_undecodable_image(dataset_io.shard_paths(data)) is None
     dataset_io.verify_shards(copy, "full", log=lambda s: None)  # Checksums are valid.
 
 
@@ -742,7 +743,7 @@ def test_diverging_finetune_stops_with_one_line_and_saves_nothing(data, tmp_path
                     r"weights are not finite).*no model was saved; lower --learning_rate",
                     err), err
     assert not os.path.exists(model_dir / "pose_model.keras")
-    assert not os.path.exists(model_dir / run_lock.LOCK_FILE)
+    assert not os.path.exists(model_dir / locks.LOCK_FILE)
     weights = model_dir / "backup" / "latest.weights.h5"
     if weights.exists():  # The checkpoint kept (if one was written) holds finite weights.
         import h5py
@@ -916,7 +917,7 @@ def test_sigterm_stops_training_releases_the_lock_and_says_how_to_resume(data, t
     assert err.splitlines()[-1] == (
         "finetune: error: terminated (SIGTERM); files written so far are kept (a training "
         "run: its last checkpoint); re-run the same command to resume"), err[-3000:]
-    assert not os.path.exists(model_dir / run_lock.LOCK_FILE)
+    assert not os.path.exists(model_dir / locks.LOCK_FILE)
     assert json.load(open(state))["step"] >= 1 and _temps(str(model_dir)) == []
 
 
@@ -928,13 +929,13 @@ def test_killed_synthesize_reruns_to_equal_shards(data, kills, name):
     out, killed = kills[name]
     killed.wait()
     assert _temps(out), "the kill should leave a temporary behind"
-    assert os.path.exists(os.path.join(out, run_lock.LOCK_FILE))
+    assert os.path.exists(os.path.join(out, locks.LOCK_FILE))
     code, stdout, err = _invoke("tfrecords_tools.synthesize", [f"--output_dir={out}",
                                                                *SYNTH_FLAGS])
     assert code == 0, err
     assert "taking over the stale lock" in err and "no longer running" in err
     assert "removed 1 temporary file(s)" in stdout
-    assert _temps(out) == [] and not os.path.exists(os.path.join(out, run_lock.LOCK_FILE))
+    assert _temps(out) == [] and not os.path.exists(os.path.join(out, locks.LOCK_FILE))
     assert _shard_hashes(out) == _shard_hashes(data)
 
 
@@ -959,7 +960,7 @@ def test_killed_pretrain_resumes_from_the_weights_step(pretrained):
     with open(os.path.join(model_dir, "backup", "state.json")) as f:
         assert json.load(f) == {"epoch": 3, "step": 3}
     assert _temps(model_dir) == []
-    assert not os.path.exists(os.path.join(model_dir, run_lock.LOCK_FILE))
+    assert not os.path.exists(os.path.join(model_dir, locks.LOCK_FILE))
     assert os.path.exists(os.path.join(model_dir, "encoder.keras"))
 
 

@@ -18,9 +18,10 @@ import pytest
 import tensorflow as tf
 
 from tests import testutil
-from tf_synchro import pose3d, run_dir
+from tf_synchro import run_dir
 from tf_synchro.data import augment, frames, records
 from tf_synchro.models import pose, resnet
+from tf_synchro.tasks import pose3d
 from tfrecords_tools import dataset_io, schema, skeleton
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -327,7 +328,8 @@ def test_finetune_under_mirrored_strategy_with_two_logical_cpus(pose_data, tmp_p
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-        from tf_synchro import configs, pose3d, train_lib
+        from tf_synchro import configs, train_lib
+        from tf_synchro.tasks import pose3d
         strategy = train_lib.make_strategy("mirrored")
         assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
         kw = dict(data_dir={pose_data!r}, model_dir={str(tmp_path / 'm')!r}, width=0.125,

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from tfrecords_tools import dataset_io, schema
 from tfrecords_tools import inspect as inspect_lib
-from tfrecords_tools import synthesize
+from tfrecords_tools import dataset_io, schema, synthesize
+from tfrecords_tools.runtime import fileio
 
 
 def _copy(src, tmp_path):
@@ -30,7 +30,7 @@ def _rewrite_shard(data_dir, shard_file, mutate):
         for i, clip in enumerate(clips):
             mutate(i, clip)
             w.write(schema.encode_clip(clip))
-    digest = dataset_io.sha256_file(path)
+    digest = fileio.sha256_file(path)
     man_path = os.path.join(data_dir, dataset_io.MANIFEST)
     with open(man_path) as f:
         manifest = json.load(f)

@@ -1,7 +1,7 @@
 """Pose metrics: properties, and agreement with an independent numpy reference.
 
 The reference for PA-MPJPE uses Horn's quaternion method (eigenvector of a 4x4 matrix),
-not an SVD, so it shares no code path with :mod:`tf_synchro.metrics`; quaternions only
+not an SVD, so it shares no code path with :mod:`tf_synchro.tasks.metrics`; quaternions only
 describe proper rotations, so it also checks the det = +1 restriction.
 """
 import os
@@ -12,7 +12,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from tf_synchro import metrics
+from tf_synchro.tasks import metrics
 from tfrecords_tools import cameras
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -162,7 +162,7 @@ def test_metrics_and_pose_head_train_on_jax_backend(poses, tmp_path):
     np.savez(tmp_path / "p.npz", pred=pred, gt=gt)
     code = textwrap.dedent(f"""
         import keras, numpy as np
-        from tf_synchro import metrics
+        from tf_synchro.tasks import metrics
         from tf_synchro.models import pose
         d = np.load({str(tmp_path / 'p.npz')!r})
         print(float(np.mean(metrics.pa_mpjpe_per_pose(d['pred'], d['gt']))),

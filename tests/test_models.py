@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tf_synchro import configs, losses
+from tf_synchro import configs
 from tf_synchro.models import resnet, siamese
+from tf_synchro.tasks import losses
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = dict(arch="resnet18", width=0.125, input_size=32)  # 8 channels in every stage
@@ -308,7 +309,7 @@ def test_single_task_model_trains_one_graph_step_on_tensorflow():
 _JAX_SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np, keras, jax
-    from tf_synchro import losses
+    from tf_synchro.tasks import losses
     from tf_synchro.models import resnet, siamese
     # Read right after import: Keras' own train_on_batch data adapters import TensorFlow
     # lazily when it is installed (as here), which is fine; the GPU machine has none.

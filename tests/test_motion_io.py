@@ -11,7 +11,8 @@ import struct
 import numpy as np
 import pytest
 
-from tfrecords_tools import cli, dataset_io, skeleton, synthesize
+from tfrecords_tools import dataset_io, skeleton, synthesize
+from tfrecords_tools.runtime import cli
 from tfrecords_tools.synth import body, motion, motion_io
 from tfrecords_tools.synth.motion_io import mapping, retarget
 from tfrecords_tools.synth.motion_io.source import euler_matrix

@@ -1,4 +1,4 @@
-"""tf_synchro.overlay: the skeleton drawn on the person, One-Euro smoothing, output files."""
+"""tf_synchro.deploy.overlay: the skeleton drawn on the person, One-Euro smoothing, output files."""
 import dataclasses
 import json
 
@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from tests import h36m_fixtures as hf
-from tf_synchro import overlay
-from tfrecords_tools import cli, crops, skeleton
+from tf_synchro.deploy import overlay
+from tfrecords_tools import crops, skeleton
+from tfrecords_tools.runtime import cli
 
 MARGIN = 0.2
 K = (1100.0, 1090.0, 512.0, 380.0)  # fx, fy, cx, cy

@@ -10,8 +10,10 @@ import pytest
 
 from tests import h36m_fixtures as hf
 from tests import testutil as tf_fixtures
-from tf_synchro import configs, inference, overlay, pose3d, run_dir, serving
+from tf_synchro import configs, run_dir
 from tf_synchro.data import augment, frames
+from tf_synchro.deploy import artefacts, inference, overlay, serving
+from tf_synchro.tasks import pose3d
 from tfrecords_tools import crops, h36m, skeleton
 
 pytestmark = pytest.mark.large  # End to end: predicts with the tiny fine-tuned run.
@@ -120,7 +122,7 @@ def test_video_joints_equal_evaluate_and_give_its_mpjpe(footage, model_dir, tmp_
 
 def test_exported_model_and_run_dir_agree(footage, model_dir, tmp_path):
     path = serving.export(model_dir, str(tmp_path / "serving"))
-    assert json.load(open(os.path.join(path, serving.METADATA_FILE)))["crop_size"] == CROP
+    assert json.load(open(os.path.join(path, artefacts.METADATA_FILE)))["crop_size"] == CROP
     boxes = _write_boxes_json(tmp_path / "b.json", footage["clip"].crop_boxes[:, 0])
     a = inference.run(_config(tmp_path, path, video=footage["video"], boxes=boxes,
                             output=str(tmp_path / "a.npz")), progress=False)

@@ -16,7 +16,8 @@ import pytest
 import tensorflow as tf
 
 from tests import testutil
-from tf_synchro import configs, pretext, run_dir, train_lib
+from tf_synchro import configs, run_dir, train_lib
+from tf_synchro.tasks import pretext
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = ["--train_subjects=S1,S5", "--width=0.125", "--input_size=32", "--head_units=8",

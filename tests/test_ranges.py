@@ -12,7 +12,7 @@ import math
 import pytest
 
 from tf_synchro import configs
-from tfrecords_tools import cli
+from tfrecords_tools.runtime import cli
 
 CONFIGS = sorted((c for c in vars(configs).values()
                   if isinstance(c, type) and dataclasses.is_dataclass(c)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from tests import h36m_fixtures as hf
-from tfrecords_tools import cli, rig, schema, video
+from tfrecords_tools import rig, schema, video
+from tfrecords_tools.runtime import cli
 
 SIDE = 64     # video frames are SIDE x SIDE: the fixed crop is the whole frame
 CROP = 32     # stored crop side

@@ -8,8 +8,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tfrecords_tools import cameras, crops, dataset_io, motion_filter, schema, skeleton
-from tfrecords_tools import synthesize
+from tfrecords_tools import cameras, crops, dataset_io, motion_filter, schema, skeleton, synthesize
+from tfrecords_tools.runtime import fileio
 from tfrecords_tools.synth import body, motion, render
 
 from tests.testutil import TINY_ACTIONS
@@ -322,7 +322,7 @@ def test_motion_file_is_rendered_as_given(tmp_path):
     manifest = synthesize.generate(out, _small(motion_file=path, min_motion_mm=0.0),
                                    log=lambda s: None)
     assert set(manifest["images_per"]["action"]) == {"mydance"}
-    assert manifest["settings"]["motion_file_sha256"] == dataset_io.sha256_file(path)
+    assert manifest["settings"]["motion_file_sha256"] == fileio.sha256_file(path)
     clips = [c for _, c in _clips(out)]
     joints = np.concatenate([c.joints3d_world for c in clips])
     frames = np.concatenate([c.frame_index for c in clips])

@@ -493,7 +493,7 @@ class RuntimeConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PretextEvalConfig:
-    """The held-out pretext evaluation (:func:`tf_synchro.pretext.evaluate`).
+    """The held-out pretext evaluation (:func:`tf_synchro.tasks.pretext.evaluate`).
 
     Attributes:
       subjects: held-out subjects.

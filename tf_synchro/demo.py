@@ -18,7 +18,7 @@ r"""The main job: does multi-view synchronization pre-training help? One command
 
 Every stage is one of the project's binaries run as a subprocess (their progress bars and
 ETAs are shown) and cached under ``<workdir>/stages/`` (see
-:mod:`tf_synchro.experiment_lib`): re-running reuses finished stages and resumes an
+:mod:`tf_synchro.suite.experiment_lib`): re-running reuses finished stages and resumes an
 interrupted one. ``--scale=cpu`` (default) fits a 2-core CPU; ``--scale=paper`` uses the
 paper's settings (GPU hours).
 """
@@ -34,9 +34,9 @@ from typing import Optional, Sequence
 
 from absl import app, flags
 
-from tf_synchro import experiment_lib as xl
 from tf_synchro import run_dir
-from tfrecords_tools import cli, dataset_io, run_lock
+from tf_synchro.suite import experiment_lib as xl
+from tfrecords_tools.runtime import cli, figures, fileio, locks
 
 FLAGS = flags.FLAGS
 
@@ -135,7 +135,7 @@ def plot_curves(runs: dict, path: str) -> None:
             if ax.lines:
                 ax.legend(fontsize=7)
     fig.tight_layout()
-    run_lock.save_figure(fig, path, dpi=100)
+    figures.save_figure(fig, path, dpi=100)
 
 
 def _check_workdir(workdir: str, settings: dict) -> None:
@@ -144,10 +144,10 @@ def _check_workdir(workdir: str, settings: dict) -> None:
     if os.path.exists(path):
         with open(path) as f:
             old = json.load(f)
-        run_lock.refuse_other_settings(old, settings, WorkdirError, f"--workdir={workdir}",
+        locks.refuse_other_settings(old, settings, WorkdirError, f"--workdir={workdir}",
                                        "use another --workdir, or delete it to start over")
     os.makedirs(workdir, exist_ok=True)
-    dataset_io.write_json_atomic(path, settings)
+    fileio.write_json_atomic(path, settings)
 
 
 def _fmt_time(seconds: float) -> str:
@@ -280,7 +280,7 @@ The best model on the standard test ({better['title']}) is exported for TF Servi
 {times}
 """
     path = os.path.join(workdir, REPORT)
-    tmp = run_lock.temp_path(path)
+    tmp = locks.temp_path(path)
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
@@ -359,8 +359,8 @@ def run(workdir: str, scale: str, seed: int, scratch_row: str, pretrained_row: s
 def main(argv: Sequence[str]) -> None:
     cli.check_no_arguments(argv)
     # The workdir's lock; each stage binary locks its own stage directory inside it.
-    with run_lock.hold(FLAGS.workdir, "--workdir"):
-        run_lock.clean_stale_temps(FLAGS.workdir)
+    with locks.hold(FLAGS.workdir, "--workdir"):
+        locks.clean_stale_temps(FLAGS.workdir)
         xl.run_or_exit("demo", lambda: run(FLAGS.workdir, FLAGS.scale, FLAGS.seed,
                                            FLAGS.scratch_row, FLAGS.pretrained_row,
                                            scratch_trainable_row=FLAGS.scratch_trainable_row,

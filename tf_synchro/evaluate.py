@@ -5,7 +5,7 @@ r"""Evaluates a fine-tuned pose model with the standard protocol and writes a re
 
 ``--model_dir`` (or ``--model``, predict's name for it) is a finished fine-tuning run, or a
 deployed artefact of one
-(:mod:`tf_synchro.artefacts`): an export version directory (``exports/pose/1``), its
+(:mod:`tf_synchro.deploy.artefacts`): an export version directory (``exports/pose/1``), its
 ``1.onnx``, ``1.tflite`` or ``1.int8.tflite``; an artefact is given the stored uint8
 crops through its ``serving_default`` signature, exactly as a client calls it, and its report
 goes beside it (``exports/pose/1.int8.tflite.eval.json``) unless ``--output_json`` says.
@@ -18,7 +18,7 @@ number is a multiple of 64, all cameras; MPJPE, N-MPJPE and PA-MPJPE in mm, as t
 over frames and over actions, with breakdowns per action, joint, camera and subject, and
 held-out motion families reported apart under ``unseen_motion``; a PNG of a few examples.
 The flags are the settings of :class:`tf_synchro.configs.EvaluateConfig`; the work is
-:func:`tf_synchro.pose3d.evaluate`.
+:func:`tf_synchro.tasks.pose3d.evaluate`.
 """
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ import os
 from typing import Sequence
 
 from tf_synchro import configs
-from tfrecords_tools import cli
+from tfrecords_tools.runtime import cli
 
 BINARY = "tf_synchro.evaluate"
 
@@ -38,8 +38,11 @@ def define_flags(flag_values=None) -> None:
 
 def run(config: configs.EvaluateConfig) -> dict:
     """Evaluates, writes the report and the figure, and returns the report."""
-    from tf_synchro import artefacts, pose3d, run_dir
-    from tfrecords_tools import dataset_io, run_lock
+    from tf_synchro.deploy import artefacts
+    from tf_synchro.tasks import pose3d
+    from tf_synchro import run_dir
+    from tfrecords_tools import dataset_io
+    from tfrecords_tools.runtime import locks
     config.check()
     check = config.data_check
     run_dir.check_subject_overlap(artefacts.trained_subjects(config.model_dir), config.subjects,
@@ -50,7 +53,7 @@ def run(config: configs.EvaluateConfig) -> dict:
                              check.skip_corrupt_records)
     output_json = config.output_json or artefacts.default_report_path(config.model_dir)
     output_png = config.output_png or os.path.splitext(output_json)[0] + ".png"
-    run_lock.clean_stale_temps(os.path.dirname(os.path.abspath(output_json)))
+    locks.clean_stale_temps(os.path.dirname(os.path.abspath(output_json)))
     report = pose3d.evaluate(config.model_dir, config.data_dir, tuple(config.subjects),
                              config.frame_step, config.batch_size, output_json, output_png,
                              config.num_examples,

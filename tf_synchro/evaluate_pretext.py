@@ -8,7 +8,7 @@ Writes ``pretext_eval.json`` and ``sync_vs_gap.png`` (the paper's Fig. 4) into
 training pairs (``config.json``); ``--gap_sampling``, ``--d_min`` and ``--d_max`` score runs
 trained with different pair settings on one common set of pairs. The flags are the settings
 of :class:`tf_synchro.configs.EvaluatePretextConfig`; the work is
-:func:`tf_synchro.pretext.evaluate` (what the metrics mean: :mod:`tf_synchro.pretext`).
+:func:`tf_synchro.tasks.pretext.evaluate` (what the metrics mean: :mod:`tf_synchro.tasks.pretext`).
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import json
 from typing import Sequence
 
 from tf_synchro import configs
-from tfrecords_tools import cli
+from tfrecords_tools.runtime import cli
 
 BINARY = "tf_synchro.evaluate_pretext"
 
@@ -33,8 +33,10 @@ def run(config: configs.EvaluatePretextConfig) -> dict:
     Raises:
       ValueError: naming the flag, file or run at fault.
     """
-    from tf_synchro import pretext, run_dir
-    from tfrecords_tools import dataset_io, run_lock
+    from tf_synchro.tasks import pretext
+    from tf_synchro import run_dir
+    from tfrecords_tools import dataset_io
+    from tfrecords_tools.runtime import locks
     config.check()
     model, pair_config, run_config = run_dir.load_pretrain_run(config.model_dir)
     pair_config = dataclasses.replace(
@@ -53,7 +55,7 @@ def run(config: configs.EvaluatePretextConfig) -> dict:
                              config.data_check.skip_corrupt_records)
     results = pretext.evaluate(model, data_dir, pair_config, config.eval)
     output_dir = config.output_dir or config.model_dir
-    run_lock.clean_stale_temps(output_dir)
+    locks.clean_stale_temps(output_dir)
     for path in pretext.write_report(results, output_dir):
         print(f"wrote {path}")
     return results

@@ -24,8 +24,8 @@ from typing import Sequence
 
 from absl import app, flags
 
-from tf_synchro import experiment_lib as xl
-from tfrecords_tools import cli, dataset_io, run_lock
+from tf_synchro.suite import experiment_lib as xl
+from tfrecords_tools.runtime import cli, fileio, locks
 
 FLAGS = flags.FLAGS
 
@@ -72,13 +72,13 @@ def run_suite(suite: str, workdir: str, scale: str, rows: Sequence[str] = (), se
         result["seconds_this_run"] = round(time.time() - t0, 1)
         results = xl.add_ratios(results + [result])
         # Written after every row: a partly finished suite still has a table (and plot).
-        dataset_io.write_json_atomic(base + ".json", {"suite": name, "scale": scale,
+        fileio.write_json_atomic(base + ".json", {"suite": name, "scale": scale,
                                                       "seed": seed, "deterministic": deterministic,
                                                       "rows": results})
         table = xl.format_table(results, f"{name}, scale={scale}, seed={seed}"
                                          f"{', deterministic' if deterministic else ''} (mm, "
                                          f"mean over actions; test S9/S11)")
-        tmp = run_lock.temp_path(base + ".md")
+        tmp = locks.temp_path(base + ".md")
         with open(tmp, "w") as f:
             f.write(table)
         os.replace(tmp, base + ".md")
@@ -92,8 +92,8 @@ def run_suite(suite: str, workdir: str, scale: str, rows: Sequence[str] = (), se
 def main(argv: Sequence[str]) -> None:
     cli.check_no_arguments(argv)
     # The workdir's lock; each stage binary locks its own stage directory inside it.
-    with run_lock.hold(FLAGS.workdir, "--workdir"):
-        run_lock.clean_stale_temps(FLAGS.workdir)
+    with locks.hold(FLAGS.workdir, "--workdir"):
+        locks.clean_stale_temps(FLAGS.workdir)
         xl.run_or_exit("experiments", lambda: run_suite(
             FLAGS.suite, FLAGS.workdir, FLAGS.scale, FLAGS.rows, FLAGS.seed,
             deterministic=FLAGS.deterministic))

@@ -8,7 +8,7 @@ integer unless ``--version`` is given), with preprocessing inside the graph (cli
 raw uint8 crops or JPEG bytes), and ``<version>.onnx`` / ``<version>.tflite`` beside it,
 each checked in its own runtime against the SavedModel. The flags are the settings of
 :class:`tf_synchro.configs.ExportConfig`; the work (and the signatures) are
-:mod:`tf_synchro.serving`.
+:mod:`tf_synchro.deploy.serving`.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ import os
 from typing import Sequence
 
 from tf_synchro import configs
-from tfrecords_tools import cli
+from tfrecords_tools.runtime import cli
 
 BINARY = "tf_synchro.export"
 
@@ -29,12 +29,12 @@ def define_flags(flag_values=None) -> None:
 
 def run(config: configs.ExportConfig) -> str:
     """Exports and prints what was written; returns ``export_dir/<version>``."""
-    from tf_synchro import serving
+    from tf_synchro.deploy import artefacts, serving
     path = serving.export(config.model_dir, config.export_dir, config.version, config.what,
                           config.format_options)
     print(f"exported {config.what} model to {path} (signatures: serving_default, "
           f"{serving.SIGNATURE_JPEG})")
-    with open(os.path.join(path, serving.METADATA_FILE)) as fh:
+    with open(os.path.join(path, artefacts.METADATA_FILE)) as fh:
         formats = json.load(fh).get("formats", {})
     for key, entry in formats.items():
         if key != "saved_model":

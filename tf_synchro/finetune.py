@@ -11,14 +11,14 @@ written and ``config.json`` marks the run finished; :mod:`tf_synchro.evaluate` a
 :mod:`tf_synchro.export` read both. The flags are the settings of
 :class:`tf_synchro.configs.FinetuneConfig` (``--image_size`` and ``--head_units`` are the
 deprecated spellings of ``--input_size`` and ``--pose_head_units``); the work is
-:func:`tf_synchro.pose3d.train`.
+:func:`tf_synchro.tasks.pose3d.train`.
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 from tf_synchro import configs
-from tfrecords_tools import cli
+from tfrecords_tools.runtime import cli
 
 BINARY = "tf_synchro.finetune"
 
@@ -37,7 +37,8 @@ def config_from_flags(flag_values=None) -> configs.FinetuneConfig:
 def main(argv: Sequence[str]) -> None:
     cli.check_no_arguments(argv)
     configs.warn_deprecated(BINARY)
-    from tf_synchro import pose3d, train_lib
+    from tf_synchro.tasks import pose3d
+    from tf_synchro import train_lib
     config = config_from_flags()
     # The strategy first: MultiWorkerMirroredStrategy must exist before other TF ops run.
     strategy = train_lib.make_strategy(config.runtime.strategy)

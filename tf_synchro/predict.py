@@ -12,16 +12,16 @@ r"""Runs a trained pose model on your own video or images: 3D joints per frame.
 else the median background (``--static_camera``), else the whole frame; crops are made
 exactly as the training data was. Output: root-relative 3D joints in mm in the camera
 frame per frame. Exit status 2: bad flags; 1: bad data. The flags are the settings of
-:class:`tf_synchro.configs.PredictConfig`; the work is :func:`tf_synchro.inference.run`
+:class:`tf_synchro.configs.PredictConfig`; the work is :func:`tf_synchro.deploy.inference.run`
 (how boxes and crops are made: its docstring; the overlay's geometry and the smoothing:
-:mod:`tf_synchro.overlay`).
+:mod:`tf_synchro.deploy.overlay`).
 """
 from __future__ import annotations
 
 from typing import Sequence
 
 from tf_synchro import configs
-from tfrecords_tools import cli
+from tfrecords_tools.runtime import cli
 
 BINARY = "tf_synchro.predict"
 
@@ -33,7 +33,7 @@ def define_flags(flag_values=None) -> None:
 
 def main(argv: Sequence[str]) -> None:
     cli.check_no_arguments(argv)
-    from tf_synchro import inference
+    from tf_synchro.deploy import inference
     config = configs.from_flags(configs.PredictConfig)
     result = inference.run(config)
     print(f"wrote {result['num_frames']} frames of 3D joints (mm) to {config.output}; boxes: "

@@ -7,7 +7,7 @@ Re-running the same command after a crash resumes from the last checkpoint in
 ``model_dir/backup``. At the end it writes ``model_dir/encoder.keras`` (for fine-tuning),
 ``model_dir/sync_flip.keras`` and the held-out pretext evaluation
 (``pretext_eval.json``, ``sync_vs_gap.png``). The flags are the settings of
-:class:`tf_synchro.configs.PretrainConfig`; the work is :func:`tf_synchro.pretext.train`.
+:class:`tf_synchro.configs.PretrainConfig`; the work is :func:`tf_synchro.tasks.pretext.train`.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import dataclasses
 from typing import Sequence
 
 from tf_synchro import configs
-from tfrecords_tools import cli
+from tfrecords_tools.runtime import cli
 
 BINARY = "tf_synchro.pretrain"
 
@@ -41,7 +41,8 @@ def config_from_flags(flag_values=None) -> configs.PretrainConfig:
 def main(argv: Sequence[str]) -> None:
     cli.check_no_arguments(argv)
     configs.warn_deprecated(BINARY)
-    from tf_synchro import pretext, train_lib
+    from tf_synchro.tasks import pretext
+    from tf_synchro import train_lib
     config = config_from_flags()
     # The strategy first: MultiWorkerMirroredStrategy must exist before any TF op runs.
     strategy = train_lib.make_strategy(config.runtime.strategy)

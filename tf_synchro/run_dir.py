@@ -31,7 +31,7 @@ import os
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from tf_synchro import configs
-from tfrecords_tools import dataset_io, run_lock
+from tfrecords_tools.runtime import fileio, locks
 
 CONFIG_FILE = "config.json"
 BACKUP_DIR = "backup"
@@ -89,7 +89,7 @@ def read_state(backup_dir: str) -> Optional[TrainState]:
 
 def write_state(backup_dir: str, state: TrainState) -> None:
     """Writes ``state.json`` atomically (after the weights it describes)."""
-    dataset_io.write_json_atomic(os.path.join(backup_dir, STATE_FILE),
+    fileio.write_json_atomic(os.path.join(backup_dir, STATE_FILE),
                                  dataclasses.asdict(state))
 
 
@@ -118,7 +118,7 @@ def read_config(model_dir: str) -> Optional[dict]:
 def write_config(model_dir: str, config: Mapping[str, Any]) -> None:
     """Writes ``config.json`` atomically (temporary name, fsync, rename)."""
     os.makedirs(model_dir, exist_ok=True)
-    dataset_io.write_json_atomic(config_path(model_dir), dataset_io.jsonable(dict(config)))
+    fileio.write_json_atomic(config_path(model_dir), fileio.jsonable(dict(config)))
 
 
 def model_settings(model_dir: str) -> dict:
@@ -132,9 +132,9 @@ def hold(model_dir: str, chief: bool = True):
 
     Only the chief writes (and locks); the lock is released at the end of the block.
     """
-    with run_lock.hold(model_dir, "--model_dir", enabled=chief):
+    with locks.hold(model_dir, "--model_dir", enabled=chief):
         if chief:
-            run_lock.clean_stale_temps(model_dir, os.path.join(model_dir, BACKUP_DIR))
+            locks.clean_stale_temps(model_dir, os.path.join(model_dir, BACKUP_DIR))
         yield
 
 
@@ -153,11 +153,11 @@ def prepare(model_dir: str, settings: Mapping[str, Any],
       ModelDirError: ``config.json`` exists with other model settings (each difference
         named), or a checkpoint exists without ``config.json``.
     """
-    config = {"model": dataset_io.jsonable(dict(settings)),
-              **dataset_io.jsonable(dict(extra or {}))}
+    config = {"model": fileio.jsonable(dict(settings)),
+              **fileio.jsonable(dict(extra or {}))}
     old = read_config(model_dir)
     if old is not None:
-        run_lock.refuse_other_settings(
+        locks.refuse_other_settings(
             old.get("model", {}), config["model"], ModelDirError, f"--model_dir={model_dir}",
             "use another --model_dir or the same model settings to resume")
     elif os.path.exists(os.path.join(model_dir, BACKUP_DIR, WEIGHTS_FILE)):
@@ -253,7 +253,7 @@ def load_pose_run(model_dir: str):
     model_path = os.path.join(model_dir, POSE_MODEL_FILE)
     if not os.path.isdir(model_dir):
         raise UnfinishedModelDirError(
-            f"--model_dir={model_dir} {run_lock.not_a_directory(model_dir)}")
+            f"--model_dir={model_dir} {locks.not_a_directory(model_dir)}")
     config = read_config(model_dir)
     if config is None:
         raise UnfinishedModelDirError(
@@ -307,7 +307,7 @@ def load_encoder(pretrain_dir: str, expect: Optional[Mapping[str, Any]] = None):
     path = os.path.join(pretrain_dir, ENCODER_FILE)
     if not os.path.isdir(pretrain_dir):
         raise IncompatibleEncoderError(f"--init_from={pretrain_dir} "
-                                       f"{run_lock.not_a_directory(pretrain_dir, 'no such directory')} "
+                                       f"{locks.not_a_directory(pretrain_dir, 'no such directory')} "
                                        f"(expected a "
                                        f"pre-training model_dir or '{SCRATCH}')")
     if not os.path.exists(path):

@@ -39,7 +39,8 @@ import numpy as np
 import tensorflow as tf
 
 from tf_synchro import configs, run_dir
-from tfrecords_tools import cli, dataset_io, run_lock
+from tfrecords_tools import dataset_io
+from tfrecords_tools.runtime import cli, locks
 
 STRATEGIES = configs.STRATEGIES
 PRECISIONS = configs.PRECISIONS
@@ -184,7 +185,7 @@ def save_model_atomic(model: keras.Model, path: str) -> None:
     """
     check_finite_weights(model, path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = run_lock.temp_path(path, ".keras")  # Keras insists on the extension.
+    tmp = locks.temp_path(path, ".keras")  # Keras insists on the extension.
     try:
         model.save(tmp)
         os.replace(tmp, path)
@@ -284,7 +285,7 @@ class Checkpoint(keras.callbacks.Callback):
         if not self.chief:
             return
         os.makedirs(self.backup_dir, exist_ok=True)
-        tmp = run_lock.temp_path(self.weights_path, ".weights.h5")
+        tmp = locks.temp_path(self.weights_path, ".weights.h5")
         try:
             self.model.save_weights(tmp, overwrite=True)
             os.replace(tmp, self.weights_path)
@@ -378,7 +379,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
 class StopOnSignal(keras.callbacks.Callback):
     """Ends training after the step during which SIGTERM arrived (``fit`` defers it to
-    here, see :func:`tfrecords_tools.cli.deferred_sigterm`)."""
+    here, see :func:`tfrecords_tools.runtime.cli.deferred_sigterm`)."""
 
     def on_train_batch_end(self, batch: int, logs=None) -> None:
         cli.check_terminated()

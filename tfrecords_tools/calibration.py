@@ -99,7 +99,8 @@ from typing import Mapping, Optional, Sequence
 import cv2
 import numpy as np
 
-from tfrecords_tools import cameras, cli, dataset_io, h36m_calibration
+from tfrecords_tools import cameras, h36m_calibration
+from tfrecords_tools.runtime import cli, fileio
 
 log = logging.getLogger(__name__)
 
@@ -348,7 +349,7 @@ def to_json(cams: Mapping[str, cameras.Camera]) -> dict:
 
 def save_json(path: str, cams: Mapping[str, cameras.Camera]) -> None:
     """Writes ``cams`` as ``calibration.json`` (temporary name, then rename)."""
-    dataset_io.write_json_atomic(path, to_json(cams))
+    fileio.write_json_atomic(path, to_json(cams))
 
 
 # ---------------------------------------------------------------------------- shared parsing

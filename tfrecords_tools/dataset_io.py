@@ -13,7 +13,7 @@ that turns one task's payload into :class:`~tfrecords_tools.schema.Clip` objects
   the same command skips finished shards and redoes interrupted ones;
 * ``manifest.json`` (schema version, settings, per-shard and per
   subject/action/view counts, sizes, checksums, skipped items) is written last;
-* one writer at a time: the output directory is locked (:mod:`tfrecords_tools.run_lock`)
+* one writer at a time: the output directory is locked (:mod:`tfrecords_tools.runtime.locks`)
   and the temporaries of killed writers are removed when the next one starts;
 * a run that ends with no record at all is an error listing why (the skipped items),
   and a fresh dataset whose run fails before any shard is complete leaves nothing behind.
@@ -30,13 +30,15 @@ import contextlib
 import dataclasses
 import datetime
 import fnmatch
-import hashlib
 import json
 import multiprocessing
 import os
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
-from tfrecords_tools import run_lock, schema
+import numpy as np
+
+from tfrecords_tools import schema
+from tfrecords_tools.runtime import fileio, locks
 
 MANIFEST = "manifest.json"
 DATASET_INFO = "dataset.json"
@@ -67,42 +69,11 @@ class Skipped:
     reason: str
 
 
-def write_json_atomic(path: str, obj) -> None:
-    """Writes JSON to ``path`` through a temporary file, fsync and a rename.
-
-    The one JSON writer of the project: a crash leaves the old file or the new one, never
-    a torn one.
-    """
-    tmp = run_lock.temp_path(path)
-    try:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=1, sort_keys=True)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:  # Interrupted (Ctrl-C, SIGTERM) or failed: no temporary left behind.
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def jsonable(obj):
-    """``obj`` as it would read back from JSON (tuples become lists, etc.)."""
-    return json.loads(json.dumps(obj, sort_keys=True))
-
-
 def _check_or_start(output_dir: str, writer: str, settings: dict) -> bool:
     """Checks an existing dataset's settings or starts a new one; True when new."""
     info_path = os.path.join(output_dir, DATASET_INFO)
     info = {"schema_version": schema.SCHEMA_VERSION, "writer": writer,
-            "settings": jsonable(settings)}
+            "settings": fileio.jsonable(settings)}
     if os.path.exists(info_path):
         with open(info_path) as f:
             old = json.load(f)
@@ -110,7 +81,7 @@ def _check_or_start(output_dir: str, writer: str, settings: dict) -> bool:
             raise DatasetError(
                 f"{output_dir} holds a dataset of schema version {old.get('schema_version')}, "
                 f"this code writes version {schema.SCHEMA_VERSION}; use another --output_dir")
-        run_lock.refuse_other_settings(
+        locks.refuse_other_settings(
             {"writer": old.get("writer"), **old.get("settings", {})},
             {"writer": writer, **info["settings"]}, DatasetError, output_dir,
             "use another --output_dir or the same settings to resume")
@@ -119,7 +90,7 @@ def _check_or_start(output_dir: str, writer: str, settings: dict) -> bool:
             n.endswith(SHARD_SUFFIX) or n == MANIFEST for n in os.listdir(output_dir)):
         raise DatasetError(f"{output_dir} holds shards but no {DATASET_INFO}; refusing to mix")
     os.makedirs(output_dir, exist_ok=True)
-    write_json_atomic(info_path, info)
+    fileio.write_json_atomic(info_path, info)
     return True
 
 
@@ -134,7 +105,7 @@ def _shard_done(path: str) -> Optional[dict]:
         return None
     with open(side) as f:
         stats = json.load(f)
-    return stats if stats.get("sha256") == sha256_file(path) else None
+    return stats if stats.get("sha256") == fileio.sha256_file(path) else None
 
 
 def _write_shard(output_dir: str, task: ShardTask,
@@ -142,7 +113,7 @@ def _write_shard(output_dir: str, task: ShardTask,
     """Writes one shard atomically and returns its stats (also stored as sidecar)."""
     import tensorflow as tf
     path = os.path.join(output_dir, task.name + SHARD_SUFFIX)
-    tmp = run_lock.temp_path(path)
+    tmp = locks.temp_path(path)
     counts = {"subject": collections.Counter(), "action": collections.Counter(),
               "view": collections.Counter()}
     stats = {"file": os.path.basename(path), "num_records": 0, "num_frames": 0,
@@ -167,10 +138,10 @@ def _write_shard(output_dir: str, task: ShardTask,
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-    stats["sha256"] = sha256_file(path)
+    stats["sha256"] = fileio.sha256_file(path)
     stats["bytes"] = os.path.getsize(path)
     stats["images_per"] = {k: dict(sorted(c.items())) for k, c in counts.items()}
-    write_json_atomic(_sidecar(path), stats)
+    fileio.write_json_atomic(_sidecar(path), stats)
     return stats
 
 
@@ -196,8 +167,8 @@ def write_dataset(output_dir: str, *, writer: str, settings: dict, tasks: Sequen
         raise DatasetError(f"shard names must be unique, but {dupes} are each made from more "
                            f"than one input (names keep letters and digits only); rename those "
                            f"inputs")
-    with run_lock.hold(output_dir, "--output_dir"):
-        run_lock.clean_stale_temps(output_dir, log=log)
+    with locks.hold(output_dir, "--output_dir"):
+        locks.clean_stale_temps(output_dir, log=log)
         fresh = _check_or_start(output_dir, writer, settings)
         try:
             manifest = _write_shards(output_dir, writer, settings, tasks, producer,
@@ -250,7 +221,7 @@ def _write_shards(output_dir, writer, settings, tasks, producer, num_workers, lo
         raise DatasetError(f"{output_dir}: no records were written, nothing kept "
                            f"({len(manifest['skipped'])} item(s) skipped: "
                            f"{reasons or 'the inputs yielded no frames'})")
-    write_json_atomic(os.path.join(output_dir, MANIFEST), manifest)
+    fileio.write_json_atomic(os.path.join(output_dir, MANIFEST), manifest)
     return manifest
 
 
@@ -281,7 +252,7 @@ def _manifest(writer: str, settings: dict, shards: list, extra_skipped) -> dict:
     return {
         "schema_version": schema.SCHEMA_VERSION,
         "writer": writer,
-        "settings": jsonable(settings),
+        "settings": fileio.jsonable(settings),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "totals": dict(totals),
         "images_per": {k: dict(sorted(c.items())) for k, c in per.items()},
@@ -299,7 +270,7 @@ def load_manifest(data_dir: str) -> dict:
     """
     path = os.path.join(data_dir, MANIFEST)
     if not os.path.isdir(data_dir):
-        raise DatasetError(f"dataset directory {data_dir} {run_lock.not_a_directory(data_dir)}")
+        raise DatasetError(f"dataset directory {data_dir} {locks.not_a_directory(data_dir)}")
     if not os.path.exists(path):
         raise DatasetError(f"{path} not found: {data_dir} is not a finished tf_synchro dataset "
                            f"(write one with `python -m tfrecords_tools.synthesize`)")
@@ -441,7 +412,7 @@ def verify_shards(data_dir: str, mode: str = "auto", subjects: Optional[Sequence
         elif mode == "full" and not shard.get("sha256"):
             bad.append((shard, path, "has no sha256 in the manifest (cannot be verified; "
                                      "--verify_data=size skips the checksum)"))
-        elif mode == "full" and sha256_file(path) != shard["sha256"]:
+        elif mode == "full" and fileio.sha256_file(path) != shard["sha256"]:
             bad.append((shard, path, "sha256 differs from the manifest (damaged or changed)"))
     if bad and not skip_corrupt:
         shard, path, reason = bad[0]
@@ -502,6 +473,61 @@ def first_damaged_record(paths: Sequence[str]) -> Optional[str]:
     return None
 
 
+def decode_jpeg_checked(data: bytes, size: int) -> np.ndarray:
+    """Decodes JPEG bytes to an RGB array, strictly.
+
+    libjpeg "recovers" truncated data by filling grey, so the SOI/EOI markers are checked
+    too; ``tf.io.decode_jpeg`` (the training pipeline) rejects such data.
+
+    Raises:
+      ValueError: what is wrong with the bytes.
+    """
+    if len(data) < 4 or data[:2] != b"\xff\xd8":
+        raise ValueError("not a JPEG (no start-of-image marker)")
+    if data.rstrip(b"\x00")[-2:] != b"\xff\xd9":
+        raise ValueError("truncated JPEG (no end-of-image marker)")
+    import cv2  # Only the locating pass and the inspector decode JPEGs here.
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        raise ValueError("JPEG does not decode")
+    if img.shape != (size, size, 3):
+        raise ValueError(f"JPEG decodes to shape {img.shape}, expected ({size}, {size}, 3)")
+    return img[..., ::-1]
+
+
+def image_errors(clip: schema.Clip):
+    """Yields ``"image t=<t> view <camera>: <why>"`` for each JPEG of ``clip`` that does not
+    decode (strictly: :func:`decode_jpeg_checked`)."""
+    for t, row in enumerate(clip.images):
+        for v, jpeg in enumerate(row):
+            try:
+                decode_jpeg_checked(jpeg, clip.image_size)
+            except ValueError as e:
+                yield f"image t={t} view {clip.camera_ids[v]}: {e}"
+
+
+def first_undecodable_image(paths: Sequence[str]) -> Optional[str]:
+    """``"<shard>: record <i>: image t=<t> view <camera>: <why>"`` for the first JPEG in
+    ``paths`` that does not decode, or None.
+
+    The locating pass behind a training or evaluation stop: ``tf.data`` names neither
+    file nor record when ``decode_jpeg`` fails. Records that cannot be read or parsed
+    are passed over (other errors name those).
+    """
+    for path in paths:
+        try:
+            for i, data in iter_records(path):
+                try:
+                    clip = schema.decode_clip(data, where=f"{path}: record {i}")
+                except schema.SchemaError:
+                    continue
+                for error in image_errors(clip):
+                    return f"{path}: record {i}: {error}"
+        except ValueError:
+            continue
+    return None
+
+
 class DataReadError(DatasetError):
     """A record could not be read during a run (damaged shard)."""
 
@@ -520,7 +546,7 @@ def naming_damaged_shard(paths: Sequence[str], what: str = "reading stopped"):
     does not decode (inside a record whose checksums are fine) as ``jpeg::Uncompress
     failed`` at a graph node; on such an error the shards in ``paths`` are read once more
     to find the record (and, for a JPEG, its timestep and view:
-    :func:`tfrecords_tools.inspect.first_undecodable_image`).
+    :func:`first_undecodable_image`).
     """
     import tensorflow as tf
     try:
@@ -533,8 +559,7 @@ def naming_damaged_shard(paths: Sequence[str], what: str = "reading stopped"):
         line = _jpeg_error_line(e)
         if line is None:
             raise
-        from tfrecords_tools import inspect as inspect_lib  # It imports this module.
-        where = (inspect_lib.first_undecodable_image(paths)
+        where = (first_undecodable_image(paths)
                  or f"a JPEG in one of {len(paths)} shard(s) does not decode")
         raise DataReadError(f"{where}; {what} ({line}); re-create the shard, or pass "
                             f"--skip_corrupt_records to skip what cannot be decoded") from e

@@ -36,8 +36,9 @@ from typing import Iterator, Optional, Sequence, Union
 
 import numpy as np
 
-from tfrecords_tools import (cameras, cli, crops, dataset_io, h36m_calibration, motion_filter,
-                             run_lock, schema, skeleton, video)
+from tfrecords_tools import (cameras, crops, dataset_io, h36m_calibration, motion_filter, schema,
+                             skeleton, video)
+from tfrecords_tools.runtime import cli, locks
 
 log = logging.getLogger(__name__)
 
@@ -241,7 +242,7 @@ def discover(config: H36MConfig) -> tuple[list[SequenceSpec], list[dataset_io.Sk
     """
     root = config.h36m_root
     if not os.path.isdir(root):
-        raise H36MError(f"--h36m_root {root} {run_lock.not_a_directory(root, 'is not a directory')}")
+        raise H36MError(f"--h36m_root {root} {locks.not_a_directory(root, 'is not a directory')}")
     found_subjects = sorted(n for n in os.listdir(root) if _SUBJECT_DIR.match(n)
                             and os.path.isdir(os.path.join(root, n)))
     if not found_subjects:

@@ -18,13 +18,14 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import cv2
 import numpy as np
 
 from tfrecords_tools import cameras as cameras_lib
-from tfrecords_tools import crops, dataset_io, run_lock, schema, skeleton
+from tfrecords_tools import crops, dataset_io, schema, skeleton
+from tfrecords_tools.runtime import fileio, locks
 
 MAX_ERRORS = 20
 
@@ -63,60 +64,6 @@ def camera_of(clip: schema.Clip, v: int) -> cameras_lib.Camera:
                               np.asarray(clip.distortion[v], np.float64))
 
 
-def decode_jpeg_checked(data: bytes, size: int) -> np.ndarray:
-    """Decodes JPEG bytes to an RGB array, strictly.
-
-    libjpeg "recovers" truncated data by filling grey, so the SOI/EOI markers are checked
-    too; ``tf.io.decode_jpeg`` (the training pipeline) rejects such data.
-
-    Raises:
-      ValueError: what is wrong with the bytes.
-    """
-    if len(data) < 4 or data[:2] != b"\xff\xd8":
-        raise ValueError("not a JPEG (no start-of-image marker)")
-    if data.rstrip(b"\x00")[-2:] != b"\xff\xd9":
-        raise ValueError("truncated JPEG (no end-of-image marker)")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise ValueError("JPEG does not decode")
-    if img.shape != (size, size, 3):
-        raise ValueError(f"JPEG decodes to shape {img.shape}, expected ({size}, {size}, 3)")
-    return img[..., ::-1]
-
-
-def image_errors(clip: schema.Clip):
-    """Yields ``"image t=<t> view <camera>: <why>"`` for each JPEG of ``clip`` that does not
-    decode (strictly: :func:`decode_jpeg_checked`)."""
-    for t, row in enumerate(clip.images):
-        for v, jpeg in enumerate(row):
-            try:
-                decode_jpeg_checked(jpeg, clip.image_size)
-            except ValueError as e:
-                yield f"image t={t} view {clip.camera_ids[v]}: {e}"
-
-
-def first_undecodable_image(paths: Sequence[str]) -> Optional[str]:
-    """``"<shard>: record <i>: image t=<t> view <camera>: <why>"`` for the first JPEG in
-    ``paths`` that does not decode, or None.
-
-    The locating pass behind a training or evaluation stop: ``tf.data`` names neither
-    file nor record when ``decode_jpeg`` fails. Records that cannot be read or parsed
-    are passed over (other errors name those).
-    """
-    for path in paths:
-        try:
-            for i, data in dataset_io.iter_records(path):
-                try:
-                    clip = schema.decode_clip(data, where=f"{path}: record {i}")
-                except schema.SchemaError:
-                    continue
-                for error in image_errors(clip):
-                    return f"{path}: record {i}: {error}"
-        except ValueError:
-            continue
-    return None
-
-
 def _check_shard(data_dir: str, shard: dict, report: Report, want_samples: bool) -> list:
     """Checks one shard; returns up to a few sample clips for the contact sheet."""
     name = shard["file"]
@@ -125,7 +72,7 @@ def _check_shard(data_dir: str, shard: dict, report: Report, want_samples: bool)
     if not os.path.exists(path):
         errors.append(f"shard {name}: listed in {dataset_io.MANIFEST} but missing")
         return []
-    digest = dataset_io.sha256_file(path)
+    digest = fileio.sha256_file(path)
     if digest != shard.get("sha256"):
         errors.append(f"shard {name}: sha256 {digest[:12]}... does not match the manifest's "
                       f"{str(shard.get('sha256'))[:12]}... (file changed or damaged)")
@@ -141,7 +88,7 @@ def _check_shard(data_dir: str, shard: dict, report: Report, want_samples: bool)
             except schema.SchemaError as e:
                 errors.append(str(e))
                 continue
-            errors.extend(f"{where}: {error}" for error in image_errors(clip))
+            errors.extend(f"{where}: {error}" for error in dataset_io.image_errors(clip))
             n, nv = clip.num_frames, clip.num_views
             counts.update(num_records=1, num_frames=n, num_images=n * nv,
                           num_labelled_frames=n if clip.joints3d_world is not None else 0)
@@ -184,9 +131,9 @@ def stray_files(data_dir: str, manifest: dict) -> list[str]:
     known = {dataset_io.MANIFEST, dataset_io.DATASET_INFO, "contact_sheet.png"}
     for shard in manifest.get("shards", []):
         known |= {shard["file"], shard["file"] + ".json"}
-    lock = os.path.join(data_dir, run_lock.LOCK_FILE)
-    if os.path.exists(lock) and not run_lock.stale_lock(lock):
-        known.add(run_lock.LOCK_FILE)
+    lock = os.path.join(data_dir, locks.LOCK_FILE)
+    if os.path.exists(lock) and not locks.stale_lock(lock):
+        known.add(locks.LOCK_FILE)
     return sorted(n for n in os.listdir(data_dir) if n not in known)
 
 
@@ -303,7 +250,7 @@ def contact_sheet_image(clips: list, num_timesteps: int = 3, cell: int = 160) ->
         for t in ts:
             cells = []
             for v in range(clip.num_views):
-                img = decode_jpeg_checked(clip.images[t][v], clip.image_size)[..., ::-1]
+                img = dataset_io.decode_jpeg_checked(clip.images[t][v], clip.image_size)[..., ::-1]
                 img = cv2.resize(img, (cell, cell), interpolation=cv2.INTER_LINEAR).copy()
                 if clip.joints3d_world is not None:
                     draw_skeleton(img, joints_in_crop(clip, t, v), cell / clip.image_size)
@@ -362,6 +309,6 @@ def main(argv) -> None:
 
 
 if __name__ == "__main__":
-    from tfrecords_tools import cli
+    from tfrecords_tools.runtime import cli
     define_flags()
     cli.run(main)

@@ -68,8 +68,9 @@ from typing import Iterator, Optional, Sequence, Union
 import cv2
 import numpy as np
 
-from tfrecords_tools import (calibration, cameras, cli, crops, dataset_io, motion_filter,
-                             person_boxes, run_lock, schema, video)
+from tfrecords_tools import (calibration, cameras, crops, dataset_io, motion_filter,
+                             person_boxes, schema, video)
+from tfrecords_tools.runtime import cli, locks
 
 log = logging.getLogger(__name__)
 
@@ -376,7 +377,7 @@ def discover(config: RigConfig) -> tuple[list[RigSequence], list[dataset_io.Skip
     """
     root = config.input_dir
     if not os.path.isdir(root):
-        raise RigError(f"--input_dir {root} {run_lock.not_a_directory(root, 'is not a directory')}")
+        raise RigError(f"--input_dir {root} {locks.not_a_directory(root, 'is not a directory')}")
     if video.find_videos(root):
         raise RigError(f"{root} holds videos directly; expected one sub-folder per sequence "
                        f"(<input_dir>/<sequence>/<camera>.mp4): point --input_dir one level up "

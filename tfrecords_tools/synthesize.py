@@ -32,6 +32,7 @@ import numpy as np
 
 from tfrecords_tools import cameras as cameras_lib
 from tfrecords_tools import dataset_io, motion_filter, schema
+from tfrecords_tools.runtime import fileio
 from tfrecords_tools.synth import body as body_lib
 from tfrecords_tools.synth import clutter as clutter_lib
 from tfrecords_tools.synth import motion as motion_lib
@@ -415,8 +416,8 @@ def _validate_embedded(config: SynthConfig) -> None:
     if both:
         raise ValueError(f"--extra_motion_dir and --test_motion_dir both hold action(s) {both}; "
                          f"the real-motion test clips must stay out of training")
-    sums = {dataset_io.sha256_file(p): p for _, p in extra}
-    same = [(sums[h], p) for _, p in test for h in [dataset_io.sha256_file(p)] if h in sums]
+    sums = {fileio.sha256_file(p): p for _, p in extra}
+    same = [(sums[h], p) for _, p in test for h in [fileio.sha256_file(p)] if h in sums]
     if same:
         raise ValueError(f"--test_motion_dir {same[0][1]} is the same file as "
                          f"--extra_motion_dir {same[0][0]}; the test clips must stay out of "
@@ -463,7 +464,7 @@ def motion_notes(sources: list, flag: str) -> list:
         for f in motion_io.files_of(path):
             name = os.path.basename(f)
             note = notes[folder].get(name, {})
-            digest = dataset_io.sha256_file(f)
+            digest = fileio.sha256_file(f)
             if note.get("sha256") not in (None, digest):
                 raise ValueError(f"{flag} {f}: sha256 {digest} differs from its {SOURCE_NOTE} "
                                  f"note {note['sha256']}; the file changed since it was noted")
@@ -501,10 +502,10 @@ def settings_of(config: SynthConfig) -> dict:
         if s[key] == off:
             del s[key]
     if config.motion_file is not None:
-        s["motion_file_sha256"] = dataset_io.sha256_file(config.motion_file)
+        s["motion_file_sha256"] = fileio.sha256_file(config.motion_file)
     if config.uses_motion_files:
         options = import_options(config)
-        extra = {os.path.basename(f): dataset_io.sha256_file(f)
+        extra = {os.path.basename(f): fileio.sha256_file(f)
                  for _, path in motion_sources(config) for f in motion_io.files_of(path, options)
                  if f != config.motion_file}
         if extra:
@@ -731,10 +732,10 @@ def config_from_flags(f) -> SynthConfig:
 
 def main(argv: Sequence[str]) -> None:
     from absl import flags
-    from tfrecords_tools import cli
+    from tfrecords_tools.runtime import cli
     cli.check_no_arguments(argv)
     f = flags.FLAGS
-    # Errors (a bad flag or file) end as one line: see tfrecords_tools.cli.
+    # Errors (a bad flag or file) end as one line: see tfrecords_tools.runtime.cli.
     generate(f.output_dir, config_from_flags(f), num_workers=f.num_workers)
 
 
@@ -826,6 +827,6 @@ def define_flags(fv=None) -> None:
 
 
 if __name__ == "__main__":
-    from tfrecords_tools import cli
+    from tfrecords_tools.runtime import cli
     define_flags()
     cli.run(main)

@@ -177,8 +177,7 @@ def report_undecodable(before: int, files: Sequence[str], what: str,
     their number."""
     n = undecodable_count() - before
     if n > 0:
-        from tfrecords_tools import inspect as inspect_lib
-        first = inspect_lib.first_undecodable_image(files)
+        first = dataset_io.first_undecodable_image(files)
         log(f"warning: --skip_corrupt_records: skipped {n} {what} holding a JPEG that does "
             f"not decode" + (f" (first in the data: {first})" if first else ""))
     return max(n, 0)

@@ -37,10 +37,10 @@ from typing import Callable, Optional, Sequence
 from absl import flags
 
 from tf_synchro import configs, run_dir
-from tf_synchro.metrics import METRICS
-from tfrecords_tools import dataset_io, run_lock
+from tf_synchro.tasks.metrics import METRICS
+from tfrecords_tools.runtime import figures, fileio
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLAGS_DIR = os.path.join(REPO, "flags")
 STAGE_DONE = "stage_done.json"
 FLAGS_SNAPSHOT = "base.flags"  # the scale's flagfile as it was when the stage was planned
@@ -251,7 +251,7 @@ def run_stage(stage: Stage, workdir: str, log: Callable[[str], None] = print,
         log(f"{label}{stage.name}: reusing finished {os.path.relpath(directory, workdir)}")
         return directory
     os.makedirs(directory, exist_ok=True)
-    dataset_io.write_json_atomic(os.path.join(directory, "settings.json"), stage.settings())
+    fileio.write_json_atomic(os.path.join(directory, "settings.json"), stage.settings())
     if stage.flag_text is not None:
         with open(os.path.join(directory, FLAGS_SNAPSHOT), "w") as f:
             f.write(f"# snapshot of {stage.flagfile}\n{stage.flag_text}")
@@ -278,12 +278,12 @@ def run_stage(stage: Stage, workdir: str, log: Callable[[str], None] = print,
         hint = ""
         if "No space left on device" in text or "ENOSPC" in text:
             hint = " (the disk is full: free space and re-run; finished stages are kept)"
-        # The binaries end with one "<binary>: error: ..." line (tfrecords_tools.cli).
+        # The binaries end with one "<binary>: error: ..." line (tfrecords_tools.runtime.cli).
         errors = [line.strip() for line in tail if ": error: " in line]
         last = errors[-1] if errors else " | ".join(line.strip() for line in tail[-3:])
         raise StageError(f"stage {stage.name} failed with exit code {rc}{hint}: {last} (full "
                          f"log: {log_path}; command: {' '.join(cmd)})")
-    dataset_io.write_json_atomic(os.path.join(directory, STAGE_DONE),
+    fileio.write_json_atomic(os.path.join(directory, STAGE_DONE),
                                  {"seconds": round(time.time() - start, 1),
                                   "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
     return directory
@@ -524,7 +524,7 @@ def plot_series(results: Sequence[dict], path: str) -> bool:
         if ax.lines:
             ax.legend(fontsize=7)
     fig.tight_layout()
-    run_lock.save_figure(fig, path, dpi=90)
+    figures.save_figure(fig, path, dpi=90)
     return True
 
 

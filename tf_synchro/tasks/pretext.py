@@ -32,7 +32,8 @@ import numpy as np
 from tf_synchro import configs, run_dir, train_lib
 from tf_synchro.configs import PretrainConfig
 from tf_synchro.data import pairs, records
-from tfrecords_tools import dataset_io, run_lock
+from tfrecords_tools import dataset_io
+from tfrecords_tools.runtime import figures, fileio
 
 
 # ----------------------------------------------------------------------------- training
@@ -66,7 +67,7 @@ def build_model(config: PretrainConfig, stored_size: Optional[int] = None):
     :func:`sync_flip_model` returns the bare model.
     """
     import keras
-    from tf_synchro import losses
+    from tf_synchro.tasks import losses
     from tf_synchro.models import resnet, siamese, view_augment
 
     m, opt, pair_config = config.model, config.optimizer, config.pair_config()
@@ -348,7 +349,7 @@ def write_report(results: dict, output_dir: str, title: str = "") -> list[str]:
 
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, run_dir.PRETEXT_EVAL_FILE)
-    dataset_io.write_json_atomic(path, results)
+    fileio.write_json_atomic(path, results)
     written = [path]
     curve = results.get("sync_accuracy_by_gap")
     if curve:
@@ -365,6 +366,6 @@ def write_report(results: dict, output_dir: str, title: str = "") -> list[str]:
         ax.legend(loc="lower right", fontsize=8)
         fig.tight_layout()
         png = os.path.join(output_dir, run_dir.SYNC_VS_GAP_FILE)
-        run_lock.save_figure(fig, png)
+        figures.save_figure(fig, png)
         written.append(png)
     return written

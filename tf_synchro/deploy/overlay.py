@@ -30,7 +30,8 @@ from typing import Optional, Sequence
 import cv2
 import numpy as np
 
-from tfrecords_tools import cli, dataset_io, skeleton
+from tfrecords_tools import skeleton
+from tfrecords_tools.runtime import cli, fileio
 
 
 # ----------------------------------------------------------------------------- geometry
@@ -291,4 +292,4 @@ def write_output(path: str, result: dict) -> None:
         if raw is not None:
             entry["joints3d_raw"] = np.round(np.asarray(raw[i], np.float64), 2).tolist()
         doc["frames"].append(entry)
-    dataset_io.write_json_atomic(path, doc)
+    fileio.write_json_atomic(path, doc)

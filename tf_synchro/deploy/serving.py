@@ -43,12 +43,14 @@ import tensorflow as tf
 
 from tf_synchro import configs, run_dir, train_lib
 from tf_synchro.data import frames
+from tf_synchro.deploy import artefacts
 from tf_synchro.models import pose
-from tfrecords_tools import dataset_io, run_lock, schema
+from tf_synchro.tasks import pose3d
+from tfrecords_tools import dataset_io, schema
+from tfrecords_tools.runtime import locks
 
 WHAT = configs.EXPORT_WHAT
 SIGNATURE_JPEG = "serving_jpeg"
-METADATA_FILE = "assets.extra/tf_synchro.json"
 FORMATS = configs.EXPORT_FORMATS
 # File next to <export_dir>/<version>/ of each converted model (key in the metadata too).
 EXTRA_FILES = {"onnx": "{version}.onnx", "tflite": "{version}.tflite",
@@ -163,20 +165,21 @@ def export(model_dir: str, export_dir: str, version: Optional[int] = None,
     archive = build_archive(model, int(model_cfg["input_size"]),
                             float(model_cfg["preprocess"]["crop_scale"]),
                             model_cfg["preprocess"]["dct_method"], output_name)
-    lock = run_lock.acquire(export_dir, "--export_dir")  # One writer; creates export_dir.
-    tmp = os.path.join(export_dir, f".tmp-{os.getpid()}-{version}")  # run_lock's temp naming.
+    lock = locks.acquire(export_dir, "--export_dir")  # One writer; creates export_dir.
+    # Temporary named like locks.temp_path's, so clean_stale_temps finds a killed one.
+    tmp = os.path.join(export_dir, f".tmp-{os.getpid()}-{version}")
     extra_tmp = {k: f"{tmp}.{os.path.basename(p)}" for k, p in extra_targets.items()}
     try:
-        run_lock.clean_stale_temps(export_dir)
+        locks.clean_stale_temps(export_dir)
         archive.write_out(tmp, verbose=False)
         metadata = {"what": what, "output": output_name, "model_dir": model_dir,
-                    "model": model_cfg, "crop_size": training_crop_size(config)}
+                    "model": model_cfg, "crop_size": artefacts.training_crop_size(config)}
         if extra_targets:
             metadata.update(write_extra_formats(tmp, extra_tmp, config, formats))
             for key, path in extra_targets.items():
                 metadata["formats"][key]["file"] = os.path.basename(path)  # In export_dir.
-        os.makedirs(os.path.join(tmp, os.path.dirname(METADATA_FILE)), exist_ok=True)
-        with open(os.path.join(tmp, METADATA_FILE), "w") as f:
+        os.makedirs(os.path.join(tmp, os.path.dirname(artefacts.METADATA_FILE)), exist_ok=True)
+        with open(os.path.join(tmp, artefacts.METADATA_FILE), "w") as f:
             json.dump(metadata, f, indent=1, sort_keys=True)
         for key, path in extra_tmp.items():
             os.replace(path, extra_targets[key])
@@ -272,17 +275,6 @@ def _round_robin(groups: Sequence[list]):
         yield from (g[i] for g in groups if i < len(g))
 
 
-def training_crop_size(config: dict) -> Optional[int]:
-    """Side of the stored crops the model was trained on (None if the data is gone)."""
-    data_dir = config.get("data_dir")
-    try:
-        path = dataset_io.shard_paths(data_dir)[0]
-        record = next(tf.data.TFRecordDataset(path).take(1).as_numpy_iterator())
-    except (dataset_io.DatasetError, TypeError, IndexError, StopIteration, OSError):
-        return None
-    return schema.decode_clip(record, where=path).image_size
-
-
 def convert_onnx(saved_model: str, path: str, opset: int) -> None:
     """``serving_default`` of ``saved_model`` -> ONNX file ``path`` (tf2onnx command line).
 
@@ -310,28 +302,14 @@ def convert_tflite(saved_model: str, path: str, quantize: bool) -> None:
         f.write(converter.convert())
 
 
-def onnx_runner(path: str):
-    """``images uint8 -> joints`` of an ONNX file in onnxruntime (CPU), loaded once."""
-    import onnxruntime
-    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-    return lambda images: session.run(["joints3d"], {"images": images})[0]
-
-
-def tflite_runner(path: str):
-    """``images uint8 -> joints`` of a LiteRT file (``ai_edge_litert``), loaded once."""
-    from ai_edge_litert.interpreter import Interpreter
-    runner = Interpreter(model_path=path).get_signature_runner("serving_default")
-    return lambda images: runner(images=images)["joints3d"]
-
-
 def run_onnx(path: str, images: np.ndarray) -> np.ndarray:
     """Joints from onnxruntime (CPU) for uint8 ``images``."""
-    return onnx_runner(path)(images)
+    return artefacts.onnx_runner(path)(images)
 
 
 def run_tflite(path: str, images: np.ndarray) -> np.ndarray:
     """Joints from the LiteRT interpreter (``ai_edge_litert``) for uint8 ``images``."""
-    return tflite_runner(path)(images)
+    return artefacts.tflite_runner(path)(images)
 
 
 def _version(package: str) -> str:
@@ -428,7 +406,6 @@ def int8_mpjpe_check(saved_model: str, int8_path: str, data_dir: str, config: di
     Raises:
       FormatCheckError: the MPJPE rose too much, or the subjects have no labelled frames.
     """
-    from tf_synchro import artefacts, pose3d  # pose3d -> artefacts -> serving: import late.
     model_cfg = config["model"]
     dct = model_cfg["preprocess"]["dct_method"]
     run_config = {"model": model_cfg, "model_dir": config.get("model_dir")}
@@ -438,7 +415,7 @@ def int8_mpjpe_check(saved_model: str, int8_path: str, data_dir: str, config: di
             saved_model, "saved_model", None, dct, run_config,
             lambda x: serve(images=tf.constant(x))["joints3d"].numpy()),
         "tflite_int8": artefacts.PoseModel(int8_path, "tflite", None, dct, run_config,
-                                           tflite_runner(int8_path)),
+                                           artefacts.tflite_runner(int8_path)),
     }
     subjects = tuple(options.int8_subjects)
     reports = {}

@@ -9,7 +9,7 @@ line on stderr, ``<binary>: error: <message>``, and the process exits with
   fault (``--name...``);
 * ``1`` (data error): :class:`DataError` and any other ``ValueError`` (bad file, record or
   directory: the message starts with its path), ``OSError``, TensorFlow ``OpError`` (e.g.
-  a damaged shard) and a held lock (:class:`tfrecords_tools.run_lock.LockError`);
+  a damaged shard) and a held lock (:class:`tfrecords_tools.runtime.locks.LockError`);
 * ``130`` on Ctrl-C (SIGINT) and ``143`` on SIGTERM (``kill``, ``timeout``, a scheduler's
   pre-emption): both unwind like an error, so locks are released, temporaries removed and
   a training run keeps its last checkpoint, and the line says how to resume. Inside
@@ -17,7 +17,7 @@ line on stderr, ``<binary>: error: <message>``, and the process exits with
   after each step; a second SIGTERM ends the process at once.
 
 ``--verbose`` (added to every binary) shows the traceback instead, and TensorFlow's
-start-up logging, which is otherwise kept off stderr (:mod:`tfrecords_tools.quiet_tf`).
+start-up logging, which is otherwise kept off stderr (:mod:`tfrecords_tools.runtime.quiet_tf`).
 Other exceptions are bugs and keep their traceback.
 
 :func:`invoke` runs a binary in this process (fresh flags, same code path and exit codes
@@ -36,7 +36,7 @@ from typing import Callable, Optional, Sequence
 
 from absl import app, flags
 
-from tfrecords_tools import quiet_tf, run_lock
+from tfrecords_tools.runtime import locks, quiet_tf
 
 USAGE_EXIT = 2
 DATA_EXIT = 1
@@ -80,7 +80,7 @@ def exit_code(error: BaseException) -> Optional[int]:
         return DATA_EXIT
     if isinstance(error, ValueError):
         return USAGE_EXIT if str(error).lstrip().startswith("--") else DATA_EXIT
-    if isinstance(error, (OSError, run_lock.LockError)):
+    if isinstance(error, (OSError, locks.LockError)):
         return DATA_EXIT
     if any(c.__name__ == "OpError" and c.__module__.startswith("tensorflow")
            for c in type(error).__mro__):

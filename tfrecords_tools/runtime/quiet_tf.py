@@ -12,7 +12,7 @@ drown in them. :func:`install` therefore
   during that import go there too; errors raised by the import still propagate.
 
 Binaries call it before TensorFlow is imported: each package's ``__init__`` does when the
-process runs as ``python -m <package>.<binary>``, and :func:`tfrecords_tools.cli.run` does
+process runs as ``python -m <package>.<binary>``, and :func:`tfrecords_tools.runtime.cli.run` does
 for other entry points. This module imports neither TensorFlow nor absl.
 """
 from __future__ import annotations

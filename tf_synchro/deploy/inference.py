@@ -1,7 +1,7 @@
 """Inference on your own video or images: 3D joints per frame (the predict binary).
 
 ``--model`` is an exported version directory (``tf_synchro.export``), its ``.onnx`` or
-``.tflite`` file, or a finished fine-tuning run directory (:mod:`tf_synchro.artefacts`).
+``.tflite`` file, or a finished fine-tuning run directory (:mod:`tf_synchro.deploy.artefacts`).
 The person box of each frame comes from ``--boxes`` (one box per frame), else from a
 median background and a foreground mask as the rig converter finds it (``--static_camera``,
 the default), else the whole frame (with a warning). The crop is made
@@ -14,7 +14,7 @@ evaluated gets the very joints this binary prints.
 Output: root-relative 3D joints in mm in the camera frame (x right, y down, z forward;
 root = pelvis) per frame, in :data:`tfrecords_tools.skeleton.JOINT_NAMES` order, with the
 square box used and whether a person was found there; ``--smooth`` filters the joints
-over time, ``--overlay`` draws them on the person (both: :mod:`tf_synchro.overlay`, which
+over time, ``--overlay`` draws them on the person (both: :mod:`tf_synchro.deploy.overlay`, which
 also writes the output files). Exit status 2: bad flags; 1: bad
 data (unreadable video, empty folder, bad box file, bad model directory).
 """
@@ -34,11 +34,12 @@ from typing import Callable, Iterator, Optional, Sequence
 import cv2
 import numpy as np
 
-from tf_synchro import artefacts, overlay
 from tf_synchro.configs import PredictConfig
 from tf_synchro.data import frames
-from tfrecords_tools import cli, crops, skeleton, video
+from tf_synchro.deploy import artefacts, overlay
 from tfrecords_tools import person_boxes as boxes_lib
+from tfrecords_tools import crops, skeleton, video
+from tfrecords_tools.runtime import cli
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@
 * :func:`predict`, :func:`build_report`, :func:`evaluate`, :func:`format_report` — the
   evaluation protocol (docs/DESIGN.md §2): test subjects S9 and S11, every frame whose
   original frame number is a multiple of 64, all cameras; root-relative joints in the
-  camera frame; MPJPE, N-MPJPE and PA-MPJPE (:mod:`tf_synchro.metrics`) in mm. The report
+  camera frame; MPJPE, N-MPJPE and PA-MPJPE (:mod:`tf_synchro.tasks.metrics`) in mm. The report
   holds the mean over frames, the mean over actions (the usual table layout), and
   breakdowns per action, joint, camera and subject, with frame counts; a PNG shows a few
   test crops with the ground-truth and predicted skeletons.
@@ -36,11 +36,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tf_synchro import artefacts, configs, metrics, run_dir, train_lib
+from tf_synchro import configs, run_dir, train_lib
 from tf_synchro.configs import FinetuneConfig
 from tf_synchro.data import frames, records
+from tf_synchro.deploy import artefacts
 from tf_synchro.models import pose, resnet
-from tfrecords_tools import dataset_io, run_lock, skeleton
+from tf_synchro.tasks import metrics
+from tfrecords_tools import dataset_io, skeleton
+from tfrecords_tools.runtime import figures, fileio, locks
 
 
 # ----------------------------------------------------------------------------- building
@@ -89,7 +92,7 @@ def check_settings(config: FinetuneConfig) -> None:
         # Checked here too (run_dir.load_encoder does) so that a typo fails before the
         # target statistics are read.
         raise run_dir.IncompatibleEncoderError(
-            f"--init_from={config.init_from} {run_lock.not_a_directory(config.init_from, 'no such directory')} "
+            f"--init_from={config.init_from} {locks.not_a_directory(config.init_from, 'no such directory')} "
             f"(expected a pre-training model_dir or '{configs.SCRATCH}')")
     if not config.label_subjects:
         raise ValueError("--label_subjects must name at least one subject")
@@ -348,7 +351,7 @@ def save_figure(path: str, images: np.ndarray, gt: np.ndarray, pred: np.ndarray,
         _draw_skeleton(fig.add_subplot(n, 3, 3 * i + 3, projection="3d"), pred[i],
                        f"prediction (MPJPE {err:.0f} mm)", limits)
     fig.tight_layout()
-    run_lock.save_figure(fig, path, dpi=80)
+    figures.save_figure(fig, path, dpi=80)
 
 
 # ----------------------------------------------------------------------------- the run
@@ -453,7 +456,7 @@ def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S1
         report["skipped_undecodable_frames"] = skipped
     if output_json:
         os.makedirs(os.path.dirname(os.path.abspath(output_json)), exist_ok=True)
-        dataset_io.write_json_atomic(output_json, report)
+        fileio.write_json_atomic(output_json, report)
     if output_png and num_examples > 0:
         idx = out["example_index"]
         captions = [f"{out['subject'][i]} {out['action'][i]} cam {out['camera'][i]} "

@@ -89,16 +89,6 @@ def stale_temps(directory: str) -> list[str]:
     return out
 
 
-def save_figure(fig, path: str, **savefig_kwargs) -> None:
-    """Saves a matplotlib figure to ``path`` under a temporary name, renames it and closes
-    the figure: a killed writer never leaves a torn PNG."""
-    import matplotlib.pyplot as plt
-    tmp = temp_path(path, os.path.splitext(path)[1])
-    fig.savefig(tmp, **savefig_kwargs)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
 def refuse_other_settings(stored: Mapping[str, Any], requested: Mapping[str, Any],
                           error: type, where: str, hint: str) -> None:
     """The one "this directory was made with other settings" check of the project.

@@ -4,7 +4,7 @@
 
 * a finished fine-tuning run directory (``config.json`` + ``pose_model.keras``): the Keras
   model behind :func:`tf_synchro.data.frames.preprocess_images`, as evaluation runs it;
-* an export version directory (``saved_model.pb``; :mod:`tf_synchro.serving`): its
+* an export version directory (``saved_model.pb``; :mod:`tf_synchro.deploy.serving`): its
   ``serving_default`` signature;
 * a converted file beside a version directory, ``<version>.onnx`` (onnxruntime, CPU) or
   ``<version>.tflite`` / ``<version>.int8.tflite`` (the LiteRT interpreter,
@@ -16,8 +16,8 @@ artefact is measured exactly as a client calls it. The JPEG decoding settings, t
 crop side and the training config of an export or a converted file are read from the
 version directory's ``assets.extra/tf_synchro.json`` (a converted file's version directory
 is its name without ``.onnx`` / ``.tflite`` / ``.int8.tflite``). The predict binary
-(:mod:`tf_synchro.inference`) and the evaluate binary (:func:`tf_synchro.pose3d.evaluate`)
-both load models here.
+(:mod:`tf_synchro.deploy.inference`) and the evaluate binary
+(:func:`tf_synchro.tasks.pose3d.evaluate`) both load models here.
 """
 from __future__ import annotations
 
@@ -30,13 +30,16 @@ from typing import Callable, Optional
 import numpy as np
 import tensorflow as tf
 
-from tf_synchro import run_dir, serving
+from tf_synchro import run_dir
 from tf_synchro.data import frames
-from tfrecords_tools import cli
+from tfrecords_tools import dataset_io, schema
+from tfrecords_tools.runtime import cli
 
 log = logging.getLogger(__name__)
 
 KINDS = ("run", "saved_model", "onnx", "tflite")
+# Written by the export into a version directory (serving.export), read here.
+METADATA_FILE = "assets.extra/tf_synchro.json"
 # Suffixes of the converted files (serving.EXTRA_FILES), longest first.
 _FILE_SUFFIXES = ((".int8.tflite", "tflite"), (".tflite", "tflite"), (".onnx", "onnx"))
 
@@ -94,7 +97,7 @@ def read_metadata(saved_model: str, what: str = "--model") -> dict:
     Raises:
       ArtefactError: missing, not JSON, or an encoder export.
     """
-    meta_path = os.path.join(saved_model, serving.METADATA_FILE)
+    meta_path = os.path.join(saved_model, METADATA_FILE)
     try:
         with open(meta_path) as f:
             meta = json.load(f)
@@ -134,7 +137,7 @@ def load(path: str, what: str = "--model") -> PoseModel:
         size, scale = int(cfg["input_size"]), float(cfg["preprocess"]["crop_scale"])
         call = tf.function(lambda x: model(frames.preprocess_images(x, size, scale),
                                            training=False))
-        return PoseModel(path, kind, serving.training_crop_size(config),
+        return PoseModel(path, kind, training_crop_size(config),
                          cfg["preprocess"]["dct_method"], config,
                          lambda x: call(x).numpy())
     if kind is None:
@@ -148,8 +151,8 @@ def load(path: str, what: str = "--model") -> PoseModel:
                             f"converted file beside the version directory it was written with")
     meta = read_metadata(meta_dir, what)
     dct = meta["model"]["preprocess"]["dct_method"]
-    fn = {"saved_model": _saved_model_fn, "onnx": serving.onnx_runner,
-          "tflite": serving.tflite_runner}[kind](path)
+    fn = {"saved_model": _saved_model_fn, "onnx": onnx_runner,
+          "tflite": tflite_runner}[kind](path)
     return PoseModel(path, kind, meta.get("crop_size"), dct, _config_of(meta), fn)
 
 
@@ -183,3 +186,28 @@ def default_report_path(path: str) -> str:
     if kind_of(path) in (None, "run"):
         return os.path.join(path, run_dir.EVAL_FILE)
     return os.path.normpath(path) + ".eval.json"
+
+
+def training_crop_size(config: dict) -> Optional[int]:
+    """Side of the stored crops the model was trained on (None if the data is gone)."""
+    data_dir = config.get("data_dir")
+    try:
+        path = dataset_io.shard_paths(data_dir)[0]
+        record = next(tf.data.TFRecordDataset(path).take(1).as_numpy_iterator())
+    except (dataset_io.DatasetError, TypeError, IndexError, StopIteration, OSError):
+        return None
+    return schema.decode_clip(record, where=path).image_size
+
+
+def onnx_runner(path: str):
+    """``images uint8 -> joints`` of an ONNX file in onnxruntime (CPU), loaded once."""
+    import onnxruntime
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    return lambda images: session.run(["joints3d"], {"images": images})[0]
+
+
+def tflite_runner(path: str):
+    """``images uint8 -> joints`` of a LiteRT file (``ai_edge_litert``), loaded once."""
+    from ai_edge_litert.interpreter import Interpreter
+    runner = Interpreter(model_path=path).get_signature_runner("serving_default")
+    return lambda images: runner(images=images)["joints3d"]

@@ -1,0 +1,1 @@
+"""Experiment suites: the stages, rows and report of the demo and experiments binaries."""

@@ -1,0 +1,40 @@
+"""Atomic JSON files, checksums and JSON round trips."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from tfrecords_tools.runtime import locks
+
+
+def write_json_atomic(path: str, obj) -> None:
+    """Writes JSON to ``path`` through a temporary file, fsync and a rename.
+
+    The one JSON writer of the project: a crash leaves the old file or the new one, never
+    a torn one.
+    """
+    tmp = locks.temp_path(path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:  # Interrupted (Ctrl-C, SIGTERM) or failed: no temporary left behind.
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def sha256_file(path: str) -> str:
+    """The sha256 hex digest of the file ``path``, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def jsonable(obj):
+    """``obj`` as it would read back from JSON (tuples become lists, etc.)."""
+    return json.loads(json.dumps(obj, sort_keys=True))

@@ -44,6 +44,7 @@ def main(argv: Sequence[str]) -> None:
     import tensorflow as tf
 
     from tf_synchro import configs
+    from tf_synchro.data import groups
     from tf_synchro.tasks import pretext
     from tf_synchro.models import view_augment
 
@@ -58,8 +59,8 @@ def main(argv: Sequence[str]) -> None:
     params = np.tile(np.array([[4, 4, stored - 10, 0, 0, 1, 1]], np.float32), (batch, 1))
     params[::2, view_augment.FLIP] = 1
     grouping = config.pair_config().pair_grouping  # Frames per element, pairs scored.
-    frames = configs.group_frames(grouping)
-    scored = batch * len(configs.group_pairs(grouping))
+    frames = groups.frames(grouping)
+    scored = batch * len(groups.pairs(grouping))
     x = {f"view_{v}": rng.integers(0, 256, (batch, stored, stored, 3), dtype=np.uint8)
          for v in frames}
     x.update({f"aug_{v}": params for v in frames})

@@ -51,8 +51,8 @@ def finished_run(tmp_path_factory, pose_data):
     (model_dir, summary). Used by the fine-tuning, evaluation, export and predict tests."""
     from tf_synchro.tasks import pose3d
     model_dir = str(tmp_path_factory.mktemp("run"))
-    summary = pose3d.train(testutil.finetune_config(pose_data, model_dir), verbose=False)
-    return model_dir, summary
+    result = pose3d.train(testutil.finetune_config(pose_data, model_dir), verbose=False)
+    return model_dir, result.summary
 
 
 # ---------------------------------------------------------------- the demo, started early

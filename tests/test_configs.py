@@ -24,7 +24,9 @@ CONFIG_BINARIES = {"tf_synchro.pretrain": configs.PretrainConfig,
                    "tf_synchro.evaluate": configs.EvaluateConfig,
                    "tf_synchro.evaluate_pretext": configs.EvaluatePretextConfig,
                    "tf_synchro.export": configs.ExportConfig,
-                   "tf_synchro.predict": configs.PredictConfig}
+                   "tf_synchro.predict": configs.PredictConfig,
+                   "tf_synchro.demo": configs.DemoConfig,
+                   "tf_synchro.experiments": configs.ExperimentsConfig}
 
 
 def _flags(module: str) -> flags.FlagValues:
@@ -75,6 +77,42 @@ def test_flags_round_trip_into_nested_configs_and_defaults_come_from_the_config(
         configs.make(configs.PretrainConfig, image_size=64)
     # A derived field of a nested config is not a setting of the run.
     assert configs.make(configs.PretrainConfig, seed=5).pairs.seed is None
+
+
+def test_the_flag_engine_is_the_bottom_layer_and_takes_aliases_by_registration(capsys):
+    from tfrecords_tools import inspect
+    from tfrecords_tools.runtime import flags as flag_engine
+    tree = ast.parse(open(flag_engine.__file__).read())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not [m for m in imported if m.split(".")[0] in ("tf_synchro", "tfrecords_tools")]
+    # configs registered its aliases; any binary's owner can register its own.
+    assert configs.warn_deprecated is flag_engine.warn_deprecated
+    flag_engine.register_aliases(deprecated={"tfrecords_tools.inspect": {"sheet": "contact_sheet"}})
+    try:
+        fv = flags.FlagValues()
+        inspect.define_flags(fv)
+        fv(["inspect", "--sheet=x.png"])
+        assert flag_engine.warn_deprecated("tfrecords_tools.inspect", fv) == [
+            ("sheet", "contact_sheet")]
+        assert "--sheet is deprecated" in capsys.readouterr().err
+        assert flag_engine.from_flags(inspect.InspectConfig, fv).contact_sheet == "x.png"
+    finally:
+        del flag_engine._DEPRECATED["tfrecords_tools.inspect"]
+
+
+def test_the_suite_drivers_take_their_flags_from_configs():
+    from tf_synchro.suite import experiment_lib
+    assert configs.SUITE_SCALES == tuple(sorted(experiment_lib.SCALES))
+    fv = _flags("tf_synchro.experiments")
+    fv(["experiments", "--workdir=w", "--suite=scaling", "--rows=b,p005_x1", "--scale=tiny"])
+    config = configs.from_flags(configs.ExperimentsConfig, fv)
+    assert config == configs.ExperimentsConfig(workdir="w", suite="scaling",
+                                               rows=("b", "p005_x1"), scale="tiny")
+    fv = _flags("tf_synchro.demo")
+    fv(["demo", "--workdir=w", "--real_motion_test"])
+    config = configs.from_flags(configs.DemoConfig, fv)
+    assert config.real_motion_test and config.pretrained_row.endswith("d_ssl_no_background.flags")
 
 
 def test_choices_and_list_items_are_checked():
@@ -144,31 +182,45 @@ def test_the_repository_flagfiles_parse_with_the_new_names():
 
 # ----------------------------------------------------------------------------- run_dir
 
+def _pretrain_record(**kw) -> run_dir.PretrainRecord:
+    return run_dir.PretrainRecord.from_config(configs.make(
+        configs.PretrainConfig, data_dir="/d", model_dir="/m", width=0.25, **kw))
+
+
+def _pose_record(init_from=configs.SCRATCH, **kw) -> run_dir.PoseRecord:
+    config = configs.make(configs.FinetuneConfig, data_dir="/d", model_dir="/m",
+                          init_from=init_from, label_subjects=("S1",), **kw)
+    return run_dir.PoseRecord.from_config(config, [[0.0] * 3], [[1.0] * 3])
+
+
 def test_run_dir_refuses_other_settings_naming_each_difference(tmp_path):
     model_dir = str(tmp_path / "run")
-    stored = run_dir.prepare(model_dir, {"arch": "resnet18", "width": 0.25}, {"x": 1})
-    assert run_dir.read_config(model_dir) == stored == {"model": {"arch": "resnet18",
-                                                                  "width": 0.25}, "x": 1}
+    record = _pretrain_record(batch_size=4)
+    assert run_dir.prepare(model_dir, record) == record == run_dir.read_record(model_dir)
+    raw = json.load(open(run_dir.config_path(model_dir)))
+    assert raw["model"] == {"arch": "resnet18", "width": 0.25, "input_size": 128,
+                            "fusion": "multiply", "tasks": ["sync", "flip"], "head_units": 256}
+    assert raw["training"]["batch_size"] == 4 and raw["pairs"]["d_min"] == 4
     # Recorded settings may change on resume; model settings may not.
-    run_dir.prepare(model_dir, {"arch": "resnet18", "width": 0.25}, {"x": 2})
+    run_dir.prepare(model_dir, _pretrain_record(batch_size=8))
+    assert run_dir.read_record(model_dir).training["batch_size"] == 8
     with pytest.raises(run_dir.ModelDirError,
                        match=r"different settings .*'width': \(0.25, 0.5\)"):
-        run_dir.prepare(model_dir, {"arch": "resnet18", "width": 0.5})
+        run_dir.prepare(model_dir, dataclasses.replace(record, width=0.5))
     with open(run_dir.config_path(model_dir), "w") as f:
         f.write("{torn")
     with pytest.raises(run_dir.ModelDirError, match="not valid JSON"):
-        run_dir.read_config(model_dir)
+        run_dir.read_record(model_dir)
     os.makedirs(tmp_path / "ckpt" / run_dir.BACKUP_DIR)
     open(tmp_path / "ckpt" / run_dir.BACKUP_DIR / run_dir.WEIGHTS_FILE, "w").close()
     with pytest.raises(run_dir.ModelDirError, match="holds a checkpoint but no config.json"):
-        run_dir.prepare(str(tmp_path / "ckpt"), {"arch": "resnet18"})
+        run_dir.prepare(str(tmp_path / "ckpt"), record)
 
 
 def test_run_dir_reads_what_a_run_trained_on(tmp_path):
     pre, ft = str(tmp_path / "pre"), str(tmp_path / "ft")
-    run_dir.prepare(pre, {"arch": "resnet18"}, {"train_subjects": ["S1", "U01"]})
-    run_dir.prepare(ft, {"task": run_dir.POSE_TASK, "init_from": pre, "label_subjects": ["S1"],
-                         "target_mean": [[0.0] * 3], "target_std": [[1.0] * 3]})
+    run_dir.prepare(pre, _pretrain_record(train_subjects=("S1", "U01")))
+    stored = run_dir.prepare(ft, _pose_record(init_from=pre))
     assert run_dir.init_dir(ft) == pre
     assert run_dir.trained_subjects(ft) == ["S1", "U01"]
     assert run_dir.stored_statistics(ft) == ([[0.0] * 3], [[1.0] * 3])
@@ -178,12 +230,60 @@ def test_run_dir_reads_what_a_run_trained_on(tmp_path):
         run_dir.load_pose_run(ft)
     with pytest.raises(run_dir.UnfinishedModelDirError, match="not from a fine-tuning run"):
         run_dir.load_pose_run(pre)
-    stored = run_dir.read_config(ft)
     run_dir.mark_finished(ft, stored, 10)
-    assert run_dir.read_config(ft)["finished"] == {"step": 10,
-                                                   "pose_model": run_dir.POSE_MODEL_FILE}
+    assert json.load(open(run_dir.config_path(ft)))["finished"] == {
+        "step": 10, "pose_model": run_dir.POSE_MODEL_FILE}
+    assert run_dir.read_record(ft) == dataclasses.replace(stored, finished=run_dir.Finished(10))
     with pytest.raises(FileNotFoundError, match="sync_flip.keras not found"):
         run_dir.load_pretrain_run(pre)
+
+
+def test_records_read_runs_written_by_earlier_versions(tmp_path):
+    """config.json as the first pre-training version wrote it (no augment_on, gap_sampling,
+    pair_grouping or loss weights) and as fine-tuning has written it since; a record of
+    the current layout survives a round trip through the file."""
+    pre, ft = tmp_path / "pre", tmp_path / "ft"
+    pre.mkdir()
+    ft.mkdir()
+    (pre / "config.json").write_text(json.dumps({
+        "model": {"arch": "resnet18", "width": 0.5, "input_size": 64, "fusion": "multiply",
+                  "tasks": ["sync", "flip"], "head_units": 256},
+        "data_dir": "/data/synth", "train_subjects": ["S1", "S5"], "eval_subjects": ["S9"],
+        "pairs": {"d_min": 8, "d_max": 64, "views": "multi", "pairs_per_clip": 12,
+                  "min_scale": 0.7, "max_scale": 1.0},
+        "training": {"batch_size": 16, "train_steps": 100, "learning_rate": 1e-3,
+                     "final_learning_rate": 1e-6, "weight_decay": 1e-4,
+                     "strategy": "default", "mixed_precision": "float32"}}))
+    (ft / "config.json").write_text(json.dumps({
+        "model": {"task": "pose3d", "arch": "resnet18", "width": 0.5, "input_size": 64,
+                  "head_units": [], "dropout": 0.0, "freeze_blocks": 3, "init_from": str(pre),
+                  "label_subjects": ["S1"], "label_fraction": 1.0,
+                  "target_mean": [[0.0, 1.0, 2.0]], "target_std": [[1.0, 1.0, 1.0]],
+                  "units": "mm, root-relative, camera frame",
+                  "preprocess": {"crop_scale": 0.9, "dct_method": "INTEGER_FAST"}},
+        "data_dir": "/data/synth", "train": {"batch_size": 8},
+        "finished": {"step": 60, "pose_model": "pose_model.keras"}}))
+    old = run_dir.read_record(str(pre))
+    assert isinstance(old, run_dir.PretrainRecord) and old.train_subjects == ("S1", "S5")
+    pair_config = old.pair_config()
+    assert (pair_config.d_min, pair_config.d_max, pair_config.gap_sampling) == (8, 64, "clip")
+    assert pair_config.tasks == ("sync", "flip") and pair_config.augment.output_size == 64
+    assert pair_config.augment.min_scale == 0.7
+    assert (old.pairs.augment_on, old.pairs.pair_grouping) == ("host", "pairs")
+    pose_record = run_dir.read_record(str(ft))
+    assert isinstance(pose_record, run_dir.PoseRecord)
+    assert pose_record.preprocess == run_dir.Preprocess(0.9, "INTEGER_FAST")
+    assert (pose_record.input_size, pose_record.finished.step) == (64, 60)
+    assert run_dir.trained_subjects(str(ft)) == ["S1", "S5"]
+    # The current layout: what is written reads back equal, and old files keep their keys.
+    for record in (old, pose_record, _pretrain_record(), _pose_record()):
+        raw = record.to_json()
+        assert type(record).from_json(json.loads(json.dumps(raw))) == record
+    assert pose_record.to_json() == json.loads((ft / "config.json").read_text())
+    with pytest.raises(run_dir.ModelDirError, match="lacks preprocess"):
+        run_dir.PoseRecord.from_json({"model": {"task": "pose3d", "arch": "resnet18",
+                                                "width": 1.0, "input_size": 64,
+                                                "target_mean": [], "target_std": []}})
 
 
 def test_training_state_is_typed_and_a_torn_one_is_named(tmp_path):
@@ -203,9 +303,8 @@ def test_pair_settings_read_back_from_a_pretraining_config():
     config = configs.make(configs.PretrainConfig, data_dir="/d", model_dir="/m", d_min=16,
                           gap_sampling="uniform", tasks=("sync",), input_size=64,
                           min_scale=0.7)
-    stored = json.loads(json.dumps({"model": config.model.settings(),
-                                    **config.extra_settings()}))
-    back = configs.PairConfig.from_run(stored)
+    stored = json.loads(json.dumps(run_dir.PretrainRecord.from_config(config).to_json()))
+    back = run_dir.PretrainRecord.from_json(stored).pair_config()
     train = config.pair_config()
     for name in ("d_min", "d_max", "tasks", "views", "gap_sampling"):
         assert getattr(back, name) == getattr(train, name), name
@@ -310,6 +409,7 @@ def test_help_lists_the_binary_flags_made_from_its_config():
 TOOLS_CONFIGS = {
     "tfrecords_tools.synthesize": dict(
         cls="SynthConfig", consumer="generate",
+        home="tfrecords_tools.synth.config",  # Below the binary: the suites' rows use it.
         not_flags={"cameras": "a rig object; the binary renders the Human3.6M rig",
                    "crop_margin": "fixed: the crops the paper's pipeline makes"},
         not_fields={"output_dir", "num_workers",
@@ -374,7 +474,16 @@ TOOLS_CONFIGS = {
                 "background_video": "{t}/plates", "hold_frames": 4,
                 "multiview_tolerance": 0.5},
         folders=("plates",)),
+    "tfrecords_tools.inspect": dict(
+        cls="InspectConfig", consumer="inspect_dataset", by_keyword=True, not_flags={},
+        not_fields=set(),
+        argv=["{t}", "--contact_sheet={t}/sheet.png", "--num_sequences=2", "--num_timesteps=5"],
+        expect={"contact_sheet": "{t}/sheet.png", "num_sequences": 2, "num_timesteps": 5}),
 }
+# The binary's invocation config around each dataset config (where to write, workers):
+# its fields beside the nested dataset config are the flags named in not_fields.
+TOOLS_RUNS = {"tfrecords_tools.synthesize": "SynthesizeRun", "tfrecords_tools.h36m": "H36MRun",
+              "tfrecords_tools.rig": "RigRun"}
 # Settings dataclasses of libraries, built by a binary from its own flags (not binaries'
 # configs themselves), with the binary that builds them.
 LIBRARY_CONFIGS = {("tfrecords_tools.person_boxes", "BoxConfig"): "tfrecords_tools.rig"}
@@ -406,7 +515,25 @@ def test_every_tfrecords_tools_config_dataclass_is_covered():
         for node in ast.walk(ast.parse(open(path).read())):
             if isinstance(node, ast.ClassDef) and node.name.endswith("Config"):
                 found.add((module, node.name))
-    assert found == {(m, spec["cls"]) for m, spec in TOOLS_CONFIGS.items()} | set(LIBRARY_CONFIGS)
+    assert found == {(spec.get("home", m), spec["cls"]) for m, spec in TOOLS_CONFIGS.items()} | set(
+        LIBRARY_CONFIGS)
+
+
+@pytest.mark.parametrize("module_name", sorted(TOOLS_RUNS))
+def test_every_tfrecords_tools_binary_takes_its_flags_from_one_run_config(module_name):
+    """The binary's flags are exactly those of its run config (the engine's flag_fields):
+    the dataset config nested in it, plus the flags that are not dataset settings."""
+    from tfrecords_tools.runtime import flags as flag_engine
+    module = importlib.import_module(module_name)
+    run = getattr(module, TOOLS_RUNS[module_name])
+    spec = TOOLS_CONFIGS[module_name]
+    names = {n for n, *_ in flag_engine.flag_fields(run)}
+    assert names == set(_tool_flags(module_name))
+    nested = [f for f in dataclasses.fields(run) if dataclasses.is_dataclass(f.type)
+              or f.type == spec["cls"]]
+    assert [f.type if isinstance(f.type, str) else f.type.__name__ for f in nested] == [
+        spec["cls"]]
+    assert {f.name for f in dataclasses.fields(run)} - {nested[0].name} == spec["not_fields"]
 
 
 @pytest.mark.parametrize("module_name", sorted(TOOLS_CONFIGS))
@@ -452,8 +579,14 @@ def test_every_tfrecords_tools_flag_reaches_its_config_field(module_name, tmp_pa
     seen = []
 
     def stub(*args, **kwargs):
+        if spec.get("by_keyword"):  # The consumer takes the settings one by one.
+            seen.append(cls(**{k: v for k, v in kwargs.items() if k in flagged}))
+            return inspect_report
         seen.append(next(a for a in (*args, *kwargs.values()) if isinstance(a, cls)))
         return {"totals": {}, "skipped": [], "shards": []}
+
+    inspect_report = type("Report", (), {"stray": [], "num_shards": 0, "num_records": 0,
+                                         "num_images": 0})
 
     monkeypatch.setattr(module, spec["consumer"], stub)
     for folder in spec.get("folders", ()):  # Flags whose folder is checked on parsing.

@@ -132,7 +132,8 @@ def _worker(mode: str, data_dir: str, model_dir: str, out: str, batch: int) -> N
         init = pretext.build_model(config(batch))
     # Positional: names differ between the two builds (sync_flip vs sync_flip_1).
     np.savez(out + ".init.npz", *[np.asarray(v) for v in init.weights])
-    model, result = pretext.train(config(batch), strategy)
+    trained = pretext.train(config(batch), strategy)
+    model, result = trained.model, trained.summary
     np.savez(out, *[np.asarray(v) for v in model.weights])
     summary.update(final_step=result["final_step"],
                    optimizer_step=int(np.asarray(model.optimizer.iterations)),

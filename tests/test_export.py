@@ -34,9 +34,9 @@ def _jpeg(image: np.ndarray) -> bytes:
 
 def _keras_reference(model, config, images=None, jpegs=None):
     """What the Keras model answers for raw crops, preprocessed as in evaluation."""
-    size = config["model"]["input_size"]
-    scale = config["model"]["preprocess"]["crop_scale"]
-    dct = config["model"]["preprocess"]["dct_method"]
+    size = config.input_size
+    scale = config.preprocess.crop_scale
+    dct = config.preprocess.dct_method
     if jpegs is not None:
         x = np.concatenate([frames.preprocess_images(frames.decode_jpeg(j, dct)[None], size,
                                                      scale).numpy() for j in jpegs])
@@ -133,8 +133,7 @@ def test_exported_encoder_gives_features(finished_run, tmp_path):
     model, config = run_dir.load_pose_run(model_dir)
     encoder = pose.pose_encoder(model)
     images = _crops(2, 32, 32)
-    x = frames.preprocess_images(images, config["model"]["input_size"],
-                                 config["model"]["preprocess"]["crop_scale"])
+    x = frames.preprocess_images(images, config.input_size, config.preprocess.crop_scale)
     loaded = tf.saved_model.load(path)
     got = loaded.signatures["serving_default"](images=tf.constant(images))["features"].numpy()
     np.testing.assert_allclose(got, encoder(x, training=False).numpy(), atol=1e-4)

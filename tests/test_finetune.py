@@ -258,7 +258,7 @@ def test_tiny_finetune_lowers_the_error_and_evaluates(pose_data, finished_run, t
     assert os.path.getsize(out_png) > 1000
     # Re-running the finished command resumes at the end: nothing is retrained.
     again = pose3d.train(testutil.finetune_config(pose_data, model_dir), verbose=False)
-    assert again["initial_step"] == 60
+    assert again.initial_step == 60
 
 
 @pytest.mark.large
@@ -341,7 +341,7 @@ def test_finetune_under_mirrored_strategy_with_two_logical_cpus(pose_data, tmp_p
             print("refused:", e)
         s = pose3d.train(configs.make(configs.FinetuneConfig, batch_size=8, **kw), strategy,
                          verbose=False)
-        print("final_step", s["final_step"])
+        print("final_step", s.final_step)
     """)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env,

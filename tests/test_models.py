@@ -16,6 +16,7 @@ import pytest
 import tensorflow as tf
 
 from tf_synchro import configs
+from tf_synchro.data import groups
 from tf_synchro.models import resnet, siamese
 from tf_synchro.tasks import losses
 
@@ -357,18 +358,18 @@ def test_trains_one_step_on_jax_backend_without_tensorflow():
 @pytest.mark.parametrize("grouping", ["quads", "hexes"])
 def test_group_model_scores_its_pairs_with_the_shared_weights(grouping):
     """build_group_model reuses the two-view model's encoder and heads: in inference its
-    output blocks are the two-view model's logits of the pairs in configs.group_pairs, and
+    output blocks are the two-view model's logits of the pairs in groups.pairs, and
     pair_model_of gives back a two-view model with the same weights."""
     model = _tiny_model(fusion="difference")
     group = siamese.build_group_model(model, grouping)
     assert len(group.weights) == len(model.weights)
-    keys = siamese.group_view_keys(grouping)
+    keys = groups.view_keys(grouping)
     rng = np.random.default_rng(0)
     frames = {k: rng.uniform(0, 255, (3, TINY["input_size"], TINY["input_size"], 3)
                              ).astype("float32") for k in keys}
     out = group(frames, training=False)
     again = siamese.pair_model_of(group)
-    for block, (i, j) in enumerate(configs.group_pairs(grouping)):
+    for block, (i, j) in enumerate(groups.pairs(grouping)):
         pair = {"view_a": frames[keys[i]], "view_b": frames[keys[j]]}
         for m in (model, again):
             expected = m(pair, training=False)

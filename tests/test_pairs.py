@@ -13,7 +13,7 @@ import tensorflow as tf
 
 from tests import testutil
 from tf_synchro import configs
-from tf_synchro.data import augment, pairs
+from tf_synchro.data import augment, groups, pairs
 from tfrecords_tools import schema
 
 SIZE = testutil.CODED_SIZE
@@ -184,16 +184,40 @@ def test_seed_fixes_the_stream_and_training_shapes(coded_files):
     assert not np.array_equal(a[0][0]["view_a"], c[0][0]["view_a"])
 
 
+@pytest.mark.parametrize("grouping", groups.GROUPINGS)
+def test_group_pairs_are_every_camera_pair_once(grouping):
+    """groups.pairs lists every pair of two different cameras of a group once: the
+    same-instant pairs (t1, then t2) first, then the cross-instant ones, t1 frame first;
+    the flag's choices and the model's inputs come from the same module."""
+    names, pair_list = groups.frames(grouping), groups.pairs(grouping)
+    c = groups.cameras(grouping)
+    assert configs.PairConfig.__dataclass_fields__["pair_grouping"].metadata["choices"] == \
+        groups.GROUPINGS
+    assert groups.view_keys(grouping) == tuple(f"view_{n}" for n in names)
+    if not groups.is_group(grouping):
+        assert (names, pair_list) == (("a", "b"), ((0, 1),))
+        return
+    assert len(names) == 2 * c and set(names) <= set(groups.ALL_FRAMES)
+    cam = [n[0] for n in names]
+    expected = {frozenset((f, g)) for f in range(2 * c) for g in range(2 * c)
+                if cam[f] != cam[g] and not (f >= c and g < c)}
+    assert len(pair_list) == len(set(map(frozenset, pair_list))) == len(expected)
+    assert set(map(frozenset, pair_list)) == expected
+    same = [(f < c) == (g < c) for f, g in pair_list]
+    assert same == sorted(same, reverse=True) and sum(same) == c * (c - 1)
+    assert all(f < g for f, g in pair_list)
+    assert len(pair_list) == {"quads": 4, "hexes": 12, "octets": 24}[grouping]
+
 @pytest.mark.parametrize("grouping, tasks", [
     ("quads", ("sync", "flip")), ("quads", ("sync",)), ("hexes", ("sync", "flip")),
     ("hexes", ("flip",))])
 def test_groups_frames_labels_and_masks_agree(coded_files, grouping, tasks):
     """Each group is C different cameras at t1 and the same cameras at t2 (an
-    unsynchronized gap); the label blocks follow configs.group_pairs and the pixels: with a
+    unsynchronized gap); the label blocks follow groups.pairs and the pixels: with a
     flip head exactly one t2 frame is mirrored, its same-instant pairs are the flipped
     pairs, and its cross-instant pairs are masked for both heads."""
     config = _eval_config(pair_grouping=grouping, tasks=tasks, passes=2, pairs_per_clip=5)
-    names, pair_list = configs.group_frames(grouping), configs.group_pairs(grouping)
+    names, pair_list = groups.frames(grouping), groups.pairs(grouping)
     c = len(names) // 2
     assert len(pair_list) == {"quads": 4, "hexes": 12}[grouping]
     n = 0

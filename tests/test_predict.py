@@ -96,10 +96,9 @@ def test_video_joints_equal_evaluate_and_give_its_mpjpe(footage, model_dir, tmp_
 
     # evaluate's own pipeline and predictions on the converted dataset, every frame.
     model, config = run_dir.load_pose_run(model_dir)
-    cfg = config["model"]
-    aug = augment.AugmentConfig(output_size=cfg["input_size"],
-                                eval_scale=cfg["preprocess"]["crop_scale"],
-                                dct_method=cfg["preprocess"]["dct_method"])
+    aug = augment.AugmentConfig(output_size=config.input_size,
+                                eval_scale=config.preprocess.crop_scale,
+                                dct_method=config.preprocess.dct_method)
     ds = frames.eval_dataset(frames.labelled_files(footage["data"], ["S9"]),
                              frames.FrameConfig(subjects=("S9",), frame_step=1, augment=aug), 4)
     evaluated = pose3d.predict(model, ds)
@@ -229,8 +228,7 @@ def test_image_folder_with_and_without_boxes(crossing, model_dir, tmp_path):
     # The crop of a given box is the converters' crop: JPEG of crop_image, decoded.
     crop = inference.make_crop(crossing["drawn"][3], given["boxes"][3], CROP, 90, "INTEGER_FAST")
     model, config = run_dir.load_pose_run(model_dir)
-    x = frames.preprocess_images(crop[None], config["model"]["input_size"],
-                                 config["model"]["preprocess"]["crop_scale"])
+    x = frames.preprocess_images(crop[None], config.input_size, config.preprocess.crop_scale)
     np.testing.assert_allclose(given["joints3d"][3], model(x).numpy()[0], atol=1e-2)
     # Background boxes on the folder, through a glob pattern.
     found = inference.run(_config(tmp_path, model_dir, images=str(folder / "img_*.png")),

@@ -2,6 +2,7 @@
 
 Subprocess tests run the real binary (`python -m tf_synchro.pretrain`) on tiny settings.
 """
+import dataclasses
 import glob
 import json
 import os
@@ -17,7 +18,9 @@ import tensorflow as tf
 
 from tests import testutil
 from tf_synchro import configs, run_dir, train_lib
+from tf_synchro.data import pairs
 from tf_synchro.tasks import pretext
+from tfrecords_tools.runtime import cli
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_FLAGS = ["--train_subjects=S1,S5", "--width=0.125", "--input_size=32", "--head_units=8",
@@ -91,6 +94,46 @@ def test_fit_logs_scalars_checkpoints_and_skips_finished_epochs(tmp_path):
         train_lib.fit(model2, ds, model_dir=str(tmp_path), total_steps=6, steps_per_epoch=4)
 
 
+def test_sigterm_checkpoints_the_step_it_stops_at_and_the_rerun_ends_on_schedule(tmp_path,
+                                                                                 capsys):
+    """SIGTERM inside fit (as in tests/test_faults.py, where the binary exits 143 and
+    releases its lock): the step then running ends, its checkpoint is written (not just
+    the last periodic one; no temporary left) and Terminated is raised. The re-run trains
+    the rest of that period, then whole periods, ends at total_steps, and gives the weights
+    of an uninterrupted run (constant data, plain SGD)."""
+    class SigtermAt(keras.callbacks.Callback):  # A scheduler's SIGTERM after step 6.
+        def on_train_batch_end(self, batch, logs=None):
+            if int(self.model.optimizer.iterations.numpy()) == 6:
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    def model_and_fit(name, callbacks=(), verbose=False):
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
+        model.compile(optimizer="sgd", loss="mse")
+        ds = tf.data.Dataset.from_tensors((tf.constant([1.0]), tf.constant([3.0]))).batch(1)
+        with cli._sigterm_raises():  # What cli.run installs in every binary.
+            return model, train_lib.fit(model, ds.repeat(), model_dir=str(tmp_path / name),
+                                        total_steps=12, steps_per_epoch=4, verbose=verbose,
+                                        progress_every=1, callbacks=callbacks)
+
+    backup = tmp_path / "a" / run_dir.BACKUP_DIR
+    with pytest.raises(cli.Terminated):
+        model_and_fit("a", [SigtermAt()])
+    assert json.load(open(backup / run_dir.STATE_FILE)) == {"epoch": 1, "step": 7}
+    assert sorted(os.listdir(backup)) == sorted([run_dir.STATE_FILE, run_dir.WEIGHTS_FILE])
+    capsys.readouterr()
+    model, out = model_and_fit("a", verbose=True)
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == f"Resuming from checkpoint at step 7 in {backup}"
+    assert [line.split()[1] for line in printed[1:]] == [f"{i}/12" for i in range(8, 13)]
+    assert out["initial_step"] == 7 and len(out["history"]["loss"]) == 2  # Steps 8; 9-12.
+    assert json.load(open(backup / run_dir.STATE_FILE)) == {"epoch": 3, "step": 12}
+    assert int(model.optimizer.iterations.numpy()) == 12
+    straight, _ = model_and_fit("b")
+    for a, b in zip(model.get_weights(), straight.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
 # ----------------------------------------------------------------------------- bad input
 
 def _config(data_dir, model_dir, **kw) -> configs.PretrainConfig:
@@ -111,10 +154,45 @@ def test_bad_input_fails_before_training(coded_dir, tmp_path):
         pretext.train(_config(os.path.dirname(one_view[0]), str(tmp_path / "c"),
                               eval_subjects=()))
     model_dir = str(tmp_path / "d")
-    run_dir.prepare(model_dir, {**_config(coded_dir, model_dir).model.settings(), "width": 1.0})
+    run_dir.prepare(model_dir, dataclasses.replace(
+        run_dir.PretrainRecord.from_config(_config(coded_dir, model_dir)), width=1.0))
     with pytest.raises(run_dir.ModelDirError, match=r"different settings .*'width': \(1.0, 0.125\)"):
         pretext.train(_config(coded_dir, model_dir))
     assert not os.path.exists(os.path.join(model_dir, "backup"))
+
+
+def test_resumed_pretraining_moves_its_data_seed_as_finetuning_does(coded_dir, tmp_path,
+                                                                    monkeypatch):
+    """The two tasks' rule (train_lib.data_seed): a fresh run draws its pairs from --seed,
+    a resumed one from --seed plus the step it resumes from (instead of replaying the pairs
+    of its first steps). Training itself is cut off: only the pipeline's seed is looked at."""
+    seeds = []
+    dataset_fn = pairs.dataset_fn
+
+    def recording(data_dir, config, batch):
+        seeds.append(config.seed)
+        return dataset_fn(data_dir, config, batch)
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop()
+
+    monkeypatch.setattr(pairs, "dataset_fn", recording)
+    monkeypatch.setattr(train_lib, "fit", stop)
+    model_dir = str(tmp_path / "run")
+    config = _config(coded_dir, model_dir, seed=5, eval_subjects=())
+    with pytest.raises(Stop):
+        pretext.train(config)
+    backup = os.path.join(model_dir, run_dir.BACKUP_DIR)  # A checkpoint of step 6.
+    os.makedirs(backup)
+    open(os.path.join(backup, run_dir.WEIGHTS_FILE), "w").close()
+    run_dir.write_state(backup, run_dir.TrainState(epoch=3, step=6))
+    with pytest.raises(Stop):
+        pretext.train(config)
+    assert seeds == [5, 11]
+    assert train_lib.data_seed(None, model_dir) is None
 
 
 # ----------------------------------------------------------------------------- crash + resume
@@ -200,7 +278,7 @@ def test_tiny_run_learns_sync_and_flip_on_coded_frames(tmp_path, grouping):
         eval_passes=4, verbose=False, d_min=4, d_max=128, pairs_per_clip=12,
         shuffle_buffer=256, augment_on="device", input_size=32, brightness=0, contrast=0,
         saturation=0)
-    _, summary = pretext.train(config)
+    summary = pretext.train(config).summary
     result = summary["eval"]
     assert result["flip_accuracy"] > 0.8, result
     assert result["sync_accuracy"] > 0.7, result

@@ -40,24 +40,14 @@ def run(config: configs.EvaluateConfig) -> dict:
     """Evaluates, writes the report and the figure, and returns the report."""
     from tf_synchro.deploy import artefacts
     from tf_synchro.tasks import pose3d
-    from tf_synchro import run_dir
-    from tfrecords_tools import dataset_io
     from tfrecords_tools.runtime import locks
     config.check()
-    check = config.data_check
-    run_dir.check_subject_overlap(artefacts.trained_subjects(config.model_dir), config.subjects,
-                                  "its labels and pre-training", "--subjects",
-                                  check.allow_subject_overlap)
-    dataset_io.check_subjects_present(config.data_dir, "subjects", config.subjects)
-    dataset_io.verify_shards(config.data_dir, check.verify_data, config.subjects,
-                             check.skip_corrupt_records)
     output_json = config.output_json or artefacts.default_report_path(config.model_dir)
     output_png = config.output_png or os.path.splitext(output_json)[0] + ".png"
     locks.clean_stale_temps(os.path.dirname(os.path.abspath(output_json)))
     report = pose3d.evaluate(config.model_dir, config.data_dir, tuple(config.subjects),
                              config.frame_step, config.batch_size, output_json, output_png,
-                             config.num_examples,
-                             skip_corrupt_records=check.skip_corrupt_records)
+                             config.num_examples, data_check=config.data_check)
     print(pose3d.format_report(report))
     print(f"wrote {output_json} and {output_png}")
     return report

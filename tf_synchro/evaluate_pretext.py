@@ -33,27 +33,18 @@ def run(config: configs.EvaluatePretextConfig) -> dict:
     Raises:
       ValueError: naming the flag, file or run at fault.
     """
-    from tf_synchro.tasks import pretext
     from tf_synchro import run_dir
-    from tfrecords_tools import dataset_io
+    from tf_synchro.tasks import pretext
     from tfrecords_tools.runtime import locks
     config.check()
-    model, pair_config, run_config = run_dir.load_pretrain_run(config.model_dir)
-    pair_config = dataclasses.replace(
-        pair_config, **config.pair_overrides(),
-        skip_corrupt_records=config.data_check.skip_corrupt_records)
+    model, record = run_dir.load_pretrain_run(config.model_dir)
+    pair_config = dataclasses.replace(record.pair_config(), **config.pair_overrides())
     try:
         pair_config.validate()
     except ValueError as e:
         raise ValueError(f"{e} (the run in {config.model_dir} with the overrides)") from e
-    run_dir.check_subject_overlap(run_config.get("train_subjects", []), config.eval.subjects,
-                                    "the run's --train_subjects", "--subjects",
-                                    config.data_check.allow_subject_overlap)
-    data_dir = config.data_dir or run_config.get("data_dir")
-    dataset_io.check_subjects_present(data_dir, "subjects", config.eval.subjects)
-    dataset_io.verify_shards(data_dir, config.data_check.verify_data, config.eval.subjects,
-                             config.data_check.skip_corrupt_records)
-    results = pretext.evaluate(model, data_dir, pair_config, config.eval)
+    results = pretext.evaluate(model, config.data_dir or record.data_dir, pair_config,
+                               config.eval, config.data_check, record.train_subjects)
     output_dir = config.output_dir or config.model_dir
     locks.clean_stale_temps(output_dir)
     for path in pretext.write_report(results, output_dir):

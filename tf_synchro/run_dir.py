@@ -16,7 +16,10 @@ file                        written by
 ``eval.json``               ``tf_synchro.evaluate`` (default path)
 =========================== =====================================================================
 
-This module owns those names, the typed reads and writes of ``config.json``, the one
+This module owns those names, the typed run records that are ``config.json``
+(:class:`PretrainRecord`, :class:`PoseRecord` with its :class:`Preprocess`; their
+``from_json``/``to_json`` are the one place that knows the file's layout, and read runs
+written by earlier versions), the one
 "refuse a directory made with other settings" check (:func:`prepare`), the directory lock
 (:func:`hold`), the loaders (:func:`load_pretrain_run`, :func:`load_pose_run`,
 :func:`load_encoder`) and their errors. No binary module is imported here, and nothing
@@ -28,6 +31,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import typing
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from tf_synchro import configs
@@ -93,14 +97,266 @@ def write_state(backup_dir: str, state: TrainState) -> None:
                                  dataclasses.asdict(state))
 
 
-# ----------------------------------------------------------------------------- config.json
+# ----------------------------------------------------------------------------- run records
+# The one place that knows config.json's layout: {"model": what a checkpoint depends on
+# (compared on resume), ...recorded settings}. Everything else reads the typed records.
+
+POSE_UNITS = "mm, root-relative, camera frame"
+
+
+def _fields(cls, raw: Mapping[str, Any], where: str, section: str = "") -> dict:
+    """The values of ``cls``'s fields found in ``raw`` (missing ones keep their defaults:
+    runs written by earlier versions lack the settings added since).
+
+    Raises:
+      ModelDirError: ``raw`` lacks a field without a default.
+    """
+    names = {f.name for f in dataclasses.fields(cls)}
+    values = {k: v for k, v in raw.items() if k in names}
+    missing = [f.name for f in dataclasses.fields(cls) if f.name not in values
+               and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ModelDirError(f"{where}: {section or 'config'} lacks {', '.join(missing)}; not a "
+                            f"tf_synchro run record")
+    return values
+
+
+def _flat(raw: Mapping[str, Any]) -> dict:
+    """A record's settings in one namespace: its ``model`` section and the rest."""
+    return {**{k: v for k, v in raw.items() if k != "model"}, **raw.get("model", {})}
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocess:
+    """How stored crops become model inputs (``model.preprocess`` of a fine-tuning run):
+    the central crop side (fraction of the stored side) and the JPEG IDCT. Evaluation, the
+    serving graph and predict use it."""
+
+    crop_scale: float
+    dct_method: str
+
+    @classmethod
+    def from_config(cls, frame_config: configs.FrameConfig) -> "Preprocess":
+        return cls(float(frame_config.eval_crop_scale), frame_config.augment.dct_method)
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any], where: str = CONFIG_FILE) -> "Preprocess":
+        p = cls(**_fields(cls, raw, where, "model.preprocess"))
+        return cls(float(p.crop_scale), str(p.dct_method))
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class PairSettings:
+    """How a pre-training run drew its pairs (``config.json["pairs"]``); settings added
+    later default to what runs did before them."""
+
+    d_min: int
+    d_max: int
+    views: str = "multi"
+    augment_on: str = "host"
+    gap_sampling: str = "clip"
+    pairs_per_clip: Optional[int] = None
+    pair_grouping: str = "pairs"
+    min_scale: float = configs.AugmentConfig.min_scale
+    max_scale: float = configs.AugmentConfig.max_scale
+
+    @classmethod
+    def from_config(cls, pair_config: configs.PairConfig) -> "PairSettings":
+        return cls(d_min=pair_config.d_min, d_max=pair_config.d_max, views=pair_config.views,
+                   augment_on="device" if pair_config.device_augment else "host",
+                   gap_sampling=pair_config.gap_sampling,
+                   pairs_per_clip=pair_config.pairs_per_clip,
+                   pair_grouping=pair_config.pair_grouping,
+                   min_scale=pair_config.augment.min_scale,
+                   max_scale=pair_config.augment.max_scale)
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainRecord:
+    """``config.json`` of a pre-training run.
+
+    The ``model`` section (``arch``, ``width``, ``input_size``, ``fusion``, ``tasks``,
+    ``head_units``) is what a checkpoint depends on; the rest is recorded and may change
+    on resume. ``training`` (batch, steps, rates, loss weights, strategy) is kept for
+    reference only.
+    """
+
+    arch: str
+    width: float
+    input_size: int
+    fusion: Optional[str] = None
+    tasks: tuple = ()
+    head_units: Optional[int] = None
+    data_dir: Optional[str] = None
+    train_subjects: tuple = ()
+    eval_subjects: tuple = ()
+    pairs: Optional[PairSettings] = None
+    training: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    MODEL = ("arch", "width", "input_size", "fusion", "tasks", "head_units")
+
+    @classmethod
+    def from_config(cls, config: configs.PretrainConfig) -> "PretrainRecord":
+        m, o = config.model, config.optimizer
+        return cls(arch=m.arch, width=m.width, input_size=m.input_size, fusion=m.fusion,
+                   tasks=tuple(m.tasks), head_units=m.head_units,
+                   data_dir=os.path.abspath(config.data_dir),
+                   train_subjects=tuple(config.train_subjects),
+                   eval_subjects=tuple(config.eval_subjects),
+                   pairs=PairSettings.from_config(config.pair_config()),
+                   training=fileio.jsonable({
+                       "batch_size": o.batch_size, "train_steps": o.train_steps,
+                       "learning_rate": o.learning_rate,
+                       "final_learning_rate": o.final_learning_rate,
+                       "weight_decay": o.weight_decay, "loss_weights": config.loss_weights(),
+                       "strategy": config.runtime.strategy,
+                       "mixed_precision": config.runtime.mixed_precision}))
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any], where: str = CONFIG_FILE) -> "PretrainRecord":
+        values = _fields(cls, _flat(raw), where)
+        if values.get("pairs") is not None:
+            values["pairs"] = PairSettings(**_fields(PairSettings, values["pairs"], where,
+                                                     "pairs"))
+        for name in ("tasks", "train_subjects", "eval_subjects"):
+            values[name] = tuple(values.get(name, ()))
+        return cls(**values)
+
+    def model_json(self) -> dict:
+        """The ``model`` section: what a checkpoint depends on."""
+        return fileio.jsonable({k: getattr(self, k) for k in self.MODEL
+                                    if getattr(self, k) is not None})
+
+    def to_json(self) -> dict:
+        out = {"model": self.model_json(), "data_dir": self.data_dir,
+               "train_subjects": self.train_subjects, "eval_subjects": self.eval_subjects,
+               "training": dict(self.training)}
+        if self.pairs is not None:
+            out["pairs"] = dataclasses.asdict(self.pairs)
+        return fileio.jsonable(out)
+
+    def pair_config(self) -> configs.PairConfig:
+        """The pairs the run drew (what its pretext evaluation draws again).
+
+        Raises:
+          ModelDirError: the record holds no pair settings.
+        """
+        if self.pairs is None or not self.tasks:
+            raise ModelDirError(f"the run's {CONFIG_FILE} records no pair settings or tasks; "
+                                f"not a finished tf_synchro.pretrain run")
+        p = self.pairs
+        return configs.PairConfig(
+            d_min=p.d_min, d_max=p.d_max, tasks=tuple(self.tasks), views=p.views,
+            gap_sampling=p.gap_sampling,
+            augment=configs.AugmentConfig(output_size=self.input_size, min_scale=p.min_scale,
+                                          max_scale=p.max_scale))
+
+
+@dataclasses.dataclass(frozen=True)
+class Finished:
+    """``config.json["finished"]`` of a fine-tuning run: written after its model file."""
+
+    step: int
+    pose_model: str = POSE_MODEL_FILE
+
+
+@dataclasses.dataclass(frozen=True)
+class PoseRecord:
+    """``config.json`` of a fine-tuning run (and the ``model`` section an export keeps).
+
+    The ``model`` section is flat, so that a refused resume names just the differing
+    settings: ``task`` (:data:`POSE_TASK`), the encoder, the head, ``init_from``, the
+    labels and the target statistics drawn from them, and :class:`Preprocess`.
+    """
+
+    arch: str
+    width: float
+    input_size: int
+    target_mean: list
+    target_std: list
+    preprocess: Preprocess
+    head_units: tuple = ()
+    dropout: float = 0.0
+    freeze_blocks: int = 0
+    init_from: str = SCRATCH
+    label_subjects: tuple = ()
+    label_fraction: float = 1.0
+    units: str = POSE_UNITS
+    data_dir: Optional[str] = None
+    train: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    finished: Optional[Finished] = None
+
+    MODEL = ("arch", "width", "input_size", "target_mean", "target_std", "preprocess",
+             "head_units", "dropout", "freeze_blocks", "init_from", "label_subjects",
+             "label_fraction", "units")
+
+    @classmethod
+    def from_config(cls, config: configs.FinetuneConfig, mean, std) -> "PoseRecord":
+        """The record of a fine-tuning run whose targets have ``mean`` and ``std``."""
+        import numpy as np
+        m = config.model
+        return cls(
+            arch=m.arch, width=float(m.width), input_size=int(m.input_size),
+            target_mean=np.asarray(mean, np.float32).tolist(),
+            target_std=np.asarray(std, np.float32).tolist(),
+            # How raw crops become model inputs: evaluation and the serving graph use this.
+            preprocess=Preprocess.from_config(config.frame_config()),
+            head_units=tuple(config.pose_head_units), dropout=config.dropout,
+            freeze_blocks=config.freeze_blocks, init_from=config.init_from,
+            # The target statistics come from these labels, so they define the model too.
+            label_subjects=tuple(config.label_subjects),
+            label_fraction=config.frames.label_fraction, data_dir=config.data_dir,
+            train=fileio.jsonable({k: v for k, v in dataclasses.asdict(config).items()
+                                       if k not in ("data_dir", "model_dir")}))
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any], where: str = CONFIG_FILE) -> "PoseRecord":
+        """Reads a fine-tuning ``config.json`` (or ``{"model": ...}`` of an export).
+
+        Raises:
+          ModelDirError: not a fine-tuning record, or a field is missing.
+        """
+        model = raw.get("model", {})
+        if model.get("task") != POSE_TASK:
+            raise ModelDirError(f"{where} is not from a fine-tuning run (model.task is not "
+                                f"{POSE_TASK!r})")
+        values = _fields(cls, _flat(raw), where)
+        values["preprocess"] = Preprocess.from_json(values["preprocess"], where)
+        values["head_units"] = tuple(values.get("head_units", ()))
+        values["label_subjects"] = tuple(values.get("label_subjects", ()))
+        if values.get("finished"):
+            values["finished"] = Finished(**_fields(Finished, values["finished"], where,
+                                                    "finished"))
+        else:
+            values["finished"] = None
+        return cls(**values)
+
+    def model_json(self) -> dict:
+        """The ``model`` section: what a checkpoint depends on (an export stores it)."""
+        out = {"task": POSE_TASK, **{k: getattr(self, k) for k in self.MODEL}}
+        out["preprocess"] = self.preprocess.to_json()
+        return fileio.jsonable(out)
+
+    def to_json(self) -> dict:
+        out = {"model": self.model_json(), "data_dir": self.data_dir, "train": dict(self.train)}
+        if self.finished is not None:
+            out["finished"] = dataclasses.asdict(self.finished)
+        return fileio.jsonable(out)
+
+
+Record = typing.Union[PretrainRecord, PoseRecord]
+
 
 def config_path(model_dir: str) -> str:
     return os.path.join(model_dir, CONFIG_FILE)
 
 
-def read_config(model_dir: str) -> Optional[dict]:
-    """The stored ``config.json`` of ``model_dir``, or None when there is none.
+def _read_json(model_dir: str) -> Optional[dict]:
+    """The stored ``config.json`` of ``model_dir`` as JSON, or None when there is none.
 
     Raises:
       ModelDirError: the file is not valid JSON.
@@ -110,20 +366,35 @@ def read_config(model_dir: str) -> Optional[dict]:
         return None
     try:
         with open(path) as f:
-            return json.load(f)
+            raw = json.load(f)
     except json.JSONDecodeError as e:
         raise ModelDirError(f"{path} is not valid JSON ({e}); use another --model_dir")
+    if not isinstance(raw, dict):
+        raise ModelDirError(f"{path} is not a run record (a JSON object); use another "
+                            f"--model_dir")
+    return raw
 
 
-def write_config(model_dir: str, config: Mapping[str, Any]) -> None:
+def read_record(model_dir: str) -> Optional[Record]:
+    """The typed ``config.json`` of ``model_dir`` (a :class:`PoseRecord` for a fine-tuning
+    run, else a :class:`PretrainRecord`), or None when there is none.
+
+    Raises:
+      ModelDirError: the file is not valid JSON or not a run record.
+    """
+    raw = _read_json(model_dir)
+    if raw is None:
+        return None
+    where = config_path(model_dir)
+    if raw.get("model", {}).get("task") == POSE_TASK:
+        return PoseRecord.from_json(raw, where)
+    return PretrainRecord.from_json(raw, where)
+
+
+def write_record(model_dir: str, record: Record) -> None:
     """Writes ``config.json`` atomically (temporary name, fsync, rename)."""
     os.makedirs(model_dir, exist_ok=True)
-    fileio.write_json_atomic(config_path(model_dir), fileio.jsonable(dict(config)))
-
-
-def model_settings(model_dir: str) -> dict:
-    """The ``model`` section of a run's ``config.json`` (empty when there is none)."""
-    return (read_config(model_dir) or {}).get("model", {})
+    fileio.write_json_atomic(config_path(model_dir), record.to_json())
 
 
 @contextlib.contextmanager
@@ -138,65 +409,67 @@ def hold(model_dir: str, chief: bool = True):
         yield
 
 
-def prepare(model_dir: str, settings: Mapping[str, Any],
-            extra: Optional[Mapping[str, Any]] = None, *, chief: bool = True) -> dict:
-    """Creates ``model_dir`` or checks it holds a run with the same model settings.
-
-    ``config.json`` stores ``{"model": settings, **extra}``. The ``model`` section is what a
-    checkpoint depends on (architecture, width, input size, fusion, tasks...); ``extra``
-    (batch size, data dir...) is recorded but may change on resume.
+def prepare(model_dir: str, record: Record, *, chief: bool = True) -> Record:
+    """Creates ``model_dir`` or checks it holds a run with the same model settings, then
+    stores ``record`` (the recorded settings, such as the batch size or the data dir, may
+    change on resume; the ``model`` section, what a checkpoint depends on, may not).
 
     Returns:
-      the config that is (now) stored.
+      the record that is (now) stored.
 
     Raises:
       ModelDirError: ``config.json`` exists with other model settings (each difference
         named), or a checkpoint exists without ``config.json``.
     """
-    config = {"model": fileio.jsonable(dict(settings)),
-              **fileio.jsonable(dict(extra or {}))}
-    old = read_config(model_dir)
+    old = _read_json(model_dir)
     if old is not None:
         locks.refuse_other_settings(
-            old.get("model", {}), config["model"], ModelDirError, f"--model_dir={model_dir}",
+            old.get("model", {}), record.model_json(), ModelDirError,
+            f"--model_dir={model_dir}",
             "use another --model_dir or the same model settings to resume")
     elif os.path.exists(os.path.join(model_dir, BACKUP_DIR, WEIGHTS_FILE)):
         raise ModelDirError(f"--model_dir={model_dir} holds a checkpoint but no {CONFIG_FILE}; "
                             f"cannot tell whether it is compatible, use another --model_dir")
     if chief:
-        write_config(model_dir, config)
-    return config
+        write_record(model_dir, record)
+    return record
 
 
-def mark_finished(model_dir: str, stored: Mapping[str, Any], step: int) -> dict:
+def mark_finished(model_dir: str, record: PoseRecord, step: int) -> PoseRecord:
     """Records in ``config.json`` that the fine-tuning run finished (after its model file)."""
-    config = dict(stored, finished={"step": step, "pose_model": POSE_MODEL_FILE})
-    write_config(model_dir, config)
-    return config
+    record = dataclasses.replace(record, finished=Finished(step=step))
+    write_record(model_dir, record)
+    return record
 
 
 def stored_statistics(model_dir: str) -> Optional[tuple]:
     """Target mean and std of an existing fine-tuning run (resume reuses them)."""
-    model = model_settings(model_dir)
-    if "target_mean" in model and "target_std" in model:
-        return model["target_mean"], model["target_std"]
+    record = read_record(model_dir)
+    if isinstance(record, PoseRecord):
+        return record.target_mean, record.target_std
     return None
 
 
 def init_dir(model_dir: str) -> Optional[str]:
     """The pre-training directory a fine-tuning run started from (None: scratch)."""
-    init = model_settings(model_dir).get("init_from")
+    record = read_record(model_dir)
+    init = record.init_from if isinstance(record, PoseRecord) else None
     return None if init in (None, SCRATCH) else init
 
 
-def trained_subjects(model_dir: str) -> list:
-    """Every subject a run saw in training: its labels and the pre-training it started from."""
+def trained_subjects(model_dir: str, record: Optional[Record] = None) -> list:
+    """Every subject a run saw in training: its labels and the pre-training it started from
+    (``record``: the run's record when it is not in ``model_dir``, e.g. an export's)."""
+    record = record if record is not None else read_record(model_dir)
     subjects = []
-    for directory in (model_dir, init_dir(model_dir)):
-        config = read_config(directory) if directory else None
-        if config:
-            subjects += config.get("model", {}).get("label_subjects", [])
-            subjects += config.get("train_subjects", [])
+    if isinstance(record, PoseRecord):
+        subjects += record.label_subjects
+        init = record.init_from
+        record = read_record(init) if init not in (None, SCRATCH) else None
+    if isinstance(record, PoseRecord):
+        subjects += record.label_subjects
+    elif record is not None:
+        subjects += record.train_subjects
     return list(dict.fromkeys(subjects))
 
 
@@ -241,7 +514,7 @@ def check_model_file(path: str) -> None:
 
 
 def load_pose_run(model_dir: str):
-    """``(pose model, config)`` of a finished fine-tuning run.
+    """``(pose model, PoseRecord)`` of a finished fine-tuning run.
 
     Raises:
       UnfinishedModelDirError: naming the missing file and what writes it.
@@ -254,29 +527,30 @@ def load_pose_run(model_dir: str):
     if not os.path.isdir(model_dir):
         raise UnfinishedModelDirError(
             f"--model_dir={model_dir} {locks.not_a_directory(model_dir)}")
-    config = read_config(model_dir)
-    if config is None:
+    record = read_record(model_dir)
+    if record is None:
         raise UnfinishedModelDirError(
             f"--model_dir={model_dir} has no {CONFIG_FILE}: not a tf_synchro.finetune run "
             f"directory")
-    if config.get("model", {}).get("task") != POSE_TASK:
+    if not isinstance(record, PoseRecord):
         raise UnfinishedModelDirError(
             f"{path} is not from a fine-tuning run (model.task is not {POSE_TASK!r}); "
             f"pre-training directories hold {ENCODER_FILE} only (use it as --init_from)")
-    if not (config.get("finished") and os.path.exists(model_path)):
+    if not (record.finished and os.path.exists(model_path)):
         raise UnfinishedModelDirError(
             f"--model_dir={model_dir} holds no finished fine-tuning run ({POSE_MODEL_FILE} is "
             f"written when training completes); finish it by re-running tf_synchro.finetune "
             f"with the same flags (it resumes from {BACKUP_DIR}/)")
     check_model_file(model_path)
-    return keras.saving.load_model(model_path, compile=False), config
+    return keras.saving.load_model(model_path, compile=False), record
 
 
 def load_pretrain_run(model_dir: str):
-    """``(sync/flip model, pair settings, config)`` of a finished pre-training run.
+    """``(sync/flip model, PretrainRecord)`` of a finished pre-training run.
 
     Raises:
       FileNotFoundError: ``config.json`` or ``sync_flip.keras`` is missing.
+      ModelDirError: ``config.json`` is not a pre-training record.
     """
     import keras
     from tf_synchro.models import resnet, siamese  # noqa: F401  Register the custom layers.
@@ -286,9 +560,12 @@ def load_pretrain_run(model_dir: str):
         if not os.path.exists(p):
             raise FileNotFoundError(f"{p} not found: --model_dir must be a finished "
                                     f"`python -m tf_synchro.pretrain` run")
-    config = read_config(model_dir)
+    record = read_record(model_dir)
+    if not isinstance(record, PretrainRecord):
+        raise ModelDirError(f"{config_path(model_dir)} is from a fine-tuning run: --model_dir "
+                            f"must be a finished `python -m tf_synchro.pretrain` run")
     check_model_file(model_path)
-    return (keras.models.load_model(model_path), configs.PairConfig.from_run(config), config)
+    return keras.models.load_model(model_path), record
 
 
 def load_encoder(pretrain_dir: str, expect: Optional[Mapping[str, Any]] = None):
@@ -328,13 +605,13 @@ def load_encoder(pretrain_dir: str, expect: Optional[Mapping[str, Any]] = None):
     except ValueError as e:
         raise IncompatibleEncoderError(f"--init_from: {path}: {e}") from e
     try:
-        stored = model_settings(pretrain_dir)
+        stored = read_record(pretrain_dir)
     except ModelDirError as e:
         raise IncompatibleEncoderError(f"--init_from: {e}") from e
     for key in ("arch", "width", "input_size"):
-        if key in stored and stored[key] != cfg[key]:
+        if stored is not None and getattr(stored, key) != cfg[key]:
             raise IncompatibleEncoderError(
-                f"--init_from: {config_path(pretrain_dir)} says {key}={stored[key]!r} but "
+                f"--init_from: {config_path(pretrain_dir)} says {key}={getattr(stored, key)!r} but "
                 f"{path} has {key}={cfg[key]!r}; the directory is inconsistent")
     if expect:
         diff = {k: (cfg[k], v) for k, v in expect.items() if v is not None and cfg[k] != v}

@@ -23,16 +23,19 @@ train the same way:
 
 A "checkpoint period" is a Keras epoch: ``fit`` runs ``total_steps // steps_per_epoch``
 epochs of ``steps_per_epoch`` steps over an infinite dataset and checkpoints at each epoch
-end, so resume granularity is one epoch and needs no Keras private state.
+end, so resume granularity is one epoch and needs no Keras private state. SIGTERM (what
+schedulers and ``timeout`` send) adds a checkpoint at the step then running; the re-run
+finishes that period with a shorter ``model.fit`` call first (:func:`fit`).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
 import sys
 import time
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Callable, Iterable, Mapping, Optional, Sequence
 
 import keras
 import numpy as np
@@ -41,9 +44,91 @@ import tensorflow as tf
 from tf_synchro import configs, run_dir
 from tfrecords_tools import dataset_io
 from tfrecords_tools.runtime import cli, locks
+from tfrecords_tools.runtime import progress as progress_lib
 
 STRATEGIES = configs.STRATEGIES
 PRECISIONS = configs.PRECISIONS
+
+
+# ----------------------------------------------------------------------------- the tasks' skeleton
+# Both tasks (tf_synchro.tasks.pretext, .pose3d) have one shape: ``check_settings(config)``
+# (no data), ``build_model(config, <what the data says>)`` -> a compiled model,
+# ``train(config, strategy)`` -> :class:`TrainResult`, ``evaluate(..., data_check=...)`` -> a
+# JSON-able report. They share the rules below (docs/DESIGN.md §3, "The two tasks").
+
+@dataclasses.dataclass(frozen=True)
+class TrainResult:
+    """What a task's ``train`` returns.
+
+    Attributes:
+      model: the trained model, as compiled for training.
+      summary: JSON-able; ``initial_step`` (0 for a fresh run), ``final_step`` and the
+        task's own entries (times, held-out results, skipped records...).
+    """
+
+    model: keras.Model
+    summary: dict
+
+    @property
+    def initial_step(self) -> int:
+        return self.summary["initial_step"]
+
+    @property
+    def final_step(self) -> int:
+        return self.summary["final_step"]
+
+
+def seed_weights(seed: Optional[int]) -> None:
+    """Seeds the initial weights (Python, NumPy, TF and Keras); None leaves them random."""
+    if seed is not None:
+        keras.utils.set_random_seed(seed)
+
+
+def resumed_step(model_dir: str) -> int:
+    """The step of the checkpoint a run in ``model_dir`` resumes from (0: a fresh run)."""
+    state = run_dir.read_state(os.path.join(model_dir, run_dir.BACKUP_DIR))
+    return state.step if state else 0
+
+
+def data_seed(seed: Optional[int], model_dir: str) -> Optional[int]:
+    """The seed of a run's training input pipeline: ``seed`` plus the step it resumes from.
+
+    A resumed run so continues the random stream elsewhere instead of replaying the data
+    and augmentation of its first steps; a fresh run of one seed draws the same stream.
+    None (a fresh random seed per pipeline) stays None.
+    """
+    return None if seed is None else seed + resumed_step(model_dir)
+
+
+def check_data(data_dir: str, subjects: Mapping[str, Sequence[str]],
+               check: configs.DataCheckConfig, *, trained: Optional[tuple] = None,
+               log: Callable[[str], None] = print) -> None:
+    """The data checks of both tasks, for training and evaluation alike, before any work.
+
+    In order: held-out subjects (with ``trained``), every subject of each flag present in
+    the dataset, then the shards' integrity (``--verify_data``).
+
+    Args:
+      data_dir: the dataset.
+      subjects: ``{flag: subjects}`` the run reads (e.g. ``{"label_subjects": ...}``).
+      check: ``--verify_data``, ``--skip_corrupt_records``, ``--allow_subject_overlap``.
+      trained: ``(subjects the model trained on, where they come from)``: an evaluation
+        refuses to test on them (the first flag of ``subjects``) unless
+        ``--allow_subject_overlap``.
+      log: where the integrity check and the overlap warning report.
+
+    Raises:
+      ValueError: naming the flag or file at fault.
+    """
+    if trained is not None:
+        flag, test = next(iter(subjects.items()))
+        run_dir.check_subject_overlap(trained[0], test, trained[1], f"--{flag}",
+                                      check.allow_subject_overlap, log=log)
+    for flag, names in subjects.items():
+        dataset_io.check_subjects_present(data_dir, flag, names)
+    every = tuple(dict.fromkeys(s for names in subjects.values() for s in names))
+    dataset_io.verify_shards(data_dir, check.verify_data, every, check.skip_corrupt_records,
+                             log=log)
 
 
 # ----------------------------------------------------------------------------- strategies
@@ -252,7 +337,12 @@ class Checkpoint(keras.callbacks.Callback):
         return run_dir.read_state(self.backup_dir)
 
     def restore(self, model: keras.Model) -> int:
-        """Loads the last checkpoint into ``model`` (built and compiled); returns epochs done."""
+        """Loads the last checkpoint into ``model`` (built and compiled); returns its step.
+
+        The step is the optimiser's own counter, read back from the weights file (renamed
+        into place before ``state.json``): a run killed between the two renames resumes
+        from the weights, not from the older ``state.json``.
+        """
         state = self.read_state()
         if state is None:
             return 0
@@ -263,7 +353,7 @@ class Checkpoint(keras.callbacks.Callback):
         except (ValueError, KeyError) as e:
             raise run_dir.ModelDirError(f"{self.weights_path} does not fit this model ({e}); "
                                         f"use another --model_dir") from e
-        return state.epoch
+        return _step(model) if model.optimizer is not None else state.step
 
     def kept(self) -> str:
         """Which checkpoint a stopped run keeps, for messages."""
@@ -282,6 +372,11 @@ class Checkpoint(keras.callbacks.Callback):
                 f"(NaN or inf, first in {bad}; mean loss of the period "
                 f"{'n/a' if loss is None else f'{float(loss):.6g}'}); {self.kept()} and no "
                 f"model was saved; lower --learning_rate (or check the data), then re-run")
+        self.save(epoch + 1)
+
+    def save(self, epochs_done: int) -> None:
+        """Writes the checkpoint of the current step (chief only): the weights under a
+        temporary name, renamed, then ``state.json``."""
         if not self.chief:
             return
         os.makedirs(self.backup_dir, exist_ok=True)
@@ -289,10 +384,10 @@ class Checkpoint(keras.callbacks.Callback):
         try:
             self.model.save_weights(tmp, overwrite=True)
             os.replace(tmp, self.weights_path)
-        finally:  # Interrupted (Ctrl-C, SIGTERM): no temporary left behind.
+        finally:  # Interrupted (Ctrl-C, a second SIGTERM): no temporary left behind.
             if os.path.exists(tmp):
                 os.remove(tmp)
-        run_dir.write_state(self.backup_dir, run_dir.TrainState(epoch + 1, _step(self.model)))
+        run_dir.write_state(self.backup_dir, run_dir.TrainState(epochs_done, _step(self.model)))
 
 
 def _scalar_metadata():
@@ -362,6 +457,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
     def __init__(self, checkpoint: "Checkpoint", steps_per_epoch: int):
         super().__init__()
         self.checkpoint, self.steps_per_epoch = checkpoint, steps_per_epoch
+        self.offset = 0  # Steps of the epoch done before this fit call (see fit).
         self._epoch = 0
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
@@ -371,7 +467,7 @@ class StopOnNonFinite(keras.callbacks.Callback):
         loss = (logs or {}).get("loss")
         if loss is None or math.isfinite(float(loss)):
             return
-        step = self._epoch * self.steps_per_epoch + batch + 1
+        step = self._epoch * self.steps_per_epoch + self.offset + batch + 1
         raise NonFiniteError(f"training stopped at step {step}: loss is {float(loss)} (not "
                              f"finite); {self.checkpoint.kept()} and no model was saved; "
                              f"lower --learning_rate (or check the data), then re-run")
@@ -379,10 +475,26 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
 class StopOnSignal(keras.callbacks.Callback):
     """Ends training after the step during which SIGTERM arrived (``fit`` defers it to
-    here, see :func:`tfrecords_tools.runtime.cli.deferred_sigterm`)."""
+    here, see :func:`tfrecords_tools.runtime.cli.deferred_sigterm`), with a checkpoint of that step.
+
+    The checkpoint is written as the periodic ones are (weights renamed into place, then
+    ``state.json``), so a second SIGTERM during the write leaves the previous checkpoint
+    whole; weights that are not finite are not saved (the last good checkpoint stays).
+    Under a strategy the BatchNorm statistics are the chief's own (averaging them is a
+    collective the other workers would not join); the next period end averages them.
+    """
+
+    def __init__(self, checkpoint: "Checkpoint", steps_per_epoch: int):
+        super().__init__()
+        self.checkpoint, self.steps_per_epoch = checkpoint, steps_per_epoch
 
     def on_train_batch_end(self, batch: int, logs=None) -> None:
-        cli.check_terminated()
+        try:
+            cli.check_terminated()
+        except cli.Terminated:
+            if first_non_finite_weight(self.model) is None:
+                self.checkpoint.save(_step(self.model) // self.steps_per_epoch)
+            raise
 
 
 class Progress(keras.callbacks.Callback):
@@ -395,30 +507,28 @@ class Progress(keras.callbacks.Callback):
         self.chief, self.every = chief, max(int(every), 1)
         self.initial_step = initial_step  # A resumed run measures its ETA from here.
         self.stream = stream or sys.stdout
+        self.offset = 0  # Steps of the epoch done before this fit call (see fit).
         self._epoch = 0
-        self._start = time.time()
+        self._start, self._begun = time.time(), False
 
     def on_train_begin(self, logs=None) -> None:
-        self._start = time.time()
+        if not self._begun:  # fit may call model.fit twice (see fit); time the run once.
+            self._start, self._begun = time.time(), True
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self._epoch = epoch
 
     def on_train_batch_end(self, batch: int, logs=None) -> None:
-        step = self._epoch * self.steps_per_epoch + batch + 1
+        step = self._epoch * self.steps_per_epoch + self.offset + batch + 1
         if not self.chief or (step % self.every and step != self.total_steps):
             return
         done = step - self.initial_step
         elapsed = time.time() - self._start
         eta = elapsed / max(done, 1) * (self.total_steps - step)
-        frac = step / self.total_steps
-        bar = "=" * int(30 * frac) + "." * (30 - int(30 * frac))
         items = " ".join(f"{k}={float(v):.4f}" for k, v in sorted((logs or {}).items()))
         lr = _learning_rate(self.model.optimizer)
-        end = "\n" if step == self.total_steps or not self.stream.isatty() else "\r"
-        self.stream.write(f"step {step}/{self.total_steps} [{bar}] {elapsed:.0f}s "
-                          f"ETA {eta:.0f}s lr={lr:.2e} {items}{end}")
-        self.stream.flush()
+        progress_lib.draw(self.stream, "step", step, self.total_steps, f"{elapsed:.0f}s", eta,
+                          f" lr={lr:.2e} {items}")
 
 
 # ----------------------------------------------------------------------------- the loop
@@ -500,37 +610,51 @@ def fit(model: keras.Model, dataset, *, model_dir: str, total_steps: int, steps_
     Returns:
       ``{"initial_step": step resumed from (0 for a fresh run), "final_step": ...,
       "history": Keras history dict of this call}``.
+
+    On SIGTERM the step then running ends, a checkpoint of that step is written
+    (:class:`StopOnSignal`) and :class:`tfrecords_tools.runtime.cli.Terminated` is raised; the
+    re-run first trains the rest of that checkpoint period (a second ``model.fit`` call,
+    whose input pipeline starts afresh), then whole periods.
     """
     configs.check_steps(total_steps, steps_per_epoch)
     strategy = strategy or tf.distribute.get_strategy()
     chief = is_chief(strategy)
     ckpt = Checkpoint(os.path.join(model_dir, run_dir.BACKUP_DIR), chief=chief)
     epochs = total_steps // steps_per_epoch
-    initial_epoch = ckpt.restore(model)
-    if initial_epoch and model.optimizer is not None:
-        # The weights file (renamed into place before state.json) holds the optimizer's
-        # step counter: a run killed between the two renames resumes from the weights,
-        # not from the older state.json.
-        initial_epoch = _step(model) // steps_per_epoch
-    initial_step = initial_epoch * steps_per_epoch
-    if initial_epoch and chief and verbose:
+    initial_step = ckpt.restore(model)
+    # A checkpoint written on SIGTERM lies inside a period: finish that period first.
+    initial_epoch, partial = divmod(initial_step, steps_per_epoch)
+    if initial_step and chief and verbose:
         print(f"Resuming from checkpoint at step {initial_step} in {ckpt.backup_dir}")
     # Order matters: a non-finite loss stops the step before anything logs or saves it;
     # statistics are averaged before the checkpoint checks and saves them.
-    cbs = [StopOnSignal(), StopOnNonFinite(ckpt, steps_per_epoch), SyncNonTrainable(strategy),
+    offset_cbs = [StopOnNonFinite(ckpt, steps_per_epoch)]
+    cbs = [StopOnSignal(ckpt, steps_per_epoch), offset_cbs[0], SyncNonTrainable(strategy),
            ckpt,
            ScalarLogger(os.path.join(model_dir, run_dir.TENSORBOARD_DIR, "train"), log_every,
                         chief)]
     if verbose:
-        cbs.append(Progress(total_steps, steps_per_epoch, chief, progress_every, initial_step))
+        offset_cbs.append(Progress(total_steps, steps_per_epoch, chief, progress_every,
+                                   initial_step))
+        cbs.append(offset_cbs[-1])
     cbs.extend(callbacks)
     history = {}
     _patch_multi_worker_fit(model, strategy)
-    if initial_epoch < epochs:
+    # One fit call per run of equal periods, (first epoch, end epoch, steps, offset): the
+    # rest of a started period, then the whole ones.
+    calls = [(initial_epoch, initial_epoch + 1, steps_per_epoch - partial, partial)] \
+        if partial and initial_step < total_steps else []
+    if initial_epoch + bool(partial) < epochs:
+        calls.append((initial_epoch + bool(partial), epochs, steps_per_epoch, 0))
+    if calls:
         with dataset_io.naming_damaged_shard(
                 data_files, "training stopped, the last checkpoint is kept"), \
                 cli.deferred_sigterm():
-            history = model.fit(dataset, epochs=epochs, initial_epoch=initial_epoch,
-                                steps_per_epoch=steps_per_epoch, callbacks=cbs, verbose=0,
-                                shuffle=False).history  # The pipeline shuffles.
+            for first, end, steps, offset in calls:
+                for cb in offset_cbs:
+                    cb.offset = offset
+                done = model.fit(dataset, epochs=end, initial_epoch=first,
+                                 steps_per_epoch=steps, callbacks=cbs, verbose=0,
+                                 shuffle=False).history  # The pipeline shuffles.
+                history = {k: list(history.get(k, [])) + list(v) for k, v in done.items()}
     return {"initial_step": initial_step, "final_step": total_steps, "history": history}

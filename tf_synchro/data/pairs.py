@@ -10,10 +10,10 @@ type            frames                                         sync head  flip h
 ``FLIP``        a SYNC pair with one frame (either) mirrored   masked     1
 =============== ============================================== ========== ==========
 
-With ``pair_grouping="quads"``, ``"hexes"`` or ``"octets"`` an element is instead 2C frames,
-C = 2, 3 or 4 different cameras at two unsynchronized timesteps ``t1, t2`` (``image_a, image_b[, image_c]``
-at ``t1``, ``image_a2, ...`` at ``t2``), and the model scores the pairs of
-:func:`tf_synchro.configs.group_pairs` (see :class:`tf_synchro.configs.PairConfig`); labels
+With ``pair_grouping="quads"``, ``"hexes"`` or ``"octets"`` (the CPU default) an element is
+instead 2C frames, C = 2, 3 or 4 different cameras at two unsynchronized timesteps ``t1, t2``
+(``image_a, image_b, ...`` at ``t1``, ``image_a2, ...`` at ``t2``), and the model scores the
+pairs of :func:`tf_synchro.data.groups.pairs` (see :mod:`tf_synchro.data.groups`); labels
 and weights are then ``[P*B, 1]`` and ``[P*B]``, one block of ``B`` per pair, in that order.
 
 ``dt`` is measured in original frame numbers (``clip/frame_index``), so frames dropped by
@@ -53,7 +53,7 @@ import tensorflow as tf
 
 from tf_synchro import configs
 from tf_synchro.configs import PairConfig  # noqa: F401  (its home)
-from tf_synchro.data import augment, records
+from tf_synchro.data import augment, groups, records
 from tfrecords_tools import schema
 
 SYNC, UNSYNC, FLIP = 0, 1, 2
@@ -65,10 +65,9 @@ TASK_PAIR_TYPES = {  # Pair types that carry a label for a set of heads (no wast
 }
 assert set(TASK_PAIR_TYPES) == set(configs.TASK_SETS)
 # Per-pair fields kept for training (metadata only travels with with_metadata=True).
-_ALL_FRAMES = configs.group_frames(configs.PAIR_GROUPINGS[-1])  # The largest group's.
 _TRAIN_KEYS = ("pair_type",) + tuple(
-    f"{field}_{frame}" for frame in _ALL_FRAMES for field in ("image", "jitter", "aug")
-) + tuple(f"flip_{frame}" for frame in _ALL_FRAMES if frame.endswith("2"))  # Groups' labels.
+    f"{field}_{frame}" for frame in groups.ALL_FRAMES for field in ("image", "jitter", "aug")
+) + tuple(f"flip_{frame}" for frame in groups.ALL_FRAMES if frame.endswith("2"))  # Groups'.
 # Record features the pair pipeline reads (the rest is not parsed).
 _KEYS = ("sequence/subject", "sequence/id", "clip/frame_index", "clip/num_views",
          "image/size", "image/encoded")
@@ -83,20 +82,20 @@ def pair_types(config: PairConfig) -> tuple:
 
 def frame_names(config: PairConfig) -> tuple:
     """The frames of one element: ``("a", "b")``, or those of a group."""
-    return configs.group_frames(config.pair_grouping)
+    return groups.frames(config.pair_grouping)
 
 
 def needs_partners(config: PairConfig) -> bool:
     """Whether each clip needs two timesteps d_min < |dt| < d_max apart: for unsynchronized
     pairs, and for every group (its two instants)."""
-    return UNSYNC in pair_types(config) or config.pair_grouping != "pairs"
+    return UNSYNC in pair_types(config) or groups.is_group(config.pair_grouping)
 
 
 def min_views(config: PairConfig) -> int:
     """Cameras a record needs: 2 for multi-view pairs, C for groups of C cameras."""
     if config.views != "multi":
         return 1
-    return configs.GROUP_CAMERAS.get(config.pair_grouping, 2)
+    return groups.cameras(config.pair_grouping)
 
 
 def check_records(files: Sequence[str], config: PairConfig, max_records: int = 64) -> dict:
@@ -327,7 +326,7 @@ def _sample_group(clip: dict, key: tf.Tensor, config: PairConfig) -> dict:
     with a flip head one of the C ``t2`` frames, uniformly, is mirrored.
     """
     k = config.pairs_per_clip
-    c = configs.GROUP_CAMERAS[config.pair_grouping]
+    c = groups.cameras(config.pair_grouping)
     keys = tf.random.experimental.stateless_split(key, 4)
     fi = clip["clip/frame_index"]
     num_v = tf.cast(clip["clip/num_views"], tf.int32)
@@ -367,7 +366,7 @@ def _decode_pairs(clip: dict, key: tf.Tensor, config: PairConfig, with_metadata:
     """
     aug = config.augment
     k_pairs, k_crop, k_jitter = tf.unstack(tf.random.experimental.stateless_split(key, 3))
-    sample = _sample_pairs if config.pair_grouping == "pairs" else _sample_group
+    sample = _sample_group if groups.is_group(config.pair_grouping) else _sample_pairs
     p = sample(clip, k_pairs, config)
     k = config.pairs_per_clip
     names = frame_names(config)
@@ -420,7 +419,7 @@ def _to_model_inputs(b: dict, config: PairConfig, with_metadata: bool):
         if config.training:  # Vectorised over the batch: one colour matrix per image.
             images = augment.apply_colour_jitter(images, b[f"jitter_{view}"])
         features[f"view_{view}"] = images
-    if config.pair_grouping != "pairs":
+    if groups.is_group(config.pair_grouping):
         return (features,) + _group_labels(b, config)
     t = b["pair_type"]
     labels, weights = {}, {}
@@ -439,7 +438,7 @@ def _to_model_inputs(b: dict, config: PairConfig, with_metadata: bool):
 
 def _group_labels(b: dict, config: PairConfig):
     """Labels ``[P*B, 1]`` and weights ``[P*B]`` of a batch of groups, one block of ``B``
-    per pair of :func:`tf_synchro.configs.group_pairs`, in that order.
+    per pair of :func:`tf_synchro.data.groups.pairs`, in that order.
 
     Sync: same-instant pairs are synchronized, cross-instant pairs are not; a pair holding
     the mirrored frame is masked. Flip: the same-instant pairs, flipped where they hold the
@@ -452,7 +451,7 @@ def _group_labels(b: dict, config: PairConfig):
                 for n in names]
     c = len(names) // 2
     blocks = {"sync": ([], []), "flip": ([], [])}
-    for i, j in configs.group_pairs(config.pair_grouping):
+    for i, j in groups.pairs(config.pair_grouping):
         m = mirrored[i] + mirrored[j]  # At most one frame of a group is mirrored.
         same = (i < c) == (j < c)
         blocks["sync"][0].append(zero + float(same))
@@ -484,7 +483,7 @@ def pair_dataset(files: Sequence[str], config: PairConfig, batch_size: int,
       drop_remainder: default True when training (static batch for the replicas).
     """
     config.validate()
-    if with_metadata and config.pair_grouping != "pairs":
+    if with_metadata and groups.is_group(config.pair_grouping):
         raise ValueError("pair metadata (evaluation) is drawn from plain pairs: use "
                          "pair_grouping='pairs'")
     pipeline_id = input_context.input_pipeline_id if input_context else 0

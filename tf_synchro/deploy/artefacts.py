@@ -56,17 +56,21 @@ class PoseModel:
       path: what was loaded.
       kind: one of :data:`KINDS`.
       crop_size: stored crop side of its training data, if known.
-      dct_method: JPEG IDCT of its training and evaluation pipelines.
-      config: the training run's config.json (``model``, ``data_dir``, ...), or ``{}``.
+      record: the training run's record (an export keeps its ``model`` section: input
+        size, preprocessing, labels, ``init_from``).
       fn: the model call.
     """
 
     path: str
     kind: str
     crop_size: Optional[int]
-    dct_method: str
-    config: dict
+    record: run_dir.PoseRecord
     fn: Callable[[np.ndarray], np.ndarray]
+
+    @property
+    def dct_method(self) -> str:
+        """JPEG IDCT of its training and evaluation pipelines."""
+        return self.record.preprocess.dct_method
 
     def __call__(self, crops_uint8: np.ndarray) -> np.ndarray:
         return np.asarray(self.fn(np.ascontiguousarray(crops_uint8, np.uint8)), np.float32)
@@ -110,10 +114,17 @@ def read_metadata(saved_model: str, what: str = "--model") -> dict:
     return meta
 
 
-def _config_of(meta: dict) -> dict:
-    # The export stores the run's model section and directory; enough for the held-out check
-    # and the preprocessing.
-    return {"model": meta.get("model", {}), "model_dir": meta.get("model_dir")}
+def record_of(meta: dict, where: str) -> run_dir.PoseRecord:
+    """The training run's record kept in an export's metadata (its ``model`` section:
+    enough for the preprocessing and the held-out check).
+
+    Raises:
+      ArtefactError: the metadata holds no fine-tuning run's model section.
+    """
+    try:
+        return run_dir.PoseRecord.from_json({"model": meta.get("model", {})}, where)
+    except run_dir.ModelDirError as e:
+        raise ArtefactError(str(e)) from None
 
 
 def load(path: str, what: str = "--model") -> PoseModel:
@@ -130,15 +141,13 @@ def load(path: str, what: str = "--model") -> PoseModel:
     kind = kind_of(path)
     if kind == "run":
         try:
-            model, config = run_dir.load_pose_run(path)
+            model, record = run_dir.load_pose_run(path)
         except run_dir.UnfinishedModelDirError as e:
             raise ArtefactError(str(e)) from None
-        cfg = config["model"]
-        size, scale = int(cfg["input_size"]), float(cfg["preprocess"]["crop_scale"])
+        size, scale = record.input_size, record.preprocess.crop_scale
         call = tf.function(lambda x: model(frames.preprocess_images(x, size, scale),
                                            training=False))
-        return PoseModel(path, kind, training_crop_size(config),
-                         cfg["preprocess"]["dct_method"], config,
+        return PoseModel(path, kind, training_crop_size(record), record,
                          lambda x: call(x).numpy())
     if kind is None:
         raise ArtefactError(f"{what}={path}: expected an export version directory (with "
@@ -150,10 +159,10 @@ def load(path: str, what: str = "--model") -> PoseModel:
                             f"metadata: preprocessing, training run) is missing; keep the "
                             f"converted file beside the version directory it was written with")
     meta = read_metadata(meta_dir, what)
-    dct = meta["model"]["preprocess"]["dct_method"]
+    record = record_of(meta, os.path.join(meta_dir, METADATA_FILE))
     fn = {"saved_model": _saved_model_fn, "onnx": onnx_runner,
           "tflite": tflite_runner}[kind](path)
-    return PoseModel(path, kind, meta.get("crop_size"), dct, _config_of(meta), fn)
+    return PoseModel(path, kind, meta.get("crop_size"), record, fn)
 
 
 def _saved_model_fn(path: str) -> Callable:
@@ -168,15 +177,10 @@ def trained_subjects(path: str) -> list:
         return run_dir.trained_subjects(path)
     meta_dir = path if kind_of(path) == "saved_model" else version_dir(path)
     try:
-        model_cfg = read_metadata(meta_dir).get("model", {})
+        record = record_of(read_metadata(meta_dir), meta_dir)
     except ArtefactError:
         return []
-    subjects = list(model_cfg.get("label_subjects", []))
-    init = model_cfg.get("init_from")
-    init_config = run_dir.read_config(init) if init and os.path.isdir(init) else None
-    if init_config:
-        subjects += init_config.get("train_subjects", [])
-    return list(dict.fromkeys(subjects))
+    return run_dir.trained_subjects(meta_dir, record)
 
 
 def default_report_path(path: str) -> str:
@@ -188,15 +192,14 @@ def default_report_path(path: str) -> str:
     return os.path.normpath(path) + ".eval.json"
 
 
-def training_crop_size(config: dict) -> Optional[int]:
+def training_crop_size(record: run_dir.PoseRecord) -> Optional[int]:
     """Side of the stored crops the model was trained on (None if the data is gone)."""
-    data_dir = config.get("data_dir")
     try:
-        path = dataset_io.shard_paths(data_dir)[0]
-        record = next(tf.data.TFRecordDataset(path).take(1).as_numpy_iterator())
+        path = dataset_io.shard_paths(record.data_dir)[0]
+        first = next(tf.data.TFRecordDataset(path).take(1).as_numpy_iterator())
     except (dataset_io.DatasetError, TypeError, IndexError, StopIteration, OSError):
         return None
-    return schema.decode_clip(record, where=path).image_size
+    return schema.decode_clip(first, where=path).image_size
 
 
 def onnx_runner(path: str):

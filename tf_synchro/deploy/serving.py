@@ -144,7 +144,7 @@ def export(model_dir: str, export_dir: str, version: Optional[int] = None,
         raise ExportError(f"--what={what!r}: expected one of {WHAT}")
     formats = formats or configs.FormatOptions()
     check_formats(formats, what)
-    model, config = run_dir.load_pose_run(model_dir)
+    model, record = run_dir.load_pose_run(model_dir)
     version = next_version(export_dir) if version is None else int(version)
     if version < 1:
         raise ExportError(f"--version={version} must be a positive integer (TF Serving)")
@@ -157,14 +157,12 @@ def export(model_dir: str, export_dir: str, version: Optional[int] = None,
     if taken:
         raise ExportError(f"{taken[0]} exists; pass another --version")
     train_lib.check_finite_weights(model, target)  # A diverged run is not served.
-    model_cfg = config["model"]
     if what == "encoder":
         model, output_name = pose.pose_encoder(model), "features"
     else:
         output_name = "joints3d"
-    archive = build_archive(model, int(model_cfg["input_size"]),
-                            float(model_cfg["preprocess"]["crop_scale"]),
-                            model_cfg["preprocess"]["dct_method"], output_name)
+    archive = build_archive(model, record.input_size, record.preprocess.crop_scale,
+                            record.preprocess.dct_method, output_name)
     lock = locks.acquire(export_dir, "--export_dir")  # One writer; creates export_dir.
     # Temporary named like locks.temp_path's, so clean_stale_temps finds a killed one.
     tmp = os.path.join(export_dir, f".tmp-{os.getpid()}-{version}")
@@ -173,9 +171,10 @@ def export(model_dir: str, export_dir: str, version: Optional[int] = None,
         locks.clean_stale_temps(export_dir)
         archive.write_out(tmp, verbose=False)
         metadata = {"what": what, "output": output_name, "model_dir": model_dir,
-                    "model": model_cfg, "crop_size": artefacts.training_crop_size(config)}
+                    "model": record.model_json(),
+                    "crop_size": artefacts.training_crop_size(record)}
         if extra_targets:
-            metadata.update(write_extra_formats(tmp, extra_tmp, config, formats))
+            metadata.update(write_extra_formats(tmp, extra_tmp, record, formats))
             for key, path in extra_targets.items():
                 metadata["formats"][key]["file"] = os.path.basename(path)  # In export_dir.
         os.makedirs(os.path.join(tmp, os.path.dirname(artefacts.METADATA_FILE)), exist_ok=True)
@@ -322,7 +321,7 @@ def _runtime_version(key: str) -> str:
     return f"{name} {_version(name)}"
 
 
-def write_extra_formats(saved_model: str, paths: dict, config: dict,
+def write_extra_formats(saved_model: str, paths: dict, record: run_dir.PoseRecord,
                         options: configs.FormatOptions) -> dict:
     """Converts ``saved_model`` into ``paths`` and checks each in its own runtime.
 
@@ -334,7 +333,7 @@ def write_extra_formats(saved_model: str, paths: dict, config: dict,
     Args:
       saved_model: the written SavedModel (reference).
       paths: ``{key: file}`` to write, keys of :data:`EXTRA_FILES`.
-      config: the run's config.json (data_dir, label subjects, preprocessing).
+      record: the run's record (data_dir, label subjects, preprocessing).
       options: tolerances and conversion settings.
 
     Returns:
@@ -344,14 +343,12 @@ def write_extra_formats(saved_model: str, paths: dict, config: dict,
       FormatCheckError: a conversion failed or a format differs too much.
       dataset_io.DatasetError: no crops to check with.
     """
-    data_dir = options.data_dir or config.get("data_dir")
+    data_dir = options.data_dir or record.data_dir
     if not data_dir or not os.path.isdir(data_dir):
         raise FormatCheckError(f"checking --formats needs real crops: dataset {data_dir!r} "
                                f"does not exist (--data_dir; default: the run's data_dir)")
-    model_cfg = config["model"]
-    images, subjects = read_crops(data_dir, options.check_crops,
-                                  model_cfg.get("label_subjects", ()),
-                                  model_cfg["preprocess"]["dct_method"])
+    images, subjects = read_crops(data_dir, options.check_crops, record.label_subjects,
+                                  record.preprocess.dct_method)
     serve = tf.saved_model.load(saved_model).signatures["serving_default"]
     reference = serve(images=tf.constant(images))["joints3d"].numpy()
     out = {"formats": {"saved_model": {"path": "."}},
@@ -372,7 +369,7 @@ def write_extra_formats(saved_model: str, paths: dict, config: dict,
         if key == "tflite_int8":
             # Quantised weights move every joint a little (tens of mm on single crops of a
             # tiny model): judge them by what users measure, the protocol's MPJPE.
-            entry.update(int8_mpjpe_check(saved_model, path, data_dir, config, options))
+            entry.update(int8_mpjpe_check(saved_model, path, data_dir, record, options))
             out["formats"][key] = entry
             continue
         tolerance = options.max_diff_mm
@@ -391,8 +388,8 @@ def mpjpe_increase(reference_mm: float, mpjpe_mm: float) -> float:
     return float(mpjpe_mm / max(reference_mm, 1e-9) - 1.0)
 
 
-def int8_mpjpe_check(saved_model: str, int8_path: str, data_dir: str, config: dict,
-                     options: configs.FormatOptions) -> dict:
+def int8_mpjpe_check(saved_model: str, int8_path: str, data_dir: str,
+                     record: run_dir.PoseRecord, options: configs.FormatOptions) -> dict:
     """Evaluates the SavedModel and the int8 LiteRT model with the protocol; refuses the
     int8 model if its MPJPE (mean over actions) rises by more than the allowed fraction.
 
@@ -406,15 +403,12 @@ def int8_mpjpe_check(saved_model: str, int8_path: str, data_dir: str, config: di
     Raises:
       FormatCheckError: the MPJPE rose too much, or the subjects have no labelled frames.
     """
-    model_cfg = config["model"]
-    dct = model_cfg["preprocess"]["dct_method"]
-    run_config = {"model": model_cfg, "model_dir": config.get("model_dir")}
     serve = tf.saved_model.load(saved_model).signatures["serving_default"]
     models = {
         "saved_model": artefacts.PoseModel(
-            saved_model, "saved_model", None, dct, run_config,
+            saved_model, "saved_model", None, record,
             lambda x: serve(images=tf.constant(x))["joints3d"].numpy()),
-        "tflite_int8": artefacts.PoseModel(int8_path, "tflite", None, dct, run_config,
+        "tflite_int8": artefacts.PoseModel(int8_path, "tflite", None, record,
                                            artefacts.tflite_runner(int8_path)),
     }
     subjects = tuple(options.int8_subjects)

@@ -25,16 +25,12 @@ import keras
 from keras import ops
 
 from tf_synchro import configs
+from tf_synchro.data import groups
 
 TASKS = configs.TASK_SETS[0]  # Every head, in canonical order.
 FUSIONS = configs.FUSIONS
-VIEW_KEYS = ("view_a", "view_b")
-GROUP_NAME = "sync_flip_groups"  # The training model of --pair_grouping=quads/hexes/octets.
-
-
-def group_view_keys(grouping: str) -> tuple:
-    """Input names of a grouping's frames (``view_a``, ``view_b``, ... ``view_a2`` ...)."""
-    return tuple(f"view_{v}" for v in configs.group_frames(grouping))
+VIEW_KEYS = groups.view_keys(groups.PAIRS)  # ("view_a", "view_b")
+GROUP_NAME = "sync_flip_groups"  # The training model of --pair_grouping=quads|hexes|octets.
 
 
 @keras.saving.register_keras_serializable(package="tf_synchro")
@@ -172,20 +168,20 @@ def build_group_model(model: keras.Model, grouping: str, name: str = GROUP_NAME
     """The training model of ``--pair_grouping=quads|hexes|octets`` around a sync/flip ``model``.
 
     It shares ``model``'s encoder and heads (the same layers and weights). Inputs are the
-    2C frames of a group, :func:`group_view_keys` (float32 ``[B, S, S, 3]``), encoded in
-    one ``[2C*B]`` call; outputs are ``{task: [P*B, 1] logits}`` of the P pairs of
-    :func:`tf_synchro.configs.group_pairs`, one block of ``B`` per pair, in that order (the
+    2C frames of a group, :func:`tf_synchro.data.groups.view_keys` (float32
+    ``[B, S, S, 3]``), encoded in one ``[2C*B]`` call; outputs are ``{task: [P*B, 1]
+    logits}`` of the P pairs of :func:`tf_synchro.data.groups.pairs`, one block of ``B`` per pair, in that order (the
     labels of :mod:`tf_synchro.data.pairs` follow it). Scoring P pairs from 2C encoded
     frames costs little more than scoring C pairs: the heads are small.
     """
     encoder, fuse, heads = _parts(model)
     in_shape = tuple(encoder.inputs[0].shape[1:])
-    keys = group_view_keys(grouping)
+    keys = groups.view_keys(grouping)
     views = {k: keras.Input(in_shape, name=k, dtype="float32") for k in keys}
     stacked = keras.layers.Concatenate(axis=0, name="stack_group")([views[k] for k in keys])
     feats = SplitViews(parts=len(keys), name="split_group")(encoder(stacked))
     first, second = (keras.layers.Concatenate(axis=0, name=f"pair_{side}")(
-        [feats[pair[i]] for pair in configs.group_pairs(grouping)])
+        [feats[pair[i]] for pair in groups.pairs(grouping)])
         for i, side in enumerate(("a", "b")))
     return keras.Model(inputs=views, outputs=_score(fuse, heads, first, second), name=name)
 

@@ -1,7 +1,8 @@
 """Monocular 3D pose: build the pose model on the shared encoder, train it, predict, report.
 
-* :func:`build_encoder`, :func:`model_settings` — the encoder to fine-tune (pretrained or
-  fresh) and what a fine-tuning checkpoint depends on (``config.json["model"]``).
+* :func:`build_encoder`, :func:`build_model` — the encoder to fine-tune (pretrained or
+  fresh) and the compiled pose model on it; what a fine-tuning checkpoint depends on is
+  its run record (:class:`run_dir.PoseRecord`).
 * :func:`train` — one fine-tuning run (docs/DESIGN.md §1): the stem and the first
   ``--freeze_blocks`` residual stages frozen, AdamW with a cosine schedule, resumable
   through :mod:`tf_synchro.train_lib`; at the end ``pose_model.keras`` is written
@@ -56,25 +57,22 @@ def build_encoder(config: FinetuneConfig) -> keras.Model:
     return run_dir.load_encoder(config.init_from, expect=m.encoder_settings())
 
 
-def model_settings(config: FinetuneConfig, mean, std) -> dict:
-    """The ``model`` section of config.json: what a checkpoint depends on.
-
-    Flat, so that a refused resume names just the differing settings.
-    """
-    fc = config.frame_config()
-    return {
-        "task": run_dir.POSE_TASK, **config.model.encoder_settings(),
-        "head_units": list(config.pose_head_units), "dropout": config.dropout,
-        "freeze_blocks": config.freeze_blocks, "init_from": config.init_from,
-        # The target statistics come from these labels, so they define the model too.
-        "label_subjects": list(config.label_subjects),
-        "label_fraction": config.frames.label_fraction,
-        "target_mean": np.asarray(mean, np.float32).tolist(),
-        "target_std": np.asarray(std, np.float32).tolist(),
-        "units": "mm, root-relative, camera frame",
-        # How raw crops become model inputs: evaluation and the serving graph use this.
-        "preprocess": {"crop_scale": fc.eval_crop_scale, "dct_method": fc.augment.dct_method},
-    }
+def build_model(config: FinetuneConfig, stats: tuple) -> keras.Model:
+    """Builds and compiles the pose model (call under ``strategy.scope()``): the encoder of
+    :func:`build_encoder` with its first ``--freeze_blocks`` stages frozen, the head, and
+    ``stats`` (target mean and std, mm) for the loss and the output in mm."""
+    opt = config.optimizer
+    mean, std = stats
+    train_lib.seed_weights(config.runtime.seed)
+    encoder = build_encoder(config)
+    resnet.freeze_blocks(encoder, config.freeze_blocks)
+    model = pose.build_pose_model(encoder, mean, std, config.pose_head_units, config.dropout)
+    model.compile(
+        optimizer=train_lib.make_optimizer(opt.train_steps, opt.learning_rate,
+                                           opt.final_learning_rate, opt.weight_decay,
+                                           opt.warmup_steps),
+        loss=pose.StandardizedPoseLoss(std), metrics=metrics.pose_metrics())
+    return model
 
 
 def check_settings(config: FinetuneConfig) -> None:
@@ -101,8 +99,8 @@ def check_settings(config: FinetuneConfig) -> None:
 # ----------------------------------------------------------------------------- training
 
 def train(config: FinetuneConfig, strategy: Optional[tf.distribute.Strategy] = None,
-          verbose: bool = True) -> dict:
-    """Fine-tunes (or resumes), saves ``pose_model.keras`` and returns a summary.
+          verbose: bool = True) -> train_lib.TrainResult:
+    """Fine-tunes (or resumes) and saves ``pose_model.keras``.
 
     Args:
       config: run settings.
@@ -110,8 +108,8 @@ def train(config: FinetuneConfig, strategy: Optional[tf.distribute.Strategy] = N
       verbose: print progress.
 
     Returns:
-      ``{"initial_step", "final_step", "seconds", "frozen_layers", "trainable_params",
-      "pose_model"}``.
+      the trained model and the summary ``{"initial_step", "final_step", "seconds",
+      "frozen_layers", "trainable_params", "pose_model", "skipped_undecodable_frames"}``.
 
     Raises:
       ValueError subclasses naming the bad flag, file or value: unlabelled or missing
@@ -122,13 +120,10 @@ def train(config: FinetuneConfig, strategy: Optional[tf.distribute.Strategy] = N
     chief = train_lib.is_chief(strategy)
     start = time.time()
     train_lib.replica_batch_size(config.optimizer.batch_size, strategy)  # Raises if bad.
-    dataset_io.check_subjects_present(config.data_dir, "label_subjects", config.label_subjects)
-
     # --- data: fail before building anything if the labels are not there.
+    train_lib.check_data(config.data_dir, {"label_subjects": config.label_subjects},
+                         config.data_check, log=print if verbose and chief else lambda _: None)
     files = frames.labelled_files(config.data_dir, config.label_subjects)
-    dataset_io.verify_shards(config.data_dir, config.data_check.verify_data,
-                             config.label_subjects, config.data_check.skip_corrupt_records,
-                             log=print if verbose and chief else lambda _: None)
     with run_dir.hold(config.model_dir, chief):
         return _train(config, strategy, chief, files, verbose, start)
 
@@ -142,40 +137,25 @@ def _train(config: FinetuneConfig, strategy: tf.distribute.Strategy, chief: bool
     if stats is None:
         with dataset_io.naming_damaged_shard(files):
             stats = frames.joint_statistics(files, frame_config, config.max_stat_frames)
-    mean, std = stats
 
     # --- model: built under the strategy so its variables are mirrored; a bad --init_from
     # fails here, before anything is written to model_dir.
     train_lib.set_mixed_precision(config.runtime.mixed_precision)
-    keras.utils.set_random_seed(config.runtime.seed)
     with strategy.scope():
-        encoder = build_encoder(config)
-        frozen = resnet.freeze_blocks(encoder, config.freeze_blocks)
-        model = pose.build_pose_model(encoder, mean, std, config.pose_head_units,
-                                      config.dropout)
-        model.compile(
-            optimizer=train_lib.make_optimizer(opt.train_steps, opt.learning_rate,
-                                               opt.final_learning_rate, opt.weight_decay,
-                                               opt.warmup_steps),
-            loss=pose.StandardizedPoseLoss(std), metrics=metrics.pose_metrics())
-    extra = {"data_dir": config.data_dir,
-             "train": {k: v for k, v in dataclasses.asdict(config).items()
-                       if k not in ("data_dir", "model_dir")}}
-    stored = run_dir.prepare(config.model_dir, model_settings(config, mean, std), extra,
-                             chief=chief)
+        model = build_model(config, stats)
+    frozen = [layer.name for layer in pose.pose_encoder(model).layers  # resnet.freeze_blocks'
+              if not layer.trainable]
+    stored = run_dir.prepare(config.model_dir,
+                             run_dir.PoseRecord.from_config(config, *stats), chief=chief)
     trainable = int(sum(keras.ops.size(w) for w in model.trainable_weights))
     if verbose and chief:
         print(f"fine-tuning {m.arch} x{m.width} at {m.input_size}px from "
               f"{config.init_from}: {len(frozen)} layers frozen (stem + {config.freeze_blocks} "
               f"stages), {trainable:,} trainable parameters")
 
-    # --- train (resumes from model_dir/backup).
-    # A resumed run continues the random stream elsewhere instead of replaying the frames
-    # and augmentations of its first steps.
-    backup = os.path.join(config.model_dir, run_dir.BACKUP_DIR)
-    state = run_dir.read_state(backup)
-    resumed_step = state.step if state else 0
-    frame_config = dataclasses.replace(frame_config, seed=config.runtime.seed + resumed_step)
+    # --- train (resumes from model_dir/backup; the data seed moves with the resumed step).
+    frame_config = dataclasses.replace(
+        frame_config, seed=train_lib.data_seed(config.runtime.seed, config.model_dir))
     if config.data_check.skip_corrupt_records:
         records.prepare_decode_counter()  # Outside the strategy scope: a plain variable.
     undecodable = records.undecodable_count()
@@ -202,7 +182,7 @@ def _train(config: FinetuneConfig, strategy: tf.distribute.Strategy, chief: bool
                "skipped_undecodable_frames": skipped}
     if verbose and chief:
         print(f"saved {path} after {summary['seconds']:.0f}s")
-    return summary
+    return train_lib.TrainResult(model, summary)
 
 
 # ----------------------------------------------------------------------------- predictions
@@ -376,7 +356,7 @@ def _subset(out: dict, mask: np.ndarray) -> dict:
 def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S11"),
              frame_step: int = 64, batch_size: int = 64, output_json: Optional[str] = None,
              output_png: Optional[str] = None, num_examples: int = 4,
-             model=None, skip_corrupt_records: bool = False) -> dict:
+             model=None, data_check: Optional[configs.DataCheckConfig] = None) -> dict:
     """Evaluates the model at ``model_dir`` (or ``model``) on ``subjects``.
 
     Args:
@@ -393,32 +373,39 @@ def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S1
       model: evaluate this Keras model instead of loading ``pose_model.keras`` (the
         config.json of ``model_dir`` still gives the preprocessing), or this loaded
         :class:`artefacts.PoseModel`.
-      skip_corrupt_records: skip damaged records instead of stopping.
+      data_check: run the data checks first (:func:`train_lib.check_data`: held-out
+        subjects, subjects present, shard integrity) with these settings, and skip damaged
+        records if it says so (None: no checks, damaged records stop the evaluation).
 
     Raises:
       run_dir.UnfinishedModelDirError: ``model_dir`` holds an unfinished run.
       artefacts.ArtefactError: ``model_dir`` holds no model.
       dataset_io.DatasetError: a subject is missing or has no 3D labels.
+      ValueError: a test subject the model trained on (without --allow_subject_overlap).
     """
     start = time.time()
+    if data_check is not None:
+        train_lib.check_data(data_dir, {"subjects": tuple(subjects)}, data_check,
+                             trained=(artefacts.trained_subjects(model_dir),
+                                      "its labels and pre-training"))
     if model is None and artefacts.kind_of(model_dir) not in (None, "run"):
         model = artefacts.load(model_dir, "--model_dir")
     if isinstance(model, artefacts.PoseModel):
-        config = model.config
+        record = model.record
     elif model is None:
         if os.path.isfile(model_dir):  # Not a file format we know: say which ones we do.
             artefacts.load(model_dir, "--model_dir")
-        model, config = run_dir.load_pose_run(model_dir)
+        model, record = run_dir.load_pose_run(model_dir)
     else:
-        config = run_dir.read_config(model_dir)
+        record = run_dir.read_record(model_dir)
     raw = isinstance(model, artefacts.PoseModel)
     files = frames.labelled_files(data_dir, subjects)
-    model_cfg = config["model"]
-    aug = configs.AugmentConfig(output_size=int(model_cfg["input_size"]),
-                                eval_scale=float(model_cfg["preprocess"]["crop_scale"]),
-                                dct_method=model_cfg["preprocess"]["dct_method"])
+    aug = configs.AugmentConfig(output_size=record.input_size,
+                                eval_scale=record.preprocess.crop_scale,
+                                dct_method=record.preprocess.dct_method)
     frame_config = configs.FrameConfig(subjects=tuple(subjects), frame_step=frame_step,
-                                      augment=aug, skip_corrupt_records=skip_corrupt_records)
+                                      augment=aug, skip_corrupt_records=bool(
+                                          data_check and data_check.skip_corrupt_records))
     undecodable = records.undecodable_count()
     ds = frames.eval_dataset(files, frame_config, batch_size, raw=raw)
     with dataset_io.naming_damaged_shard(files, "evaluation stopped"):

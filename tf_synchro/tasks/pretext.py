@@ -25,13 +25,13 @@ import dataclasses
 import json
 import os
 import time
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
 from tf_synchro import configs, run_dir, train_lib
 from tf_synchro.configs import PretrainConfig
-from tf_synchro.data import pairs, records
+from tf_synchro.data import groups, pairs, records
 from tfrecords_tools import dataset_io
 from tfrecords_tools.runtime import figures, fileio
 
@@ -66,18 +66,16 @@ def build_model(config: PretrainConfig, stored_size: Optional[int] = None):
     ``stored_size`` (default: read from the dataset) and their draws);
     :func:`sync_flip_model` returns the bare model.
     """
-    import keras
     from tf_synchro.tasks import losses
     from tf_synchro.models import resnet, siamese, view_augment
 
     m, opt, pair_config = config.model, config.optimizer, config.pair_config()
-    if config.runtime.seed is not None:
-        keras.utils.set_random_seed(config.runtime.seed)
+    train_lib.seed_weights(config.runtime.seed)
     encoder = resnet.build_encoder(m.arch, m.width, m.input_size)
     model = siamese.build_sync_flip_model(encoder, m.fusion, m.tasks, m.head_units)
     view_keys = siamese.VIEW_KEYS
-    if pair_config.pair_grouping != "pairs":  # Same encoder and heads, 2C frames in.
-        view_keys = siamese.group_view_keys(pair_config.pair_grouping)
+    if groups.is_group(pair_config.pair_grouping):  # Same encoder and heads, 2C frames in.
+        view_keys = groups.view_keys(pair_config.pair_grouping)
         model = siamese.build_group_model(model, pair_config.pair_grouping)
     if pair_config.device_augment:
         if stored_size is None:
@@ -109,8 +107,8 @@ def sync_flip_model(model):
     return siamese.pair_model_of(group)
 
 
-def train(config: PretrainConfig, strategy=None):
-    """Runs (or resumes) pre-training and the final exports; returns ``(model, summary)``.
+def train(config: PretrainConfig, strategy=None) -> train_lib.TrainResult:
+    """Runs (or resumes) pre-training and the final exports.
 
     Every check that can fail (settings, dataset, batch split, model_dir) runs before the
     first training step.
@@ -119,19 +117,21 @@ def train(config: PretrainConfig, strategy=None):
       config: the run settings.
       strategy: a strategy made earlier (MultiWorkerMirroredStrategy must be created before
         any other TensorFlow op); default: ``train_lib.make_strategy(--strategy)``.
+
+    Returns:
+      the trained model and the summary printed at the end (``initial_step``,
+      ``final_step``, ``train_seconds``, ``final_metrics``, the held-out ``eval``).
     """
     # ---------------------------------------------------------------- checks, strategy
     strategy = strategy or train_lib.make_strategy(config.runtime.strategy)
     chief = train_lib.is_chief(strategy)
     check_settings(config)
     train_lib.replica_batch_size(config.optimizer.batch_size, strategy)
-    for flag in ("train_subjects", "eval_subjects"):
-        dataset_io.check_subjects_present(config.data_dir, flag, getattr(config, flag))
+    train_lib.check_data(config.data_dir, {"train_subjects": config.train_subjects,
+                                           "eval_subjects": config.eval_subjects},
+                         config.data_check,
+                         log=print if config.verbose and chief else lambda _: None)
     files = records.dataset_files(config.data_dir, config.train_subjects)
-    dataset_io.verify_shards(config.data_dir, config.data_check.verify_data,
-                             tuple(config.train_subjects) + tuple(config.eval_subjects),
-                             config.data_check.skip_corrupt_records,
-                             log=print if config.verbose and chief else lambda _: None)
     with dataset_io.naming_damaged_shard(files):
         data_info = pairs.check_records(files, config.pair_config())
     with run_dir.hold(config.model_dir, chief):
@@ -140,8 +140,8 @@ def train(config: PretrainConfig, strategy=None):
 
 def _train(config: PretrainConfig, strategy, chief: bool, files: list, data_info: dict):
     """The part of :func:`train` that writes to model_dir (its lock held)."""
-    stored = run_dir.prepare(config.model_dir, config.model.settings(),
-                             config.extra_settings(), chief=chief)
+    stored = run_dir.prepare(config.model_dir, run_dir.PretrainRecord.from_config(config),
+                             chief=chief)
     train_lib.set_mixed_precision(config.runtime.mixed_precision)
     opt = config.optimizer
 
@@ -151,12 +151,15 @@ def _train(config: PretrainConfig, strategy, chief: bool, files: list, data_info
     if config.data_check.skip_corrupt_records:
         records.prepare_decode_counter()  # Outside the strategy scope: a plain variable.
     undecodable = records.undecodable_count()
+    pair_config = dataclasses.replace(
+        config.pair_config(), seed=train_lib.data_seed(config.runtime.seed, config.model_dir))
     dataset = train_lib.distributed_dataset(
-        strategy, pairs.dataset_fn(config.data_dir, config.pair_config(), opt.batch_size))
+        strategy, pairs.dataset_fn(config.data_dir, pair_config, opt.batch_size))
     if config.verbose and chief:
         print(f"{len(files)} shards, records checked: {data_info}; "
               f"{strategy.num_replicas_in_sync} replica(s); model "
-              f"{json.dumps(stored['model'])}; {model.count_params():,} parameters")
+              f"{json.dumps(stored.model_json(), sort_keys=True)}; "
+              f"{model.count_params():,} parameters")
 
     # ---------------------------------------------------------------- train (resumes)
     start = time.time()
@@ -189,7 +192,7 @@ def _train(config: PretrainConfig, strategy, chief: bool, files: list, data_info
             summary["eval"] = {k: v for k, v in results.items() if k != "sync_accuracy_by_gap"}
         if config.verbose:
             print(json.dumps(summary))
-    return model, summary
+    return train_lib.TrainResult(model, summary)
 
 
 # ----------------------------------------------------------------------------- evaluation
@@ -201,7 +204,7 @@ def eval_pair_config(train_config: configs.PairConfig,
         train_config, subjects=tuple(config.subjects), training=False, seed=config.seed,
         deterministic=True, passes=config.passes, pairs_per_clip=config.pairs_per_clip,
         shuffle_buffer=0, device_augment=False,  # Central crops made on the host.
-        pair_grouping="pairs")
+        pair_grouping=groups.PAIRS)
 
 
 def _gap_edges(d_min: int, d_max: int, num_bins: int) -> np.ndarray:
@@ -238,7 +241,9 @@ def roc_auc(positive_scores, negative_scores) -> float:
 
 
 def evaluate(model, data_dir: str, pair_config: configs.PairConfig,
-             config: configs.PretextEvalConfig = configs.PretextEvalConfig()) -> dict:
+             config: configs.PretextEvalConfig = configs.PretextEvalConfig(),
+             data_check: Optional[configs.DataCheckConfig] = None,
+             trained_subjects: Sequence[str] = ()) -> dict:
     """Runs ``model`` on held-out pairs and returns accuracies (JSON-able dict).
 
     Args:
@@ -246,10 +251,22 @@ def evaluate(model, data_dir: str, pair_config: configs.PairConfig,
       data_dir: dataset holding ``config.subjects``.
       pair_config: the training pair settings (d_min, d_max, tasks, views, image size).
       config: evaluation settings.
+      data_check: run the data checks first (:func:`train_lib.check_data`: held-out
+        subjects against ``trained_subjects``, subjects present, shard integrity) with
+        these settings, and skip damaged records if it says so (None: no checks, as at the
+        end of a training run that checked its data at the start).
+      trained_subjects: the subjects the model was pre-trained on.
 
     Raises:
       tfrecords_tools.dataset_io.DatasetError: no shard holds the held-out subjects.
+      ValueError: a held-out subject the model trained on (without
+        --allow_subject_overlap).
     """
+    if data_check is not None:
+        train_lib.check_data(data_dir, {"subjects": tuple(config.subjects)}, data_check,
+                             trained=(tuple(trained_subjects), "the run's --train_subjects"))
+        pair_config = dataclasses.replace(
+            pair_config, skip_corrupt_records=data_check.skip_corrupt_records)
     cfg = eval_pair_config(pair_config, config)
     files = records.dataset_files(data_dir, cfg.subjects)
     undecodable = records.undecodable_count()

@@ -109,8 +109,8 @@ def test_score_pairs_ignores_masked_logits_and_absent_heads():
 
 
 def test_both_tasks_evaluate_a_loaded_model_with_one_shape():
-    """docs/DESIGN.md "The two tasks: one skeleton": the same arguments, each task's
-    settings one config (loading is the caller's)."""
+    """The same arguments, each task's settings one config, loading the caller's
+    (docs/DESIGN.md §3, "The two tasks: one skeleton")."""
     shapes = {task.__name__: inspect.signature(task.evaluate).parameters
               for task in (pretext, pose3d)}
     for name, params in shapes.items():

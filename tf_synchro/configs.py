@@ -443,10 +443,16 @@ class RuntimeConfig:
     deterministic: bool = setting(False, "Fixed tf.data order (slower; tests).")
     log_every: int = setting(50, "TensorBoard scalar period (steps).", minimum=1)
     progress_every: int = setting(10, "Progress-bar period (steps).", minimum=1)
+    data_service: str = setting("", "tf.data service dispatcher grpc://HOST:PORT whose workers "
+                                "run the training input pipeline (python -m "
+                                "tf_synchro.data_service); empty: in-process.")
 
     def check(self) -> None:
         """Raises ValueError naming a setting outside its declared range."""
         check_ranges(self)
+        if self.data_service:
+            from tf_synchro.data import service
+            service.check_address("data_service", self.data_service)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -555,6 +561,7 @@ class PretrainConfig:
         """Declared ranges of every field (nested configs included), then the run's own
         relation: at least one trained head has a loss weight > 0."""
         check_ranges(self)
+        self.runtime.check()  # --data_service's address.
         if not any(self.loss_weights().values()):
             raise ValueError(f"--sync_loss_weight={self.sync_loss_weight}, --flip_loss_weight="
                              f"{self.flip_loss_weight}: every trained head "
@@ -600,6 +607,7 @@ class FinetuneConfig:
         """Declared ranges of every field (nested configs included; the subjects and
         --init_from are checked by ``pose3d.check_settings``)."""
         check_ranges(self)
+        self.runtime.check()  # --data_service's address.
 
     def frame_config(self) -> FrameConfig:
         """The training frame pipeline: the run's label subjects, input size and seed."""

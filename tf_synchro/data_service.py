@@ -1,0 +1,102 @@
+r"""tf.data service servers: a dispatcher, or a worker that runs training input pipelines.
+
+    python -m tf_synchro.data_service --dispatcher --port=5050 [--work_dir=DIR]
+    python -m tf_synchro.data_service --worker --dispatcher_address=HOST:5050 \
+        --port=5051 [--worker_host=THIS_HOST]
+
+Then ``python -m tf_synchro.pretrain ... --data_service=grpc://HOST:5050`` (or
+``tf_synchro.finetune``) registers its input pipeline with the dispatcher and reads
+batches from the workers (:mod:`tf_synchro.data.service`, docs/DESIGN.md §8). Workers
+read the dataset's shards themselves, so ``--data_dir`` must be a path every worker can
+open (a shared filesystem, or ``gs://``). Start the dispatcher first; workers and trainers
+may come and go. The server runs until Ctrl-C or SIGTERM (exit 130 / 143, servers
+stopped). With ``--work_dir`` the dispatcher journals its state there (held under a lock)
+and a restarted dispatcher resumes its jobs.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Callable, Optional, Sequence
+
+from tf_synchro import configs
+from tf_synchro.configs import setting
+from tfrecords_tools.runtime import cli, locks
+
+BINARY = "tf_synchro.data_service"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataServiceConfig:
+    """One tf.data service server: the dispatcher or a worker."""
+
+    dispatcher: bool = setting(False, "Run the dispatcher (one per cluster).")
+    worker: bool = setting(False, "Run a worker (one or more per cluster).")
+    port: int = setting(5050, "Port to listen on (0: any free port, printed at start).",
+                        minimum=0, maximum=65535)
+    dispatcher_address: str = setting("", "Worker: the dispatcher, HOST:PORT or "
+                                      "grpc://HOST:PORT.")
+    worker_host: str = setting("localhost", "Worker: the host name trainers reach this "
+                               "worker at (this machine's name on a cluster).")
+    work_dir: Optional[str] = setting(None, "Dispatcher: directory of its journal (fault "
+                                      "tolerance: a restarted dispatcher resumes its jobs).")
+
+    def check(self) -> None:
+        """Raises ValueError (``cli.UsageError``) naming the flag at fault."""
+        configs.check_ranges(self)
+        if self.dispatcher == self.worker:
+            raise cli.UsageError("give exactly one of --dispatcher or --worker")
+        if self.worker:
+            from tf_synchro.data import service
+            if not self.dispatcher_address:
+                raise cli.UsageError("--worker needs --dispatcher_address=HOST:PORT")
+            service.check_address("dispatcher_address", self.dispatcher_address)
+            if not self.worker_host or ":" in self.worker_host:
+                raise ValueError(f"--worker_host={self.worker_host}: expected a host name "
+                                 f"without port")
+        elif self.dispatcher_address:
+            raise cli.UsageError("--dispatcher_address is a --worker flag")
+
+
+def define_flags(flag_values=None) -> None:
+    """The binary's flags: one per setting of :class:`DataServiceConfig`."""
+    configs.define_flags(DataServiceConfig, flag_values, binary=BINARY)
+
+
+def serve(config: DataServiceConfig, log: Callable[[str], None] = print,
+          stop: Callable[[], bool] = lambda: False, poll_s: float = 0.5) -> None:
+    """Runs the server of ``config`` until ``stop()`` is true or the process is interrupted
+    (Ctrl-C, SIGTERM: :func:`tfrecords_tools.runtime.cli.run` raises in this thread); the
+    server is stopped on the way out either way."""
+    config.check()
+    from tf_synchro.data import service
+    if config.worker:
+        server = service.start_worker(config.dispatcher_address, config.port,
+                                      config.worker_host)
+        log(f"tf.data service worker on port {server._address.rsplit(':', 1)[-1]}, "
+            f"dispatcher {config.dispatcher_address}")
+    else:
+        server = service.start_dispatcher(config.port, config.work_dir)
+        log(f"tf.data service dispatcher at {server.target} (trainers: "
+            f"--data_service={server.target.replace('localhost', '<this host>')})")
+    try:
+        while not stop():
+            time.sleep(poll_s)
+    finally:
+        server.stop()  # Frees the port now (the workers of a stopped dispatcher retry).
+
+
+def main(argv: Sequence[str]) -> None:
+    cli.check_no_arguments(argv)
+    config = configs.from_flags(DataServiceConfig)
+    config.check()  # Before the lock: a usage error takes nothing.
+    if config.dispatcher and config.work_dir:
+        with locks.hold(config.work_dir, "--work_dir"):
+            serve(config)
+    else:
+        serve(config)
+
+
+if __name__ == "__main__":
+    define_flags()
+    cli.run(main)

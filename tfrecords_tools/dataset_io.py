@@ -99,18 +99,31 @@ def _sidecar(path: str) -> str:
 
 
 def _shard_done(path: str) -> Optional[dict]:
-    """The shard's sidecar stats if the shard is complete and intact, else None."""
+    """The shard's sidecar stats if the shard is complete and intact, else None.
+
+    Through ``tf.io.gfile``: a Beam worker checks shards on any filesystem it supports.
+    """
+    import tensorflow as tf
     side = _sidecar(path)
-    if not (os.path.exists(path) and os.path.exists(side)):
+    if not (tf.io.gfile.exists(path) and tf.io.gfile.exists(side)):
         return None
-    with open(side) as f:
-        stats = json.load(f)
+    try:
+        with tf.io.gfile.GFile(side) as f:
+            stats = json.load(f)
+    except json.JSONDecodeError:  # A torn sidecar (no fsync on every filesystem): redo.
+        return None
     return stats if stats.get("sha256") == fileio.sha256_file(path) else None
 
 
 def _write_shard(output_dir: str, task: ShardTask,
                  producer: Callable[[Any], Iterable[Union[schema.Clip, Skipped]]]) -> dict:
-    """Writes one shard atomically and returns its stats (also stored as sidecar)."""
+    """Writes one shard atomically and returns its stats (also stored as sidecar).
+
+    The one shard producer of every runner (local processes, Beam workers), so the bytes
+    do not depend on the runner. File operations go through ``tf.io.gfile`` (any
+    filesystem TensorFlow reads); where a rename is a copy (object stores) the sidecar,
+    written last with the shard's sha256, is what marks the shard complete.
+    """
     import tensorflow as tf
     path = os.path.join(output_dir, task.name + SHARD_SUFFIX)
     tmp = locks.temp_path(path)
@@ -134,12 +147,12 @@ def _write_shard(output_dir: str, task: ShardTask,
                 counts["action"][item.action] += n * item.num_views
                 for cam in item.camera_ids:
                     counts["view"][cam] += n
-        os.replace(tmp, path)
+        tf.io.gfile.rename(tmp, path, overwrite=True)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if tf.io.gfile.exists(tmp):
+            tf.io.gfile.remove(tmp)
     stats["sha256"] = fileio.sha256_file(path)
-    stats["bytes"] = os.path.getsize(path)
+    stats["bytes"] = tf.io.gfile.stat(path).length
     stats["images_per"] = {k: dict(sorted(c.items())) for k, c in counts.items()}
     fileio.write_json_atomic(_sidecar(path), stats)
     return stats
@@ -148,7 +161,8 @@ def _write_shard(output_dir: str, task: ShardTask,
 def write_dataset(output_dir: str, *, writer: str, settings: dict, tasks: Sequence[ShardTask],
                   producer: Callable[[Any], Iterable[Union[schema.Clip, Skipped]]],
                   num_workers: int = 1, log: Callable[[str], None] = print,
-                  extra_skipped: Sequence[Skipped] = ()) -> dict:
+                  extra_skipped: Sequence[Skipped] = (), runner: str = "local",
+                  beam_options: Union[str, Sequence[str]] = ()) -> dict:
     """Writes (or finishes writing) a sharded dataset and returns its manifest.
 
     Args:
@@ -160,7 +174,11 @@ def write_dataset(output_dir: str, *, writer: str, settings: dict, tasks: Sequen
       num_workers: processes writing shards in parallel (1 = in this process).
       log: progress printer.
       extra_skipped: items the caller skipped before making tasks (listed in the manifest).
+      runner: ``local`` (``num_workers`` processes here) or an Apache Beam runner
+        (:mod:`tfrecords_tools.beam_io`), with Beam's own flags in ``beam_options``.
     """
+    from tfrecords_tools import beam_io
+    beam_io.check_runner(runner, beam_options)
     names = [t.name for t in tasks]
     dupes = sorted(n for n, c in collections.Counter(names).items() if c > 1)
     if dupes:
@@ -172,7 +190,7 @@ def write_dataset(output_dir: str, *, writer: str, settings: dict, tasks: Sequen
         fresh = _check_or_start(output_dir, writer, settings)
         try:
             manifest = _write_shards(output_dir, writer, settings, tasks, producer,
-                                     num_workers, log, extra_skipped)
+                                     num_workers, log, extra_skipped, runner, beam_options)
         except BaseException:
             if fresh and not any((_shard_done(os.path.join(output_dir, n + SHARD_SUFFIX))
                                   or {}).get("num_records") for n in names):
@@ -192,7 +210,7 @@ def _remove_written(output_dir: str, names: Sequence[str]) -> None:
 
 
 def _write_shards(output_dir, writer, settings, tasks, producer, num_workers, log,
-                  extra_skipped) -> dict:
+                  extra_skipped, runner="local", beam_options=()) -> dict:
     names = [t.name for t in tasks]
     results, todo = {}, []
     for task in tasks:
@@ -203,7 +221,17 @@ def _write_shards(output_dir, writer, settings, tasks, producer, num_workers, lo
             results[task.name] = stats
     if results:
         log(f"resuming: {len(results)} of {len(tasks)} shards already complete")
-    if num_workers > 1 and len(todo) > 1:
+    if runner != "local" and todo:
+        from tfrecords_tools import beam_io
+        beam_io.write_shards(output_dir, todo, producer, runner, beam_options, log)
+        for task in todo:
+            stats = _shard_done(os.path.join(output_dir, task.name + SHARD_SUFFIX))
+            if stats is None:  # A runner that reports success must have written them all.
+                raise DatasetError(f"{output_dir}: the Beam {runner} runner finished without "
+                                   f"shard {task.name}{SHARD_SUFFIX}; run the command again")
+            results[task.name] = stats
+        log(f"{len(todo)} shard(s) done by the Beam {runner} runner")
+    elif num_workers > 1 and len(todo) > 1:
         # spawn, not fork: the parent may have imported TensorFlow, which is not fork-safe.
         ctx = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=ctx) as pool:
@@ -227,15 +255,17 @@ def _write_shards(output_dir, writer, settings, tasks, producer, num_workers, lo
 
 def write_sequences(output_dir: str, *, writer: str, config, specs: Sequence, skipped: Sequence,
                     producer: Callable, num_workers: int = 1,
-                    log: Callable[[str], None] = print) -> dict:
+                    log: Callable[[str], None] = print, runner: str = "local",
+                    beam_options: Union[str, Sequence[str]] = ()) -> dict:
     """Converter driver: one shard per discovered sequence ``spec`` (``spec.shard_name``),
-    produced from ``(config, spec)``; items skipped during discovery are logged and listed."""
+    produced from ``(config, spec)``; items skipped during discovery are logged and listed.
+    ``runner``/``beam_options``: see :func:`write_dataset`."""
     for item in skipped:
         log(f"skipping {item.item}: {item.reason}")
     tasks = [ShardTask(spec.shard_name, (config, spec)) for spec in specs]
     return write_dataset(output_dir, writer=writer, settings=config.settings(), tasks=tasks,
                          producer=producer, num_workers=num_workers, log=log,
-                         extra_skipped=skipped)
+                         extra_skipped=skipped, runner=runner, beam_options=beam_options)
 
 
 def _manifest(writer: str, settings: dict, shards: list, extra_skipped) -> dict:

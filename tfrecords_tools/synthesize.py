@@ -674,8 +674,10 @@ def shard_name(subject: str, action: str) -> str:
 
 
 def generate(output_dir: str, config: SynthConfig, num_workers: int = 1,
-             log: Callable[[str], None] = print) -> dict:
-    """Writes (or resumes writing) a synthetic dataset; returns its manifest.
+             log: Callable[[str], None] = print, runner: str = "local",
+             beam_options=()) -> dict:
+    """Writes (or resumes writing) a synthetic dataset; returns its manifest (``runner``:
+    local processes or an Apache Beam runner, :mod:`tfrecords_tools.beam_io`).
 
     Raises:
       ValueError: a setting is invalid (nothing is written).
@@ -690,7 +692,7 @@ def generate(output_dir: str, config: SynthConfig, num_workers: int = 1,
     start = time.time()
     manifest = dataset_io.write_dataset(
         output_dir, writer=WRITER, settings=settings_of(config), tasks=tasks, producer=_produce,
-        num_workers=num_workers, log=log)
+        num_workers=num_workers, log=log, runner=runner, beam_options=beam_options)
     tot = manifest["totals"]
     log(f"{output_dir}: {tot['num_records']} records, {tot['num_frames']} timesteps, "
         f"{tot['num_images']} images in {len(tasks)} shards ({time.time() - start:.1f} s)")

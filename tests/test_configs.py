@@ -24,7 +24,9 @@ CONFIG_BINARIES = {"tf_synchro.pretrain": configs.PretrainConfig,
                    "tf_synchro.evaluate": configs.EvaluateConfig,
                    "tf_synchro.evaluate_pretext": configs.EvaluatePretextConfig,
                    "tf_synchro.export": configs.ExportConfig,
-                   "tf_synchro.predict": configs.PredictConfig}
+                   "tf_synchro.predict": configs.PredictConfig,
+                   "tf_synchro.demo": configs.DemoConfig,
+                   "tf_synchro.experiments": configs.ExperimentsConfig}
 
 
 def _flags(module: str) -> flags.FlagValues:
@@ -75,6 +77,42 @@ def test_flags_round_trip_into_nested_configs_and_defaults_come_from_the_config(
         configs.make(configs.PretrainConfig, image_size=64)
     # A derived field of a nested config is not a setting of the run.
     assert configs.make(configs.PretrainConfig, seed=5).pairs.seed is None
+
+
+def test_the_flag_engine_is_the_bottom_layer_and_takes_aliases_by_registration(capsys):
+    from tfrecords_tools import inspect
+    from tfrecords_tools.runtime import flags as flag_engine
+    tree = ast.parse(open(flag_engine.__file__).read())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert not [m for m in imported if m.split(".")[0] in ("tf_synchro", "tfrecords_tools")]
+    # configs registered its aliases; any binary's owner can register its own.
+    assert configs.warn_deprecated is flag_engine.warn_deprecated
+    flag_engine.register_aliases(deprecated={"tfrecords_tools.inspect": {"sheet": "contact_sheet"}})
+    try:
+        fv = flags.FlagValues()
+        inspect.define_flags(fv)
+        fv(["inspect", "--sheet=x.png"])
+        assert flag_engine.warn_deprecated("tfrecords_tools.inspect", fv) == [
+            ("sheet", "contact_sheet")]
+        assert "--sheet is deprecated" in capsys.readouterr().err
+        assert flag_engine.from_flags(inspect.InspectConfig, fv).contact_sheet == "x.png"
+    finally:
+        del flag_engine._DEPRECATED["tfrecords_tools.inspect"]
+
+
+def test_the_suite_drivers_take_their_flags_from_configs():
+    from tf_synchro.suite import experiment_lib
+    assert configs.SUITE_SCALES == tuple(sorted(experiment_lib.SCALES))
+    fv = _flags("tf_synchro.experiments")
+    fv(["experiments", "--workdir=w", "--suite=scaling", "--rows=b,p005_x1", "--scale=tiny"])
+    config = configs.from_flags(configs.ExperimentsConfig, fv)
+    assert config == configs.ExperimentsConfig(workdir="w", suite="scaling",
+                                               rows=("b", "p005_x1"), scale="tiny")
+    fv = _flags("tf_synchro.demo")
+    fv(["demo", "--workdir=w", "--real_motion_test"])
+    config = configs.from_flags(configs.DemoConfig, fv)
+    assert config.real_motion_test and config.pretrained_row.endswith("d_ssl_no_background.flags")
 
 
 def test_choices_and_list_items_are_checked():
@@ -371,6 +409,7 @@ def test_help_lists_the_binary_flags_made_from_its_config():
 TOOLS_CONFIGS = {
     "tfrecords_tools.synthesize": dict(
         cls="SynthConfig", consumer="generate",
+        home="tfrecords_tools.synth.config",  # Below the binary: the suites' rows use it.
         not_flags={"cameras": "a rig object; the binary renders the Human3.6M rig",
                    "crop_margin": "fixed: the crops the paper's pipeline makes"},
         not_fields={"output_dir", "num_workers",
@@ -435,7 +474,16 @@ TOOLS_CONFIGS = {
                 "background_video": "{t}/plates", "hold_frames": 4,
                 "multiview_tolerance": 0.5},
         folders=("plates",)),
+    "tfrecords_tools.inspect": dict(
+        cls="InspectConfig", consumer="inspect_dataset", by_keyword=True, not_flags={},
+        not_fields=set(),
+        argv=["{t}", "--contact_sheet={t}/sheet.png", "--num_sequences=2", "--num_timesteps=5"],
+        expect={"contact_sheet": "{t}/sheet.png", "num_sequences": 2, "num_timesteps": 5}),
 }
+# The binary's invocation config around each dataset config (where to write, workers):
+# its fields beside the nested dataset config are the flags named in not_fields.
+TOOLS_RUNS = {"tfrecords_tools.synthesize": "SynthesizeRun", "tfrecords_tools.h36m": "H36MRun",
+              "tfrecords_tools.rig": "RigRun"}
 # Settings dataclasses of libraries, built by a binary from its own flags (not binaries'
 # configs themselves), with the binary that builds them.
 LIBRARY_CONFIGS = {("tfrecords_tools.person_boxes", "BoxConfig"): "tfrecords_tools.rig"}
@@ -467,7 +515,25 @@ def test_every_tfrecords_tools_config_dataclass_is_covered():
         for node in ast.walk(ast.parse(open(path).read())):
             if isinstance(node, ast.ClassDef) and node.name.endswith("Config"):
                 found.add((module, node.name))
-    assert found == {(m, spec["cls"]) for m, spec in TOOLS_CONFIGS.items()} | set(LIBRARY_CONFIGS)
+    assert found == {(spec.get("home", m), spec["cls"]) for m, spec in TOOLS_CONFIGS.items()} | set(
+        LIBRARY_CONFIGS)
+
+
+@pytest.mark.parametrize("module_name", sorted(TOOLS_RUNS))
+def test_every_tfrecords_tools_binary_takes_its_flags_from_one_run_config(module_name):
+    """The binary's flags are exactly those of its run config (the engine's flag_fields):
+    the dataset config nested in it, plus the flags that are not dataset settings."""
+    from tfrecords_tools.runtime import flags as flag_engine
+    module = importlib.import_module(module_name)
+    run = getattr(module, TOOLS_RUNS[module_name])
+    spec = TOOLS_CONFIGS[module_name]
+    names = {n for n, *_ in flag_engine.flag_fields(run)}
+    assert names == set(_tool_flags(module_name))
+    nested = [f for f in dataclasses.fields(run) if dataclasses.is_dataclass(f.type)
+              or f.type == spec["cls"]]
+    assert [f.type if isinstance(f.type, str) else f.type.__name__ for f in nested] == [
+        spec["cls"]]
+    assert {f.name for f in dataclasses.fields(run)} - {nested[0].name} == spec["not_fields"]
 
 
 @pytest.mark.parametrize("module_name", sorted(TOOLS_CONFIGS))
@@ -513,8 +579,14 @@ def test_every_tfrecords_tools_flag_reaches_its_config_field(module_name, tmp_pa
     seen = []
 
     def stub(*args, **kwargs):
+        if spec.get("by_keyword"):  # The consumer takes the settings one by one.
+            seen.append(cls(**{k: v for k, v in kwargs.items() if k in flagged}))
+            return inspect_report
         seen.append(next(a for a in (*args, *kwargs.values()) if isinstance(a, cls)))
         return {"totals": {}, "skipped": [], "shards": []}
+
+    inspect_report = type("Report", (), {"stray": [], "num_shards": 0, "num_records": 0,
+                                         "num_images": 0})
 
     monkeypatch.setattr(module, spec["consumer"], stub)
     for folder in spec.get("folders", ()):  # Flags whose folder is checked on parsing.

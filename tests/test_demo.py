@@ -3,6 +3,7 @@
 ``demo_run`` is a session fixture (tests/conftest.py): the demo binary starts in the
 background when collection ends and runs beside the other tests.
 """
+import dataclasses
 import json
 import os
 import shutil
@@ -193,13 +194,15 @@ def test_row_flagfiles_parse_and_shared_settings_share_stages():
 
 def test_real_motion_options_give_their_own_dataset_and_report_columns():
     row = xl.load_row(os.path.join(ROWS, "d_ssl_no_background.flags"))
-    assert demo.real_motion_args(False, False) == ()
-    args = demo.real_motion_args(True, False)
-    assert args == (f"--test_motion_dir={demo.REAL_MOTION_TEST_DIR}", "--treadmill")
-    import dataclasses
-    real = dataclasses.replace(row, synthesize_args=tuple(row.synthesize_args)
-                               + demo.real_motion_args(True, True))
+    assert demo.real_motion_overrides(False, False) == {}
+    values = demo.real_motion_overrides(True, False)
+    assert values == {"test_motion_dir": demo.REAL_MOTION_TEST_DIR, "treadmill": True}
+    real = row.with_overrides("synthesize", demo.real_motion_overrides(True, True))
     assert xl.plan_row(real, "tiny").data.key != xl.plan_row(row, "tiny").data.key
+    # The overrides reach the stage as the binary's flags, in the order given.
+    assert xl.plan_row(real, "tiny").data.args == [
+        "--background=false", f"--test_motion_dir={demo.REAL_MOTION_TEST_DIR}",
+        f"--extra_motion_dir={demo.REAL_MOTION_POOL_DIR}", "--treadmill"]
     # The CPU data stage, parsed as the binary would: the held-out clips only for S9/S11,
     # the pool clips among the extra people's draws, the labelled subjects procedural.
     from absl import flags as absl_flags
@@ -264,6 +267,65 @@ def test_bad_row_flagfile_is_named(tmp_path):
     bad.write_text("--row=z\n--fusion=product\n")
     with pytest.raises(ValueError, match="bad.flags"):
         xl.load_row(str(bad))
+    # A stage flag is parsed and checked against the binary's config when the row is read.
+    bad.write_text("--row=z\n--pretrain_args=--fusion=product\n")
+    with pytest.raises(ValueError, match=r"bad.flags: --pretrain_args: .*--fusion=product"):
+        xl.load_row(str(bad))
+    bad.write_text("--row=z\n--finetune_args=--dropout=1.5\n")
+    with pytest.raises(ValueError, match=r"--finetune_args: --dropout=1.5: expected"):
+        xl.load_row(str(bad))
+
+
+def test_row_overrides_are_typed_config_values(tmp_path, capsys):
+    row = tmp_path / "r.flags"
+    row.write_text("--row=r\n--pretrain_args=--train_subjects=S1,U*\n"
+                   "--pretrain_args=--batch_size=4\n--finetune_args=--image_size=32\n")
+    loaded = xl.load_row(str(row))
+    # Deprecated spellings of a stage's flags resolve to the field.
+    assert "--image_size is deprecated" in capsys.readouterr().err
+    assert loaded.overrides == {"pretrain": {"train_subjects": ("S1", "U*"), "batch_size": 4},
+                                "finetune": {"input_size": 32}}
+    plan = xl.plan_row(loaded, "cpu")
+    assert plan.pretrain.args[-2:] == ["--train_subjects=S1,U*", "--batch_size=4"]
+    assert plan.finetune.args[-1] == "--input_size=32"
+
+
+def test_a_failed_stage_ends_through_the_one_exit_path(capsys):
+    from tfrecords_tools.runtime import cli
+    with pytest.raises(xl.StageError) as e:
+        with xl.resumable():
+            raise xl.StageError("stage data failed with exit code 2: x")
+    assert str(e.value) == ("stage data failed with exit code 2: x; re-run the same command "
+                            "to resume")
+    assert cli.exit_code(e.value) == cli.DATA_EXIT
+    import errno
+    with pytest.raises(xl.StageError, match="^the disk is full; free space and re-run"):
+        with xl.resumable():
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_scaling_suite_is_defined_in_code():
+    """One definition: 3 people counts x 5 budgets against baseline b, beside b and b0,
+    in the order (and with the stage keys) of the 17 row files it replaces."""
+    rows = xl.suite_rows("scaling")
+    assert [r.row for r in rows] == ["b0", "b"] + [
+        f"p{n}_x{x}" for n in ("005", "025", "105") for x in ("0_25", "0_5", "1", "2", "4")]
+    points = [r for r in rows if r.series]
+    assert len({r.series for r in points}) == 3 and all(r.baseline == "b" for r in points)
+    assert rows[1] == dataclasses.replace(
+        xl.load_row(os.path.join(ROWS, "b_random_init_no_background.flags")), path=rows[1].path)
+    plans = {r.row: xl.plan_row(r, "cpu") for r in points}
+    steps = {p.pretrain_steps for p in plans.values()}
+    assert steps == {1750, 3500, 7000, 14000, 28000}  # 5 budgets spanning 16x, at every count
+    assert plans["p005_x0_25"].pretrain.args[-2:] == ["--train_steps=1750",
+                                                      "--steps_per_checkpoint=250"]
+    keys = {r: p.pretrain.key for r, p in plans.items()}
+    assert len(set(keys.values())) == len(points)  # every point its own pre-training
+    demo_d = xl.plan_row(xl.load_row(os.path.join(ROWS, "d_ssl_no_background.flags")), "cpu")
+    assert demo_d.pretrain.key == keys["p105_x1"]  # the demo's pre-training is one point
+    tiny = xl.plan_row(next(r for r in points if r.row == "p005_x4"), "tiny")
+    assert tiny.pretrain_steps == 16  # scaled from the tiny flagfile
+    assert not os.path.exists(os.path.join(xl.FLAGS_DIR, "scaling"))
 
 
 @pytest.mark.large
@@ -277,15 +339,6 @@ def test_scaling_suite_plans_and_resumes_at_tiny_scale(demo_run, demo_scaling_lo
     rows = xl.suite_rows("scaling")
     points = [r for r in rows if r.series]
     assert len({r.series for r in points}) == 3 and all(r.baseline == "b" for r in points)
-    plans = {r.row: xl.plan_row(r, "cpu") for r in points}
-    steps = {int(xl.flag_value(p.pretrain, "train_steps")) for p in plans.values()}
-    assert steps == {1750, 3500, 7000, 14000, 28000}  # 5 budgets spanning 16x, at every count
-    keys = {r: p.pretrain.key for r, p in plans.items()}
-    assert len(set(keys.values())) == len(points)  # every point its own pre-training
-    demo_d = xl.plan_row(xl.load_row(os.path.join(ROWS, "d_ssl_no_background.flags")), "cpu")
-    assert demo_d.pretrain.key == keys["p105_x1"]  # the demo's pre-training is one point
-    tiny = xl.plan_row(next(r for r in points if r.row == "p005_x4"), "tiny")
-    assert xl.flag_value(tiny.pretrain, "train_steps") == "16"  # scaled from the tiny flagfile
     picked = ["p005_x0_5", "p025_x0_5"]
     # The binary ran each row's own stages (the dataset and baseline b are the demo's).
     for row in picked:

@@ -1,7 +1,8 @@
 """Declared ranges (issue 30 item 1): every setting is checked before any work or write.
 
-Each numeric field of a config in :mod:`tf_synchro.configs` declares its range with
-:func:`configs.setting` (or says ``unbounded=True``); a field with choices declares them.
+Each numeric field of a config in :mod:`tf_synchro.configs`, and of the dataset binaries'
+configs (synthesize, rig, h36m, inspect), declares its range with :func:`configs.setting`
+(or says ``unbounded=True``); a field with choices declares them.
 These tests enumerate every such field, build a value outside the declaration, and check
 that :func:`configs.check_ranges` names the flag, and that each binary refuses it (exit 2,
 one line naming ``--field``) before its output directory exists.
@@ -13,10 +14,17 @@ import pytest
 
 from tf_synchro import configs
 from tfrecords_tools.runtime import cli
+from tfrecords_tools.runtime import flags as flag_engine
 
+from tfrecords_tools import h36m, inspect, rig, synthesize
+
+# The configs of the dataset binaries: the dataset settings and the run around them.
+TOOL_CONFIGS = (synthesize.SynthConfig, synthesize.SynthesizeRun, rig.RigConfig, rig.RigRun,
+                h36m.H36MConfig, h36m.H36MRun, inspect.InspectConfig)
 CONFIGS = sorted((c for c in vars(configs).values()
                   if isinstance(c, type) and dataclasses.is_dataclass(c)
-                  and c.__module__ == configs.__name__), key=lambda c: c.__name__)
+                  and c.__module__ == configs.__name__), key=lambda c: c.__name__) + sorted(
+    TOOL_CONFIGS, key=lambda c: c.__name__)
 
 
 def _declared(meta) -> bool:
@@ -40,7 +48,7 @@ def _bad_values(cls, field) -> list:
             out += [math.nan, math.inf]
     if meta.get("choices"):
         out.append("not-a-choice")
-    if tp is not None and configs._base(configs._hints(cls)[field.name]) is tuple:
+    if tp is not None and flag_engine._base(flag_engine._hints(cls)[field.name]) is tuple:
         out = [(v,) for v in out]
     return out
 
@@ -55,19 +63,21 @@ def test_every_numeric_field_declares_its_range():
                   and not (_declared(f.metadata) or f.metadata.get("unbounded"))]
     assert not undeclared, f"declare minimum/maximum/above/below or unbounded=True: {undeclared}"
     assert len(CASES) > 60  # The enumeration found the fields.
+    assert {cls for cls, _, _ in CASES} >= set(TOOL_CONFIGS)  # The dataset binaries' too.
 
 
 @pytest.mark.parametrize("cls", CONFIGS, ids=lambda c: c.__name__)
 def test_defaults_lie_in_their_declared_ranges(cls):
-    configs.check_ranges(configs._default_instance(cls))
+    configs.check_ranges(flag_engine._default_instance(cls))
 
 
 @pytest.mark.parametrize("cls,field,value", CASES,
                          ids=[f"{c.__name__}.{f.name}={v}" for c, f, v in CASES])
 def test_a_value_outside_the_declaration_is_refused_naming_the_flag(cls, field, value):
-    config = dataclasses.replace(configs._default_instance(cls), **{field.name: value})
     name = f"--{field.name}" if field.metadata.get("flag", True) else field.name
     with pytest.raises(ValueError) as e:
+        # The converters' configs check their ranges when built (a library call too).
+        config = dataclasses.replace(flag_engine._default_instance(cls), **{field.name: value})
         configs.check_ranges(config)
     assert str(e.value).startswith(f"{name}="), e.value
     assert "expected" in str(e.value)
@@ -99,6 +109,12 @@ BINARIES = [
      ["--model_dir={T}/run", "--output_dir={O}"]),
     ("tf_synchro.export", configs.ExportConfig, ["--model_dir={T}/run", "--export_dir={O}"]),
     ("tf_synchro.predict", configs.PredictConfig, ["--model={T}/run", "--output={O}"]),
+    ("tf_synchro.demo", configs.DemoConfig, ["--workdir={O}"]),
+    ("tf_synchro.experiments", configs.ExperimentsConfig, ["--workdir={O}"]),
+    ("tfrecords_tools.synthesize", synthesize.SynthesizeRun, ["--output_dir={O}"]),
+    ("tfrecords_tools.rig", rig.RigRun, ["--input_dir={T}/in", "--output_dir={O}"]),
+    ("tfrecords_tools.h36m", h36m.H36MRun, ["--h36m_root={T}/in", "--output_dir={O}"]),
+    ("tfrecords_tools.inspect", inspect.InspectConfig, ["{T}/data", "--contact_sheet={O}"]),
 ]
 
 

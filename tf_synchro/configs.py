@@ -1,10 +1,12 @@
 """Every setting of the project, once: the config dataclasses and the flags made from them.
 
-A setting is one dataclass field here plus its use. Its flag, help text, choices and default
-come from the field (:func:`setting`), so a binary defines its flags with
+A setting is one dataclass field here plus its use. Its flag, help text, choices, range and
+default come from the field (:func:`setting`), so a binary defines its flags with
 :func:`define_flags` and reads them back with :func:`from_flags`; nothing repeats a choice
 list or maps flags to fields by hand. Nested configs are flattened into flags by field name
 (``ModelConfig.input_size`` is ``--input_size``), so a name means one thing in every binary.
+The engine behind these names is :mod:`tfrecords_tools.runtime.flags` (re-exported here);
+this module hands it its flag aliases.
 
 ==================== ==========================================================================
 config               holds
@@ -19,6 +21,8 @@ config               holds
 :class:`RuntimeConfig` strategy, precision, seed, logging
 :class:`PretrainConfig` one pre-training run (nests the above)
 :class:`FinetuneConfig` one fine-tuning run (nests the above)
+:class:`DemoConfig`, :class:`ExperimentsConfig` the suite drivers (``demo``, ``experiments``)
+:class:`RowConfig`   an experiment row flagfile (:mod:`tf_synchro.suite.experiment_lib`)
 ==================== ==========================================================================
 
 Settings a config derives from another (the pair pipeline's tasks, input size, subjects and
@@ -33,13 +37,15 @@ nor Keras.
 from __future__ import annotations
 
 import dataclasses
-import math
-import sys
-import typing
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 from tf_synchro.data import groups
 from tfrecords_tools import dataset_io
+# The flag engine (fields -> flags -> checked configs); its names are re-exported here, so a
+# binary reads every setting through this module.
+from tfrecords_tools.runtime.flags import (BOUND_KEYS, check_ranges, define_flags,  # noqa: F401
+                                           flag_fields, from_flags, make, numeric_type,
+                                           register_aliases, setting, warn_deprecated)
 
 # ----------------------------------------------------------------------------- choices
 # The one list of each kind (the model, data and training modules import these).
@@ -57,6 +63,8 @@ SCRATCH = "scratch"  # --init_from value: random initialisation.
 MIN_INPUT_SIZE = 32  # The encoder downsamples by 32.
 EXPORT_WHAT = ("pose", "encoder")
 EXPORT_FORMATS = ("saved_model", "onnx", "tflite")
+# Scales of the experiment suites (tf_synchro.suite.experiment_lib.SCALES: a flagfile per binary).
+SUITE_SCALES = ("cpu", "paper", "tiny")
 
 # Old flag spellings accepted for one release: {binary: {old: new}}.
 DEPRECATED_ALIASES = {
@@ -67,6 +75,7 @@ DEPRECATED_ALIASES = {
 FLAG_ALIASES = {
     "tf_synchro.evaluate": {"model": "model_dir"},
 }
+register_aliases(lasting=FLAG_ALIASES, deprecated=DEPRECATED_ALIASES)
 
 
 def check_steps(train_steps: int, steps_per_checkpoint: int) -> None:
@@ -82,110 +91,6 @@ def check_subjects(name: str, subjects: Sequence[str]) -> None:
     if not subjects or not all(subjects):
         raise ValueError(f"--{name}={','.join(subjects)}: expected a comma-separated list of "
                          f"one or more subject names")
-
-
-def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: Sequence = (),
-            flag: bool = True, required: bool = False, item: type = str,
-            factory: Any = None, minimum: Optional[float] = None,
-            maximum: Optional[float] = None, above: Optional[float] = None,
-            below: Optional[float] = None, unbounded: bool = False) -> Any:
-    """A config field and its flag.
-
-    A numeric field declares its range here (``minimum``/``maximum``: inclusive bounds,
-    ``above``/``below``: exclusive ones; a float must also be finite), or says
-    ``unbounded=True``; :func:`check_ranges` checks every declaration before a binary does
-    any work, so a new field gets its check by declaring it.
-
-    Args:
-      default: the default (or ``factory`` for a nested config).
-      help: the flag's help text.
-      choices: allowed values (an enum flag; for a list: allowed items).
-      flag: False for a field derived from other settings (no flag).
-      required: the flag must be given.
-      item: type of a list flag's items (``int`` for layer widths).
-      minimum, maximum: inclusive bounds (of each item, for a list).
-      above, below: exclusive bounds.
-      unbounded: a numeric field that takes any (finite) value.
-    """
-    metadata = {"help": help, "choices": tuple(choices), "flag": flag, "required": required,
-                "item": item, "minimum": minimum, "maximum": maximum, "above": above,
-                "below": below, "unbounded": unbounded}
-    if factory is not None:
-        return dataclasses.field(default_factory=factory, metadata=metadata)
-    return dataclasses.field(default=default, metadata=metadata)
-
-
-BOUND_KEYS = ("minimum", "maximum", "above", "below")
-
-
-def _range_text(meta: Mapping[str, Any], numeric_type: type) -> str:
-    """``"an integer >= 1"``, ``"a finite number in (0, 1]"``, ... from a field's bounds."""
-    what = "an integer" if numeric_type is int else "a finite number"
-    lo, hi = meta.get("minimum"), meta.get("maximum")
-    lo_x, hi_x = meta.get("above"), meta.get("below")
-    low = (f"[{lo}" if lo is not None else f"({lo_x}" if lo_x is not None else None)
-    high = (f"{hi}]" if hi is not None else f"{hi_x})" if hi_x is not None else None)
-    if low and high:
-        return f"{what} in {low}, {high}"
-    if low:
-        return f"{what} {'>=' if lo is not None else '>'} {low[1:]}"
-    if high:
-        return f"{what} {'<=' if hi is not None else '<'} {high[:-1]}"
-    return what
-
-
-def _in_range(value, meta: Mapping[str, Any], numeric_type: type) -> bool:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return False
-    if numeric_type is int and not float(value).is_integer():
-        return False
-    if not math.isfinite(value):
-        return False
-    lo, hi, lo_x, hi_x = (meta.get(k) for k in BOUND_KEYS)
-    return ((lo is None or value >= lo) and (hi is None or value <= hi)
-            and (lo_x is None or value > lo_x) and (hi_x is None or value < hi_x))
-
-
-def numeric_type(cls, field: dataclasses.Field) -> Optional[type]:
-    """``int`` or ``float`` for a numeric field (or a list of numbers), else None."""
-    tp = _base(_hints(cls)[field.name])
-    if tp is tuple:
-        tp = field.metadata.get("item", str)
-    return tp if tp in (int, float) else None
-
-
-def check_ranges(config) -> None:
-    """Checks every field of ``config`` (nested configs too) against its declaration.
-
-    Declared choices, numeric bounds (:func:`setting`) and finiteness of floats; None
-    (an optional setting left unset) passes. Needs no data, so binaries call it before
-    anything is read or written.
-
-    Raises:
-      ValueError: ``--name=value: expected ...`` for the first bad field (a derived field,
-        which has no flag, is named without the dashes).
-    """
-    for f in dataclasses.fields(config):
-        value = getattr(config, f.name)
-        if dataclasses.is_dataclass(value):
-            check_ranges(value)
-            continue
-        if value is None:
-            continue
-        meta = f.metadata
-        name = f"--{f.name}" if meta.get("flag", True) else f.name
-        items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
-        shown = ",".join(map(str, items)) if isinstance(value, (tuple, list)) else value
-        choices = meta.get("choices") or ()
-        if choices and any(v not in choices for v in items):
-            many = isinstance(value, (tuple, list))
-            raise ValueError(f"{name}={shown}: expected {'items from' if many else 'one of'} "
-                             f"{','.join(map(str, choices))}")
-        tp = numeric_type(type(config), f)
-        if tp is not None and not all(_in_range(v, meta, tp) for v in items):
-            many = isinstance(value, (tuple, list))
-            raise ValueError(f"{name}={shown}: expected "
-                             f"{'items each ' if many else ''}{_range_text(meta, tp)}")
 
 
 # ----------------------------------------------------------------------------- configs
@@ -738,186 +643,91 @@ class PredictConfig:
     smooth_d_cutoff: float = setting(1.0, "One-Euro cutoff of the speed estimate (Hz).", above=0)
 
 
+@dataclasses.dataclass(frozen=True)
+class DemoConfig:
+    """The main job (``python -m tf_synchro.demo``): rows of the experiment suites run as
+    stages (:mod:`tf_synchro.suite.experiment_lib`)."""
+
+    workdir: str = setting(None, "Directory for the dataset, runs and REPORT.md.",
+                           required=True)
+    scale: str = setting("cpu", "Settings: cpu (minutes) or paper.", choices=SUITE_SCALES)
+    seed: int = setting(0, "Seed of pre-training and fine-tuning.", minimum=0)
+    scratch_row: str = setting("flags/table1/b_random_init_no_background.flags",
+                               "Row flagfile of the random-initialisation baseline.")
+    scratch_trainable_row: str = setting(
+        "flags/baselines/b0_random_init_all_trainable.flags",
+        "Row flagfile of the second baseline: random init, every block trainable.")
+    pretrained_row: str = setting("flags/table1/d_ssl_no_background.flags",
+                                  "Row flagfile of the self-supervised run.")
+    real_motion_test: bool = setting(
+        False, "Add the real-motion test: S9/S11 also perform held-out real motion-capture "
+        "clips (tfrecords_tools/synth/real_motion/heldout: dance_a, dance_b, jump), reported "
+        "beside the standard and unseen-motion tests.")
+    real_motion_pool: bool = setting(
+        False, "The extra unlabelled people also perform real motion-capture clips "
+        "(tfrecords_tools/synth/real_motion/pool) beside the procedural actions.")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentsConfig:
+    """One suite of the paper's experiments (``python -m tf_synchro.experiments``)."""
+
+    suite: str = setting("table1", "flags/<suite>/ folder of row flagfiles, a suite defined "
+                         "in code (scaling), or a path.")
+    workdir: str = setting(None, "Directory for datasets, runs and the result table.",
+                           required=True)
+    scale: str = setting("cpu", "cpu (minutes per row) or paper.", choices=SUITE_SCALES)
+    rows: tuple = setting((), "Run only these row ids (default: all rows of the suite).")
+    seed: int = setting(0, "Seed of every pre-training and fine-tuning.", minimum=0)
+    deterministic: bool = setting(
+        False, "Fixed tf.data order in every pre-training and fine-tuning (new stage keys): a "
+        "seed then fixes every batch. Off, tf.data emits in thread-completion order. Either "
+        "way the CPU kernels' rounding varies from run to run.")
+
+
+# The stage binaries of an experiment row, in run order (tf_synchro.suite.experiment_lib).
+ROW_STAGES = ("synthesize", "pretrain", "finetune", "evaluate")
+
+
+@dataclasses.dataclass(frozen=True)
+class RowConfig:
+    """The flags of an experiment row flagfile (``flags/table1/*.flags``;
+    :func:`tf_synchro.suite.experiment_lib.load_row`): the row's name and paper numbers, the
+    settings the paper's tables vary, and config overrides of each stage's binary."""
+
+    row: Optional[str] = setting(None, "Row id in the paper's table (a, b, ...).")
+    title: str = setting("", "Row title as in the paper.")
+    paper: tuple = setting((), "Paper's MPJPE,N-MPJPE,PA-MPJPE (mm) for this row.", item=float,
+                           minimum=0)
+    background: bool = setting(False, "Dataset rendered with a static background.")
+    init: str = setting("pretrained", "Fine-tune from the self-supervised encoder or random "
+                        "init.", choices=("pretrained", "scratch"))
+    label_subjects: tuple = setting(("S1",), "Subjects with 3D labels for fine-tuning.")
+    arch: Optional[str] = setting(None, "Encoder of both the pre-training and the fine-tuning "
+                                  "(checked by them); None keeps the scale's flagfile value.")
+    # Config overrides: any flag of a stage's binary, one per occurrence, applied over the
+    # scale's flagfile (so they win), e.g. --pretrain_args=--fusion=concat; parsed and checked
+    # against the binary's config when the row is read.
+    synthesize_args: tuple = setting((), "A flag for the synthesize stage, e.g. "
+                                     "--synthesize_args=--x=1 (repeat for several).",
+                                     repeated=True)
+    pretrain_args: tuple = setting((), "A flag for the pretrain stage, e.g. "
+                                   "--pretrain_args=--x=1 (repeat for several).", repeated=True)
+    finetune_args: tuple = setting((), "A flag for the finetune stage, e.g. "
+                                   "--finetune_args=--x=1 (repeat for several).", repeated=True)
+    evaluate_args: tuple = setting((), "A flag for the evaluate stage, e.g. "
+                                   "--evaluate_args=--x=1 (repeat for several).", repeated=True)
+    baseline: Optional[str] = setting(None, "Row id of the random-init row this row's ratios "
+                                      "(pre-trained / random init) are taken against.")
+    series: Optional[str] = setting(None, "Line of the suite's plot this row belongs to.")
+    x: Optional[float] = setting(None, "This row's position on the plot's x axis (default with "
+                                 "--pretrain_steps_factor: the pre-training steps).", above=0)
+    pretrain_steps_factor: Optional[float] = setting(
+        None, "Pre-train for this multiple of the scale's --train_steps (so one row file "
+        "serves every scale).", above=0)
+
+
 # The flags each training binary takes from its config (fine-tuning: the encoder part of
 # the model config only).
 FINETUNE_EXCLUDE = tuple(f.name for f in dataclasses.fields(ModelConfig)
                          if f.name not in ENCODER_FIELDS) + ("allow_subject_overlap",)
-
-
-# ----------------------------------------------------------------------------- flags
-
-def _hints(cls) -> dict:
-    return typing.get_type_hints(cls)
-
-
-def _is_config(tp) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
-
-
-def _base(tp):
-    """``Optional[X]`` -> ``X``."""
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    return args[0] if typing.get_origin(tp) is typing.Union and len(args) == 1 else tp
-
-
-def flag_fields(cls, default=None, exclude: Iterable[str] = ()) -> list:
-    """``[(name, type, default, metadata)]`` of the flags of config ``cls``, nested configs
-    flattened, in field order; ``default`` is the instance whose values are the defaults."""
-    exclude = set(exclude)
-    default = default if default is not None else _default_instance(cls)
-    out = []
-    hints = _hints(cls)
-    for f in dataclasses.fields(cls):
-        tp = _base(hints[f.name])
-        if _is_config(tp):
-            out += flag_fields(tp, getattr(default, f.name), exclude)
-        elif f.metadata.get("flag", True) and f.name not in exclude:
-            out.append((f.name, tp, getattr(default, f.name), f.metadata))
-    names = [o[0] for o in out]
-    dup = sorted({n for n in names if names.count(n) > 1} | (set(names) & _nested_names(cls)))
-    if dup:
-        raise TypeError(f"{cls.__name__}: names used twice (flags or nested configs): {dup}")
-    return out
-
-
-def _nested_names(cls) -> set:
-    """Field names of ``cls`` and its nested configs that hold a nested config."""
-    names = set()
-    for f in dataclasses.fields(cls):
-        tp = _base(_hints(cls)[f.name])
-        if _is_config(tp):
-            names |= {f.name} | _nested_names(tp)
-    return names
-
-
-def _default_instance(cls):
-    values = {}
-    for f in dataclasses.fields(cls):
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            values[f.name] = None
-    return cls(**values)
-
-
-def define_flags(cls, flag_values=None, exclude: Iterable[str] = (),
-                 binary: Optional[str] = None) -> None:
-    """Defines one absl flag per setting of config ``cls`` (see :func:`setting`).
-
-    Args:
-      cls: a config dataclass.
-      flag_values: where to define them (default ``absl.flags.FLAGS``).
-      exclude: field names that are not flags of this binary.
-      binary: the binary's module name: its :data:`FLAG_ALIASES` and
-        :data:`DEPRECATED_ALIASES` are defined too.
-    """
-    from absl import flags
-    # The flags belong to the binary that calls this (so its --help lists them), not here.
-    flags.disclaim_key_flags()
-    fv = flag_values if flag_values is not None else flags.FLAGS
-    required = []
-    for name, tp, default, meta in flag_fields(cls, exclude=exclude):
-        help_text = meta.get("help") or name
-        choices = list(meta.get("choices") or ())
-        kw = {"flag_values": fv}
-        if tp is bool:
-            flags.DEFINE_bool(name, default, help_text, **kw)
-        elif tp is int:
-            flags.DEFINE_integer(name, default, help_text, **kw)
-        elif tp is float:
-            flags.DEFINE_float(name, default, help_text, **kw)
-        elif tp is tuple:
-            flags.DEFINE_list(name, None if default is None else [str(v) for v in default],
-                              help_text + (f" One or more of {','.join(choices)}."
-                                           if choices else ""), **kw)
-        elif choices:
-            flags.DEFINE_enum(name, default, choices, help_text, **kw)
-        else:
-            flags.DEFINE_string(name, default, help_text, **kw)
-        if meta.get("required"):
-            required.append(name)
-    aliases = {**FLAG_ALIASES.get(binary or "", {}), **DEPRECATED_ALIASES.get(binary or "", {})}
-    for old, new in aliases.items():
-        if new in fv and old not in fv:
-            flags.DEFINE_alias(old, new, flag_values=fv)
-    for name in required:
-        flags.mark_flag_as_required(name, flag_values=fv)
-
-
-def warn_deprecated(binary: str, flag_values=None, out=None) -> list:
-    """Warns (stderr) about each deprecated spelling given on the command line; returns them."""
-    from absl import flags
-    fv = flag_values if flag_values is not None else flags.FLAGS
-    used = [(old, new) for old, new in DEPRECATED_ALIASES.get(binary, {}).items()
-            if old in fv and fv[old].present]
-    for old, new in used:
-        print(f"warning: --{old} is deprecated and will be removed in the next release; "
-              f"use --{new}", file=out or sys.stderr)
-    return used
-
-
-def _convert(name: str, tp, value, meta):
-    if tp is tuple and value is not None:
-        item = meta.get("item", str)
-        try:
-            value = tuple(item(v) for v in value)
-        except ValueError as e:
-            raise ValueError(f"--{name}={','.join(map(str, value))}: expected a list of "
-                             f"{item.__name__}") from e
-        choices = meta.get("choices") or ()
-        bad = [v for v in value if choices and v not in choices]
-        if bad:
-            raise ValueError(f"--{name}={','.join(map(str, value))}: expected items from "
-                             f"{','.join(choices)}")
-    return value
-
-
-def make(cls, values: Mapping[str, Any] = None, default=None, **kwargs):
-    """Builds config ``cls`` from flat setting names (those of its flags), nested configs
-    included; names not given keep their defaults.
-
-    ``make(PretrainConfig, data_dir=d, model_dir=m, width=0.25, d_min=16)``
-
-    Raises:
-      TypeError: a name that is no setting of ``cls``.
-    """
-    flat = dict(values or {}, **kwargs)
-    default = default if default is not None else _default_instance(cls)
-    config, used = _build(cls, flat, default, top=True)
-    unknown = sorted(set(flat) - used)
-    if unknown:
-        raise TypeError(f"{cls.__name__} has no settings {unknown}")
-    return config
-
-
-def _build(cls, flat: Mapping[str, Any], default, top: bool = False) -> tuple:
-    """Nested configs take their flag settings from ``flat``; derived (non-flag) fields are
-    set only at the top level (a run's ``seed`` is not its pair pipeline's)."""
-    hints = _hints(cls)
-    values, used = {}, set()
-    for f in dataclasses.fields(cls):
-        tp = _base(hints[f.name])
-        settable = top or f.metadata.get("flag", True)
-        if _is_config(tp) and f.name not in flat:
-            values[f.name], inner = _build(tp, flat, getattr(default, f.name))
-            used |= inner
-        elif f.name in flat and settable:
-            values[f.name] = _convert(f.name, tp, flat[f.name], f.metadata)
-            used.add(f.name)
-        else:
-            values[f.name] = getattr(default, f.name)
-    return cls(**values), used
-
-
-def from_flags(cls, flag_values=None, exclude: Iterable[str] = ()):
-    """Config ``cls`` from parsed flags defined by :func:`define_flags`, its declared ranges
-    checked (:func:`check_ranges`): every binary builds its config here, first thing, so a
-    value out of range stops it before anything is read or written.
-
-    Raises:
-      ValueError: ``--name=value: expected ...`` (exit status 2).
-    """
-    from absl import flags
-    fv = flag_values if flag_values is not None else flags.FLAGS
-    names = [n for n, *_ in flag_fields(cls, exclude=exclude)]
-    config = make(cls, {n: fv[n].value for n in names if n in fv})
-    check_ranges(config)
-    return config

@@ -24,7 +24,6 @@ paper's settings (GPU hours).
 """
 from __future__ import annotations
 
-import dataclasses
 import glob
 import json
 import os
@@ -32,35 +31,21 @@ import shutil
 import time
 from typing import Optional, Sequence
 
-from absl import app, flags
+from absl import app
 
+from tf_synchro import configs
 from tf_synchro import run_dir
 from tf_synchro.suite import experiment_lib as xl
 from tfrecords_tools.runtime import cli, figures, fileio, locks
 
-FLAGS = flags.FLAGS
+BINARY = "tf_synchro.demo"
 
-def define_flags() -> None:
-    """Flags of the binary (defined only when it runs, so the library imports cleanly)."""
-    flags.DEFINE_string("workdir", None, "Directory for the dataset, runs and REPORT.md.")
-    flags.DEFINE_enum("scale", "cpu", sorted(xl.SCALES), "Settings: cpu (minutes) or paper.")
-    flags.DEFINE_integer("seed", 0, "Seed of pre-training and fine-tuning.")
-    flags.DEFINE_string("scratch_row", "flags/table1/b_random_init_no_background.flags",
-                        "Row flagfile of the random-initialisation baseline.")
-    flags.DEFINE_string("scratch_trainable_row",
-                        "flags/baselines/b0_random_init_all_trainable.flags",
-                        "Row flagfile of the second baseline: random init, every block "
-                        "trainable.")
-    flags.DEFINE_string("pretrained_row", "flags/table1/d_ssl_no_background.flags",
-                        "Row flagfile of the self-supervised run.")
-    flags.DEFINE_bool("real_motion_test", False,
-                      "Add the real-motion test: S9/S11 also perform held-out real "
-                      "motion-capture clips (tfrecords_tools/synth/real_motion/heldout: dance_a, "
-                      "dance_b, jump), reported beside the standard and unseen-motion tests.")
-    flags.DEFINE_bool("real_motion_pool", False,
-                      "The extra unlabelled people also perform real motion-capture clips "
-                      "(tfrecords_tools/synth/real_motion/pool) beside the procedural actions.")
-    flags.mark_flag_as_required("workdir")
+
+def define_flags(flag_values=None) -> None:
+    """The binary's flags: one per setting of :class:`configs.DemoConfig` (defined only when
+    it runs, so the library imports cleanly)."""
+    configs.define_flags(configs.DemoConfig, flag_values, binary=BINARY)
+
 
 DEMO_FILE = "demo.json"
 
@@ -80,16 +65,16 @@ REAL_MOTION_TEST_DIR = "tfrecords_tools/synth/real_motion/heldout"
 REAL_MOTION_POOL_DIR = "tfrecords_tools/synth/real_motion/pool"
 
 
-def real_motion_args(test: bool, pool: bool) -> tuple:
-    """Synthesize flags of the real-motion options (the clips are short: looped on a
+def real_motion_overrides(test: bool, pool: bool) -> dict:
+    """Synthesize settings of the real-motion options (the clips are short: looped on a
     treadmill so cyclic walks and runs stay in the capture volume)."""
-    args = ([f"--test_motion_dir={REAL_MOTION_TEST_DIR}"] if test else []) + \
-        ([f"--extra_motion_dir={REAL_MOTION_POOL_DIR}"] if pool else [])
-    for folder in (REAL_MOTION_TEST_DIR if test else None, REAL_MOTION_POOL_DIR if pool else None):
-        if folder and not os.path.isdir(os.path.join(xl.REPO, folder)):
+    values = ({"test_motion_dir": REAL_MOTION_TEST_DIR} if test else {}) | \
+        ({"extra_motion_dir": REAL_MOTION_POOL_DIR} if pool else {})
+    for folder in values.values():
+        if not os.path.isdir(os.path.join(xl.REPO, folder)):
             raise app.UsageError(f"--real_motion_test/--real_motion_pool need the clips in "
                                  f"{folder} (see tfrecords_tools/synth/real_motion/SOURCE.md)")
-    return tuple(args + ["--treadmill"]) if args else ()
+    return {**values, "treadmill": True} if values else {}
 
 
 def read_scalars(logdir: str) -> dict:
@@ -300,15 +285,14 @@ def run(workdir: str, scale: str, seed: int, scratch_row: str, pretrained_row: s
 
     ``ratio`` is the pre-trained / random-init MPJPE (means over actions); ``ratios`` has
     every headline ratio (:func:`demo_ratios`). ``real_motion_test`` / ``real_motion_pool``
-    add the committed real motion-capture clips to the dataset (:func:`real_motion_args`).
+    add the committed real motion-capture clips to the dataset (:func:`real_motion_overrides`).
     """
     rows = {"scratch": _load(scratch_row), "pretrained": _load(pretrained_row)}
     if scratch_trainable_row:
         rows["scratch_trainable"] = _load(scratch_trainable_row)
-    extra = real_motion_args(real_motion_test, real_motion_pool)
+    extra = real_motion_overrides(real_motion_test, real_motion_pool)
     if extra:
-        rows = {k: dataclasses.replace(r, synthesize_args=tuple(r.synthesize_args) + extra)
-                for k, r in rows.items()}
+        rows = {k: r.with_overrides("synthesize", extra) for k, r in rows.items()}
     if any(rows[k].init != "scratch" for k in rows if k != "pretrained") or \
             rows["pretrained"].init != "pretrained":
         raise app.UsageError("--scratch_row and --scratch_trainable_row must be random-init "
@@ -358,15 +342,13 @@ def run(workdir: str, scale: str, seed: int, scratch_row: str, pretrained_row: s
 
 def main(argv: Sequence[str]) -> None:
     cli.check_no_arguments(argv)
-    # The workdir's lock; each stage binary locks its own stage directory inside it.
-    with locks.hold(FLAGS.workdir, "--workdir"):
-        locks.clean_stale_temps(FLAGS.workdir)
-        xl.run_or_exit("demo", lambda: run(FLAGS.workdir, FLAGS.scale, FLAGS.seed,
-                                           FLAGS.scratch_row, FLAGS.pretrained_row,
-                                           scratch_trainable_row=FLAGS.scratch_trainable_row,
-                                           real_motion_test=FLAGS.real_motion_test,
-                                           real_motion_pool=FLAGS.real_motion_pool),
-                       refusals=(WorkdirError,))
+    configs.warn_deprecated(BINARY)
+    config = configs.from_flags(configs.DemoConfig)
+    with xl.suite_workdir(config.workdir):
+        run(config.workdir, config.scale, config.seed, config.scratch_row,
+            config.pretrained_row, scratch_trainable_row=config.scratch_trainable_row,
+            real_motion_test=config.real_motion_test, real_motion_pool=config.real_motion_pool)
+
 
 if __name__ == "__main__":
     define_flags()

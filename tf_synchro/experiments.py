@@ -4,7 +4,8 @@ r"""Runs a suite of the paper's experiments and writes its table beside the pape
         [--scale cpu|paper] [--rows a,b,d]
     python -m tf_synchro.experiments --suite scaling --workdir /tmp/tf_synchro_scaling
 
-A suite is a folder of row flagfiles (``flags/table1``, ``flags/table2``, or any path).
+A suite is a folder of row flagfiles (``flags/table1``, ``flags/table2``, or any path), or
+one defined in code (``scaling``: :func:`tf_synchro.suite.experiment_lib.scaling_rows`).
 Rows that share a stage share its run (e.g. Table 1's d, g, k, m are one pre-training
 and one fine-tune at the paper scale; d, g, j, m at the cpu scale). Finished stages are
 reused, an interrupted one resumes, so re-running the same command continues a partly
@@ -22,25 +23,19 @@ import os
 import time
 from typing import Sequence
 
-from absl import app, flags
+from absl import app
 
+from tf_synchro import configs
 from tf_synchro.suite import experiment_lib as xl
 from tfrecords_tools.runtime import cli, fileio, locks
 
-FLAGS = flags.FLAGS
+BINARY = "tf_synchro.experiments"
 
-def define_flags() -> None:
-    """Flags of the binary (defined only when it runs, so the library imports cleanly)."""
-    flags.DEFINE_string("suite", "table1", "flags/<suite>/ folder of row flagfiles, or a path.")
-    flags.DEFINE_string("workdir", None, "Directory for datasets, runs and the result table.")
-    flags.DEFINE_enum("scale", "cpu", sorted(xl.SCALES), "cpu (minutes per row) or paper.")
-    flags.DEFINE_list("rows", [], "Run only these row ids (default: all rows of the suite).")
-    flags.DEFINE_integer("seed", 0, "Seed of every pre-training and fine-tuning.")
-    flags.DEFINE_bool("deterministic", False, "Fixed tf.data order in every pre-training and "
-                      "fine-tuning (new stage keys): a seed then fixes every batch. Off, tf.data "
-                      "emits in thread-completion order. Either way the CPU kernels' rounding "
-                      "varies from run to run.")
-    flags.mark_flag_as_required("workdir")
+
+def define_flags(flag_values=None) -> None:
+    """The binary's flags: one per setting of :class:`configs.ExperimentsConfig` (defined
+    only when it runs, so the library imports cleanly)."""
+    configs.define_flags(configs.ExperimentsConfig, flag_values, binary=BINARY)
 
 
 def run_suite(suite: str, workdir: str, scale: str, rows: Sequence[str] = (), seed: int = 0,
@@ -91,12 +86,12 @@ def run_suite(suite: str, workdir: str, scale: str, rows: Sequence[str] = (), se
 
 def main(argv: Sequence[str]) -> None:
     cli.check_no_arguments(argv)
-    # The workdir's lock; each stage binary locks its own stage directory inside it.
-    with locks.hold(FLAGS.workdir, "--workdir"):
-        locks.clean_stale_temps(FLAGS.workdir)
-        xl.run_or_exit("experiments", lambda: run_suite(
-            FLAGS.suite, FLAGS.workdir, FLAGS.scale, FLAGS.rows, FLAGS.seed,
-            deterministic=FLAGS.deterministic))
+    configs.warn_deprecated(BINARY)
+    config = configs.from_flags(configs.ExperimentsConfig)
+    with xl.suite_workdir(config.workdir):
+        run_suite(config.suite, config.workdir, config.scale, config.rows, config.seed,
+                  deterministic=config.deterministic)
+
 
 if __name__ == "__main__":
     define_flags()

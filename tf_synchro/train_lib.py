@@ -44,6 +44,7 @@ import tensorflow as tf
 from tf_synchro import configs, run_dir
 from tfrecords_tools import dataset_io
 from tfrecords_tools.runtime import cli, locks
+from tfrecords_tools.runtime import progress as progress_lib
 
 STRATEGIES = configs.STRATEGIES
 PRECISIONS = configs.PRECISIONS
@@ -530,14 +531,10 @@ class Progress(keras.callbacks.Callback):
         done = step - self.initial_step
         elapsed = time.time() - self._start
         eta = elapsed / max(done, 1) * (self.total_steps - step)
-        frac = step / self.total_steps
-        bar = "=" * int(30 * frac) + "." * (30 - int(30 * frac))
         items = " ".join(f"{k}={float(v):.4f}" for k, v in sorted((logs or {}).items()))
         lr = _learning_rate(self.model.optimizer)
-        end = "\n" if step == self.total_steps or not self.stream.isatty() else "\r"
-        self.stream.write(f"step {step}/{self.total_steps} [{bar}] {elapsed:.0f}s "
-                          f"ETA {eta:.0f}s lr={lr:.2e} {items}{end}")
-        self.stream.flush()
+        progress_lib.draw(self.stream, "step", step, self.total_steps, f"{elapsed:.0f}s", eta,
+                          f" lr={lr:.2e} {items}")
 
 
 # ----------------------------------------------------------------------------- the loop

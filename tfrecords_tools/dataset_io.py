@@ -39,6 +39,8 @@ import numpy as np
 
 from tfrecords_tools import schema
 from tfrecords_tools.runtime import fileio, locks
+from tfrecords_tools.runtime import flags as flag_engine
+from tfrecords_tools.runtime.flags import setting
 
 MANIFEST = "manifest.json"
 DATASET_INFO = "dataset.json"
@@ -266,6 +268,37 @@ def write_sequences(output_dir: str, *, writer: str, config, specs: Sequence, sk
     return write_dataset(output_dir, writer=writer, settings=config.settings(), tasks=tasks,
                          producer=producer, num_workers=num_workers, log=log,
                          extra_skipped=skipped, runner=runner, beam_options=beam_options)
+
+
+@dataclasses.dataclass(frozen=True)
+class ConversionRun:
+    """What a converter binary (``rig``, ``h36m``) takes beside the settings it stores in
+    the manifest: a subclass nests its converter's config and says how :meth:`config`
+    reads it.
+
+    Attributes:
+      output_dir: dataset directory to write (or resume).
+      num_workers: sequences converted in parallel (processes).
+    """
+
+    output_dir: str = setting(None, "Dataset directory to write (or resume).", required=True)
+    num_workers: int = setting(1, "Sequences converted in parallel (processes).", minimum=1)
+
+    def config(self):
+        """The converter's config, as its ``convert`` takes it."""
+        raise NotImplementedError
+
+
+def convert_from_flags(run_type: type, convert: Callable, binary: str) -> None:
+    """A converter binary's work: its :class:`ConversionRun` from the parsed flags (ranges
+    checked), ``convert(config, output_dir, num_workers=...)``, then one summary line."""
+    flag_engine.warn_deprecated(binary)
+    run = flag_engine.from_flags(run_type)
+    manifest = convert(run.config(), run.output_dir, num_workers=run.num_workers)
+    t = manifest["totals"]
+    print(f"wrote {t.get('num_records', 0)} records, {t.get('num_frames', 0)} timesteps, "
+          f"{t.get('num_images', 0)} crops to {run.output_dir}; "
+          f"{len(manifest['skipped'])} skipped items listed in manifest.json")
 
 
 def _manifest(writer: str, settings: dict, shards: list, extra_skipped) -> dict:

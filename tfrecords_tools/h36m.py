@@ -39,6 +39,8 @@ import numpy as np
 from tfrecords_tools import (cameras, crops, dataset_io, h36m_calibration, motion_filter, schema,
                              skeleton, video)
 from tfrecords_tools.runtime import cli, locks
+from tfrecords_tools.runtime import flags as flag_engine
+from tfrecords_tools.runtime.flags import setting
 
 log = logging.getLogger(__name__)
 
@@ -96,36 +98,43 @@ class H36MConfig:
       min_views: sequences with fewer usable cameras are skipped (pairs need two views).
     """
 
-    h36m_root: str
-    subjects: tuple = ALL_SUBJECTS
-    actions: Optional[tuple] = None
-    cameras: tuple = CAMERA_IDS
-    frame_step: int = 1
-    image_size: int = 160
-    clip_length: int = 256
-    margin: float = 0.2
-    background: str = "keep"
-    motion_threshold_mm: float = 5.0
-    include_damaged: bool = False
-    jpeg_quality: int = 90
-    mask_threshold: float = 30.0
-    background_samples: int = 40
-    min_views: int = 2
+    h36m_root: str = setting(None, "Folder holding S1/, S5/, ... of the download.",
+                             required=True)
+    subjects: tuple = setting(ALL_SUBJECTS, "Subjects to convert.")
+    actions: Optional[tuple] = setting(None, "Actions to convert (canonical or variant names); "
+                                       "empty for all.")
+    cameras: tuple = setting(CAMERA_IDS, "Camera ids, in stored view order.",
+                             choices=CAMERA_IDS)
+    frame_step: int = setting(1, "Keep every n-th frame before motion filtering; frame indices "
+                              "stay in 50 fps frames.", minimum=1)
+    image_size: int = setting(160, "Side of the stored square crops (pixels).",
+                              minimum=schema.MIN_IMAGE_SIZE, maximum=schema.MAX_IMAGE_SIZE)
+    clip_length: int = setting(256, "Kept timesteps per record.",
+                               minimum=schema.MIN_CLIP_LENGTH)
+    margin: float = setting(0.2, "Crop margin around the projected joints.", minimum=0)
+    background: str = setting("keep", "Keep the scene, or remove it (median background + "
+                              "foreground mask).", choices=("keep", "remove"))
+    motion_threshold_mm: float = setting(5.0, "Drop frames where no root-relative joint moved "
+                                         "more than this; 0 keeps all.", minimum=0)
+    include_damaged: bool = setting(False, "Also convert S9 Greeting, SittingDown 1, Waiting 1 "
+                                    "(shifted ground truth).")
+    jpeg_quality: int = setting(90, "JPEG quality of the crops.", minimum=1, maximum=100)
+    mask_threshold: float = setting(30.0, "Grey-level difference to the median background that "
+                                    "counts as person (--background=remove).", minimum=0,
+                                    maximum=255)
+    background_samples: int = setting(40, flag=False, minimum=1)
+    min_views: int = setting(2, flag=False, minimum=1)
 
     def __post_init__(self):
+        """Declared ranges first, then the relations between settings."""
+        try:
+            flag_engine.check_ranges(self)
+        except ValueError as e:
+            raise H36MError(str(e)) from None
         checks = [
-            (self.frame_step >= 1, "frame_step", "an integer >= 1"),
-            (schema.MIN_IMAGE_SIZE <= self.image_size <= schema.MAX_IMAGE_SIZE, "image_size",
-             f"in [{schema.MIN_IMAGE_SIZE}, {schema.MAX_IMAGE_SIZE}]"),
-            (self.clip_length >= schema.MIN_CLIP_LENGTH, "clip_length",
-             f">= {schema.MIN_CLIP_LENGTH} (room for an unsynchronized pair)"),
-            (self.margin >= 0, "margin", ">= 0"),
-            (self.background in ("keep", "remove"), "background", "'keep' or 'remove'"),
             (len(self.cameras) > 0 and len(set(self.cameras)) == len(self.cameras), "cameras",
              "a non-empty list without repeats"),
-            (all(c in CAMERA_IDS for c in self.cameras), "cameras",
-             f"ids among {list(CAMERA_IDS)}"),
-            (1 <= self.min_views <= len(self.cameras), "min_views", "in [1, number of cameras]"),
+            (self.min_views <= len(self.cameras), "min_views", "in [1, number of cameras]"),
             (len(self.subjects) > 0, "subjects", "non-empty"),
         ]
         for ok, name, expected in checks:
@@ -451,48 +460,26 @@ def convert(config: H36MConfig, output_dir: str, num_workers: int = 1,
                                       runner=runner, beam_options=beam_options)
 
 
+@dataclasses.dataclass(frozen=True)
+class H36MRun(dataset_io.ConversionRun):
+    """One invocation of the binary: where to write, how many processes
+    (:class:`~tfrecords_tools.dataset_io.ConversionRun`), and the conversion's settings."""
+
+    dataset: H36MConfig = setting(factory=H36MConfig)
+
+    def config(self) -> H36MConfig:
+        """The conversion's settings (an empty ``--actions`` list: all)."""
+        return dataclasses.replace(self.dataset, actions=self.dataset.actions or None)
+
+
 def main(argv: Sequence[str]) -> None:
-    from absl import flags
     cli.check_no_arguments(argv)
-    f = flags.FLAGS
-    config = H36MConfig(
-        h36m_root=f.h36m_root, subjects=tuple(f.subjects),
-        actions=tuple(f.actions) if f.actions else None, cameras=tuple(f.cameras),
-        frame_step=f.frame_step, image_size=f.image_size, clip_length=f.clip_length,
-        margin=f.margin, background=f.background, motion_threshold_mm=f.motion_threshold_mm,
-        include_damaged=f.include_damaged, jpeg_quality=f.jpeg_quality,
-        mask_threshold=f.mask_threshold)
-    manifest = convert(config, f.output_dir, num_workers=f.num_workers)
-    t = manifest["totals"]
-    print(f"wrote {t.get('num_records', 0)} records, {t.get('num_frames', 0)} timesteps, "
-          f"{t.get('num_images', 0)} crops to {f.output_dir}; "
-          f"{len(manifest['skipped'])} skipped items listed in manifest.json")
+    dataset_io.convert_from_flags(H36MRun, convert, WRITER)
 
 
-def define_flags() -> None:
-    from absl import flags
-    flags.DEFINE_string("h36m_root", None, "Folder holding S1/, S5/, ... of the download.")
-    flags.DEFINE_string("output_dir", None, "Dataset directory to write (or resume).")
-    flags.DEFINE_list("subjects", list(ALL_SUBJECTS), "Subjects to convert.")
-    flags.DEFINE_list("actions", [], "Actions to convert (canonical or variant names); "
-                                     "empty for all.")
-    flags.DEFINE_list("cameras", list(CAMERA_IDS), "Camera ids, in stored view order.")
-    flags.DEFINE_integer("frame_step", 1, "Keep every n-th frame before motion filtering; "
-                                          "frame indices stay in 50 fps frames.")
-    flags.DEFINE_integer("image_size", 160, "Side of the stored square crops (pixels).")
-    flags.DEFINE_integer("clip_length", 256, "Kept timesteps per record.")
-    flags.DEFINE_float("margin", 0.2, "Crop margin around the projected joints.")
-    flags.DEFINE_enum("background", "keep", ["keep", "remove"],
-                      "Keep the scene, or remove it (median background + foreground mask).")
-    flags.DEFINE_float("motion_threshold_mm", 5.0, "Drop frames where no root-relative joint "
-                                                   "moved more than this; 0 keeps all.")
-    flags.DEFINE_bool("include_damaged", False, "Also convert S9 Greeting, SittingDown 1, "
-                                                "Waiting 1 (shifted ground truth).")
-    flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the crops.")
-    flags.DEFINE_float("mask_threshold", 30.0, "Grey-level difference to the median background "
-                                               "that counts as person (--background=remove).")
-    flags.DEFINE_integer("num_workers", 1, "Sequences converted in parallel (processes).")
-    flags.mark_flags_as_required(["h36m_root", "output_dir"])
+def define_flags(flag_values=None) -> None:
+    """The binary's flags: one per setting of :class:`H36MRun`."""
+    flag_engine.define_flags(H36MRun, flag_values, binary=WRITER)
 
 
 if __name__ == "__main__":

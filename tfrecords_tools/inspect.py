@@ -26,7 +26,10 @@ import numpy as np
 from tfrecords_tools import cameras as cameras_lib
 from tfrecords_tools import crops, dataset_io, schema, skeleton
 from tfrecords_tools.runtime import fileio, locks
+from tfrecords_tools.runtime import flags as flag_engine
+from tfrecords_tools.runtime.flags import setting
 
+BINARY = "tfrecords_tools.inspect"
 MAX_ERRORS = 20
 
 
@@ -284,25 +287,41 @@ def write_contact_sheet(path: str, clips: list, num_timesteps: int = 3) -> None:
 
 # ----------------------------------------------------------------------------- binary
 
-def define_flags() -> None:
-    from absl import flags
-    flags.DEFINE_string("contact_sheet", None,
-                        "PNG path of the contact sheet (default DATA_DIR/contact_sheet.png; "
-                        "'' for none).")
-    flags.DEFINE_integer("num_sequences", 4, "Records (spread over shards) on the contact sheet.")
-    flags.DEFINE_integer("num_timesteps", 3, "Timesteps per record on the contact sheet.")
+@dataclasses.dataclass(frozen=True)
+class InspectConfig:
+    """The binary's settings (the dataset directory is its one positional argument).
+
+    Attributes:
+      contact_sheet: PNG path of the contact sheet (None: ``DATA_DIR/contact_sheet.png``;
+        ``''``: none).
+      num_sequences: records (spread over shards) on the contact sheet.
+      num_timesteps: timesteps per record on the contact sheet.
+    """
+
+    contact_sheet: Optional[str] = setting(None, "PNG path of the contact sheet (default "
+                                           "DATA_DIR/contact_sheet.png; '' for none).")
+    num_sequences: int = setting(4, "Records (spread over shards) on the contact sheet.",
+                                 minimum=1)
+    num_timesteps: int = setting(3, "Timesteps per record on the contact sheet.", minimum=1)
+
+
+def define_flags(flag_values=None) -> None:
+    """The binary's flags: one per setting of :class:`InspectConfig`."""
+    flag_engine.define_flags(InspectConfig, flag_values, binary=BINARY)
 
 
 def main(argv) -> None:
     """The one binary with a positional argument: the dataset directory."""
-    from absl import app, flags
+    from absl import app
     if len(argv) != 2:
         raise app.UsageError("usage: python -m tfrecords_tools.inspect DATA_DIR [flags]")
+    flag_engine.warn_deprecated(BINARY)
+    config = flag_engine.from_flags(InspectConfig)
     data_dir = argv[1]
-    f = flags.FLAGS
-    sheet = (os.path.join(data_dir, "contact_sheet.png") if f.contact_sheet is None
-             else f.contact_sheet or None)
-    report = inspect_dataset(data_dir, sheet, f.num_sequences, f.num_timesteps)
+    sheet = (os.path.join(data_dir, "contact_sheet.png") if config.contact_sheet is None
+             else config.contact_sheet or None)
+    report = inspect_dataset(data_dir, contact_sheet=sheet, num_sequences=config.num_sequences,
+                             num_timesteps=config.num_timesteps)
     stray = f"; {len(report.stray)} stray file(s) listed above" if report.stray else ""
     print(f"OK: {report.num_shards} shards, {report.num_records} records, "
           f"{report.num_images} images verified{stray}")

@@ -71,6 +71,8 @@ import numpy as np
 from tfrecords_tools import (calibration, cameras, crops, dataset_io, motion_filter,
                              person_boxes, schema, video)
 from tfrecords_tools.runtime import cli, locks
+from tfrecords_tools.runtime import flags as flag_engine
+from tfrecords_tools.runtime.flags import setting
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,7 @@ _MOTION_CROP = 32  # side of the grey person crops compared by the motion filter
 # Largest relative difference of two cameras' frame rates that still counts as one rate:
 # pairing frames by index then drifts at most one frame per 10,000 frames.
 RATE_TOLERANCE = 1e-4
+CALIBRATION_UNITS = calibration.UNITS  # (The field `calibration` hides the module in RigConfig.)
 
 
 class RigError(ValueError):
@@ -128,55 +131,75 @@ class RigConfig:
       min_views: sequences with fewer usable cameras are skipped.
     """
 
-    input_dir: str
-    subject: str = "rig"
-    calibration: Optional[str] = None
-    calibration_units: str = "auto"
-    sequences: Optional[tuple] = None
-    fps: Optional[float] = None
-    resample_fps: Optional[float] = None
-    frame_step: int = 1
-    image_size: int = 160
-    clip_length: int = 256
-    crop: str = "mask"
-    margin: float = 0.2
-    background: str = "keep"
-    motion_threshold: float = 2.0
-    mask_threshold: float = 30.0
-    background_samples: int = 40
-    analysis_size: int = 320
-    box_smoothing: int = 5
-    box_background: str = "auto"
-    background_video: Optional[str] = None
-    hold_frames: int = 10
-    multiview_tolerance: float = 0.25
-    jpeg_quality: int = 90
-    min_views: int = 2
+    input_dir: str = setting(None, "Folder of sequence folders (one video per camera).",
+                             required=True)
+    subject: str = setting("rig", "Subject name where sequence.json gives none.")
+    calibration: Optional[str] = setting(
+        None, "Calibration file (or folder of OpenCV files) for every sequence: "
+        "calibration.json, Qualisys .qca.txt, Anipose .toml, OpenCV .yml/.xml, "
+        "Human3.6M-style .json; a calibration file in a sequence folder overrides it. "
+        "Default: <input_dir>/calibration.*")
+    calibration_units: str = setting(
+        "auto", "Translation units of the calibration files; auto: mm for qca, h36m and "
+        "calibration.json, and for toml/OpenCV files metres when every camera is within 50 "
+        "units of the origin, else mm.", choices=CALIBRATION_UNITS)
+    sequences: Optional[tuple] = setting(None, "Sequence folders to convert; empty for all.")
+    fps: Optional[float] = setting(
+        None, "Frame rate of every video, overriding what the containers report (for files "
+        "that report none or a wrong one); default: each container's. Without --resample_fps "
+        "the records are labelled with it.", above=0)
+    resample_fps: Optional[float] = setting(
+        None, "Frame rate of the records: every camera is resampled to it by timestamps "
+        "(nearest frame, frame_offsets in the camera's own frames). Default: none; cameras at "
+        "different frame rates are then skipped with the rates listed.", above=0)
+    frame_step: int = setting(1, "Keep every n-th frame (timestep) before motion filtering.",
+                              minimum=1)
+    image_size: int = setting(160, "Side of the stored square crops (pixels).",
+                              minimum=schema.MIN_IMAGE_SIZE, maximum=schema.MAX_IMAGE_SIZE)
+    clip_length: int = setting(256, "Kept timesteps per record.",
+                               minimum=schema.MIN_CLIP_LENGTH)
+    crop: str = setting("mask", "Person box from the foreground mask of the median background, "
+                        "or one fixed box per camera (sequence.json crop_boxes, else the "
+                        "centred square).", choices=("mask", "fixed"))
+    margin: float = setting(0.2, "Crop margin around the foreground box.", minimum=0)
+    background: str = setting("keep", "Keep the scene, or remove it: black everywhere but the "
+                              "tracked person's blob (filled, dilated; other people removed "
+                              "too).", choices=("keep", "remove"))
+    motion_threshold: float = setting(2.0, "Mean grey-level change inside the person crops "
+                                      "needed to keep a frame; 0 keeps all.", minimum=0,
+                                      maximum=255)
+    mask_threshold: float = setting(30.0, "Grey-level difference to the median background "
+                                    "that counts as person.", minimum=0, maximum=255)
+    background_samples: int = setting(40, flag=False, minimum=1)
+    analysis_size: int = setting(320, flag=False, minimum=32)
+    box_smoothing: int = setting(5, flag=False, minimum=1)
+    box_background: str = setting(
+        "auto", "Background model of the person boxes: auto (the clean plate where a camera "
+        "has one, else median), plate, median (two-pass, over the take) or mog2 (OpenCV "
+        "MOG2's background image over the take).", choices=person_boxes.BACKGROUNDS)
+    background_video: Optional[str] = setting(
+        None, "Folder of clean plates: one video of the empty scene per camera id (file stem), "
+        "for sequences without their own background/ folder (keep it outside --input_dir, "
+        "where it would be taken for a sequence). Needed for a person who barely moves.")
+    hold_frames: int = setting(10, "A person-box dropout of up to this many frames keeps the "
+                               "last box.", minimum=0)
+    multiview_tolerance: float = setting(
+        0.25, "With a calibration (3+ cameras): a view's person box may lie this many "
+        "projected person heights from the other views' triangulation before it is replaced.",
+        above=0)
+    jpeg_quality: int = setting(90, "JPEG quality of the crops.", minimum=1, maximum=100)
+    min_views: int = setting(2, flag=False, minimum=1)
 
     def __post_init__(self):
+        """Declared ranges first, then what they cannot say (a folder, a name)."""
+        try:
+            flag_engine.check_ranges(self)
+        except ValueError as e:
+            raise RigError(str(e)) from None
         checks = [
-            (self.frame_step >= 1, "frame_step", ">= 1"),
-            (schema.MIN_IMAGE_SIZE <= self.image_size <= schema.MAX_IMAGE_SIZE, "image_size",
-             f"in [{schema.MIN_IMAGE_SIZE}, {schema.MAX_IMAGE_SIZE}]"),
-            (self.clip_length >= schema.MIN_CLIP_LENGTH, "clip_length",
-             f">= {schema.MIN_CLIP_LENGTH} (room for an unsynchronized pair)"),
-            (self.crop in ("mask", "fixed"), "crop", "'mask' or 'fixed'"),
-            (self.background in ("keep", "remove"), "background", "'keep' or 'remove'"),
-            (self.margin >= 0, "margin", ">= 0"),
-            (self.fps is None or self.fps > 0, "fps", "> 0"),
-            (self.resample_fps is None or self.resample_fps > 0, "resample_fps", "> 0"),
-            (self.analysis_size >= 32, "analysis_size", ">= 32"),
-            (self.min_views >= 1, "min_views", ">= 1"),
-            (self.box_smoothing >= 1, "box_smoothing", ">= 1"),
-            (self.box_background in person_boxes.BACKGROUNDS, "box_background",
-             f"one of {list(person_boxes.BACKGROUNDS)}"),
             (self.background_video is None or os.path.isdir(self.background_video),
              "background_video", "a folder of videos, one per camera id"),
-            (self.hold_frames >= 0, "hold_frames", ">= 0"),
-            (self.multiview_tolerance > 0, "multiview_tolerance", "> 0"),
             (bool(self.subject), "subject", "a non-empty name"),
-            (self.calibration_units in calibration.UNITS, "calibration_units",
-             f"one of {calibration.UNITS}"),
         ]
         for ok, name, expected in checks:
             if not ok:
@@ -696,82 +719,26 @@ def convert(config: RigConfig, output_dir: str, num_workers: int = 1, log_fn=pri
                                       runner=runner, beam_options=beam_options)
 
 
+@dataclasses.dataclass(frozen=True)
+class RigRun(dataset_io.ConversionRun):
+    """One invocation of the binary: where to write, how many processes
+    (:class:`~tfrecords_tools.dataset_io.ConversionRun`), and the conversion's settings."""
+
+    rig: RigConfig = setting(factory=RigConfig)
+
+    def config(self) -> RigConfig:
+        """The conversion's settings (an empty ``--sequences`` list: all)."""
+        return dataclasses.replace(self.rig, sequences=self.rig.sequences or None)
+
+
 def main(argv: Sequence[str]) -> None:
-    from absl import flags
     cli.check_no_arguments(argv)
-    f = flags.FLAGS
-    config = RigConfig(
-        input_dir=f.input_dir, subject=f.subject, calibration=f.calibration,
-        calibration_units=f.calibration_units,
-        sequences=tuple(f.sequences) if f.sequences else None, fps=f.fps,
-        resample_fps=f.resample_fps,
-        frame_step=f.frame_step, image_size=f.image_size, clip_length=f.clip_length,
-        crop=f.crop, margin=f.margin, background=f.background,
-        motion_threshold=f.motion_threshold, mask_threshold=f.mask_threshold,
-        box_background=f.box_background, background_video=f.background_video,
-        hold_frames=f.hold_frames, multiview_tolerance=f.multiview_tolerance,
-        jpeg_quality=f.jpeg_quality)
-    manifest = convert(config, f.output_dir, num_workers=f.num_workers)
-    t = manifest["totals"]
-    print(f"wrote {t.get('num_records', 0)} records, {t.get('num_frames', 0)} timesteps, "
-          f"{t.get('num_images', 0)} crops to {f.output_dir}; "
-          f"{len(manifest['skipped'])} skipped items listed in manifest.json")
+    dataset_io.convert_from_flags(RigRun, convert, WRITER)
 
 
-def define_flags() -> None:
-    from absl import flags
-    flags.DEFINE_string("input_dir", None, "Folder of sequence folders (one video per camera).")
-    flags.DEFINE_string("output_dir", None, "Dataset directory to write (or resume).")
-    flags.DEFINE_string("subject", "rig", "Subject name where sequence.json gives none.")
-    flags.DEFINE_string("calibration", None, "Calibration file (or folder of OpenCV files) "
-                        "for every sequence: calibration.json, Qualisys .qca.txt, Anipose "
-                        ".toml, OpenCV .yml/.xml, Human3.6M-style .json; a calibration file "
-                        "in a sequence folder overrides it. Default: <input_dir>/calibration.*")
-    flags.DEFINE_enum("calibration_units", "auto", list(calibration.UNITS),
-                      "Translation units of the calibration files; auto: mm for qca, h36m "
-                      "and calibration.json, and for toml/OpenCV files metres when every "
-                      "camera is within 50 units of the origin, else mm.")
-    flags.DEFINE_list("sequences", [], "Sequence folders to convert; empty for all.")
-    flags.DEFINE_float("fps", None, "Frame rate of every video, overriding what the "
-                       "containers report (for files that report none or a wrong one); "
-                       "default: each container's. Without --resample_fps the records are "
-                       "labelled with it.")
-    flags.DEFINE_float("resample_fps", None, "Frame rate of the records: every camera is "
-                       "resampled to it by timestamps (nearest frame, frame_offsets in the "
-                       "camera's own frames). Default: none; cameras at different frame "
-                       "rates are then skipped with the rates listed.")
-    flags.DEFINE_integer("frame_step", 1, "Keep every n-th frame (timestep) before motion "
-                         "filtering.")
-    flags.DEFINE_integer("image_size", 160, "Side of the stored square crops (pixels).")
-    flags.DEFINE_integer("clip_length", 256, "Kept timesteps per record.")
-    flags.DEFINE_enum("crop", "mask", ["mask", "fixed"], "Person box from the foreground mask "
-                      "of the median background, or one fixed box per camera (sequence.json "
-                      "crop_boxes, else the centred square).")
-    flags.DEFINE_float("margin", 0.2, "Crop margin around the foreground box.")
-    flags.DEFINE_enum("background", "keep", ["keep", "remove"],
-                      "Keep the scene, or remove it: black everywhere but the tracked "
-                      "person's blob (filled, dilated; other people removed too).")
-    flags.DEFINE_float("motion_threshold", 2.0, "Mean grey-level change inside the person crops "
-                                                "needed to keep a frame; 0 keeps all.")
-    flags.DEFINE_float("mask_threshold", 30.0, "Grey-level difference to the median background "
-                                               "that counts as person.")
-    flags.DEFINE_enum("box_background", "auto", list(person_boxes.BACKGROUNDS),
-                      "Background model of the person boxes: auto (the clean plate where a "
-                      "camera has one, else median), plate, median (two-pass, over the "
-                      "take) or mog2 (OpenCV MOG2's background image over the take).")
-    flags.DEFINE_string("background_video", None, "Folder of clean plates: one video of the "
-                        "empty scene per camera id (file stem), for sequences without their "
-                        "own background/ folder (keep it outside --input_dir, where it "
-                        "would be taken for a sequence). Needed for a person who barely "
-                        "moves.")
-    flags.DEFINE_integer("hold_frames", 10, "A person-box dropout of up to this many frames "
-                         "keeps the last box.")
-    flags.DEFINE_float("multiview_tolerance", 0.25, "With a calibration (3+ cameras): a "
-                       "view's person box may lie this many projected person heights from "
-                       "the other views' triangulation before it is replaced.")
-    flags.DEFINE_integer("jpeg_quality", 90, "JPEG quality of the crops.")
-    flags.DEFINE_integer("num_workers", 1, "Sequences converted in parallel (processes).")
-    flags.mark_flags_as_required(["input_dir", "output_dir"])
+def define_flags(flag_values=None) -> None:
+    """The binary's flags: one per setting of :class:`RigRun`."""
+    flag_engine.define_flags(RigRun, flag_values, binary=WRITER)
 
 
 if __name__ == "__main__":

@@ -37,143 +37,16 @@ from tfrecords_tools.synth import body as body_lib
 from tfrecords_tools.synth import clutter as clutter_lib
 from tfrecords_tools.synth import motion as motion_lib
 from tfrecords_tools.synth import motion_io, render, scene
+from tfrecords_tools.runtime import flags as flag_engine
+# The settings live below the binary (libraries take them); their names are kept here.
+from tfrecords_tools.synth.config import CLUTTER_DEFAULTS, SynthConfig, SynthesizeRun
 from tfrecords_tools.synth.motion_io import retarget as retarget_lib
 
 WRITER = "tfrecords_tools.synthesize"
+BINARY = WRITER
 FPS = motion_lib.FPS
 # Plausible human size (mm) along the foot-to-head chain of bones (home: motion_io.retarget).
 BODY_CHAIN_RANGE_MM = retarget_lib.BODY_CHAIN_RANGE_MM
-
-
-@dataclasses.dataclass(frozen=True)
-class SynthConfig:
-    """Settings of a synthetic dataset (all stored in the manifest).
-
-    Attributes:
-      subjects: Human3.6M-style subject names (S1 ... S11) and extra synthetic people
-        (U01 ... U99, see ``--extra_subjects``), each with its own body and look.
-      actions: procedural actions (see :data:`tfrecords_tools.synth.motion.ACTIONS`).
-      takes: takes per (subject, action), each with its own random variation.
-      num_frames: frames per take at 50 fps, before the motion filter.
-      clip_length: kept timesteps per record (256 fits pairs up to d_max=128 apart).
-      image_size: crop side in pixels.
-      background: False for the black background-removed look, True for a static room.
-      min_motion_mm: a frame is kept when some joint (root-relative) moved more than this
-        since the last kept frame (0 keeps all). 4 mm keeps about 73% of the procedural
-        frames, close to the paper's "on average every fourth frame dropped".
-      seed: fixes bodies, looks, motions, crops; same seed, same bytes.
-      motion_file: optional motion file rendered for every subject instead of the
-        procedural actions, under the action name of its stem
-        (:func:`tfrecords_tools.synth.motion_io.action_name`): the generator's .npz
-        (``joints3d_world`` [T, 17, 3] mm, rendered as given), or motion capture (.bvh,
-        .amc with its .asf, .c3d, AMASS-style .npz ``joints``) imported by
-        :mod:`tfrecords_tools.synth.motion_io` and retargeted to each subject.
-      motion_dir: a folder of motion files (not recursive), each one action named by its
-        stem; exclusive with ``motion_file``.
-      motion_mapping: JSON file mapping the 17 joints to the file's joints/markers (a name,
-        a list to average, ``{"from", "to", "t"}``); default: the built-in tables
-        (:mod:`tfrecords_tools.synth.motion_io.mapping`).
-      motion_window: frames (50 fps) per take: a file is cut into consecutive windows,
-        each a take (0: one take per file).
-      treadmill: remove the pelvis' horizontal position per frame (heading kept): long
-        walks stay in the capture volume.
-      motion_fps: frame rate of the motion files when they store none or a wrong one (0:
-        from the file; AMC: 120).
-      motion_units: ``auto`` (declared by the file, else inferred from the body's size) or
-        mm, cm, in, m.
-      motion_up_axis: ``auto`` (the format's convention: BVH/ASF Y, C3D/npz Z), y or z.
-      motion_max_gap_ms: C3D gaps up to this long are interpolated; longer ones refused.
-      motion_retarget: give each subject its own bone lengths (False: the capture's).
-      crop_margin: crop box margin around the projected joints (fraction of the side).
-      crop_jitter: random crop shift/scale as a fraction of the side (augmentation-like
-        variation real detectors have).
-      jpeg_quality: JPEG quality 1-100.
-      labels: store 3D joints (False writes an unlabelled dataset, like raw video).
-      cameras: camera rig; None = the Human3.6M rig (cameras.h36m_rig()).
-      look_variation: ``"subject"``: one look per person (as Human3.6M subjects wear one
-        outfit); ``"take"``: a new outfit per take, with the asymmetric cues (strap, watch,
-        stripe) on sides drawn per take, so no per-person left/right cue can solve the flip
-        task (:func:`tfrecords_tools.synth.body.take_look`).
-      extra_actions: the motion pool of the extra people U01...: standard actions and
-        pre-training-only families (:data:`~tfrecords_tools.synth.motion.EXTRA_ACTIONS`).
-        Empty: the extra people perform ``actions``, like everyone else.
-      extra_actions_per_subject: each extra person performs this many actions of the pool,
-        drawn per person by seed (0: all of them). Many people, each in a few motions, cost
-        no more frames than few people in many.
-      unseen_actions: held-out motion families
-        (:data:`~tfrecords_tools.synth.motion.UNSEEN_ACTIONS`) performed only by the test
-        subjects (S9, S11): the unseen-motion test set. Never given to anyone else.
-      extra_motion_dir: a folder of motion files (any importer format, each one action
-        named by its stem) added to the extra people's pool beside the procedural actions;
-        imported like ``motion_dir`` (``motion_window``, ``treadmill``, retargeting) and
-        looped to ``num_frames`` (cyclic DeepMimic clips repeat, others play back and forth).
-      extra_motion_only: leave the procedural actions out of the extra people's pool.
-      test_motion_dir: a folder of motion files performed only by the test subjects (S9,
-        S11): the real-motion test set (clips never given to anyone else; imported and looped
-        as ``extra_motion_dir``).
-      bystanders: clutter: other people (own bodies and looks) walking around near the
-        labelled person, crossing in front of or behind them; never labelled.
-      moving_objects: clutter: boxes and balls crossing the scene (rolling, carried, thrown).
-      lighting: clutter: ``"constant"``; ``"drift"`` (brightness and colour balance drift by
-        20-35% over the take); ``"switch"`` (a light switches on or off mid-take).
-      sensor_noise: clutter: Gaussian noise per pixel, standard deviation in grey levels.
-      textured_room: clutter: textured walls and floor, posters and furniture-like boxes.
-      (Clutter needs ``background``; all clutter off, the default, leaves datasets
-      byte-identical to those made before it existed; see
-      :mod:`tfrecords_tools.synth.clutter`.)
-    """
-
-    subjects: tuple = body_lib.KNOWN_SUBJECTS
-    actions: tuple = motion_lib.ACTIONS
-    takes: int = 2
-    num_frames: int = 500
-    clip_length: int = 256
-    image_size: int = 160
-    background: bool = False
-    min_motion_mm: float = 4.0
-    seed: int = 0
-    motion_file: Optional[str] = None
-    crop_margin: float = 0.22
-    crop_jitter: float = 0.04
-    jpeg_quality: int = 90
-    labels: bool = True
-    cameras: Optional[tuple] = None
-    look_variation: str = "subject"
-    extra_actions: tuple = ()
-    extra_actions_per_subject: int = 0
-    unseen_actions: tuple = ()
-    motion_dir: Optional[str] = None
-    motion_mapping: Optional[str] = None
-    motion_window: int = 0
-    treadmill: bool = False
-    motion_fps: float = 0.0
-    motion_units: str = "auto"
-    motion_up_axis: str = "auto"
-    motion_max_gap_ms: float = 100.0
-    motion_retarget: bool = True
-    extra_motion_dir: Optional[str] = None
-    extra_motion_only: bool = False
-    test_motion_dir: Optional[str] = None
-    bystanders: int = 0
-    moving_objects: int = 0
-    lighting: str = "constant"
-    sensor_noise: float = 0.0
-    textured_room: bool = False
-
-    @property
-    def uses_motion_files(self) -> bool:
-        """True when takes come from motion files instead of the procedural actions."""
-        return self.motion_file is not None or self.motion_dir is not None
-
-    @property
-    def has_clutter(self) -> bool:
-        return any(getattr(self, k) != v for k, v in CLUTTER_DEFAULTS.items())
-
-
-# The clutter settings and their "off" values (left out of the manifest when off, so
-# datasets made before clutter existed still resume).
-CLUTTER_DEFAULTS = {"bystanders": 0, "moving_objects": 0, "lighting": "constant",
-                    "sensor_noise": 0.0, "textured_room": False}
 
 
 # Motion-import settings added after datasets existed: left out of the manifest at their
@@ -265,8 +138,6 @@ def _rig(config: SynthConfig) -> list:
     return list(config.cameras) if config.cameras is not None else cameras_lib.h36m_rig()
 
 
-LOOK_VARIATIONS = ("subject", "take")
-
 
 def subject_actions(config: SynthConfig, subject: str) -> tuple:
     """The actions ``subject`` performs in a dataset of ``config``.
@@ -310,8 +181,11 @@ def validate(config: SynthConfig) -> Optional[np.ndarray]:
     """Checks every setting; returns the motion file's joints (if any).
 
     Raises:
-      ValueError: naming the setting (flag) and value at fault and what was expected.
+      ValueError: naming the setting (flag) and value at fault and what was expected: the
+        declared ranges first (:func:`~tfrecords_tools.runtime.flags.check_ranges`), then
+        subjects, actions and the relations between settings.
     """
+    flag_engine.check_ranges(config)
     unknown = [s for s in config.subjects if not body_lib.is_synthetic_subject(s)]
     if unknown or not config.subjects:
         raise ValueError(f"--subjects: unknown subject(s) {unknown or '(none given)'}; expected "
@@ -338,44 +212,9 @@ def validate(config: SynthConfig) -> Optional[np.ndarray]:
         if bad:
             raise ValueError(f"--unseen_actions: unknown family(ies) {bad}; expected names from "
                              f"{list(motion_lib.UNSEEN_ACTIONS)}")
-    if config.look_variation not in LOOK_VARIATIONS:
-        raise ValueError(f"--look_variation={config.look_variation}: expected one of "
-                         f"{list(LOOK_VARIATIONS)}")
-    if config.extra_actions_per_subject < 0:
-        raise ValueError(f"--extra_actions_per_subject {config.extra_actions_per_subject} is "
-                         f"invalid; expected >= 0 (0: every action of the pool)")
-    if not schema.MIN_IMAGE_SIZE <= config.image_size <= schema.MAX_IMAGE_SIZE:
-        raise ValueError(f"--image_size {config.image_size} outside the sane range "
-                         f"[{schema.MIN_IMAGE_SIZE}, {schema.MAX_IMAGE_SIZE}] pixels")
-    checks = (("takes", config.takes >= 1, ">= 1"),
-              ("num_frames", config.num_frames >= schema.MIN_CLIP_LENGTH,
-               f">= {schema.MIN_CLIP_LENGTH} (room for an unsynchronized pair)"),
-              ("clip_length", config.clip_length >= schema.MIN_CLIP_LENGTH,
-               f">= {schema.MIN_CLIP_LENGTH} (room for an unsynchronized pair)"),
-              ("min_motion_mm", 0 <= config.min_motion_mm < 500, "in [0, 500)"),
-              ("crop_margin", 0 <= config.crop_margin <= 1, "in [0, 1]"),
-              ("crop_jitter", 0 <= config.crop_jitter <= 0.25, "in [0, 0.25]"),
-              ("jpeg_quality", 1 <= config.jpeg_quality <= 100, "in [1, 100]"),
-              ("motion_window", config.motion_window == 0 or
-               config.motion_window >= schema.MIN_CLIP_LENGTH,
-               f"0 (whole file) or >= {schema.MIN_CLIP_LENGTH} frames"),
-              ("motion_fps", 0 <= config.motion_fps <= 10000, "0 (from the file) or a rate"),
-              ("motion_max_gap_ms", 0 <= config.motion_max_gap_ms <= 10000, "in [0, 10000]"),
-              ("motion_units", config.motion_units in motion_io.UNITS,
-               f"one of {list(motion_io.UNITS)}"),
-              ("motion_up_axis", config.motion_up_axis in motion_io.UP_AXES,
-               f"one of {list(motion_io.UP_AXES)}"),
-              ("bystanders", 0 <= config.bystanders <= clutter_lib.MAX_BYSTANDERS,
-               f"in [0, {clutter_lib.MAX_BYSTANDERS}]"),
-              ("moving_objects", 0 <= config.moving_objects <= clutter_lib.MAX_OBJECTS,
-               f"in [0, {clutter_lib.MAX_OBJECTS}]"),
-              ("lighting", config.lighting in clutter_lib.LIGHTING,
-               f"one of {list(clutter_lib.LIGHTING)}"),
-              ("sensor_noise", 0 <= config.sensor_noise <= clutter_lib.MAX_NOISE,
-               f"in [0, {clutter_lib.MAX_NOISE:g}] grey levels"))
-    for name, ok, expected in checks:
-        if not ok:
-            raise ValueError(f"--{name} {getattr(config, name)} is invalid; expected {expected}")
+    if config.motion_window and config.motion_window < schema.MIN_CLIP_LENGTH:
+        raise ValueError(f"--motion_window={config.motion_window}: expected 0 (whole file) or "
+                         f">= {schema.MIN_CLIP_LENGTH} frames")
     if config.has_clutter and not config.background:
         on = [k for k, v in CLUTTER_DEFAULTS.items() if getattr(config, k) != v]
         raise ValueError(f"--{on[0]}: clutter needs --background (the black look is the "
@@ -685,7 +524,7 @@ def generate(output_dir: str, config: SynthConfig, num_workers: int = 1,
         or other settings (nothing is written).
     """
     if num_workers < 1:
-        raise ValueError(f"--num_workers {num_workers} is invalid; expected >= 1")
+        raise ValueError(f"--num_workers={num_workers}: expected an integer >= 1")
     validate(config)
     tasks = [dataset_io.ShardTask(shard_name(s, a), _Payload(config, s, a))
              for s in config.subjects for a in subject_actions(config, s)]
@@ -701,131 +540,29 @@ def generate(output_dir: str, config: SynthConfig, num_workers: int = 1,
 
 # ----------------------------------------------------------------------------- binary
 
-def config_from_flags(f) -> SynthConfig:
+def config_from_flags(f=None) -> SynthConfig:
     """The :class:`SynthConfig` of parsed flags (``f``: a ``FlagValues`` with
-    :func:`define_flags`' flags).
+    :func:`define_flags`' flags; default absl's global FLAGS).
 
     Raises:
-      ValueError: ``--extra_subjects`` out of range.
+      ValueError: a flag outside its declared range (names it).
     """
-    try:
-        extra = body_lib.extra_subjects(f.extra_subjects)
-    except ValueError as e:
-        raise ValueError(f"--extra_subjects={f.extra_subjects}: must lie in "
-                         f"[0, {body_lib.MAX_EXTRA_SUBJECTS}]") from e
-    return SynthConfig(
-        subjects=tuple(f.subjects) + extra, actions=tuple(f.actions), takes=f.takes,
-        num_frames=f.num_frames, clip_length=f.clip_length, image_size=f.image_size,
-        background=f.background, min_motion_mm=f.min_motion_mm, seed=f.seed,
-        motion_file=f.motion_file, crop_margin=SynthConfig.crop_margin,
-        crop_jitter=f.crop_jitter, jpeg_quality=f.jpeg_quality, labels=f.labels,
-        look_variation=f.look_variation, extra_actions=tuple(f.extra_actions),
-        extra_actions_per_subject=f.extra_actions_per_subject,
-        unseen_actions=tuple(f.unseen_actions), motion_dir=f.motion_dir,
-        motion_mapping=f.motion_mapping, motion_window=f.motion_window, treadmill=f.treadmill,
-        motion_fps=f.motion_fps, motion_units=f.motion_units, motion_up_axis=f.motion_up_axis,
-        motion_max_gap_ms=f.motion_max_gap_ms, motion_retarget=f.motion_retarget,
-        extra_motion_dir=f.extra_motion_dir, extra_motion_only=f.extra_motion_only,
-        test_motion_dir=f.test_motion_dir,
-        bystanders=f.bystanders,
-        moving_objects=f.moving_objects, lighting=f.lighting, sensor_noise=f.sensor_noise,
-        textured_room=f.textured_room)
+    return flag_engine.from_flags(SynthesizeRun, f).config()
 
 
 def main(argv: Sequence[str]) -> None:
-    from absl import flags
     from tfrecords_tools.runtime import cli
     cli.check_no_arguments(argv)
-    f = flags.FLAGS
+    flag_engine.warn_deprecated(BINARY)
+    run = flag_engine.from_flags(SynthesizeRun)
     # Errors (a bad flag or file) end as one line: see tfrecords_tools.runtime.cli.
-    generate(f.output_dir, config_from_flags(f), num_workers=f.num_workers)
+    generate(run.output_dir, run.config(), num_workers=run.num_workers)
 
 
 def define_flags(fv=None) -> None:
-    """Defines the binary's flags on ``fv`` (default: absl's global FLAGS)."""
-    from absl import flags
-    fv = fv if fv is not None else flags.FLAGS
-    d = SynthConfig()
-    for kind, name, default, text in (
-            ("string", "output_dir", None, "Dataset directory (created; resumed if present)."),
-            ("list", "subjects", list(d.subjects), "Subjects to generate."),
-            ("integer", "extra_subjects", 0,
-             "Also generate N extra synthetic people U01..UN (extra unlabelled pre-training "
-             "subjects; pass them to pretrain --train_subjects, e.g. as U*)."),
-            ("list", "actions", list(d.actions), "Actions to generate."),
-            ("integer", "takes", d.takes, "Takes per (subject, action)."),
-            ("integer", "num_frames", d.num_frames, "Frames per take (50 fps)."),
-            ("integer", "clip_length", d.clip_length, "Kept timesteps per record."),
-            ("integer", "image_size", d.image_size, "Crop side in pixels."),
-            ("bool", "background", d.background, "Render the static room behind the person."),
-            ("float", "min_motion_mm", d.min_motion_mm,
-             "Drop frames where no joint moved this much since the last kept one."),
-            ("integer", "seed", d.seed, "Random seed (same seed, same dataset)."),
-            ("string", "motion_file", None,
-             "Optional motion file rendered instead of the procedural actions (action = its "
-             "stem): the generator's .npz (joints3d_world [T, 17, 3] mm, as given) or motion "
-             "capture: .bvh, .amc (+ .asf beside it), .c3d, AMASS .npz (joints, metres)."),
-            ("string", "motion_dir", None,
-             "Folder of motion files (as --motion_file), each one action named by its stem."),
-            ("string", "motion_mapping", None,
-             "JSON: the 17 joints -> the file's joint/marker names (a name, a list to average, "
-             "{from, to, t}); default: the built-in CMU/Mixamo BVH, CMU ASF, SMPL, Plug-in "
-             "Gait tables."),
-            ("integer", "motion_window", d.motion_window,
-             "Cut each motion file into takes of this many frames at 50 fps (0: one take)."),
-            ("bool", "treadmill", d.treadmill,
-             "Remove the pelvis' horizontal motion per frame (heading kept): walk in place."),
-            ("float", "motion_fps", d.motion_fps,
-             "Frame rate of the motion files if they store none (0: from the file; AMC 120)."),
-            ("float", "motion_max_gap_ms", d.motion_max_gap_ms,
-             "C3D marker gaps up to this long are interpolated; longer ones are refused."),
-            ("bool", "motion_retarget", d.motion_retarget,
-             "Give each subject its own bone lengths (directions from the capture)."),
-            ("float", "crop_jitter", d.crop_jitter, "Crop box jitter (fraction of the side)."),
-            ("integer", "jpeg_quality", d.jpeg_quality, "JPEG quality."),
-            ("bool", "labels", d.labels, "Store 3D joints."),
-            ("list", "extra_actions", list(d.extra_actions),
-             "Motion pool of the extra people (standard actions and the pre-training families "
-             f"{list(motion_lib.EXTRA_ACTIONS)}); empty: --actions."),
-            ("integer", "extra_actions_per_subject", d.extra_actions_per_subject,
-             "Actions of the pool each extra person performs (drawn per person; 0: all)."),
-            ("list", "unseen_actions", list(d.unseen_actions),
-             "Held-out motion families only the test subjects S9/S11 perform (the unseen-motion "
-             f"test set), from {list(motion_lib.UNSEEN_ACTIONS)}."),
-            ("string", "extra_motion_dir", None,
-             "Folder of motion files (as --motion_dir) added to the extra people's pool beside "
-             "the procedural actions; looped to --num_frames (e.g. "
-             "tfrecords_tools/synth/real_motion/pool)."),
-            ("bool", "extra_motion_only", d.extra_motion_only,
-             "Leave the procedural actions out of the extra people's pool."),
-            ("string", "test_motion_dir", None,
-             "Folder of motion files only S9/S11 perform: the real-motion test set (e.g. "
-             "tfrecords_tools/synth/real_motion/heldout)."),
-            ("integer", "bystanders", d.bystanders,
-             "Clutter: other people walking around near the labelled one (never labelled; "
-             "needs --background)."),
-            ("integer", "moving_objects", d.moving_objects,
-             "Clutter: boxes and balls crossing the scene (needs --background)."),
-            ("float", "sensor_noise", d.sensor_noise,
-             "Clutter: Gaussian sensor noise, standard deviation in grey levels."),
-            ("bool", "textured_room", d.textured_room,
-             "Clutter: textured walls and floor, posters and furniture (needs --background)."),
-            ("integer", "num_workers", 1, "Parallel writer processes.")):
-        getattr(flags, f"DEFINE_{kind}")(name, default, text, flag_values=fv)
-    flags.DEFINE_enum("motion_units", d.motion_units, list(motion_io.UNITS),
-                      "Units of the motion files: auto (declared by the file, else inferred "
-                      "from the body's size), mm, cm, in or m.", flag_values=fv)
-    flags.DEFINE_enum("motion_up_axis", d.motion_up_axis, list(motion_io.UP_AXES),
-                      "Vertical axis of the motion files: auto (BVH/ASF y, C3D/npz z), y or z.",
-                      flag_values=fv)
-    flags.DEFINE_enum("look_variation", d.look_variation, list(LOOK_VARIATIONS),
-                      "subject: one outfit per person; take: a new outfit per take, with the "
-                      "left/right cues (strap, watch, stripe) on sides drawn per take.",
-                      flag_values=fv)
-    flags.DEFINE_enum("lighting", d.lighting, list(clutter_lib.LIGHTING),
-                      "Clutter: constant; drift (brightness and colour drift 20-35% over the "
-                      "take); switch (a light switches mid-take).", flag_values=fv)
-    flags.mark_flag_as_required("output_dir", flag_values=fv)
+    """Defines the binary's flags on ``fv`` (default: absl's global FLAGS): one per setting
+    of :class:`SynthesizeRun`."""
+    flag_engine.define_flags(SynthesizeRun, fv, binary=BINARY)
 
 
 if __name__ == "__main__":

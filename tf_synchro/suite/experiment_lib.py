@@ -1,14 +1,16 @@
 """Paper experiments as cached stages of the project's own binaries.
 
 An *experiment row* (one line of the paper's Table 1 or 2) is described by a flagfile in
-``flags/table1/`` or ``flags/table2/`` (see :func:`define_row_flags`). Running a row means
-running, as subprocesses, exactly the binaries a user would run:
+``flags/table1/`` or ``flags/table2/`` (the flags of :class:`tf_synchro.configs.RowConfig`),
+or in code (the ``scaling`` suite, :func:`scaling_rows`): a few row settings plus config
+overrides ``{field: value}`` per stage binary (:class:`Row`). Running a row means running,
+as subprocesses, exactly the binaries a user would run:
 
     tfrecords_tools.synthesize -> tf_synchro.pretrain (unless random init)
         -> tf_synchro.finetune -> tf_synchro.evaluate
 
 with the base settings of a *scale* (``cpu`` or ``paper``: a flagfile per binary) plus the
-row's own flags. Each stage runs in ``<workdir>/stages/<stage>-<key>`` where ``key`` hashes
+row's overrides, given as the binary's flags (``--name=value``). Each stage runs in ``<workdir>/stages/<stage>-<key>`` where ``key`` hashes
 everything the stage depends on: the flagfile's flag lines (not its comments), the row's
 overrides and the keys of the stages it reads. So
 
@@ -21,6 +23,7 @@ overrides and the keys of the stages it reads. So
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import errno
 import glob
@@ -32,13 +35,14 @@ import re
 import subprocess
 import sys
 import time
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from absl import flags
 
 from tf_synchro import configs, run_dir
 from tf_synchro.tasks.metrics import METRICS
-from tfrecords_tools.runtime import figures, fileio
+from tfrecords_tools.runtime import cli, figures, fileio, locks
+from tfrecords_tools.runtime import flags as flag_engine
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FLAGS_DIR = os.path.join(REPO, "flags")
@@ -68,105 +72,124 @@ EVAL_JSON, EVAL_PNG = run_dir.EVAL_FILE, "examples.png"
 PRETEXT_KEYS = ("sync_accuracy", "flip_accuracy", "sync_auc", "flip_auc")
 
 
-class StageError(RuntimeError):
-    """A stage's binary failed; the message names the stage, its command and its log."""
+class StageError(cli.DataError):
+    """A stage's binary failed; the message names the stage, its command and its log (exit
+    status 1 through :func:`tfrecords_tools.runtime.cli.run`)."""
 
 
 # ----------------------------------------------------------------------------- rows
 
-def define_row_flags(fv: flags.FlagValues) -> None:
-    """Defines the flags a row flagfile may set, on a private ``FlagValues``."""
-    flags.DEFINE_string("row", None, "Row id in the paper's table (a, b, ...).", flag_values=fv)
-    flags.DEFINE_string("title", "", "Row title as in the paper.", flag_values=fv)
-    flags.DEFINE_list("paper", [], "Paper's MPJPE,N-MPJPE,PA-MPJPE (mm) for this row.",
-                      flag_values=fv)
-    flags.DEFINE_bool("background", False, "Dataset rendered with a static background.",
-                      flag_values=fv)
-    flags.DEFINE_enum("init", "pretrained", ["pretrained", "scratch"],
-                      "Fine-tune from the self-supervised encoder or random init.",
-                      flag_values=fv)
-    flags.DEFINE_list("label_subjects", ["S1"], "Subjects with 3D labels for fine-tuning.",
-                      flag_values=fv)
-    flags.DEFINE_string("arch", None, "Encoder of both the pre-training and the fine-tuning "
-                        "(checked by them); None keeps the scale's flagfile value.",
-                        flag_values=fv)
-    # Config overrides: any flag of a stage's binary, one per occurrence, appended after the
-    # scale's flagfile (so they win), e.g. --pretrain_args=--fusion=concat. The binaries
-    # check them (tf_synchro.configs holds each setting and its choices); nothing is
-    # repeated here.
-    for binary in ("synthesize", "pretrain", "finetune", "evaluate"):
-        flags.DEFINE_multi_string(f"{binary}_args", [],
-                                  f"A flag for the {binary} stage, e.g. --{binary}_args=--x=1 "
-                                  f"(repeat for several).", flag_values=fv)
-    flags.DEFINE_string("baseline", None, "Row id of the random-init row this row's ratios "
-                        "(pre-trained / random init) are taken against.", flag_values=fv)
-    flags.DEFINE_string("series", None, "Line of the suite's plot this row belongs to.",
-                        flag_values=fv)
-    flags.DEFINE_float("x", None, "This row's position on the plot's x axis (default with "
-                       "--pretrain_steps_factor: the pre-training steps).", flag_values=fv)
-    flags.DEFINE_float("pretrain_steps_factor", None, "Pre-train for this multiple of the "
-                       "scale's --train_steps (so one row file serves every scale).",
-                       flag_values=fv)
-
-
 @dataclasses.dataclass(frozen=True)
-class Row:
-    """One experiment row (parsed from its flagfile)."""
+class Row(configs.RowConfig):
+    """One experiment row: its settings (:class:`tf_synchro.configs.RowConfig`) and, per
+    stage binary, config overrides ``{field: value}`` applied over the scale's flagfile
+    (a row flagfile's ``--<binary>_args`` flags, parsed by :func:`load_row`)."""
 
-    row: str
-    title: str
-    paper: tuple
-    background: bool
-    init: str
-    label_subjects: tuple
-    arch: Optional[str]
     path: str = ""
-    synthesize_args: tuple = ()
-    pretrain_args: tuple = ()
-    finetune_args: tuple = ()
-    evaluate_args: tuple = ()
-    baseline: Optional[str] = None
-    series: Optional[str] = None
-    x: Optional[float] = None
-    pretrain_steps_factor: Optional[float] = None
+    overrides: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+
+    def with_overrides(self, binary: str, values: Mapping[str, Any]) -> "Row":
+        """The row with ``values`` added to the overrides of stage binary ``binary``."""
+        merged = {**self.overrides, binary: {**self.overrides.get(binary, {}), **values}}
+        return dataclasses.replace(self, overrides=merged)
+
+
+def stage_config(binary: str) -> tuple:
+    """``(config class, excluded fields, module)`` of a stage binary's flags."""
+    if binary == "synthesize":
+        from tfrecords_tools.synth import config as synth_config
+        return synth_config.SynthesizeRun, (), "tfrecords_tools.synthesize"
+    cls = {"pretrain": configs.PretrainConfig, "finetune": configs.FinetuneConfig,
+           "evaluate": configs.EvaluateConfig}[binary]
+    return (cls, configs.FINETUNE_EXCLUDE if binary == "finetune" else (),
+            f"tf_synchro.{binary}")
+
+
+def parse_overrides(binary: str, args: Sequence[str]) -> dict:
+    """``{field: value}`` of flags ``args`` of stage binary ``binary``, parsed and checked as
+    the binary does (:func:`tfrecords_tools.runtime.flags.parse_given`).
+
+    Raises:
+      ValueError: an unknown flag or a bad value, naming it.
+    """
+    cls, exclude, module = stage_config(binary)
+    return flag_engine.parse_given(cls, args, exclude, binary=module)
 
 
 def load_row(path: str) -> Row:
-    """Parses a row flagfile.
+    """Parses a row flagfile (the flags of :class:`tf_synchro.configs.RowConfig`).
 
     Raises:
       ValueError: naming the file and the flag that is unknown or malformed.
     """
     fv = flags.FlagValues()
-    define_row_flags(fv)
+    configs.define_flags(configs.RowConfig, fv)
     try:
         fv(["row", f"--flagfile={path}"])
-    except (flags.Error, OSError) as e:
+        settings = configs.from_flags(configs.RowConfig, fv)
+    except (flags.Error, OSError, ValueError) as e:
         raise ValueError(f"row flagfile {path}: {e}") from e
-    if not fv.row:
+    if not settings.row:
         raise ValueError(f"row flagfile {path}: --row is required")
-    if fv.paper and len(fv.paper) != 3:
-        raise ValueError(f"row flagfile {path}: --paper needs 3 numbers, got {fv.paper}")
-    for binary in ("synthesize", "pretrain", "finetune", "evaluate"):
-        bad = [a for a in getattr(fv, f"{binary}_args") if not a.startswith("--")]
+    if settings.paper and len(settings.paper) != 3:
+        raise ValueError(f"row flagfile {path}: --paper needs 3 numbers, got "
+                         f"{list(settings.paper)}")
+    overrides = {}
+    for binary in configs.ROW_STAGES:
+        args = getattr(settings, f"{binary}_args")
+        bad = [a for a in args if not a.startswith("--")]
         if bad:
             raise ValueError(f"row flagfile {path}: --{binary}_args values must be flags "
                              f"(--name=value), got {bad}")
-    return Row(fv.row, fv.title, tuple(float(x) for x in fv.paper), fv.background, fv.init,
-               tuple(fv.label_subjects), fv.arch, path,
-               synthesize_args=tuple(fv.synthesize_args), pretrain_args=tuple(fv.pretrain_args),
-               finetune_args=tuple(fv.finetune_args), evaluate_args=tuple(fv.evaluate_args),
-               baseline=fv.baseline, series=fv.series, x=fv.x,
-               pretrain_steps_factor=fv.pretrain_steps_factor)
+        try:
+            given = parse_overrides(binary, args)
+        except ValueError as e:
+            raise ValueError(f"row flagfile {path}: --{binary}_args: {e}") from None
+        if given:
+            overrides[binary] = given
+    kept = {f.name: getattr(settings, f.name) for f in dataclasses.fields(configs.RowConfig)
+            if not f.name.endswith("_args")}
+    return Row(**kept, path=path, overrides=overrides)
+
+
+# The scaling suite: pre-training budgets (multiples of the scale's --train_steps) at three
+# counts of unlabelled people, each point against the random-init row b; b0 (random init,
+# every block trainable) beside it. The labelled-subject rows are those of table1/baselines.
+SCALING_PEOPLE = ((5, ("S1", "S5", "S6", "S7", "S8")),
+                  (25, ("S1", "S5", "S6", "S7", "S8", "U0?", "U1?", "U20")),
+                  (105, None))  # None: the scale's own --train_subjects (every person).
+SCALING_BUDGETS = (0.25, 0.5, 1, 2, 4)
+
+
+def scaling_rows() -> list[Row]:
+    """The rows of the scaling suite, in table order."""
+    rows = [load_row(os.path.join(FLAGS_DIR, "baselines", "b0_random_init_all_trainable.flags")),
+            load_row(os.path.join(FLAGS_DIR, "table1", "b_random_init_no_background.flags"))]
+    for people, subjects in SCALING_PEOPLE:
+        for factor in SCALING_BUDGETS:
+            rows.append(Row(
+                row=f"p{people:03d}_x{factor:g}".replace(".", "_"),
+                title=f"{people} people, {factor:g} x the demo's pre-training steps",
+                baseline="b", series=f"{people} people",
+                pretrain_steps_factor=None if factor == 1 else float(factor),
+                overrides={"pretrain": {"train_subjects": subjects}} if subjects else {}))
+    return rows
+
+
+# Suites defined in code (the others are folders of row flagfiles under flags/).
+SUITES = {"scaling": scaling_rows}
 
 
 def suite_rows(suite: str) -> list[Row]:
-    """Rows of ``flags/<suite>/*.flags`` (or of a directory path), sorted by file name."""
+    """Rows of a suite defined in code (:data:`SUITES`), else of ``flags/<suite>/*.flags`` (or
+    of a directory path), sorted by file name."""
+    if suite in SUITES:
+        return SUITES[suite]()
     folder = suite if os.path.isdir(suite) else os.path.join(FLAGS_DIR, suite)
     paths = sorted(glob.glob(os.path.join(folder, "*.flags")))
     if not paths:
-        known = sorted(d for d in os.listdir(FLAGS_DIR)
-                       if os.path.isdir(os.path.join(FLAGS_DIR, d)))
+        known = sorted([d for d in os.listdir(FLAGS_DIR)
+                        if os.path.isdir(os.path.join(FLAGS_DIR, d))] + list(SUITES))
         raise ValueError(f"--suite={suite}: no row flagfiles in {folder}; known suites: {known}")
     return [load_row(p) for p in paths]
 
@@ -300,56 +323,38 @@ class RowPlan:
     pretrain: Optional[Stage]
     finetune: Stage
     evaluate: Stage
+    pretrain_steps: Optional[int] = None  # the pre-training's effective --train_steps
 
     def stages(self) -> list[Stage]:
         return [s for s in (self.data, self.pretrain, self.finetune, self.evaluate) if s]
 
 
-def flag_value(stage: "Stage", name: str) -> Optional[str]:
-    """The value a stage's binary gets for ``--name``: its last occurrence in the stage's
-    flagfile text, then its arguments (later wins, as absl parses them)."""
-    lines = (stage.flag_text or "").splitlines() + list(stage.args)
-    given = [a.strip() for a in lines if a.strip().startswith(f"--{name}=")]
-    return given[-1].split("=", 1)[1] if given else None
+def scale_settings(binary: str, flagfile: str) -> dict:
+    """``{field: value}`` that the scale's flagfile of stage binary ``binary`` sets."""
+    return parse_overrides(binary, [f"--flagfile={os.path.join(REPO, flagfile)}"])
 
 
-def _flag_text(value) -> str:
-    if isinstance(value, (tuple, list)):
-        return ",".join(str(v) for v in value)
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
-def _drop_restated(args: Sequence[str], flagfile: str, config) -> list:
-    """``args`` without the ones that restate the effective value (the flagfile's, else the
-    config's default), so a row that names the default shares its stage with one that
+def _drop_restated(overrides: Mapping[str, Any], binary: str, flagfile: str) -> dict:
+    """``overrides`` without the ones that restate the effective value (the flagfile's, else
+    the config's default), so a row that names the default shares its stage with one that
     does not (Table 1's rows d, g, k and m are one pre-training at the paper scale)."""
-    probe = Stage("probe", "", flagfile, [], {}, None)
-    defaults = {name: _flag_text(default)
-                for name, _, default, _ in configs.flag_fields(config)}
-    kept = []
-    for arg in args:
-        name, _, value = arg[2:].partition("=")
-        current = flag_value(probe, name)
-        if (current if current is not None else defaults.get(name)) != value:
-            kept.append(arg)
-    return kept
+    cls, exclude, _ = stage_config(binary)
+    base = flag_engine.flat_values(configs.make(cls, scale_settings(binary, flagfile)), exclude)
+    return {k: v for k, v in overrides.items() if base.get(k) != v}
 
 
-def _scaled_steps(row: Row, flagfile: str) -> list:
-    """``--train_steps`` (and a checkpoint period that divides it) for a row's
+def _scaled_steps(row: Row, flagfile: str) -> dict:
+    """``train_steps`` (and a checkpoint period that divides it) for a row's
     ``pretrain_steps_factor`` of the scale's pre-training flagfile."""
-    probe = Stage("pretrain", "tf_synchro.pretrain", flagfile, [], {}, None)
-    base, period = flag_value(probe, "train_steps"), flag_value(probe, "steps_per_checkpoint")
-    if base is None or period is None:
-        raise ValueError(f"row flagfile {row.path}: --pretrain_steps_factor needs "
-                         f"--train_steps and --steps_per_checkpoint in {flagfile}")
-    steps = int(round(int(base) * row.pretrain_steps_factor))
+    base = configs.make(configs.PretrainConfig, scale_settings("pretrain", flagfile)).optimizer
+    steps = int(round(base.train_steps * row.pretrain_steps_factor))
     if steps < 1:
-        raise ValueError(f"row flagfile {row.path}: --pretrain_steps_factor="
+        raise ValueError(f"row {row.row}: --pretrain_steps_factor="
                          f"{row.pretrain_steps_factor:g} gives {steps} steps of {flagfile}")
-    if steps % int(period):  # e.g. 0.25 x 7000 = 1750 with checkpoints every 500: every 250
-        return [f"--train_steps={steps}", f"--steps_per_checkpoint={math.gcd(steps, int(period))}"]
-    return [f"--train_steps={steps}"]
+    if steps % base.steps_per_checkpoint:  # e.g. 0.25 x 7000 = 1750, checkpoints every 500
+        return {"train_steps": steps,
+                "steps_per_checkpoint": math.gcd(steps, base.steps_per_checkpoint)}
+    return {"train_steps": steps}
 
 
 def plan_row(row: Row, scale: str, seed: int = 0, deterministic: bool = False) -> RowPlan:
@@ -361,28 +366,33 @@ def plan_row(row: Row, scale: str, seed: int = 0, deterministic: bool = False) -
     files = SCALES[scale]
     arch = [f"--arch={row.arch}"] if row.arch else []
     runtime = [f"--seed={seed}"] + (["--deterministic=true"] if deterministic else [])
+    given = {b: row.overrides.get(b, {}) for b in configs.ROW_STAGES}
     data = Stage("data", "tfrecords_tools.synthesize", files["synthesize"],
-                 [f"--background={str(row.background).lower()}", *row.synthesize_args], {},
-                 "--output_dir")
-    pretrain = None
+                 [f"--background={str(row.background).lower()}",
+                  *flag_engine.flag_args(given["synthesize"])], {}, "--output_dir")
+    pretrain, pretrain_steps = None, None
     if row.init == "pretrained":
+        own = _drop_restated(given["pretrain"], "pretrain", files["pretrain"])
+        scaled = (_scaled_steps(row, files["pretrain"])
+                  if row.pretrain_steps_factor not in (None, 1.0) else {})
         pretrain = Stage("pretrain", "tf_synchro.pretrain", files["pretrain"],
-                         arch + [*runtime,
-                                 *_drop_restated(row.pretrain_args, files["pretrain"],
-                                                 configs.PretrainConfig)]
-                         + (_scaled_steps(row, files["pretrain"])
-                            if row.pretrain_steps_factor not in (None, 1.0) else []),
+                         arch + runtime + flag_engine.flag_args(own)
+                         + flag_engine.flag_args(scaled),
                          {"--data_dir": data}, "--model_dir")
+        pretrain_steps = configs.make(configs.PretrainConfig, {
+            **scale_settings("pretrain", files["pretrain"]), **own,
+            **scaled}).optimizer.train_steps
     finetune = Stage("finetune", "tf_synchro.finetune", files["finetune"],
                      arch + [f"--label_subjects={','.join(row.label_subjects)}",
                              *runtime] + ([] if pretrain else ["--init_from=scratch"])
-                     + list(row.finetune_args),
+                     + flag_engine.flag_args(given["finetune"]),
                      {"--data_dir": data, **({"--init_from": pretrain} if pretrain else {})},
                      "--model_dir")
-    evaluate = Stage("evaluate", "tf_synchro.evaluate", files["evaluate"], list(row.evaluate_args),
+    evaluate = Stage("evaluate", "tf_synchro.evaluate", files["evaluate"],
+                     flag_engine.flag_args(given["evaluate"]),
                      {"--data_dir": data, "--model_dir": finetune}, None,
                      {"--output_json": EVAL_JSON, "--output_png": EVAL_PNG})
-    return RowPlan(row, data, pretrain, finetune, evaluate)
+    return RowPlan(row, data, pretrain, finetune, evaluate, pretrain_steps)
 
 
 def run_row(plan: RowPlan, workdir: str, log: Callable[[str], None] = print) -> dict:
@@ -410,7 +420,7 @@ def run_row(plan: RowPlan, workdir: str, log: Callable[[str], None] = print) -> 
             "real_num_frames": real["num_frames"] if real else 0,
             "pretext": pretext, "baseline": plan.row.baseline, "series": plan.row.series,
             "x": plan.row.x if plan.row.x is not None else (
-                float(flag_value(plan.pretrain, "train_steps")) if plan.pretrain else None),
+                float(plan.pretrain_steps) if plan.pretrain else None),
             "stages": {s.name: os.path.relpath(s.directory(workdir), workdir)
                        for s in plan.stages()}}
 
@@ -528,23 +538,27 @@ def plot_series(results: Sequence[dict], path: str) -> bool:
     return True
 
 
-def run_or_exit(what: str, fn: Callable[[], object], refusals: tuple = ()) -> None:
-    """Runs a binary's job; a failed stage, a refusal or a full disk exits with one clear line.
+@contextlib.contextmanager
+def suite_workdir(workdir: str):
+    """A suite driver's workdir for the ``with`` block: locked (each stage binary locks its
+    own stage directory inside it), stale temporaries removed, and :func:`resumable`."""
+    with locks.hold(workdir, "--workdir"):
+        locks.clean_stale_temps(workdir)
+        with resumable():
+            yield
 
-    Args:
-      what: the binary's name, for the message.
-      fn: the job.
-      refusals: exception types meaning "refused before doing anything".
-    """
+
+@contextlib.contextmanager
+def resumable():
+    """A suite driver's job: a failed stage or a full disk ends it through the binaries' one
+    exit path (:func:`tfrecords_tools.runtime.cli.run`: one line, exit 1) saying how to resume."""
     try:
-        fn()
-    except StageError as e:
-        sys.exit(f"{what} stopped: {e}; re-run the same command to resume")
-    except refusals as e:
-        sys.exit(f"{what} refused: {e}")
+        yield
     except OSError as e:
         if e.errno != errno.ENOSPC:
             raise
-        sys.exit(f"{what} stopped: the disk is full; free space and re-run the same command: "
-                 f"finished stages are kept and unfinished ones resume from their last "
-                 f"checkpoint")
+        raise StageError("the disk is full; free space and re-run the same command: finished "
+                         "stages are kept and unfinished ones resume from their last "
+                         "checkpoint") from None
+    except StageError as e:
+        raise StageError(f"{e}; re-run the same command to resume") from None

@@ -28,8 +28,8 @@ def test_address_is_normalised_or_refused_in_one_line():
 
 
 @pytest.mark.parametrize("argv, message", [
-    ([], "give exactly one of --dispatcher or --worker"),
-    (["--dispatcher", "--worker"], "give exactly one of --dispatcher or --worker"),
+    ([], "--dispatcher, --worker: give exactly one of them"),
+    (["--dispatcher", "--worker"], "--dispatcher, --worker: give exactly one of them"),
     (["--worker"], "--worker needs --dispatcher_address=HOST:PORT"),
     (["--worker", "--dispatcher_address=h"], "--dispatcher_address=h: expected"),
     (["--dispatcher", "--dispatcher_address=h:1"], "--dispatcher_address is a --worker flag"),

@@ -361,6 +361,38 @@ class RuntimeConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class DataServiceConfig:
+    """One tf.data service server: the dispatcher or a worker."""
+
+    dispatcher: bool = setting(False, "Run the dispatcher (one per cluster).")
+    worker: bool = setting(False, "Run a worker (one or more per cluster).")
+    port: int = setting(5050, "Port to listen on (0: any free port, printed at start).",
+                        minimum=0, maximum=65535)
+    dispatcher_address: str = setting("", "Worker: the dispatcher, HOST:PORT or "
+                                      "grpc://HOST:PORT.")
+    worker_host: str = setting("localhost", "Worker: the host name trainers reach this "
+                               "worker at (this machine's name on a cluster).")
+    work_dir: Optional[str] = setting(None, "Dispatcher: directory of its journal (fault "
+                                      "tolerance: a restarted dispatcher resumes its jobs).")
+
+    def check(self) -> None:
+        """Raises ValueError naming the flag at fault (exit status 2)."""
+        check_ranges(self)
+        if self.dispatcher == self.worker:
+            raise ValueError("--dispatcher, --worker: give exactly one of them")
+        if self.worker:
+            if not self.dispatcher_address:
+                raise ValueError("--worker needs --dispatcher_address=HOST:PORT")
+            from tf_synchro.data import service
+            service.check_address("dispatcher_address", self.dispatcher_address)
+            if not self.worker_host or ":" in self.worker_host:
+                raise ValueError(f"--worker_host={self.worker_host}: expected a host name "
+                                 f"without port")
+        elif self.dispatcher_address:
+            raise ValueError("--dispatcher_address is a --worker flag")
+
+
+@dataclasses.dataclass(frozen=True)
 class PretextEvalConfig:
     """The held-out pretext evaluation (:func:`tf_synchro.tasks.pretext.evaluate`).
 

@@ -15,52 +15,19 @@ and a restarted dispatcher resumes its jobs.
 """
 from __future__ import annotations
 
-import dataclasses
 import time
-from typing import Callable, Optional, Sequence
+from typing import Callable, Sequence
 
-from tf_synchro import configs
-from tf_synchro.configs import setting
+from tf_synchro.configs import DataServiceConfig
 from tfrecords_tools.runtime import cli, locks
+from tfrecords_tools.runtime import flags as flag_engine
 
 BINARY = "tf_synchro.data_service"
 
 
-@dataclasses.dataclass(frozen=True)
-class DataServiceConfig:
-    """One tf.data service server: the dispatcher or a worker."""
-
-    dispatcher: bool = setting(False, "Run the dispatcher (one per cluster).")
-    worker: bool = setting(False, "Run a worker (one or more per cluster).")
-    port: int = setting(5050, "Port to listen on (0: any free port, printed at start).",
-                        minimum=0, maximum=65535)
-    dispatcher_address: str = setting("", "Worker: the dispatcher, HOST:PORT or "
-                                      "grpc://HOST:PORT.")
-    worker_host: str = setting("localhost", "Worker: the host name trainers reach this "
-                               "worker at (this machine's name on a cluster).")
-    work_dir: Optional[str] = setting(None, "Dispatcher: directory of its journal (fault "
-                                      "tolerance: a restarted dispatcher resumes its jobs).")
-
-    def check(self) -> None:
-        """Raises ValueError (``cli.UsageError``) naming the flag at fault."""
-        configs.check_ranges(self)
-        if self.dispatcher == self.worker:
-            raise cli.UsageError("give exactly one of --dispatcher or --worker")
-        if self.worker:
-            from tf_synchro.data import service
-            if not self.dispatcher_address:
-                raise cli.UsageError("--worker needs --dispatcher_address=HOST:PORT")
-            service.check_address("dispatcher_address", self.dispatcher_address)
-            if not self.worker_host or ":" in self.worker_host:
-                raise ValueError(f"--worker_host={self.worker_host}: expected a host name "
-                                 f"without port")
-        elif self.dispatcher_address:
-            raise cli.UsageError("--dispatcher_address is a --worker flag")
-
-
 def define_flags(flag_values=None) -> None:
     """The binary's flags: one per setting of :class:`DataServiceConfig`."""
-    configs.define_flags(DataServiceConfig, flag_values, binary=BINARY)
+    flag_engine.define_flags(DataServiceConfig, flag_values, binary=BINARY)
 
 
 def serve(config: DataServiceConfig, log: Callable[[str], None] = print,
@@ -88,7 +55,7 @@ def serve(config: DataServiceConfig, log: Callable[[str], None] = print,
 
 def main(argv: Sequence[str]) -> None:
     cli.check_no_arguments(argv)
-    config = configs.from_flags(DataServiceConfig)
+    config = flag_engine.from_flags(DataServiceConfig)
     config.check()  # Before the lock: a usage error takes nothing.
     if config.dispatcher and config.work_dir:
         with locks.hold(config.work_dir, "--work_dir"):

@@ -8,7 +8,7 @@ runner, with ``--beam_options`` (Beam's own flags, e.g. ``--direct_num_workers=4
 
 What stays the same whatever the runner:
 
-* one shard producer (:func:`tfrecords_tools.dataset_io._write_shard`): the same shard
+* one shard producer (``tfrecords_tools.dataset_io._write_shard``): the same shard
   names and bytes (sha256) for the same settings;
 * a shard is written under a temporary name and renamed (``tf.io.gfile``); its sidecar,
   written last with the shard's sha256, marks it complete, so a retried bundle or a
@@ -23,14 +23,34 @@ over the system packages with that pin (README, "More than one machine").
 """
 from __future__ import annotations
 
-import os
+import dataclasses
 import shlex
 from typing import Any, Callable, Iterable, Sequence
+
+from tfrecords_tools.runtime.flags import setting
 
 LOCAL = "local"
 RUNNERS = (LOCAL, "direct", "prism", "flink", "spark", "dataflow")
 BEAM_RUNNERS = {"direct": "DirectRunner", "prism": "PrismRunner", "flink": "FlinkRunner",
                 "spark": "SparkRunner", "dataflow": "DataflowRunner"}
+
+
+@dataclasses.dataclass(frozen=True)
+class WriterRunner:
+    """Base of a dataset writer binary's run settings: where its shards are made (not a
+    dataset setting: every runner writes the same bytes).
+
+    Attributes:
+      runner: local processes, or an Apache Beam runner.
+      beam_options: Beam's own pipeline flags, passed through.
+    """
+
+    runner: str = setting(LOCAL, "Where shards are written: local (--num_workers processes "
+                          "here) or an Apache Beam runner (requirements-beam.txt).",
+                          choices=RUNNERS)
+    beam_options: str = setting("", "Apache Beam pipeline flags for a Beam --runner, as one "
+                                "string, e.g. \"--direct_num_workers=4\" or \"--project=P "
+                                "--region=R --temp_location=gs://B/tmp\".")
 
 
 def split_options(beam_options: str | Sequence[str]) -> list[str]:
@@ -67,21 +87,15 @@ def check_runner(runner: str, beam_options: str | Sequence[str] = ()) -> None:
                          f"(README, 'More than one machine')") from None
 
 
-def _write_unless_done(task, output_dir: str, producer: Callable) -> str:
-    """One Beam element: writes the shard of ``task`` unless a complete one is there (a
-    retried bundle, or a shard finished by an earlier run); returns its name."""
-    from tfrecords_tools import dataset_io
-    if dataset_io._shard_done(os.path.join(output_dir, task.name + dataset_io.SHARD_SUFFIX)):
-        return task.name
-    dataset_io._write_shard(output_dir, task, producer)
-    return task.name
-
-
 def write_shards(output_dir: str, tasks: Iterable, producer: Callable[[Any], Iterable],
-                 runner: str, beam_options: str | Sequence[str] = (),
+                 write_one: Callable[[Any, str, Callable], Any], runner: str,
+                 beam_options: str | Sequence[str] = (),
                  log: Callable[[str], None] = print) -> None:
     """Writes the shards of ``tasks`` in one Beam pipeline on ``runner``; returns when the
     pipeline finished (the caller reads the shards' sidecars and writes the manifest).
+
+    ``write_one(task, output_dir, producer)`` (picklable, top level) writes one shard
+    unless a complete one is there: a retried bundle, or a shard of an earlier run.
 
     Raises:
       Whatever the runner raises for a failed pipeline; finished shards stay complete.
@@ -98,4 +112,4 @@ def write_shards(output_dir: str, tasks: Iterable, producer: Callable[[Any], Ite
              # One shard a work item: without it the runner may fuse every shard into the
              # bundle of the Create and write them one after another on one worker.
              | "Spread" >> beam.Reshuffle()
-             | "WriteShard" >> beam.Map(_write_unless_done, output_dir, producer))
+             | "WriteShard" >> beam.Map(write_one, output_dir, producer))

@@ -37,7 +37,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from tfrecords_tools import schema
+from tfrecords_tools import beam_io, schema
 from tfrecords_tools.runtime import fileio, locks
 from tfrecords_tools.runtime import flags as flag_engine
 from tfrecords_tools.runtime.flags import setting
@@ -160,6 +160,14 @@ def _write_shard(output_dir: str, task: ShardTask,
     return stats
 
 
+def _write_unless_done(task: ShardTask, output_dir: str, producer: Callable) -> str:
+    """A Beam worker's element (:func:`tfrecords_tools.beam_io.write_shards`): writes the
+    shard of ``task`` unless a complete one is there; returns its name."""
+    if _shard_done(os.path.join(output_dir, task.name + SHARD_SUFFIX)) is None:
+        _write_shard(output_dir, task, producer)
+    return task.name
+
+
 def write_dataset(output_dir: str, *, writer: str, settings: dict, tasks: Sequence[ShardTask],
                   producer: Callable[[Any], Iterable[Union[schema.Clip, Skipped]]],
                   num_workers: int = 1, log: Callable[[str], None] = print,
@@ -179,7 +187,6 @@ def write_dataset(output_dir: str, *, writer: str, settings: dict, tasks: Sequen
       runner: ``local`` (``num_workers`` processes here) or an Apache Beam runner
         (:mod:`tfrecords_tools.beam_io`), with Beam's own flags in ``beam_options``.
     """
-    from tfrecords_tools import beam_io
     beam_io.check_runner(runner, beam_options)
     names = [t.name for t in tasks]
     dupes = sorted(n for n, c in collections.Counter(names).items() if c > 1)
@@ -223,9 +230,9 @@ def _write_shards(output_dir, writer, settings, tasks, producer, num_workers, lo
             results[task.name] = stats
     if results:
         log(f"resuming: {len(results)} of {len(tasks)} shards already complete")
-    if runner != "local" and todo:
-        from tfrecords_tools import beam_io
-        beam_io.write_shards(output_dir, todo, producer, runner, beam_options, log)
+    if runner != beam_io.LOCAL and todo:
+        beam_io.write_shards(output_dir, todo, producer, _write_unless_done, runner,
+                             beam_options, log)
         for task in todo:
             stats = _shard_done(os.path.join(output_dir, task.name + SHARD_SUFFIX))
             if stats is None:  # A runner that reports success must have written them all.
@@ -271,7 +278,7 @@ def write_sequences(output_dir: str, *, writer: str, config, specs: Sequence, sk
 
 
 @dataclasses.dataclass(frozen=True)
-class ConversionRun:
+class ConversionRun(beam_io.WriterRunner):
     """What a converter binary (``rig``, ``h36m``) takes beside the settings it stores in
     the manifest: a subclass nests its converter's config and says how :meth:`config`
     reads it.
@@ -279,6 +286,8 @@ class ConversionRun:
     Attributes:
       output_dir: dataset directory to write (or resume).
       num_workers: sequences converted in parallel (processes).
+      runner, beam_options: local processes or an Apache Beam runner
+        (:class:`tfrecords_tools.beam_io.WriterRunner`).
     """
 
     output_dir: str = setting(None, "Dataset directory to write (or resume).", required=True)
@@ -294,7 +303,8 @@ def convert_from_flags(run_type: type, convert: Callable, binary: str) -> None:
     checked), ``convert(config, output_dir, num_workers=...)``, then one summary line."""
     flag_engine.warn_deprecated(binary)
     run = flag_engine.from_flags(run_type)
-    manifest = convert(run.config(), run.output_dir, num_workers=run.num_workers)
+    manifest = convert(run.config(), run.output_dir, num_workers=run.num_workers,
+                       runner=run.runner, beam_options=run.beam_options)
     t = manifest["totals"]
     print(f"wrote {t.get('num_records', 0)} records, {t.get('num_frames', 0)} timesteps, "
           f"{t.get('num_images', 0)} crops to {run.output_dir}; "

@@ -556,7 +556,8 @@ def main(argv: Sequence[str]) -> None:
     flag_engine.warn_deprecated(BINARY)
     run = flag_engine.from_flags(SynthesizeRun)
     # Errors (a bad flag or file) end as one line: see tfrecords_tools.runtime.cli.
-    generate(run.output_dir, run.config(), num_workers=run.num_workers)
+    generate(run.output_dir, run.config(), num_workers=run.num_workers,
+             runner=run.runner, beam_options=run.beam_options)
 
 
 def define_flags(fv=None) -> None:

@@ -37,7 +37,10 @@ def test_runner_and_options_are_checked_before_anything_is_written(tmp_path):
     if NO_BEAM:
         with pytest.raises(ValueError, match="^--runner=direct needs Apache Beam"):
             beam_io.check_runner("direct")
-    assert not out.exists()
+    with pytest.raises(dataset_io.DatasetError, match="^--output_dir=gs://b/d: expected a "
+                                                      "filesystem path"):
+        synthesize.generate("gs://b/d", synthesize.SynthConfig(), log=lambda _: None)
+    assert not out.exists() and not os.path.exists("gs:")
 
 
 def _sha256s(data_dir):

@@ -6,7 +6,7 @@ r"""tf.data service servers: a dispatcher, or a worker that runs training input 
 
 Then ``python -m tf_synchro.pretrain ... --data_service=grpc://HOST:5050`` (or
 ``tf_synchro.finetune``) registers its input pipeline with the dispatcher and reads
-batches from the workers (:mod:`tf_synchro.data.service`, docs/DESIGN.md §8). Workers
+batches from the workers (:mod:`tf_synchro.data.service`, docs/DESIGN.md §3). Workers
 read the dataset's shards themselves, so ``--data_dir`` must be a path every worker can
 open (a shared filesystem, or ``gs://``). Start the dispatcher first; workers and trainers
 may come and go. The server runs until Ctrl-C or SIGTERM (exit 130 / 143, servers

@@ -1,4 +1,4 @@
-"""Apache Beam runners for the dataset writers (docs/DESIGN.md §9).
+"""Apache Beam runners for the dataset writers (docs/DESIGN.md §3).
 
 ``--runner=local`` (the default) writes shards in this machine's processes
 (:func:`tfrecords_tools.dataset_io.write_dataset`); ``direct``, ``prism``, ``flink``,

@@ -188,6 +188,9 @@ def write_dataset(output_dir: str, *, writer: str, settings: dict, tasks: Sequen
         (:mod:`tfrecords_tools.beam_io`), with Beam's own flags in ``beam_options``.
     """
     beam_io.check_runner(runner, beam_options)
+    if fileio.is_url(output_dir):  # The lock and manifest are local file operations.
+        raise DatasetError(f"--output_dir={output_dir}: expected a filesystem path (for a "
+                           f"bucket, a FUSE mount of it); URLs are not supported")
     names = [t.name for t in tasks]
     dupes = sorted(n for n, c in collections.Counter(names).items() if c > 1)
     if dupes:

@@ -1,4 +1,4 @@
-"""tf.data service: the training input pipeline on other machines' CPUs (docs/DESIGN.md §8).
+"""tf.data service: the training input pipeline on other machines' CPUs (docs/DESIGN.md §3).
 
 ``--data_service=grpc://HOST:PORT`` (:class:`tf_synchro.configs.RuntimeConfig`) makes
 :func:`tf_synchro.train_lib.distributed_dataset` build the input pipeline once as a graph,

@@ -30,6 +30,8 @@ from typing import Sequence
 
 from absl import app, flags
 
+from tfrecords_tools.runtime import fileio
+
 FLAGS = flags.FLAGS
 flags.DEFINE_list("parts", ["service", "pipeline224"], "service, pipeline224, beam.")
 flags.DEFINE_integer("batch_size", 64, "Pairs per batch.")
@@ -159,11 +161,9 @@ def main(argv: Sequence[str]) -> None:
                                                      FLAGS.trials)
         if "beam" in FLAGS.parts:
             result["beam"] = beam_part(FLAGS.trials)
-    text = json.dumps(result, indent=1)
-    print(text)
+    print(json.dumps(result, indent=1))
     if FLAGS.output:
-        with open(FLAGS.output, "w") as f:
-            f.write(text + "\n")
+        fileio.write_json_atomic(FLAGS.output, result)
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ BINARIES = frozenset({
     "tfrecords_tools.inspect",
     "tf_synchro.pretrain", "tf_synchro.evaluate_pretext", "tf_synchro.finetune",
     "tf_synchro.evaluate", "tf_synchro.export", "tf_synchro.predict", "tf_synchro.demo",
-    "tf_synchro.experiments",
+    "tf_synchro.experiments", "tf_synchro.data_service",
 })
 # Libraries that also run as a command (a ``main`` at their end); other modules import
 # them for their library part, so they sit in their package's library layer.

@@ -159,7 +159,8 @@ def _train(config: FinetuneConfig, strategy: tf.distribute.Strategy, chief: bool
         records.prepare_decode_counter()  # Outside the strategy scope: a plain variable.
     undecodable = records.undecodable_count()
     dataset = train_lib.distributed_dataset(
-        strategy, frames.dataset_fn(files, frame_config, opt.batch_size))
+        strategy, frames.dataset_fn(files, frame_config, opt.batch_size),
+        config.runtime.data_service)
     result = train_lib.fit(model, dataset, model_dir=config.model_dir,
                            total_steps=opt.train_steps, steps_per_epoch=opt.steps_per_checkpoint,
                            strategy=strategy, log_every=config.runtime.log_every,

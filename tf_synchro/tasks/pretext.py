@@ -155,7 +155,8 @@ def _train(config: PretrainConfig, strategy, chief: bool, files: list, data_info
     pair_config = dataclasses.replace(
         config.pair_config(), seed=train_lib.data_seed(config.runtime.seed, config.model_dir))
     dataset = train_lib.distributed_dataset(
-        strategy, pairs.dataset_fn(config.data_dir, pair_config, opt.batch_size))
+        strategy, pairs.dataset_fn(config.data_dir, pair_config, opt.batch_size),
+        config.runtime.data_service)
     if config.verbose and chief:
         print(f"{len(files)} shards, records checked: {data_info}; "
               f"{strategy.num_replicas_in_sync} replica(s); model "

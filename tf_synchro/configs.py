@@ -556,13 +556,18 @@ class FinetuneConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class EvaluateConfig:
-    """Evaluating a finished fine-tuning run (``python -m tf_synchro.evaluate``)."""
+class PoseEvalConfig:
+    """The pose evaluation protocol's settings (:func:`tf_synchro.tasks.pose3d.evaluate`).
 
-    model_dir: str = setting(None, "Finished fine-tuning run directory, or a deployed "
-                             "artefact of one: export version directory, <version>.onnx, "
-                             "<version>[.int8].tflite.", required=True)
-    data_dir: str = setting(None, "Dataset with 3D labels for --subjects.", required=True)
+    Attributes:
+      subjects: test subjects.
+      frame_step: keep frames whose original frame number is a multiple of it.
+      batch_size: evaluation batch.
+      output_json: where the report is written (None: not written).
+      output_png: where the example figure is drawn (None: not drawn).
+      num_examples: rows of the figure.
+    """
+
     subjects: tuple = setting(("S9", "S11"), "Test subjects.")
     frame_step: int = setting(64, "Evaluate frames whose number is a multiple of it.", minimum=1)
     batch_size: int = setting(64, "Evaluation batch size.", minimum=1)
@@ -570,7 +575,6 @@ class EvaluateConfig:
                                          "for an artefact, <artefact>.eval.json beside it).")
     output_png: Optional[str] = setting(None, "Figure path (default: output_json with .png).")
     num_examples: int = setting(4, "Examples in the figure (0: no figure).", minimum=0)
-    data_check: DataCheckConfig = setting(factory=DataCheckConfig)
 
     def check(self) -> None:
         """Raises ValueError naming the first bad setting (before anything is read)."""
@@ -579,6 +583,23 @@ class EvaluateConfig:
         for name in ("output_json", "output_png"):
             if getattr(self, name) is not None and not getattr(self, name):
                 raise ValueError(f"--{name} is empty; give a file path or omit it")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    """Evaluating a finished fine-tuning run (``python -m tf_synchro.evaluate``)."""
+
+    model_dir: str = setting(None, "Finished fine-tuning run directory, or a deployed "
+                             "artefact of one: export version directory, <version>.onnx, "
+                             "<version>[.int8].tflite.", required=True)
+    data_dir: str = setting(None, "Dataset with 3D labels for --subjects.", required=True)
+    eval: PoseEvalConfig = setting(factory=PoseEvalConfig)
+    data_check: DataCheckConfig = setting(factory=DataCheckConfig)
+
+    def check(self) -> None:
+        """Raises ValueError naming the first bad setting (before anything is read)."""
+        check_ranges(self)
+        self.eval.check()
 
 
 @dataclasses.dataclass(frozen=True)

@@ -535,6 +535,30 @@ BAD = [
      2, "--output_dir is empty", None),
     ("sy-output-file", "tfrecords_tools.synthesize", ["--output_dir={I}", *SYNTH_FLAGS],
      2, "--output_dir={I} exists and is a file, expected a directory", "file"),
+    # The independent probe (docs/DESIGN.md, "Failure behaviour"): blank paths, outputs
+    # that are another tool's directory, absl's flagfile errors.
+    ("pt-data-blank", "tf_synchro.pretrain", ["--data_dir=  ", "--model_dir={O}"], 2,
+     "--data_dir='  ' is blank; expected a path", None),
+    ("pr-images-empty", "tf_synchro.predict", ["--model={F}", "--images=", "--output={O}.json"],
+     2, "--images is empty; expected a path", None),
+    ("in-blank", "tfrecords_tools.inspect", [" ", "--contact_sheet="], 2, "DATA_DIR is empty",
+     None),
+    ("cal-output-empty", "tfrecords_tools.calibration", ["--input={I}", "--output="], 2,
+     "--output is empty; expected a path", "file"),
+    ("cal-output-dir", "tfrecords_tools.calibration", ["--input={I}", "--output={D}"], 2,
+     "--output={D} is a directory", "file"),
+    ("pt-model-is-data", "tf_synchro.pretrain", ["--data_dir={D}", "--model_dir={D}",
+                                                 "--train_steps=2", *PRETRAIN_FLAGS], 2,
+     "--model_dir={D} holds a dataset (manifest.json); expected a run directory", None),
+    ("sy-output-is-run", "tfrecords_tools.synthesize", ["--output_dir={F}", *SYNTH_FLAGS], 2,
+     "--output_dir={F} is not empty (", None),
+    ("rig-output-in-input", "tfrecords_tools.rig", ["--input_dir={I}", "--output_dir={I}/a-b/o"],
+     2, "--output_dir={I}/a-b/o is inside --input_dir={I}", "clash"),
+    ("ex-export-is-run", "tf_synchro.export", ["--model_dir={F}", "--export_dir={F}"], 2,
+     "--export_dir={F} holds a training run or a dataset (config.json)", None),
+    ("ff-missing", "tf_synchro.pretrain", ["--flagfile={O}.flags", "--data_dir={D}",
+                                           "--model_dir={O}"], 2,
+     "pretrain: error: Unable to open flagfile", None),
 ]
 
 
@@ -598,7 +622,8 @@ def test_verbose_shows_the_traceback_and_subprocess_gives_one_error_line(tmp_pat
                           env=_env(), capture_output=True, text=True, timeout=120)
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
     assert proc.returncode == 2 and errors == [
-        "synthesize: error: --clip_length=1: expected an integer >= 6"], proc.stderr
+        "synthesize: error: --clip_length=1: expected an integer >= 6 (room for an unsynchronized "
+        "pair)"], proc.stderr
     assert "Traceback" not in proc.stderr and not os.path.exists(f"{tmp_path}/o")
 
 
@@ -810,6 +835,19 @@ def _tiny_images(tmp_path, side):
     return str(folder)
 
 
+def _manifest_text(data, tmp_path, text):
+    copy = _manifest_edit(data, tmp_path, lambda m: None)
+    with open(os.path.join(copy, dataset_io.MANIFEST), "w") as f:
+        f.write(text)
+    return copy
+
+
+def _entries(change):
+    return lambda d, f, t: {"D": _manifest_edit(d, t, lambda m: [change(e) for e in m["shards"]])}
+
+
+_PT_ARGV = ["--data_dir={D}", "--model_dir={T}/m", "--train_steps=2", *PRETRAIN_FLAGS]
+
 # (id, prepare(data, finetuned, tmp_path) -> {name: value}, module, argv with {names},
 #  exit code, text of the one error line)
 ONE_LINE = [
@@ -836,6 +874,20 @@ ONE_LINE = [
     ("predict-broken-jpeg", lambda d, f, t: {"I": _images_with_a_broken_jpeg(t), "F": f["dir"]},
      "tf_synchro.predict", ["--model={F}", "--images={I}", "--output={T}/p.json"], 1,
      "b.jpg: not a readable image"),
+    # The independent probe: manifests of the wrong shape or types (were tracebacks, or
+    # a shard listed twice was read twice).
+    ("manifest-a-list", lambda d, f, t: {"D": _manifest_text(d, t, "[1, 2]")},
+     "tf_synchro.pretrain", _PT_ARGV, 1, "manifest.json: expected a JSON object, found a list"),
+    ("manifest-shard-twice", lambda d, f, t: {"D": _manifest_edit(d, t, lambda m: m[
+        "shards"].append(dict(m["shards"][0])))}, "tf_synchro.pretrain", _PT_ARGV, 1,
+     "shard 'S1-Walking.tfrecord' is listed twice"),
+    ("manifest-negative-count", _entries(lambda e: e.update(num_records=-3)),
+     "tf_synchro.pretrain", _PT_ARGV, 1, "num_records=-3, expected an integer >= 0"),
+    ("manifest-bytes-text", _entries(lambda e: e.update(bytes="many")), "tfrecords_tools.inspect",
+     ["{D}", "--contact_sheet="], 1, "bytes='many', expected an integer >= 0"),
+    ("manifest-tallies", _entries(lambda e: e.update(images_per=[1])), "tf_synchro.finetune",
+     ["--data_dir={D}", "--model_dir={T}/m", *FINETUNE_FLAGS], 1,
+     "images_per is not a table of counts per name"),
 ]
 
 

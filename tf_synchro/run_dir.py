@@ -35,6 +35,7 @@ import typing
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from tf_synchro import configs
+from tfrecords_tools import dataset_io
 from tfrecords_tools.runtime import fileio, locks
 
 CONFIG_FILE = "config.json"
@@ -402,7 +403,14 @@ def hold(model_dir: str, chief: bool = True):
     """One run per model_dir: holds its lock and removes temporaries of killed runs.
 
     Only the chief writes (and locks); the lock is released at the end of the block.
+
+    Raises:
+      ModelDirError: ``model_dir`` holds a dataset (checked before the lock is taken).
     """
+    for name in (dataset_io.MANIFEST, dataset_io.DATASET_INFO):
+        if os.path.exists(os.path.join(model_dir, name)):
+            raise ModelDirError(f"--model_dir={model_dir} holds a dataset ({name}); expected a "
+                                f"run directory, use another --model_dir")
     with locks.hold(model_dir, "--model_dir", enabled=chief):
         if chief:
             locks.clean_stale_temps(model_dir, os.path.join(model_dir, BACKUP_DIR))

@@ -88,9 +88,15 @@ def _check_or_start(output_dir: str, writer: str, settings: dict) -> bool:
             {"writer": writer, **info["settings"]}, DatasetError, output_dir,
             "use another --output_dir or the same settings to resume")
         return False
-    if os.path.isdir(output_dir) and any(
-            n.endswith(SHARD_SUFFIX) or n == MANIFEST for n in os.listdir(output_dir)):
-        raise DatasetError(f"{output_dir} holds shards but no {DATASET_INFO}; refusing to mix")
+    # A new dataset starts in an empty folder: shards written into a run directory, an
+    # input folder or another tool's output would mix with files no reader expects.
+    other = sorted(n for n in os.listdir(output_dir) if n != locks.LOCK_FILE
+                   and locks.temp_owner(n) is None) if os.path.isdir(output_dir) else []
+    if other:
+        raise DatasetError(f"--output_dir={output_dir} is not empty ({', '.join(other[:3])}"
+                           f"{', ...' if len(other) > 3 else ''}) and holds no dataset "
+                           f"({DATASET_INFO}); expected a new or empty directory, or a "
+                           f"dataset to resume")
     os.makedirs(output_dir, exist_ok=True)
     fileio.write_json_atomic(info_path, info)
     return True
@@ -251,7 +257,8 @@ class ConversionRun:
       num_workers: sequences converted in parallel (processes).
     """
 
-    output_dir: str = setting(None, "Dataset directory to write (or resume).", required=True)
+    output_dir: str = setting(None, "Dataset directory to write (or resume).", required=True,
+                              path=True)
     num_workers: int = setting(1, "Sequences converted in parallel (processes).", minimum=1)
 
     def config(self):
@@ -312,6 +319,9 @@ def load_manifest(data_dir: str) -> dict:
             manifest = json.load(f)
     except json.JSONDecodeError as e:
         raise DatasetError(f"{path} is not valid JSON ({e})") from e
+    if not isinstance(manifest, dict):
+        raise DatasetError(f"{path}: expected a JSON object, found a {type(manifest).__name__}; "
+                           f"re-create the dataset")
     if manifest.get("schema_version") != schema.SCHEMA_VERSION:
         raise DatasetError(f"{path}: schema version {manifest.get('schema_version')}, this code "
                            f"reads {schema.SCHEMA_VERSION}")
@@ -323,15 +333,39 @@ def load_manifest(data_dir: str) -> dict:
         if not isinstance(manifest.get(key), dict):
             raise DatasetError(f"{path}: no {key!r} table (written by another tool, or edited); "
                                f"re-create the dataset")
+    seen = set()
     for shard in shards:
         _check_inside(data_dir, shard.get("file"))
+        if shard["file"] in seen:
+            raise DatasetError(f"{path}: shard {shard['file']!r} is listed twice; re-create "
+                               f"the dataset")
+        seen.add(shard["file"])
         missing = [k for k in ("num_records", "images_per") if k not in shard]
         if missing:
             raise DatasetError(f"{path}: shard entry {shard['file']!r} has no {missing}; "
                                f"re-create the dataset")
+        _check_entry_types(path, shard)
         if not os.path.exists(os.path.join(data_dir, shard["file"])):
             raise DatasetError(f"{data_dir}: shard {shard['file']} listed in {MANIFEST} is missing")
     return manifest
+
+
+def _check_entry_types(path: str, shard: dict) -> None:
+    """A shard entry's counts are integers >= 0, its tallies tables of counts."""
+    for key in ("num_records", "bytes"):
+        value = shard.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise DatasetError(f"{path}: shard {shard['file']!r}: {key}={value!r}, expected an "
+                               f"integer >= 0; re-create the dataset")
+    tables = shard["images_per"]
+    if not isinstance(tables, dict) or not all(
+            isinstance(t, dict) and all(isinstance(k, str) and isinstance(n, int)
+                                        for k, n in t.items()) for t in tables.values()):
+        raise DatasetError(f"{path}: shard {shard['file']!r}: images_per is not a table of "
+                           f"counts per name; re-create the dataset")
+    if not isinstance(shard.get("sha256", ""), str):
+        raise DatasetError(f"{path}: shard {shard['file']!r}: sha256 is not a string; "
+                           f"re-create the dataset")
 
 
 def _is_pattern(name: str) -> bool:

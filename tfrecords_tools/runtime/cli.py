@@ -99,7 +99,9 @@ def error_message(error: BaseException) -> str:
         text = f"{error.filename}: {error.strerror}"
     else:
         text = getattr(error, "message", None) or str(error) or type(error).__name__
-    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+    text = " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+    # absl's flagfile errors start "ERROR:: "; the line already says "error:".
+    return text[len("ERROR::"):].lstrip() if text.startswith("ERROR::") else text
 
 
 def _prog(main: Callable) -> str:

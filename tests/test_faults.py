@@ -556,6 +556,9 @@ BAD = [
      2, "--output_dir={I}/a-b/o is inside --input_dir={I}", "clash"),
     ("ex-export-is-run", "tf_synchro.export", ["--model_dir={F}", "--export_dir={F}"], 2,
      "--export_dir={F} holds a training run or a dataset (config.json)", None),
+    ("ft-init-ftrun", "tf_synchro.finetune", ["--data_dir={D}", "--model_dir={O}",
+                                              "--init_from={F}", *FINETUNE_FLAGS[1:]], 2,
+     "--init_from={F} holds a fine-tuning run; expected a pre-training model_dir", None),
     ("ff-missing", "tf_synchro.pretrain", ["--flagfile={O}.flags", "--data_dir={D}",
                                            "--model_dir={O}"], 2,
      "pretrain: error: Unable to open flagfile", None),
@@ -1033,6 +1036,7 @@ def test_read_error_during_a_run_names_shard_and_record_and_keeps_checkpoint(
         "--verify_data=none", *PRETRAIN_FLAGS])
     assert code == 1 and err.count("\n") == 1, err
     assert f"{shard}: record 0: damaged or truncated" in err
+    assert "function_node" not in err and "[Op:" not in err  # TF's graph-node text dropped.
     assert open(os.path.join(model_dir, "backup", "state.json")).read() == state
 
 

@@ -596,7 +596,12 @@ def load_encoder(pretrain_dir: str, expect: Optional[Mapping[str, Any]] = None):
                                        f"(expected a "
                                        f"pre-training model_dir or '{SCRATCH}')")
     if not os.path.exists(path):
+        other = next((f"holds a {kind}" for name, kind in (
+            (dataset_io.MANIFEST, "dataset"), (POSE_MODEL_FILE, "fine-tuning run"))
+            if os.path.exists(os.path.join(pretrain_dir, name))), None)
         raise IncompatibleEncoderError(
+            f"--init_from={pretrain_dir} {other}; expected a pre-training model_dir or "
+            f"'{SCRATCH}'" if other else
             f"--init_from={pretrain_dir}: {ENCODER_FILE} not found; pre-training writes it "
             f"when it finishes (is the run complete?)")
     try:

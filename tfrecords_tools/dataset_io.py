@@ -33,6 +33,7 @@ import fnmatch
 import json
 import multiprocessing
 import os
+import re
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
@@ -508,6 +509,14 @@ def _readable_records(path: str):
         return
 
 
+def tf_reason(error) -> str:
+    """The first line of a TensorFlow error without the graph-node prefix and op suffix
+    (``{{function_node __wrapped__IteratorGetNext_...}} ... [Op:IteratorGetNext]``)."""
+    line = (getattr(error, "message", None) or str(error)).splitlines()[0]
+    line = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", line)
+    return re.sub(r"\s*\[Op:\w+\]", "", line).strip()
+
+
 def iter_records(path: str):
     """Yields (index, serialized) of a TFRecord file.
 
@@ -523,8 +532,7 @@ def iter_records(path: str):
         except StopIteration:
             return
         except tf.errors.DataLossError as e:
-            raise ValueError(f"record {i}: damaged or truncated "
-                             f"({e.message.splitlines()[0]})") from e
+            raise ValueError(f"record {i}: damaged or truncated ({tf_reason(e)})") from e
         yield i, data.numpy()
         i += 1
 
@@ -620,7 +628,7 @@ def naming_damaged_shard(paths: Sequence[str], what: str = "reading stopped"):
         yield
     except tf.errors.DataLossError as e:
         where = first_damaged_record(paths) or f"one of {len(paths)} shard(s)"
-        raise DataReadError(f"{where}; {what} ({e.message.splitlines()[0]}); re-create the "
+        raise DataReadError(f"{where}; {what} ({tf_reason(e)}); re-create the "
                             f"shard, or pass --skip_corrupt_records") from e
     except tf.errors.InvalidArgumentError as e:
         line = _jpeg_error_line(e)

@@ -559,6 +559,14 @@ BAD = [
     ("ft-init-ftrun", "tf_synchro.finetune", ["--data_dir={D}", "--model_dir={O}",
                                               "--init_from={F}", *FINETUNE_FLAGS[1:]], 2,
      "--init_from={F} holds a fine-tuning run; expected a pre-training model_dir", None),
+    ("pt-model-is-ftrun", "tf_synchro.pretrain", ["--data_dir={D}", "--model_dir={F}",
+                                                  "--train_steps=2", *PRETRAIN_FLAGS], 2,
+     "--model_dir={F} holds a fine-tuning run; expected a pre-training run directory", None),
+    ("pr-output-dir", "tf_synchro.predict", ["--model={F}", "--video={O}.mp4",
+                                             "--output={I}.json"],
+     2, "--output={I}.json is a directory; expected a .json or .npz file name", "dirjson"),
+    ("pr-video-dir", "tf_synchro.predict", ["--model={F}", "--video={D}", "--output={O}.json"],
+     1, "video {D} is a directory, expected a video file", None),
     ("ff-missing", "tf_synchro.pretrain", ["--flagfile={O}.flags", "--data_dir={D}",
                                            "--model_dir={O}"], 2,
      "pretrain: error: Unable to open flagfile", None),
@@ -593,6 +601,8 @@ def _check_bad_invocation(case, data, pretrained, finetuned, bad_inputs, tmp_pat
         _rig_input(inp, kind)
     elif kind == "empty":
         os.makedirs(inp)
+    elif kind == "dirjson":
+        os.makedirs(inp + ".json")
     elif kind == "file":
         open(inp, "w").close()
     subs = {"{D}": data, "{P}": pretrained["dir"], "{F}": finetuned["dir"], "{O}": out_path,
@@ -829,6 +839,15 @@ def _empty_model_run(finetuned, tmp_path):
     return copy
 
 
+def _truncated_model_run(finetuned, tmp_path):
+    copy = _empty_model_run(finetuned, tmp_path)
+    with open(os.path.join(finetuned["dir"], "pose_model.keras"), "rb") as f:
+        data = f.read()
+    with open(os.path.join(copy, "pose_model.keras"), "wb") as f:
+        f.write(data[: len(data) // 2])
+    return copy
+
+
 def _tiny_images(tmp_path, side):
     import cv2
     import numpy as np
@@ -879,6 +898,10 @@ ONE_LINE = [
      "b.jpg: not a readable image"),
     # The independent probe: manifests of the wrong shape or types (were tracebacks, or
     # a shard listed twice was read twice).
+    ("truncated-pose-model", lambda d, f, t: {"R": _truncated_model_run(f, t), "D": d},
+     "tf_synchro.evaluate", ["--data_dir={D}", "--model_dir={R}", "--subjects=S9",
+                             "--output_json={T}/e.json"], 1,
+     "pose_model.keras is not a complete .keras archive ("),
     ("manifest-a-list", lambda d, f, t: {"D": _manifest_text(d, t, "[1, 2]")},
      "tf_synchro.pretrain", _PT_ARGV, 1, "manifest.json: expected a JSON object, found a list"),
     ("manifest-shard-twice", lambda d, f, t: {"D": _manifest_edit(d, t, lambda m: m[

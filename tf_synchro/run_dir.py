@@ -430,6 +430,11 @@ def prepare(model_dir: str, record: Record, *, chief: bool = True) -> Record:
         named), or a checkpoint exists without ``config.json``.
     """
     old = _read_json(model_dir)
+    kinds = {True: "fine-tuning", False: "pre-training"}
+    was_pose = old is not None and old.get("model", {}).get("task") == POSE_TASK
+    if old is not None and was_pose != (record.model_json().get("task") == POSE_TASK):
+        raise ModelDirError(f"--model_dir={model_dir} holds a {kinds[was_pose]} run; expected "
+                            f"a {kinds[not was_pose]} run directory, use another --model_dir")
     if old is not None:
         locks.refuse_other_settings(
             old.get("model", {}), record.model_json(), ModelDirError,
@@ -514,11 +519,17 @@ def check_subject_overlap(train: Sequence[str], test: Sequence[str], train_what:
 # ----------------------------------------------------------------------------- loading
 
 def check_model_file(path: str) -> None:
-    """Raises ModelDirError for a ``.keras`` file of 0 bytes (an interrupted copy: Keras
-    would call it "not found")."""
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
-        raise ModelDirError(f"{path} is empty (0 bytes; an interrupted copy?); re-create it "
-                            f"by re-running the run that writes it, or copy it again")
+    """Raises ModelDirError for a ``.keras`` file of 0 bytes, or one that is no complete
+    zip archive (an interrupted copy: Keras would call either "not found")."""
+    import zipfile
+    if not os.path.isfile(path):
+        return
+    again = "re-create it by re-running the run that writes it, or copy it again"
+    if os.path.getsize(path) == 0:
+        raise ModelDirError(f"{path} is empty (0 bytes; an interrupted copy?); {again}")
+    if not zipfile.is_zipfile(path):
+        raise ModelDirError(f"{path} is not a complete .keras archive ({os.path.getsize(path)} "
+                            f"bytes; truncated by an interrupted copy?); {again}")
 
 
 def load_pose_run(model_dir: str):

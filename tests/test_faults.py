@@ -567,6 +567,8 @@ BAD = [
      2, "--output={I}.json is a directory; expected a .json or .npz file name", "dirjson"),
     ("pr-video-dir", "tf_synchro.predict", ["--model={F}", "--video={D}", "--output={O}.json"],
      1, "video {D} is a directory, expected a video file", None),
+    ("sy-motion-dir", "tfrecords_tools.synthesize", ["--output_dir={O}", "--motion_file={I}"],
+     1, "motion file {I}: is a directory, expected a motion file", "empty"),
     ("ff-missing", "tf_synchro.pretrain", ["--flagfile={O}.flags", "--data_dir={D}",
                                            "--model_dir={O}"], 2,
      "pretrain: error: Unable to open flagfile", None),

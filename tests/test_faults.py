@@ -535,7 +535,7 @@ BAD = [
      2, "--output_dir is empty", None),
     ("sy-output-file", "tfrecords_tools.synthesize", ["--output_dir={I}", *SYNTH_FLAGS],
      2, "--output_dir={I} exists and is a file, expected a directory", "file"),
-    # The independent probe (docs/DESIGN.md, "Failure behaviour"): blank paths, outputs
+    # Found by the independent probe (README, "Failure behaviour"): blank paths, outputs
     # that are another tool's directory, absl's flagfile errors.
     ("pt-data-blank", "tf_synchro.pretrain", ["--data_dir=  ", "--model_dir={O}"], 2,
      "--data_dir='  ' is blank; expected a path", None),

@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 import numpy as np
 
 from tfrecords_tools import schema
-from tfrecords_tools.runtime import fileio, locks
+from tfrecords_tools.runtime import cli, fileio, locks
 from tfrecords_tools.runtime import flags as flag_engine
 from tfrecords_tools.runtime.flags import setting
 
@@ -134,6 +134,7 @@ def _write_shard(output_dir: str, task: ShardTask,
                     stats["skipped"].append(dataclasses.asdict(item))
                     continue
                 w.write(schema.encode_clip(item))
+                cli.check_terminated()  # A safe point, should SIGTERM's exception be lost.
                 n = item.num_frames
                 stats["num_records"] += 1
                 stats["num_frames"] += n

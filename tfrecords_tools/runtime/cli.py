@@ -173,6 +173,7 @@ def _sigterm_raises():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        _SIGTERM.update(received=False, deferred=0)  # Library calls after it run on.
 
 
 def run(main: Callable[[Sequence[str]], object], argv: Optional[Sequence[str]] = None) -> None:
@@ -185,7 +186,11 @@ def run(main: Callable[[Sequence[str]], object], argv: Optional[Sequence[str]] =
 
     def guarded(args):
         try:
-            return main(args)
+            result = main(args)
+            # A SIGTERM whose exception landed where Python ignores exceptions (a
+            # destructor, a callback: "Exception ignored in ...") still ends as one.
+            check_terminated()
+            return result
         except Exception as e:  # noqa: BLE001 - classified below; bugs are re-raised.
             code = exit_code(e)
             if code is None or flags.FLAGS.verbose:

@@ -971,6 +971,23 @@ def test_an_error_after_tensorflow_loads_is_one_line_on_stderr(tmp_path):
     assert proc.returncode != 0 and "Traceback" in proc.stderr
 
 
+def test_a_sigterm_whose_exception_python_ignored_still_exits_143(capsys):
+    """Found by the probe: SIGTERM landing in a destructor or callback ("Exception ignored
+    in ...") let synthesize finish with exit 0."""
+    def main(argv):
+        cli._SIGTERM["received"] = True  # The handler ran; its exception was lost.
+
+    cli.reset_flags()
+    try:
+        with pytest.raises(SystemExit) as e:
+            cli.run(main, ["prog"])
+    finally:
+        cli.reset_flags()
+    assert e.value.code == cli.TERMINATE_EXIT
+    assert capsys.readouterr().err.startswith("test_faults: error: terminated (SIGTERM)")
+    cli.check_terminated()  # Reset for what runs next in this process.
+
+
 def test_sigterm_stops_training_releases_the_lock_and_says_how_to_resume(data, tmp_path):
     import time
     model_dir = tmp_path / "run"

@@ -110,7 +110,8 @@ _PATH_NAME = re.compile(r"(^|_)(dir|root|file|json|png|output|model|video|images
                         r"calibration|workdir|sheet|mapping|units|intrinsics)$|^init_from$")
 
 
-def test_every_path_setting_is_declared_and_refuses_an_empty_or_blank_value():
+def test_every_path_setting_is_declared_and_refuses_a_blank_value_or_one_below_a_file(
+        tmp_path):
     named = {f.name for cls in CONFIGS for f in dataclasses.fields(cls)
              if _PATH_NAME.search(f.name) and not f.metadata.get("choices")
              and flag_engine._base(flag_engine._hints(cls)[f.name]) is str}
@@ -118,8 +119,12 @@ def test_every_path_setting_is_declared_and_refuses_an_empty_or_blank_value():
     assert named - declared - set(NOT_PATHS) == set(), "declare path=True (or list in NOT_PATHS)"
     assert {"data_dir", "model_dir", "output_dir", "images", "boxes", "workdir"} <= declared
     for cls, field in PATHS:
+        (tmp_path / "afile").write_text("x")
+        below = f"{tmp_path}/afile/x"
         for value, says in (("", f"--{field.name} is empty; expected a path"),
-                            ("  ", f"--{field.name}='  ' is blank; expected a path")):
+                            ("  ", f"--{field.name}='  ' is blank; expected a path"),
+                            (below, f"--{field.name}={below}: {tmp_path}/afile is a file, "
+                                    f"expected a directory there")):
             with pytest.raises(ValueError, match=f"^{re.escape(says)}$"):
                 # The converters' configs check their ranges when built.
                 configs.check_ranges(dataclasses.replace(

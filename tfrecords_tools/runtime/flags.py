@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import typing
 from typing import Any, Iterable, Mapping, Optional, Sequence
@@ -66,7 +67,8 @@ def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: Sequ
       reason: why the range is what it is, added to the refusal (``--clip_length=1:
         expected an integer >= 6 (room for an unsynchronized pair)``).
       path: a file or directory path: when given, it may not be empty or blank (an empty
-        ``--data_dir=`` would otherwise mean the current directory, or a file named " ").
+        ``--data_dir=`` would otherwise mean the current directory, or a file named " "),
+        nor lie below a file.
     """
     metadata = {"help": help, "choices": tuple(choices), "flag": flag, "required": required,
                 "item": item, "minimum": minimum, "maximum": maximum, "above": above,
@@ -138,9 +140,8 @@ def check_ranges(config) -> None:
         name = f"--{f.name}" if meta.get("flag", True) else f.name
         items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
         shown = ",".join(map(str, items)) if isinstance(value, (tuple, list)) else value
-        if meta.get("path") and isinstance(value, str) and not value.strip():
-            raise ValueError(f"{name} is empty; expected a path" if not value else
-                             f"{name}={value!r} is blank; expected a path")
+        if meta.get("path") and isinstance(value, str):
+            _check_path(name, value)
         choices = meta.get("choices") or ()
         if choices and any(v not in choices for v in items):
             many = isinstance(value, (tuple, list))
@@ -152,6 +153,19 @@ def check_ranges(config) -> None:
             why = f" ({meta['reason']})" if meta.get("reason") else ""
             raise ValueError(f"{name}={shown}: expected "
                              f"{'items each ' if many else ''}{_range_text(meta, tp)}{why}")
+
+
+def _check_path(name: str, value: str) -> None:
+    """A path setting: not blank, and not below a file (where nothing can be read or
+    written: found before the work, not when the first output is written)."""
+    if not value.strip():
+        raise ValueError(f"{name} is empty; expected a path" if not value else
+                         f"{name}={value!r} is blank; expected a path")
+    parent = os.path.dirname(os.path.abspath(value))
+    while not os.path.exists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"{name}={value}: {parent} is a file, expected a directory there")
 
 
 def _hints(cls) -> dict:

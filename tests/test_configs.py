@@ -18,7 +18,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BINARIES = ("tf_synchro.pretrain", "tf_synchro.finetune", "tf_synchro.evaluate",
             "tf_synchro.evaluate_pretext", "tf_synchro.export", "tf_synchro.predict",
             "tf_synchro.demo", "tf_synchro.experiments", "tfrecords_tools.synthesize",
-            "tfrecords_tools.h36m", "tfrecords_tools.rig", "tfrecords_tools.inspect")
+            "tfrecords_tools.h36m", "tfrecords_tools.rig", "tfrecords_tools.inspect",
+            "tf_synchro.data_service")
 CONFIG_BINARIES = {"tf_synchro.pretrain": configs.PretrainConfig,
                    "tf_synchro.finetune": configs.FinetuneConfig,
                    "tf_synchro.evaluate": configs.EvaluateConfig,
@@ -26,7 +27,8 @@ CONFIG_BINARIES = {"tf_synchro.pretrain": configs.PretrainConfig,
                    "tf_synchro.export": configs.ExportConfig,
                    "tf_synchro.predict": configs.PredictConfig,
                    "tf_synchro.demo": configs.DemoConfig,
-                   "tf_synchro.experiments": configs.ExperimentsConfig}
+                   "tf_synchro.experiments": configs.ExperimentsConfig,
+                   "tf_synchro.data_service": configs.DataServiceConfig}
 
 
 def _flags(module: str) -> flags.FlagValues:
@@ -412,7 +414,7 @@ TOOLS_CONFIGS = {
         home="tfrecords_tools.synth.config",  # Below the binary: the suites' rows use it.
         not_flags={"cameras": "a rig object; the binary renders the Human3.6M rig",
                    "crop_margin": "fixed: the crops the paper's pipeline makes"},
-        not_fields={"output_dir", "num_workers",
+        not_fields={"output_dir", "num_workers", "runner", "beam_options",
                     "extra_subjects"},  # Adds U01...UN to subjects.
         argv=["--output_dir={t}/o", "--subjects=S1,S9", "--extra_subjects=2",
               "--actions=Walking", "--takes=3", "--num_frames=77", "--clip_length=64",
@@ -442,7 +444,7 @@ TOOLS_CONFIGS = {
         cls="H36MConfig", consumer="convert",
         not_flags={"background_samples": "an implementation constant of the median background",
                    "min_views": "pairs need two views; the converter's fixed floor"},
-        not_fields={"output_dir", "num_workers"},
+        not_fields={"output_dir", "num_workers", "runner", "beam_options"},
         argv=["--h36m_root={t}", "--output_dir={t}/o", "--subjects=S1,S9",
               "--actions=Walking,Posing", "--cameras=54138969,60457274", "--frame_step=2",
               "--image_size=64", "--clip_length=64", "--margin=0.3", "--background=remove",
@@ -459,7 +461,7 @@ TOOLS_CONFIGS = {
                    "analysis_size": "an implementation constant of the mask analysis",
                    "box_smoothing": "an implementation constant of the crop boxes",
                    "min_views": "pairs need two views; the converter's fixed floor"},
-        not_fields={"output_dir", "num_workers"},
+        not_fields={"output_dir", "num_workers", "runner", "beam_options"},
         argv=["--input_dir={t}", "--output_dir={t}/o", "--subject=P7", "--sequences=a,b",
               "--fps=25", "--frame_step=2", "--image_size=64", "--clip_length=64",
               "--crop=fixed", "--margin=0.3", "--background=remove", "--motion_threshold=0.5",

@@ -1,12 +1,14 @@
 """Pretext-evaluation statistics on known inputs (the binary itself runs in test_pretrain's
 learning test)."""
+import inspect
 import itertools
 
 import numpy as np
 import pytest
 
 from tf_synchro.data import pairs
-from tf_synchro.tasks import pretext
+from tf_synchro import configs
+from tf_synchro.tasks import pose3d, pretext
 
 
 def _pairwise_auc(pos, neg):
@@ -104,3 +106,15 @@ def test_score_pairs_ignores_masked_logits_and_absent_heads():
     flip_only = _score({"flip": FLIP_LOGITS})
     assert not any(k.startswith("sync") for k in flip_only)
     assert flip_only["flip_accuracy"] == reference["flip_accuracy"]
+
+
+def test_both_tasks_evaluate_a_loaded_model_with_one_shape():
+    """The same arguments, each task's settings one config, loading the caller's
+    (docs/DESIGN.md §3, "The two tasks: one skeleton")."""
+    shapes = {task.__name__: inspect.signature(task.evaluate).parameters
+              for task in (pretext, pose3d)}
+    for name, params in shapes.items():
+        assert list(params) == ["trained", "data_dir", "config", "data_check"], name
+        assert params["data_check"].default is None, name
+    assert isinstance(shapes[pretext.__name__]["config"].default, configs.PretextEvalConfig)
+    assert isinstance(shapes[pose3d.__name__]["config"].default, configs.PoseEvalConfig)

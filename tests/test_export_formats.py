@@ -6,6 +6,7 @@ import re
 import numpy as np
 import pytest
 
+from tests import testutil
 from tf_synchro import configs
 from tf_synchro.deploy import artefacts, serving
 
@@ -119,11 +120,11 @@ def test_evaluating_each_artefact_gives_the_run_directory_mpjpe(all_formats, fin
     """evaluate --model_dir takes the version directory, the .onnx and the .tflite files:
     the same protocol on the uint8 crops through serving_default, the same MPJPE."""
     from tf_synchro import evaluate
-    from tf_synchro.tasks import pose3d
     export_dir, path = all_formats
     model_dir, _ = finished_run
     data_dir = json.load(open(os.path.join(model_dir, "config.json")))["data_dir"]
-    reference = pose3d.evaluate(model_dir, data_dir, ("S9",), frame_step=1, num_examples=0)
+    reference = testutil.evaluate_pose(model_dir, data_dir, subjects=("S9",), frame_step=1,
+                                       num_examples=0)
     ref = reference["mean_over_actions"]
     assert reference["model_kind"] == "run" and ref["mpjpe"] > 10
     # The int8 model: the figures its export gate measured on the same frames.
@@ -133,8 +134,8 @@ def test_evaluating_each_artefact_gives_the_run_directory_mpjpe(all_formats, fin
     for name, kind, expected, tolerance in (
             ("1", "saved_model", ref, 0.01), ("1.onnx", "onnx", ref, 0.05),
             ("1.tflite", "tflite", ref, 0.05), ("1.int8.tflite", "tflite", int8, 1e-3)):
-        report = pose3d.evaluate(os.path.join(export_dir, name), data_dir, ("S9",),
-                                 frame_step=1, num_examples=0)
+        report = testutil.evaluate_pose(os.path.join(export_dir, name), data_dir,
+                                        subjects=("S9",), frame_step=1, num_examples=0)
         assert report["model_kind"] == kind and report["num_frames"] == reference["num_frames"]
         for metric in ("mpjpe", "pa_mpjpe"):
             assert report["mean_over_actions"][metric] == pytest.approx(
@@ -155,11 +156,11 @@ def test_evaluating_each_artefact_gives_the_run_directory_mpjpe(all_formats, fin
             subjects=("S1",), frame_step=1, num_examples=0)))
     (tmp_path / "model.pb").write_bytes(b"x")
     with pytest.raises(artefacts.ArtefactError, match="expected an export version directory"):
-        pose3d.evaluate(str(tmp_path / "model.pb"), data_dir, ("S9",), frame_step=1)
+        artefacts.load_for_evaluation(str(tmp_path / "model.pb"))
     lone = tmp_path / "7.onnx"
     lone.write_bytes(open(os.path.join(export_dir, "1.onnx"), "rb").read())
     with pytest.raises(artefacts.ArtefactError, match="version directory .*7 .* is missing"):
-        pose3d.evaluate(str(lone), data_dir, ("S9",), frame_step=1)
+        artefacts.load_for_evaluation(str(lone))
 
 
 def test_format_options_are_checked(finished_run, tmp_path):

@@ -18,7 +18,7 @@ import pytest
 import tensorflow as tf
 
 from tests import testutil
-from tf_synchro import run_dir
+from tf_synchro import configs, run_dir
 from tf_synchro.data import augment, frames, records
 from tf_synchro.models import pose, resnet
 from tf_synchro.tasks import pose3d
@@ -240,10 +240,12 @@ def test_tiny_finetune_lowers_the_error_and_evaluates(pose_data, finished_run, t
     untrained = pose.build_pose_model(resnet.build_encoder("resnet18", 0.125, SIZE),
                                       pose_cfg["target_mean"], pose_cfg["target_std"], (32,))
     kw = dict(subjects=("S9",), frame_step=4)
-    before = pose3d.evaluate(model_dir, pose_data, model=untrained, **kw)
+    before = pose3d.evaluate(run_dir.LoadedModel(untrained, run_dir.read_record(model_dir),
+                                                 model_dir), pose_data,
+                             configs.PoseEvalConfig(**kw))
     out_json, out_png = str(tmp_path / "eval.json"), str(tmp_path / "eval.png")
-    after = pose3d.evaluate(model_dir, pose_data, output_json=out_json, output_png=out_png,
-                              num_examples=2, **kw)
+    after = testutil.evaluate_pose(model_dir, pose_data, output_json=out_json,
+                                   output_png=out_png, num_examples=2, **kw)
     assert after["mean"]["mpjpe"] < 0.8 * before["mean"]["mpjpe"], (before["mean"],
                                                                      after["mean"])
     with open(out_json) as f:
@@ -306,7 +308,7 @@ def test_init_from_must_be_a_compatible_encoder(pose_data, tmp_path):
 def test_evaluate_refuses_unfinished_runs_and_unlabelled_subjects(pose_data, finished_run,
                                                                    tmp_path):
     with pytest.raises(run_dir.UnfinishedModelDirError, match="does not exist"):
-        pose3d.evaluate(str(tmp_path / "none"), pose_data)
+        testutil.evaluate_pose(str(tmp_path / "none"), pose_data)
     unfinished = tmp_path / "unfinished"
     unfinished.mkdir()
     model_dir, _ = finished_run
@@ -314,9 +316,9 @@ def test_evaluate_refuses_unfinished_runs_and_unlabelled_subjects(pose_data, fin
     cfg.pop("finished")
     (unfinished / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(run_dir.UnfinishedModelDirError, match="no finished fine-tuning run"):
-        pose3d.evaluate(str(unfinished), pose_data)
+        testutil.evaluate_pose(str(unfinished), pose_data)
     with pytest.raises(dataset_io.DatasetError, match="have no 3D labels"):
-        pose3d.evaluate(model_dir, pose_data, subjects=("U1",))
+        testutil.evaluate_pose(model_dir, pose_data, subjects=("U1",))
 
 
 @pytest.mark.large
@@ -371,8 +373,9 @@ def test_unseen_motion_families_are_reported_apart(pose_data, finished_run, tmp_
     and are reported under ``unseen_motion``, with the same per-action numbers."""
     model_dir, _ = finished_run
     kw = dict(subjects=("S9",), frame_step=4)
-    full = pose3d.evaluate(model_dir, pose_data, **kw)
-    split = pose3d.evaluate(model_dir, _marked(pose_data, tmp_path, "unseen_actions"), **kw)
+    full = testutil.evaluate_pose(model_dir, pose_data, **kw)
+    split = testutil.evaluate_pose(model_dir, _marked(pose_data, tmp_path, "unseen_actions"),
+                                   **kw)
     assert set(split["per_action"]) == {"Walking"}
     assert set(split["unseen_motion"]["per_action"]) == {"Posing"}
     for name in ("mpjpe", "pa_mpjpe"):
@@ -390,8 +393,9 @@ def test_real_motion_clips_are_reported_apart(pose_data, finished_run, tmp_path)
     subjects perform) leave the standard figures and are reported under ``real_motion``."""
     model_dir, _ = finished_run
     kw = dict(subjects=("S9",), frame_step=4)
-    full = pose3d.evaluate(model_dir, pose_data, **kw)
-    split = pose3d.evaluate(model_dir, _marked(pose_data, tmp_path, "test_motion_actions"), **kw)
+    full = testutil.evaluate_pose(model_dir, pose_data, **kw)
+    split = testutil.evaluate_pose(model_dir, _marked(pose_data, tmp_path,
+                                                      "test_motion_actions"), **kw)
     assert set(split["per_action"]) == {"Walking"} and "unseen_motion" not in split
     assert split["real_motion"]["mean_over_actions"]["mpjpe"] == pytest.approx(
         full["per_action"]["Posing"]["mpjpe"])

@@ -11,6 +11,19 @@ Four layers, each importing only its own or lower ones:
    binaries run the others as ``python -m <module>`` subprocesses, and tests through
    ``cli.invoke(<name>, ...)``, by name.
 
+Inside the ``tf_synchro`` libraries, levels in the same way (:data:`TF_SYNCHRO_LEVELS`):
+
+a. ``configs``, ``data``, ``models``: the settings, the input pipelines, the networks
+   (``configs`` names the pair groupings of ``data/groups``; the pipelines and models
+   take configs);
+b. ``run_dir``, ``train_lib``: the run directory (typed records, loading the models of a
+   run) and the one training loop;
+c. ``tasks``: the two tasks (build, train, evaluate a loaded model) and their losses and
+   metrics;
+d. ``deploy``, ``suite``: serving formats, the deployed-artefact loader and predict's
+   pipeline; the experiment suites. A task evaluates what it is handed; knowing export
+   directories, ONNX or LiteRT files is deploy's.
+
 And no circle among modules. An import inside a function counts like one at the top: a
 late import hides a circle, it does not remove it.
 """
@@ -27,12 +40,21 @@ BINARIES = frozenset({
     "tfrecords_tools.inspect",
     "tf_synchro.pretrain", "tf_synchro.evaluate_pretext", "tf_synchro.finetune",
     "tf_synchro.evaluate", "tf_synchro.export", "tf_synchro.predict", "tf_synchro.demo",
-    "tf_synchro.experiments",
+    "tf_synchro.experiments", "tf_synchro.data_service",
 })
 # Libraries that also run as a command (a ``main`` at their end); other modules import
 # them for their library part, so they sit in their package's library layer.
 COMMAND_LIBRARIES = frozenset({"tfrecords_tools.calibration"})
 LAYER_NAMES = ("runtime", "dataset tools", "tf_synchro libraries", "binaries")
+# The levels inside the tf_synchro libraries, lowest first: (name, module prefixes). A
+# library module of no level is refused, so a new one is placed on purpose.
+TF_SYNCHRO_LEVELS = (
+    ("configs, data, models", ("tf_synchro", "tf_synchro.configs", "tf_synchro.data",
+                               "tf_synchro.models")),
+    ("run_dir, train_lib", ("tf_synchro.run_dir", "tf_synchro.train_lib")),
+    ("tasks", ("tf_synchro.tasks",)),
+    ("deploy, suite", ("tf_synchro.deploy", "tf_synchro.suite")),
+)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -95,6 +117,16 @@ def layer(module: str, binaries=BINARIES) -> int:
     return 1 if module.split(".")[0] == "tfrecords_tools" else 2
 
 
+def level(module: str, levels=TF_SYNCHRO_LEVELS):
+    """The level of a ``tf_synchro`` library (index into ``levels``), None if it has none
+    (the package itself matches only by its own name, not as a prefix)."""
+    for i, (_, prefixes) in enumerate(levels):
+        if any(module == p or (p != "tf_synchro" and module.startswith(p + "."))
+               for p in prefixes):
+            return i
+    return None
+
+
 def _cycles(graph: dict) -> list[list[str]]:
     """One listed circle per strongly connected component with more than one module."""
     index, low, stack, on_stack, found = {}, {}, [], set(), []
@@ -126,8 +158,14 @@ def _cycles(graph: dict) -> list[list[str]]:
     return found
 
 
-def violations(root: str, binaries=BINARIES, command_libraries=COMMAND_LIBRARIES) -> list[str]:
-    """Every import against the direction, every circle, and every undeclared binary."""
+def _in_tf_synchro_libraries(module: str, binaries) -> bool:
+    return layer(module, binaries) == 2 and module.split(".")[0] == "tf_synchro"
+
+
+def violations(root: str, binaries=BINARIES, command_libraries=COMMAND_LIBRARIES,
+               levels=TF_SYNCHRO_LEVELS) -> list[str]:
+    """Every import against the direction (between layers, and between the levels of the
+    tf_synchro libraries), every circle, every undeclared binary, every unplaced library."""
     modules = module_files(root)
     graph = {m: imports_of(m, p, modules) for m, p in modules.items()}
     out = []
@@ -136,12 +174,21 @@ def violations(root: str, binaries=BINARIES, command_libraries=COMMAND_LIBRARIES
                 and _defines_main(path)):
             out.append(f"{module} defines main() and define_flags() but is not in BINARIES "
                        f"(or COMMAND_LIBRARIES)")
+        inside = _in_tf_synchro_libraries(module, binaries)
+        if inside and level(module, levels) is None and not _defines_main(path):
+            out.append(f"{module} is in no level of TF_SYNCHRO_LEVELS (place it)")
         for target in sorted(graph[module]):
             if target in binaries:
                 out.append(f"{module} imports the binary {target} (run it by name instead)")
             elif layer(target, binaries) > layer(module, binaries):
                 out.append(f"{module} ({LAYER_NAMES[layer(module, binaries)]}) imports "
                            f"{target} ({LAYER_NAMES[layer(target, binaries)]}), a higher layer")
+            elif (inside and _in_tf_synchro_libraries(target, binaries)
+                  and None not in (level(module, levels), level(target, levels))
+                  and level(target, levels) > level(module, levels)):
+                out.append(f"{module} ({levels[level(module, levels)][0]}) imports {target} "
+                           f"({levels[level(target, levels)][0]}), a higher level of "
+                           f"tf_synchro")
     out += [f"import circle: {' <-> '.join(c)}" for c in _cycles(graph)]
     return out
 
@@ -179,6 +226,9 @@ _CLEAN = {
     "tf_synchro/__init__.py": "",
     "tf_synchro/tasks/__init__.py": "",
     "tf_synchro/tasks/pose3d.py": "import tfrecords_tools.dataset_io\n",
+    "tf_synchro/tasks/losses.py": "",
+    "tf_synchro/deploy/__init__.py": "",
+    "tf_synchro/deploy/artefacts.py": "from tf_synchro.tasks import pose3d\n",
     "tf_synchro/evaluate.py": """\
         from tf_synchro.tasks import pose3d
         def define_flags(): pass
@@ -206,10 +256,16 @@ def test_checker_finds_each_kind_of_violation(tmp_path):
     bad["tfrecords_tools/schema.py"] = "import tf_synchro.tasks.metrics\n"
     # A binary nobody declared.
     bad["tf_synchro/predict.py"] = "def define_flags(): pass\ndef main(argv): pass\n"
+    # Inside tf_synchro: a task importing deploy, and a library placed in no level.
+    bad["tf_synchro/tasks/losses.py"] = "from tf_synchro.deploy import artefacts\n"
+    bad["tf_synchro/helpers.py"] = ""
     found = violations(_tree(tmp_path, bad), _FAKE_BINARIES, frozenset())
     assert found == [
+        "tf_synchro.helpers is in no level of TF_SYNCHRO_LEVELS (place it)",
         "tf_synchro.predict defines main() and define_flags() but is not in BINARIES "
         "(or COMMAND_LIBRARIES)",
+        "tf_synchro.tasks.losses (tasks) imports tf_synchro.deploy.artefacts (deploy, suite), "
+        "a higher level of tf_synchro",
         "tf_synchro.tasks.pose3d imports the binary tf_synchro.evaluate (run it by name "
         "instead)",
         "tfrecords_tools.runtime.cli (runtime) imports tfrecords_tools.dataset_io (dataset "

@@ -108,7 +108,8 @@ def test_video_joints_equal_evaluate_and_give_its_mpjpe(footage, model_dir, tmp_
     np.testing.assert_allclose(evaluated["gt"][order], footage["joints_cam"], atol=0.5)
 
     # MPJPE from predict's joints and the known poses is evaluate's MPJPE.
-    report = pose3d.evaluate(model_dir, footage["data"], subjects=("S9",), frame_step=1)
+    report = tf_fixtures.evaluate_pose(model_dir, footage["data"], subjects=("S9",),
+                                       frame_step=1)
     mpjpe = np.linalg.norm(result["joints3d"] - footage["joints_cam"], axis=-1).mean()
     assert mpjpe == pytest.approx(report["mean"]["mpjpe"], abs=0.05)
 

@@ -197,3 +197,13 @@ def finetune_config(data_dir: str, model_dir: str, **overrides):
                 freeze_blocks=0, min_scale=0.9, seed=0, log_every=10, progress_every=30)
     base.update(overrides)
     return configs.make(configs.FinetuneConfig, base)
+
+
+def evaluate_pose(path: str, data_dir: str, **settings) -> dict:
+    """``pose3d.evaluate`` of the model at ``path`` (a run directory or a deployed artefact,
+    loaded as the evaluate binary loads it) with ``settings`` (PoseEvalConfig fields)."""
+    from tf_synchro import configs
+    from tf_synchro.deploy import artefacts
+    from tf_synchro.tasks import pose3d
+    return pose3d.evaluate(artefacts.load_for_evaluation(path), data_dir,
+                           configs.PoseEvalConfig(**settings))

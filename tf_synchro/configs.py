@@ -348,10 +348,48 @@ class RuntimeConfig:
     deterministic: bool = setting(False, "Fixed tf.data order (slower; tests).")
     log_every: int = setting(50, "TensorBoard scalar period (steps).", minimum=1)
     progress_every: int = setting(10, "Progress-bar period (steps).", minimum=1)
+    data_service: str = setting("", "tf.data service dispatcher grpc://HOST:PORT whose workers "
+                                "run the training input pipeline (python -m "
+                                "tf_synchro.data_service); empty: in-process.")
 
     def check(self) -> None:
         """Raises ValueError naming a setting outside its declared range."""
         check_ranges(self)
+        if self.data_service:
+            from tf_synchro.data import service
+            service.check_address("data_service", self.data_service)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataServiceConfig:
+    """One tf.data service server: the dispatcher or a worker."""
+
+    dispatcher: bool = setting(False, "Run the dispatcher (one per cluster).")
+    worker: bool = setting(False, "Run a worker (one or more per cluster).")
+    port: int = setting(5050, "Port to listen on (0: any free port, printed at start).",
+                        minimum=0, maximum=65535)
+    dispatcher_address: str = setting("", "Worker: the dispatcher, HOST:PORT or "
+                                      "grpc://HOST:PORT.")
+    worker_host: str = setting("localhost", "Worker: the host name trainers reach this "
+                               "worker at (this machine's name on a cluster).")
+    work_dir: Optional[str] = setting(None, "Dispatcher: directory of its journal (fault "
+                                      "tolerance: a restarted dispatcher resumes its jobs).")
+
+    def check(self) -> None:
+        """Raises ValueError naming the flag at fault (exit status 2)."""
+        check_ranges(self)
+        if self.dispatcher == self.worker:
+            raise ValueError("--dispatcher, --worker: give exactly one of them")
+        if self.worker:
+            if not self.dispatcher_address:
+                raise ValueError("--worker needs --dispatcher_address=HOST:PORT")
+            from tf_synchro.data import service
+            service.check_address("dispatcher_address", self.dispatcher_address)
+            if not self.worker_host or ":" in self.worker_host:
+                raise ValueError(f"--worker_host={self.worker_host}: expected a host name "
+                                 f"without port")
+        elif self.dispatcher_address:
+            raise ValueError("--dispatcher_address is a --worker flag")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -462,6 +500,7 @@ class PretrainConfig:
         """Declared ranges of every field (nested configs included), then the run's own
         relation: at least one trained head has a loss weight > 0."""
         check_ranges(self)
+        self.runtime.check()  # --data_service's address.
         if not any(self.loss_weights().values()):
             raise ValueError(f"--sync_loss_weight={self.sync_loss_weight}, --flip_loss_weight="
                              f"{self.flip_loss_weight}: every trained head "
@@ -508,6 +547,7 @@ class FinetuneConfig:
         """Declared ranges of every field (nested configs included; the subjects and
         --init_from are checked by ``pose3d.check_settings``)."""
         check_ranges(self)
+        self.runtime.check()  # --data_service's address.
 
     def frame_config(self) -> FrameConfig:
         """The training frame pipeline: the run's label subjects, input size and seed."""
@@ -519,14 +559,18 @@ class FinetuneConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class EvaluateConfig:
-    """Evaluating a finished fine-tuning run (``python -m tf_synchro.evaluate``)."""
+class PoseEvalConfig:
+    """The pose evaluation protocol's settings (:func:`tf_synchro.tasks.pose3d.evaluate`).
 
-    model_dir: str = setting(None, "Finished fine-tuning run directory, or a deployed "
-                             "artefact of one: export version directory, <version>.onnx, "
-                             "<version>[.int8].tflite.", required=True, path=True)
-    data_dir: str = setting(None, "Dataset with 3D labels for --subjects.", required=True,
-                            path=True)
+    Attributes:
+      subjects: test subjects.
+      frame_step: keep frames whose original frame number is a multiple of it.
+      batch_size: evaluation batch.
+      output_json: where the report is written (None: not written).
+      output_png: where the example figure is drawn (None: not drawn).
+      num_examples: rows of the figure.
+    """
+
     subjects: tuple = setting(("S9", "S11"), "Test subjects.")
     frame_step: int = setting(64, "Evaluate frames whose number is a multiple of it.", minimum=1)
     batch_size: int = setting(64, "Evaluation batch size.", minimum=1)
@@ -536,7 +580,6 @@ class EvaluateConfig:
     output_png: Optional[str] = setting(None, "Figure path (default: output_json with .png).",
                                         path=True)
     num_examples: int = setting(4, "Examples in the figure (0: no figure).", minimum=0)
-    data_check: DataCheckConfig = setting(factory=DataCheckConfig)
 
     def check(self) -> None:
         """Raises ValueError naming the first bad setting (before anything is read)."""
@@ -545,6 +588,24 @@ class EvaluateConfig:
         for name in ("output_json", "output_png"):
             if getattr(self, name) is not None and not getattr(self, name):
                 raise ValueError(f"--{name} is empty; give a file path or omit it")
+
+
+@dataclasses.dataclass(frozen=True)
+class EvaluateConfig:
+    """Evaluating a finished fine-tuning run (``python -m tf_synchro.evaluate``)."""
+
+    model_dir: str = setting(None, "Finished fine-tuning run directory, or a deployed "
+                             "artefact of one: export version directory, <version>.onnx, "
+                             "<version>[.int8].tflite.", required=True, path=True)
+    data_dir: str = setting(None, "Dataset with 3D labels for --subjects.", required=True,
+                            path=True)
+    eval: PoseEvalConfig = setting(factory=PoseEvalConfig)
+    data_check: DataCheckConfig = setting(factory=DataCheckConfig)
+
+    def check(self) -> None:
+        """Raises ValueError naming the first bad setting (before anything is read)."""
+        check_ranges(self)
+        self.eval.check()
 
 
 @dataclasses.dataclass(frozen=True)

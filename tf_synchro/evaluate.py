@@ -17,7 +17,8 @@ Protocol (docs/DESIGN.md §2): test subjects S9 and S11, every frame whose origi
 number is a multiple of 64, all cameras; MPJPE, N-MPJPE and PA-MPJPE in mm, as the mean
 over frames and over actions, with breakdowns per action, joint, camera and subject, and
 held-out motion families reported apart under ``unseen_motion``; a PNG of a few examples.
-The flags are the settings of :class:`tf_synchro.configs.EvaluateConfig`; the work is
+The flags are the settings of :class:`tf_synchro.configs.EvaluateConfig`; the model is
+loaded by its kind (:func:`tf_synchro.deploy.artefacts.load_for_evaluation`), the work is
 :func:`tf_synchro.tasks.pose3d.evaluate`.
 """
 from __future__ import annotations
@@ -38,16 +39,17 @@ def define_flags(flag_values=None) -> None:
 
 def run(config: configs.EvaluateConfig) -> dict:
     """Evaluates, writes the report and the figure, and returns the report."""
+    import dataclasses
     from tf_synchro.deploy import artefacts
     from tf_synchro.tasks import pose3d
     from tfrecords_tools.runtime import locks
     config.check()
-    output_json = config.output_json or artefacts.default_report_path(config.model_dir)
-    output_png = config.output_png or os.path.splitext(output_json)[0] + ".png"
+    output_json = config.eval.output_json or artefacts.default_report_path(config.model_dir)
+    output_png = config.eval.output_png or os.path.splitext(output_json)[0] + ".png"
     locks.clean_stale_temps(os.path.dirname(os.path.abspath(output_json)))
-    report = pose3d.evaluate(config.model_dir, config.data_dir, tuple(config.subjects),
-                             config.frame_step, config.batch_size, output_json, output_png,
-                             config.num_examples, data_check=config.data_check)
+    trained = artefacts.load_for_evaluation(config.model_dir, "--model_dir")
+    report = pose3d.evaluate(trained, config.data_dir, dataclasses.replace(
+        config.eval, output_json=output_json, output_png=output_png), config.data_check)
     print(pose3d.format_report(report))
     print(f"wrote {output_json} and {output_png}")
     return report

@@ -38,13 +38,16 @@ def run(config: configs.EvaluatePretextConfig) -> dict:
     from tfrecords_tools.runtime import locks
     config.check()
     model, record = run_dir.load_pretrain_run(config.model_dir)
-    pair_config = dataclasses.replace(record.pair_config(), **config.pair_overrides())
+    record.pair_config()  # Raises: the run records no pair settings.
+    record = dataclasses.replace(record, pairs=dataclasses.replace(
+        record.pairs, **config.pair_overrides()))
     try:
-        pair_config.validate()
+        record.pair_config().validate()
     except ValueError as e:
         raise ValueError(f"{e} (the run in {config.model_dir} with the overrides)") from e
-    results = pretext.evaluate(model, config.data_dir or record.data_dir, pair_config,
-                               config.eval, config.data_check, record.train_subjects)
+    results = pretext.evaluate(run_dir.LoadedModel(model, record, config.model_dir),
+                               config.data_dir or record.data_dir, config.eval,
+                               config.data_check)
     output_dir = config.output_dir or config.model_dir
     locks.clean_stale_temps(output_dir)
     for path in pretext.write_report(results, output_dir):

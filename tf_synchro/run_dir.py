@@ -587,6 +587,33 @@ def load_pretrain_run(model_dir: str):
     return keras.models.load_model(model_path), record
 
 
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+    """A trained model and the record of the run that made it: what both tasks'
+    ``evaluate`` take, loaded by the caller (:func:`load_pretrain_run`,
+    :func:`load_pose_run`, or a deployed artefact through
+    :func:`tf_synchro.deploy.artefacts.load_for_evaluation`).
+
+    Attributes:
+      model: a Keras model on preprocessed inputs, or (a deployed pose model) a callable on
+        the raw uint8 crops.
+      record: the run's record (an export's metadata keeps it): preprocessing, pairs,
+        training subjects.
+      path: where it was loaded from (reports and error messages name it).
+      kind: ``run``, or the artefact kind (``saved_model``, ``onnx``, ``tflite``).
+    """
+
+    model: Any
+    record: Record
+    path: str
+    kind: str = "run"
+
+    @property
+    def trained_subjects(self) -> list:
+        """Every subject it saw in training (:func:`trained_subjects`)."""
+        return trained_subjects(self.path, self.record)
+
+
 def load_encoder(pretrain_dir: str, expect: Optional[Mapping[str, Any]] = None):
     """Loads ``pretrain_dir/encoder.keras`` written by pre-training and checks it.
 

@@ -186,13 +186,19 @@ def replica_batch_size(global_batch: int, strategy: tf.distribute.Strategy) -> i
 
 
 def distributed_dataset(strategy: tf.distribute.Strategy,
-                        dataset_fn: Callable[[tf.distribute.InputContext], tf.data.Dataset]):
+                        dataset_fn: Callable[[tf.distribute.InputContext], tf.data.Dataset],
+                        data_service: str = ""):
     """Builds one input pipeline per worker via ``distribute_datasets_from_function``.
 
     ``dataset_fn(input_context)`` must shard by ``input_context`` and batch with
     ``input_context.get_per_replica_batch_size(global_batch)``. The default strategy
-    returns the plain dataset (one pipeline, one replica).
+    returns the plain dataset (one pipeline, one replica). With ``data_service``
+    (``grpc://HOST:PORT``) the pipeline runs on that tf.data service's workers
+    (:mod:`tf_synchro.data.service`).
     """
+    if data_service:
+        from tf_synchro.data import service
+        dataset_fn = service.dataset_fn(dataset_fn, data_service)
     return strategy.distribute_datasets_from_function(dataset_fn)
 
 

@@ -38,7 +38,7 @@ from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
-from tfrecords_tools import schema
+from tfrecords_tools import beam_io, schema
 from tfrecords_tools.runtime import cli, fileio, locks
 from tfrecords_tools.runtime import flags as flag_engine
 from tfrecords_tools.runtime.flags import setting
@@ -108,18 +108,31 @@ def _sidecar(path: str) -> str:
 
 
 def _shard_done(path: str) -> Optional[dict]:
-    """The shard's sidecar stats if the shard is complete and intact, else None."""
+    """The shard's sidecar stats if the shard is complete and intact, else None.
+
+    Through ``tf.io.gfile``: a Beam worker checks shards on any filesystem it supports.
+    """
+    import tensorflow as tf
     side = _sidecar(path)
-    if not (os.path.exists(path) and os.path.exists(side)):
+    if not (tf.io.gfile.exists(path) and tf.io.gfile.exists(side)):
         return None
-    with open(side) as f:
-        stats = json.load(f)
+    try:
+        with tf.io.gfile.GFile(side) as f:
+            stats = json.load(f)
+    except json.JSONDecodeError:  # A torn sidecar (no fsync on every filesystem): redo.
+        return None
     return stats if stats.get("sha256") == fileio.sha256_file(path) else None
 
 
 def _write_shard(output_dir: str, task: ShardTask,
                  producer: Callable[[Any], Iterable[Union[schema.Clip, Skipped]]]) -> dict:
-    """Writes one shard atomically and returns its stats (also stored as sidecar)."""
+    """Writes one shard atomically and returns its stats (also stored as sidecar).
+
+    The one shard producer of every runner (local processes, Beam workers), so the bytes
+    do not depend on the runner. File operations go through ``tf.io.gfile`` (any
+    filesystem TensorFlow reads); where a rename is a copy (object stores) the sidecar,
+    written last with the shard's sha256, is what marks the shard complete.
+    """
     import tensorflow as tf
     path = os.path.join(output_dir, task.name + SHARD_SUFFIX)
     tmp = locks.temp_path(path)
@@ -144,21 +157,30 @@ def _write_shard(output_dir: str, task: ShardTask,
                 counts["action"][item.action] += n * item.num_views
                 for cam in item.camera_ids:
                     counts["view"][cam] += n
-        os.replace(tmp, path)
+        tf.io.gfile.rename(tmp, path, overwrite=True)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if tf.io.gfile.exists(tmp):
+            tf.io.gfile.remove(tmp)
     stats["sha256"] = fileio.sha256_file(path)
-    stats["bytes"] = os.path.getsize(path)
+    stats["bytes"] = tf.io.gfile.stat(path).length
     stats["images_per"] = {k: dict(sorted(c.items())) for k, c in counts.items()}
     fileio.write_json_atomic(_sidecar(path), stats)
     return stats
 
 
+def _write_unless_done(task: ShardTask, output_dir: str, producer: Callable) -> str:
+    """A Beam worker's element (:func:`tfrecords_tools.beam_io.write_shards`): writes the
+    shard of ``task`` unless a complete one is there; returns its name."""
+    if _shard_done(os.path.join(output_dir, task.name + SHARD_SUFFIX)) is None:
+        _write_shard(output_dir, task, producer)
+    return task.name
+
+
 def write_dataset(output_dir: str, *, writer: str, settings: dict, tasks: Sequence[ShardTask],
                   producer: Callable[[Any], Iterable[Union[schema.Clip, Skipped]]],
                   num_workers: int = 1, log: Callable[[str], None] = print,
-                  extra_skipped: Sequence[Skipped] = ()) -> dict:
+                  extra_skipped: Sequence[Skipped] = (), runner: str = "local",
+                  beam_options: Union[str, Sequence[str]] = ()) -> dict:
     """Writes (or finishes writing) a sharded dataset and returns its manifest.
 
     Args:
@@ -170,7 +192,13 @@ def write_dataset(output_dir: str, *, writer: str, settings: dict, tasks: Sequen
       num_workers: processes writing shards in parallel (1 = in this process).
       log: progress printer.
       extra_skipped: items the caller skipped before making tasks (listed in the manifest).
+      runner: ``local`` (``num_workers`` processes here) or an Apache Beam runner
+        (:mod:`tfrecords_tools.beam_io`), with Beam's own flags in ``beam_options``.
     """
+    beam_io.check_runner(runner, beam_options)
+    if fileio.is_url(output_dir):  # The lock and manifest are local file operations.
+        raise DatasetError(f"--output_dir={output_dir}: expected a filesystem path (for a "
+                           f"bucket, a FUSE mount of it); URLs are not supported")
     names = [t.name for t in tasks]
     dupes = sorted(n for n, c in collections.Counter(names).items() if c > 1)
     if dupes:
@@ -182,7 +210,7 @@ def write_dataset(output_dir: str, *, writer: str, settings: dict, tasks: Sequen
         fresh = _check_or_start(output_dir, writer, settings)
         try:
             manifest = _write_shards(output_dir, writer, settings, tasks, producer,
-                                     num_workers, log, extra_skipped)
+                                     num_workers, log, extra_skipped, runner, beam_options)
         except BaseException:
             if fresh and not any((_shard_done(os.path.join(output_dir, n + SHARD_SUFFIX))
                                   or {}).get("num_records") for n in names):
@@ -202,7 +230,7 @@ def _remove_written(output_dir: str, names: Sequence[str]) -> None:
 
 
 def _write_shards(output_dir, writer, settings, tasks, producer, num_workers, log,
-                  extra_skipped) -> dict:
+                  extra_skipped, runner="local", beam_options=()) -> dict:
     names = [t.name for t in tasks]
     results, todo = {}, []
     for task in tasks:
@@ -213,7 +241,17 @@ def _write_shards(output_dir, writer, settings, tasks, producer, num_workers, lo
             results[task.name] = stats
     if results:
         log(f"resuming: {len(results)} of {len(tasks)} shards already complete")
-    if num_workers > 1 and len(todo) > 1:
+    if runner != beam_io.LOCAL and todo:
+        beam_io.write_shards(output_dir, todo, producer, _write_unless_done, runner,
+                             beam_options, log)
+        for task in todo:
+            stats = _shard_done(os.path.join(output_dir, task.name + SHARD_SUFFIX))
+            if stats is None:  # A runner that reports success must have written them all.
+                raise DatasetError(f"{output_dir}: the Beam {runner} runner finished without "
+                                   f"shard {task.name}{SHARD_SUFFIX}; run the command again")
+            results[task.name] = stats
+        log(f"{len(todo)} shard(s) done by the Beam {runner} runner")
+    elif num_workers > 1 and len(todo) > 1:
         # spawn, not fork: the parent may have imported TensorFlow, which is not fork-safe.
         ctx = multiprocessing.get_context("spawn")
         with concurrent.futures.ProcessPoolExecutor(num_workers, mp_context=ctx) as pool:
@@ -237,19 +275,21 @@ def _write_shards(output_dir, writer, settings, tasks, producer, num_workers, lo
 
 def write_sequences(output_dir: str, *, writer: str, config, specs: Sequence, skipped: Sequence,
                     producer: Callable, num_workers: int = 1,
-                    log: Callable[[str], None] = print) -> dict:
+                    log: Callable[[str], None] = print, runner: str = "local",
+                    beam_options: Union[str, Sequence[str]] = ()) -> dict:
     """Converter driver: one shard per discovered sequence ``spec`` (``spec.shard_name``),
-    produced from ``(config, spec)``; items skipped during discovery are logged and listed."""
+    produced from ``(config, spec)``; items skipped during discovery are logged and listed.
+    ``runner``/``beam_options``: see :func:`write_dataset`."""
     for item in skipped:
         log(f"skipping {item.item}: {item.reason}")
     tasks = [ShardTask(spec.shard_name, (config, spec)) for spec in specs]
     return write_dataset(output_dir, writer=writer, settings=config.settings(), tasks=tasks,
                          producer=producer, num_workers=num_workers, log=log,
-                         extra_skipped=skipped)
+                         extra_skipped=skipped, runner=runner, beam_options=beam_options)
 
 
 @dataclasses.dataclass(frozen=True)
-class ConversionRun:
+class ConversionRun(beam_io.WriterRunner):
     """What a converter binary (``rig``, ``h36m``) takes beside the settings it stores in
     the manifest: a subclass nests its converter's config and says how :meth:`config`
     reads it.
@@ -257,6 +297,8 @@ class ConversionRun:
     Attributes:
       output_dir: dataset directory to write (or resume).
       num_workers: sequences converted in parallel (processes).
+      runner, beam_options: local processes or an Apache Beam runner
+        (:class:`tfrecords_tools.beam_io.WriterRunner`).
     """
 
     output_dir: str = setting(None, "Dataset directory to write (or resume).", required=True,
@@ -273,7 +315,8 @@ def convert_from_flags(run_type: type, convert: Callable, binary: str) -> None:
     checked), ``convert(config, output_dir, num_workers=...)``, then one summary line."""
     flag_engine.warn_deprecated(binary)
     run = flag_engine.from_flags(run_type)
-    manifest = convert(run.config(), run.output_dir, num_workers=run.num_workers)
+    manifest = convert(run.config(), run.output_dir, num_workers=run.num_workers,
+                       runner=run.runner, beam_options=run.beam_options)
     t = manifest["totals"]
     print(f"wrote {t.get('num_records', 0)} records, {t.get('num_frames', 0)} timesteps, "
           f"{t.get('num_images', 0)} crops to {run.output_dir}; "

@@ -446,7 +446,7 @@ def _clip(config, spec, cams, clip_index, idx, images, joints, boxes) -> schema.
 
 
 def convert(config: H36MConfig, output_dir: str, num_workers: int = 1,
-            log_fn=print) -> dict:
+            log_fn=print, runner: str = "local", beam_options=()) -> dict:
     """Converts (or resumes converting) a Human3.6M tree; returns the manifest.
 
     Raises:
@@ -456,7 +456,8 @@ def convert(config: H36MConfig, output_dir: str, num_workers: int = 1,
     specs, skipped = discover(config)
     return dataset_io.write_sequences(output_dir, writer=WRITER, config=config, specs=specs,
                                       skipped=skipped, producer=produce_sequence,
-                                      num_workers=num_workers, log=log_fn)
+                                      num_workers=num_workers, log=log_fn,
+                                      runner=runner, beam_options=beam_options)
 
 
 @dataclasses.dataclass(frozen=True)

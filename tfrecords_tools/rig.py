@@ -704,7 +704,8 @@ def produce_sequence(task: tuple[RigConfig, RigSequence]
 # ---------------------------------------------------------------------------- driver
 
 
-def convert(config: RigConfig, output_dir: str, num_workers: int = 1, log_fn=print) -> dict:
+def convert(config: RigConfig, output_dir: str, num_workers: int = 1, log_fn=print,
+            runner: str = "local", beam_options=()) -> dict:
     """Converts (or resumes converting) a rig folder; returns the manifest.
 
     Raises:
@@ -719,7 +720,8 @@ def convert(config: RigConfig, output_dir: str, num_workers: int = 1, log_fn=pri
     specs, skipped = discover(config)
     return dataset_io.write_sequences(output_dir, writer=WRITER, config=config, specs=specs,
                                       skipped=skipped, producer=produce_sequence,
-                                      num_workers=num_workers, log=log_fn)
+                                      num_workers=num_workers, log=log_fn,
+                                      runner=runner, beam_options=beam_options)
 
 
 @dataclasses.dataclass(frozen=True)

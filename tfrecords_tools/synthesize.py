@@ -513,8 +513,10 @@ def shard_name(subject: str, action: str) -> str:
 
 
 def generate(output_dir: str, config: SynthConfig, num_workers: int = 1,
-             log: Callable[[str], None] = print) -> dict:
-    """Writes (or resumes writing) a synthetic dataset; returns its manifest.
+             log: Callable[[str], None] = print, runner: str = "local",
+             beam_options=()) -> dict:
+    """Writes (or resumes writing) a synthetic dataset; returns its manifest (``runner``:
+    local processes or an Apache Beam runner, :mod:`tfrecords_tools.beam_io`).
 
     Raises:
       ValueError: a setting is invalid (nothing is written).
@@ -529,7 +531,7 @@ def generate(output_dir: str, config: SynthConfig, num_workers: int = 1,
     start = time.time()
     manifest = dataset_io.write_dataset(
         output_dir, writer=WRITER, settings=settings_of(config), tasks=tasks, producer=_produce,
-        num_workers=num_workers, log=log)
+        num_workers=num_workers, log=log, runner=runner, beam_options=beam_options)
     tot = manifest["totals"]
     log(f"{output_dir}: {tot['num_records']} records, {tot['num_frames']} timesteps, "
         f"{tot['num_images']} images in {len(tasks)} shards ({time.time() - start:.1f} s)")
@@ -554,7 +556,8 @@ def main(argv: Sequence[str]) -> None:
     flag_engine.warn_deprecated(BINARY)
     run = flag_engine.from_flags(SynthesizeRun)
     # Errors (a bad flag or file) end as one line: see tfrecords_tools.runtime.cli.
-    generate(run.output_dir, run.config(), num_workers=run.num_workers)
+    generate(run.output_dir, run.config(), num_workers=run.num_workers,
+             runner=run.runner, beam_options=run.beam_options)
 
 
 def define_flags(fv=None) -> None:

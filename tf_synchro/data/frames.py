@@ -34,7 +34,7 @@ import numpy as np
 import tensorflow as tf
 
 from tf_synchro.configs import FrameConfig  # noqa: F401  (its home)
-from tf_synchro.data import augment, records
+from tf_synchro.data import augment, records, service
 from tfrecords_tools import dataset_io, skeleton
 
 NUM_JOINTS = skeleton.NUM_JOINTS
@@ -208,7 +208,7 @@ def train_dataset(files: Sequence[str], config: FrameConfig, batch_size: int,
     # A frame whose JPEG does not decode is skipped with --skip_corrupt_records.
     ds = records.map_decoding(
         ds.enumerate(),
-        lambda i, f: _train_frame(f, tf.random.experimental.stateless_fold_in(base_key, i),
+        lambda i, f: _train_frame(f, service.element_key(base_key, i, input_context),
                                   config),
         config.skip_corrupt_records,
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)

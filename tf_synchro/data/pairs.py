@@ -53,7 +53,7 @@ import tensorflow as tf
 
 from tf_synchro import configs
 from tf_synchro.configs import PairConfig  # noqa: F401  (its home)
-from tf_synchro.data import augment, groups, records
+from tf_synchro.data import augment, groups, records, service
 from tfrecords_tools import schema
 
 SYNC, UNSYNC, FLIP = 0, 1, 2
@@ -508,7 +508,7 @@ def pair_dataset(files: Sequence[str], config: PairConfig, batch_size: int,
     # A clip holding a JPEG that does not decode is skipped with --skip_corrupt_records.
     ds = records.map_decoding(
         ds.enumerate(),
-        lambda i, c: _decode_pairs(c, tf.random.experimental.stateless_fold_in(base_key, i),
+        lambda i, c: _decode_pairs(c, service.element_key(base_key, i, input_context),
                                    config, with_metadata),
         config.skip_corrupt_records,
         num_parallel_calls=tf.data.AUTOTUNE, deterministic=config.deterministic)

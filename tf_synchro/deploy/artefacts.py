@@ -17,7 +17,8 @@ crop side and the training config of an export or a converted file are read from
 version directory's ``assets.extra/tf_synchro.json`` (a converted file's version directory
 is its name without ``.onnx`` / ``.tflite`` / ``.int8.tflite``). The predict binary
 (:mod:`tf_synchro.deploy.inference`) and the evaluate binary
-(:func:`tf_synchro.tasks.pose3d.evaluate`) both load models here.
+(:func:`load_for_evaluation`, then :func:`tf_synchro.tasks.pose3d.evaluate`) both load
+models here; the tasks themselves know no artefact.
 """
 from __future__ import annotations
 
@@ -163,6 +164,27 @@ def load(path: str, what: str = "--model") -> PoseModel:
     fn = {"saved_model": _saved_model_fn, "onnx": onnx_runner,
           "tflite": tflite_runner}[kind](path)
     return PoseModel(path, kind, meta.get("crop_size"), record, fn)
+
+
+def load_for_evaluation(path: str, what: str = "--model_dir") -> run_dir.LoadedModel:
+    """The model at ``path`` as :func:`tf_synchro.tasks.pose3d.evaluate` takes it, the
+    loader picked by its kind: a finished run's Keras model (preprocessed by the
+    evaluation pipeline, as it always was), or a deployed artefact (:func:`load`) given the
+    stored uint8 crops, as its clients give them.
+
+    Raises:
+      run_dir.UnfinishedModelDirError: ``path`` is no finished fine-tuning run.
+      ArtefactError: ``path`` is a file but no model of :data:`KINDS`, or a broken
+        artefact.
+    """
+    kind = kind_of(path)
+    if kind in (None, "run"):
+        if os.path.isfile(path):  # Not a file format we know: say which ones we do.
+            load(path, what)
+        model, record = run_dir.load_pose_run(path)
+        return run_dir.LoadedModel(model, record, path)
+    artefact = load(path, what)
+    return run_dir.LoadedModel(artefact, artefact.record, path, artefact.kind)
 
 
 def _saved_model_fn(path: str) -> Callable:

@@ -419,9 +419,10 @@ def int8_mpjpe_check(saved_model: str, int8_path: str, data_dir: str,
     reports = {}
     for key, model in models.items():
         try:
-            reports[key] = pose3d.evaluate(saved_model, data_dir, subjects,
-                                           options.int8_frame_step, output_json=None,
-                                           output_png=None, num_examples=0, model=model)
+            reports[key] = pose3d.evaluate(
+                run_dir.LoadedModel(model, record, saved_model, model.kind), data_dir,
+                configs.PoseEvalConfig(subjects=subjects, frame_step=options.int8_frame_step,
+                                       num_examples=0))
         except dataset_io.DatasetError as e:
             raise FormatCheckError(f"--int8_subjects={','.join(subjects)}: the int8 model is "
                                    f"judged by its MPJPE on labelled test frames, but {e}"

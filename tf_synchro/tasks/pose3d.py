@@ -40,7 +40,6 @@ import tensorflow as tf
 from tf_synchro import configs, run_dir, train_lib
 from tf_synchro.configs import FinetuneConfig
 from tf_synchro.data import frames, records
-from tf_synchro.deploy import artefacts
 from tf_synchro.models import pose, resnet
 from tf_synchro.tasks import metrics
 from tfrecords_tools import dataset_io, skeleton
@@ -160,7 +159,8 @@ def _train(config: FinetuneConfig, strategy: tf.distribute.Strategy, chief: bool
         records.prepare_decode_counter()  # Outside the strategy scope: a plain variable.
     undecodable = records.undecodable_count()
     dataset = train_lib.distributed_dataset(
-        strategy, frames.dataset_fn(files, frame_config, opt.batch_size))
+        strategy, frames.dataset_fn(files, frame_config, opt.batch_size),
+        config.runtime.data_service)
     result = train_lib.fit(model, dataset, model_dir=config.model_dir,
                            total_steps=opt.train_steps, steps_per_epoch=opt.steps_per_checkpoint,
                            strategy=strategy, log_every=config.runtime.log_every,
@@ -191,8 +191,9 @@ def predict(model, dataset: tf.data.Dataset, num_examples: int = 0,
             seed: int = 0) -> dict:
     """Runs ``model`` over an :func:`frames.eval_dataset`; returns numpy arrays.
 
-    ``model``: a Keras model on preprocessed inputs, or an :class:`artefacts.PoseModel` on
-    the raw crops of an ``eval_dataset(..., raw=True)``.
+    ``model``: a Keras model on preprocessed inputs, or a callable on the raw crops of an
+    ``eval_dataset(..., raw=True)`` (a deployed artefact,
+    :class:`tf_synchro.deploy.artefacts.PoseModel`).
 
     Raises:
       train_lib.NonFiniteError: a prediction is NaN or inf.
@@ -205,7 +206,7 @@ def predict(model, dataset: tf.data.Dataset, num_examples: int = 0,
     """
     if isinstance(model, keras.Model):
         predict_fn = tf.function(lambda x: model(x, training=False))
-    else:  # A deployed artefact (artefacts.PoseModel): numpy uint8 crops in.
+    else:  # A deployed artefact: numpy uint8 crops in.
         predict_fn = lambda x: model(x.numpy())
     out = collections.defaultdict(list)
     rng = np.random.default_rng(seed)
@@ -353,52 +354,40 @@ def _subset(out: dict, mask: np.ndarray) -> dict:
     return {k: out[k][mask] for k in ("pred", "gt", "subject", "action", "camera")}
 
 
-def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S11"),
-             frame_step: int = 64, batch_size: int = 64, output_json: Optional[str] = None,
-             output_png: Optional[str] = None, num_examples: int = 4,
-             model=None, data_check: Optional[configs.DataCheckConfig] = None) -> dict:
-    """Evaluates the model at ``model_dir`` (or ``model``) on ``subjects``.
+def evaluate(trained: run_dir.LoadedModel, data_dir: str,
+             config: configs.PoseEvalConfig = configs.PoseEvalConfig(),
+             data_check: Optional[configs.DataCheckConfig] = None) -> dict:
+    """Evaluates a loaded pose model on ``config.subjects`` with the protocol.
 
     Args:
-      model_dir: finished fine-tuning run (``pose_model.keras`` + ``config.json``), or a
-        deployed artefact (:func:`artefacts.load`: export version directory, ``.onnx``,
-        ``.tflite``), which is given the stored uint8 crops as its clients do.
-      data_dir: dataset with 3D labels for ``subjects``.
-      subjects: test subjects.
-      frame_step: keep frames whose original frame number is a multiple of this.
-      batch_size: evaluation batch.
-      output_json: where to write the report (None: not written).
-      output_png: where to write the example figure (None: not drawn).
-      num_examples: rows of the figure.
-      model: evaluate this Keras model instead of loading ``pose_model.keras`` (the
-        config.json of ``model_dir`` still gives the preprocessing), or this loaded
-        :class:`artefacts.PoseModel`.
+      trained: the model and its run's record (which gives the preprocessing): a finished
+        run's Keras model (:func:`run_dir.load_pose_run`), or a deployed artefact called
+        on the stored uint8 crops as its clients call it
+        (:func:`tf_synchro.deploy.artefacts.load_for_evaluation` loads either by path).
+      data_dir: dataset with 3D labels for the subjects.
+      config: the protocol's settings; the report is written to ``config.output_json`` and
+        the example figure to ``config.output_png`` when they are given.
       data_check: run the data checks first (:func:`train_lib.check_data`: held-out
         subjects, subjects present, shard integrity) with these settings, and skip damaged
         records if it says so (None: no checks, damaged records stop the evaluation).
 
+    Returns:
+      the JSON-able report.
+
     Raises:
-      run_dir.UnfinishedModelDirError: ``model_dir`` holds an unfinished run.
-      artefacts.ArtefactError: ``model_dir`` holds no model.
       dataset_io.DatasetError: a subject is missing or has no 3D labels.
       ValueError: a test subject the model trained on (without --allow_subject_overlap).
     """
     start = time.time()
+    subjects, frame_step = tuple(config.subjects), config.frame_step
+    output_json, output_png, num_examples = (config.output_json, config.output_png,
+                                             config.num_examples)
     if data_check is not None:
-        train_lib.check_data(data_dir, {"subjects": tuple(subjects)}, data_check,
-                             trained=(artefacts.trained_subjects(model_dir),
+        train_lib.check_data(data_dir, {"subjects": subjects}, data_check,
+                             trained=(trained.trained_subjects,
                                       "its labels and pre-training"))
-    if model is None and artefacts.kind_of(model_dir) not in (None, "run"):
-        model = artefacts.load(model_dir, "--model_dir")
-    if isinstance(model, artefacts.PoseModel):
-        record = model.record
-    elif model is None:
-        if os.path.isfile(model_dir):  # Not a file format we know: say which ones we do.
-            artefacts.load(model_dir, "--model_dir")
-        model, record = run_dir.load_pose_run(model_dir)
-    else:
-        record = run_dir.read_record(model_dir)
-    raw = isinstance(model, artefacts.PoseModel)
+    model, record, model_dir = trained.model, trained.record, trained.path
+    raw = not isinstance(model, keras.Model)  # A deployed artefact: uint8 crops in.
     files = frames.labelled_files(data_dir, subjects)
     aug = configs.AugmentConfig(output_size=record.input_size,
                                 eval_scale=record.preprocess.crop_scale,
@@ -407,7 +396,7 @@ def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S1
                                       augment=aug, skip_corrupt_records=bool(
                                           data_check and data_check.skip_corrupt_records))
     undecodable = records.undecodable_count()
-    ds = frames.eval_dataset(files, frame_config, batch_size, raw=raw)
+    ds = frames.eval_dataset(files, frame_config, config.batch_size, raw=raw)
     with dataset_io.naming_damaged_shard(files, "evaluation stopped"):
         try:
             out = predict(model, ds, num_examples=num_examples if output_png else 0)
@@ -436,7 +425,7 @@ def evaluate(model_dir: str, data_dir: str, subjects: Sequence[str] = ("S9", "S1
     if real.any():
         held_out = _subset(out, real)
         report["real_motion"] = build_report(held_out["pred"], held_out["gt"], held_out)
-    report.update({"model_dir": model_dir, "model_kind": model.kind if raw else "run",
+    report.update({"model_dir": model_dir, "model_kind": trained.kind,
                    "data_dir": data_dir, "subjects": list(subjects),
                    "frame_step": frame_step, "seconds": round(time.time() - start, 1)})
     if skipped:

@@ -6,8 +6,9 @@
 * :func:`train` — one pre-training run: every check before the first step, the run
   directory (:mod:`tf_synchro.run_dir`), resumable training (:func:`train_lib.fit`), then
   ``encoder.keras``, ``sync_flip.keras`` and the held-out evaluation.
-* :func:`evaluate` / :func:`score_pairs` / :func:`write_report` — sync and flip accuracy on
-  held-out subjects, ROC areas, and sync accuracy against the time gap (the paper's Fig. 4).
+* :func:`evaluate` / :func:`score_model` / :func:`score_pairs` / :func:`write_report` — sync
+  and flip accuracy on held-out subjects, ROC areas, and sync accuracy against the time
+  gap (the paper's Fig. 4).
 
 Accuracies count only the pairs a head sees (its mask): sync accuracy over synchronized and
 unsynchronized pairs, flip accuracy over synchronized and flipped pairs. In the gap curve,
@@ -25,7 +26,7 @@ import dataclasses
 import json
 import os
 import time
-from typing import Optional, Sequence
+from typing import Optional
 
 import numpy as np
 
@@ -154,7 +155,8 @@ def _train(config: PretrainConfig, strategy, chief: bool, files: list, data_info
     pair_config = dataclasses.replace(
         config.pair_config(), seed=train_lib.data_seed(config.runtime.seed, config.model_dir))
     dataset = train_lib.distributed_dataset(
-        strategy, pairs.dataset_fn(config.data_dir, pair_config, opt.batch_size))
+        strategy, pairs.dataset_fn(config.data_dir, pair_config, opt.batch_size),
+        config.runtime.data_service)
     if config.verbose and chief:
         print(f"{len(files)} shards, records checked: {data_info}; "
               f"{strategy.num_replicas_in_sync} replica(s); model "
@@ -185,9 +187,12 @@ def _train(config: PretrainConfig, strategy, chief: bool, files: list, data_info
         for model_, name in ((encoder, run_dir.ENCODER_FILE), (bare, run_dir.SYNC_FLIP_FILE)):
             train_lib.save_model_atomic(model_, os.path.join(config.model_dir, name))
         if config.eval_subjects:
-            results = evaluate(bare, config.data_dir, config.pair_config(),
-                               configs.PretextEvalConfig(subjects=tuple(config.eval_subjects),
-                                                         passes=config.eval_passes))
+            # Its data was checked at the start; the pairs are drawn as it drew them for
+            # training (--skip_corrupt_records included).
+            results = score_model(bare, config.data_dir, config.pair_config(),
+                                  configs.PretextEvalConfig(
+                                      subjects=tuple(config.eval_subjects),
+                                      passes=config.eval_passes))
             write_report(results, config.model_dir)
             summary["eval"] = {k: v for k, v in results.items() if k != "sync_accuracy_by_gap"}
         if config.verbose:
@@ -240,33 +245,41 @@ def roc_auc(positive_scores, negative_scores) -> float:
     return float(u / (len(pos) * len(neg)))
 
 
-def evaluate(model, data_dir: str, pair_config: configs.PairConfig,
+def evaluate(trained: run_dir.LoadedModel, data_dir: str,
              config: configs.PretextEvalConfig = configs.PretextEvalConfig(),
-             data_check: Optional[configs.DataCheckConfig] = None,
-             trained_subjects: Sequence[str] = ()) -> dict:
-    """Runs ``model`` on held-out pairs and returns accuracies (JSON-able dict).
+             data_check: Optional[configs.DataCheckConfig] = None) -> dict:
+    """Runs a loaded sync/flip model on held-out pairs; returns accuracies (JSON-able dict).
 
     Args:
-      model: sync/flip model (dict inputs ``view_a``/``view_b``, dict logit outputs).
+      trained: the sync/flip model (dict inputs ``view_a``/``view_b``, dict logit outputs)
+        and its run's record (:func:`run_dir.load_pretrain_run`), whose pair settings
+        (d_min, d_max, gap sampling, tasks, views, image size) the pairs are drawn with.
       data_dir: dataset holding ``config.subjects``.
-      pair_config: the training pair settings (d_min, d_max, tasks, views, image size).
       config: evaluation settings.
       data_check: run the data checks first (:func:`train_lib.check_data`: held-out
-        subjects against ``trained_subjects``, subjects present, shard integrity) with
-        these settings, and skip damaged records if it says so (None: no checks, as at the
-        end of a training run that checked its data at the start).
-      trained_subjects: the subjects the model was pre-trained on.
+        subjects against the run's ``--train_subjects``, subjects present, shard integrity)
+        with these settings, and skip damaged records if it says so (None: no checks,
+        damaged records stop the evaluation).
 
     Raises:
       tfrecords_tools.dataset_io.DatasetError: no shard holds the held-out subjects.
+      run_dir.ModelDirError: the record holds no pair settings.
       ValueError: a held-out subject the model trained on (without
         --allow_subject_overlap).
     """
+    pair_config = trained.record.pair_config()
     if data_check is not None:
         train_lib.check_data(data_dir, {"subjects": tuple(config.subjects)}, data_check,
-                             trained=(tuple(trained_subjects), "the run's --train_subjects"))
+                             trained=(trained.trained_subjects, "the run's --train_subjects"))
         pair_config = dataclasses.replace(
             pair_config, skip_corrupt_records=data_check.skip_corrupt_records)
+    return score_model(trained.model, data_dir, pair_config, config)
+
+
+def score_model(model, data_dir: str, pair_config: configs.PairConfig,
+                config: configs.PretextEvalConfig) -> dict:
+    """The work of :func:`evaluate`, without the data checks: ``model`` on the held-out
+    pairs drawn with ``pair_config`` (the training pair settings) and ``config``."""
     cfg = eval_pair_config(pair_config, config)
     files = records.dataset_files(data_dir, cfg.subjects)
     undecodable = records.undecodable_count()

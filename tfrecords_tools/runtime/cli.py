@@ -173,7 +173,8 @@ def _sigterm_raises():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
-        _SIGTERM.update(received=False, deferred=0)  # Library calls after it run on.
+        # An in-process run (invoke) ended by SIGTERM must not stop the next fit loop.
+        _SIGTERM.update(received=False, deferred=0)
 
 
 def run(main: Callable[[Sequence[str]], object], argv: Optional[Sequence[str]] = None) -> None:

@@ -14,6 +14,9 @@ def write_json_atomic(path: str, obj) -> None:
     The one JSON writer of the project: a crash leaves the old file or the new one, never
     a torn one.
     """
+    if is_url(path):
+        _write_json_gfile(path, obj)
+        return
     tmp = locks.temp_path(path)
     try:
         with open(tmp, "w") as f:
@@ -26,10 +29,33 @@ def write_json_atomic(path: str, obj) -> None:
             os.remove(tmp)
 
 
+def is_url(path: str) -> bool:
+    """A path of a filesystem only ``tf.io.gfile`` reaches (``gs://``, ``s3://``, ...)."""
+    return "://" in path
+
+
+def _write_json_gfile(path: str, obj) -> None:
+    """:func:`write_json_atomic` on a ``tf.io.gfile`` filesystem (temporary name, rename)."""
+    import tensorflow as tf
+    tmp = locks.temp_path(path)
+    try:
+        with tf.io.gfile.GFile(tmp, "w") as f:
+            json.dump(obj, f, indent=1, sort_keys=True)
+        tf.io.gfile.rename(tmp, path, overwrite=True)
+    finally:
+        if tf.io.gfile.exists(tmp):
+            tf.io.gfile.remove(tmp)
+
+
 def sha256_file(path: str) -> str:
     """The sha256 hex digest of the file ``path``, read in 1 MiB blocks."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
+    if is_url(path):
+        import tensorflow as tf
+        opener = tf.io.gfile.GFile
+    else:
+        opener = open
+    with opener(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from tfrecords_tools import schema
+from tfrecords_tools import beam_io, schema
 from tfrecords_tools.runtime.flags import setting
 from tfrecords_tools.synth import body as body_lib
 from tfrecords_tools.synth import clutter as clutter_lib
@@ -198,7 +198,7 @@ CLUTTER_DEFAULTS = {"bystanders": 0, "moving_objects": 0, "lighting": "constant"
 
 
 @dataclasses.dataclass(frozen=True)
-class SynthesizeRun:
+class SynthesizeRun(beam_io.WriterRunner):
     """One invocation of the binary: the dataset's settings, and what is not one of them
     (where to write, how many processes, extra people added to ``subjects``).
 
@@ -206,6 +206,8 @@ class SynthesizeRun:
       output_dir: dataset directory (created; resumed if present).
       extra_subjects: adds the extra people U01...UN to ``dataset.subjects``.
       num_workers: parallel writer processes.
+      runner, beam_options: local processes or an Apache Beam runner
+        (:class:`tfrecords_tools.beam_io.WriterRunner`).
       dataset: the settings stored in the manifest.
     """
 

@@ -373,7 +373,8 @@ class DataServiceConfig:
     worker_host: str = setting("localhost", "Worker: the host name trainers reach this "
                                "worker at (this machine's name on a cluster).")
     work_dir: Optional[str] = setting(None, "Dispatcher: directory of its journal (fault "
-                                      "tolerance: a restarted dispatcher resumes its jobs).")
+                                      "tolerance: a restarted dispatcher resumes its jobs).",
+                                      path=True)
 
     def check(self) -> None:
         """Raises ValueError naming the flag at fault (exit status 2)."""

@@ -551,7 +551,7 @@ BAD = [
                                                  "--train_steps=2", *PRETRAIN_FLAGS], 2,
      "--model_dir={D} holds a dataset (manifest.json); expected a run directory", None),
     ("sy-output-is-run", "tfrecords_tools.synthesize", ["--output_dir={F}", *SYNTH_FLAGS], 2,
-     "--output_dir={F} is not empty (", None),
+     "--output_dir={F} holds folders (backup, tensorboard) and no dataset", None),
     ("rig-output-in-input", "tfrecords_tools.rig", ["--input_dir={I}", "--output_dir={I}/a-b/o"],
      2, "--output_dir={I}/a-b/o is inside --input_dir={I}", "clash"),
     ("ex-export-is-run", "tf_synchro.export", ["--model_dir={F}", "--export_dir={F}"], 2,

@@ -89,15 +89,19 @@ def _check_or_start(output_dir: str, writer: str, settings: dict) -> bool:
             {"writer": writer, **info["settings"]}, DatasetError, output_dir,
             "use another --output_dir or the same settings to resume")
         return False
-    # A new dataset starts in an empty folder: shards written into a run directory, an
-    # input folder or another tool's output would mix with files no reader expects.
-    other = sorted(n for n in os.listdir(output_dir) if n != locks.LOCK_FILE
-                   and locks.temp_owner(n) is None) if os.path.isdir(output_dir) else []
-    if other:
-        raise DatasetError(f"--output_dir={output_dir} is not empty ({', '.join(other[:3])}"
-                           f"{', ...' if len(other) > 3 else ''}) and holds no dataset "
-                           f"({DATASET_INFO}); expected a new or empty directory, or a "
-                           f"dataset to resume")
+    names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
+    if any(n.endswith(SHARD_SUFFIX) or n == MANIFEST for n in names):
+        raise DatasetError(f"{output_dir} holds shards but no {DATASET_INFO}; refusing to mix")
+    # Folders mean a run directory (backup/, tensorboard/) or an input folder: shards
+    # written there would mix with files no reader expects. (A driver's own files, such as
+    # the experiments' settings.json and log.txt, may be there.)
+    folders = sorted(n for n in names if os.path.isdir(os.path.join(output_dir, n))
+                     and locks.temp_owner(n) is None)
+    if folders:
+        raise DatasetError(f"--output_dir={output_dir} holds folders ({', '.join(folders[:3])}"
+                           f"{', ...' if len(folders) > 3 else ''}) and no dataset "
+                           f"({DATASET_INFO}): not a dataset directory; expected a new or "
+                           f"empty directory, or a dataset to resume")
     os.makedirs(output_dir, exist_ok=True)
     fileio.write_json_atomic(info_path, info)
     return True

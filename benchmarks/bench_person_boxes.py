@@ -352,12 +352,13 @@ def baseline_boxes(take: Take) -> Found:
     return Found(np.stack(boxes), np.asarray(found), keep)
 
 
-def module_boxes(take: Take, plates: bool = False) -> Found:
+def module_boxes(take: Take, plates: bool = False, **settings) -> Found:
     """``tfrecords_tools.person_boxes.find_boxes`` on the decoded frames, exact cameras,
-    with clean plates of the empty room when ``plates``."""
+    with clean plates of the empty room when ``plates``; ``settings`` replace BoxConfig
+    defaults."""
     from tfrecords_tools import person_boxes
-    res = person_boxes.find_boxes(take.frames, person_boxes.BoxConfig(), cameras=take.cams,
-                                  plates=take.plates if plates else None)
+    res = person_boxes.find_boxes(take.frames, person_boxes.BoxConfig(**settings),
+                                  cameras=take.cams, plates=take.plates if plates else None)
 
     def keep(v: int, t: int, box: np.ndarray) -> np.ndarray:
         return np.asarray(res.keep_crop(v, t, box, CROP_SIZE), bool)
@@ -453,9 +454,10 @@ def markdown(rows: Sequence[dict], finder: str) -> str:
 
 def run(finder: str, seeds: Sequence[int], cases: Sequence[str], motions: Sequence[str], *,
         frames: int, width: int, lighting: str, noise: float,
-        log: Callable[[str], None] = print) -> list:
+        log: Callable[[str], None] = print, settings: Optional[dict] = None) -> list:
     """Renders every (case, motion, seed) take, finds boxes and scores them; rows per
-    (case, motion) and per case, seeds pooled."""
+    (case, motion) and per case, seeds pooled. ``settings``: BoxConfig fields for the
+    module's finders."""
     per: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench_person_boxes_") as workdir:
         for case in cases:
@@ -463,7 +465,8 @@ def run(finder: str, seeds: Sequence[int], cases: Sequence[str], motions: Sequen
                 for seed in seeds:
                     take = render_take(case, motion, seed, frames=frames, width=width,
                                        lighting=lighting, noise=noise, workdir=workdir)
-                    found = FINDERS[finder](take)
+                    found = (FINDERS[finder](take) if finder == "baseline" else
+                             module_boxes(take, finder == "module_plates", **(settings or {})))
                     scores = score_take(take, found)
                     per[case, motion, seed] = scores
                     s = summarise([scores])
@@ -498,6 +501,8 @@ def define_flags() -> None:
     flags.DEFINE_enum("lighting", "drift", list(clutter_lib.LIGHTING),
                       "Lighting change of the clutter case.")
     flags.DEFINE_float("noise", 4.0, "Sensor noise (grey levels) in both cases.")
+    flags.DEFINE_float("hull_voxel_mm", None, "Module finders: BoxConfig.hull_voxel_mm "
+                       "(0: no visual-hull step; default: BoxConfig's).")
     flags.DEFINE_string("json_out", None, "Write the results as JSON here.")
     flags.DEFINE_string("md_out", None, "Write the markdown table here.")
 
@@ -519,11 +524,12 @@ def main(argv: Sequence[str]) -> None:
         raise ValueError(f"--frames {f.frames} / --width {f.width}: expected >= 10 frames and "
                          f"a width in [128, 1000]")
     cv2.setNumThreads(1)
+    settings = {} if f.hull_voxel_mm is None else {"hull_voxel_mm": f.hull_voxel_mm}
     rows = run(f.boxes, seeds, f.cases, f.motions, frames=f.frames, width=f.width,
-               lighting=f.lighting, noise=f.noise)
+               lighting=f.lighting, noise=f.noise, settings=settings)
     table = markdown(rows, f.boxes)
     print(table)
-    settings = {"boxes": f.boxes, "seeds": seeds, "frames": f.frames, "width": f.width,
+    settings = {**settings, "boxes": f.boxes, "seeds": seeds, "frames": f.frames, "width": f.width,
                 "lighting": f.lighting, "noise": f.noise, "margin": MARGIN,
                 "crop_size": CROP_SIZE, "iou_min": IOU_MIN, "targets": TARGETS}
     for path, text in ((f.json_out, json.dumps({"settings": settings, "rows": rows}, indent=1)),

@@ -30,7 +30,13 @@ the static scene. Per view:
    ``multiview_tolerance`` is the consensus, and a view outside it takes another of its
    detections that agrees, else the consensus projection. Views without a detection get
    the projection too.
-5. Short dropouts **hold** the last box (``hold_frames``); longer gaps take the nearest
+5. **Visual hull** (calibration and >= 3 views, ``hull_voxel_mm`` > 0): per frame, a
+   voxel block around the person's triangulated centre is carved by all views' masks; the
+   tallest part near the centre, within ``hull_radius`` of its axis, is the person, and
+   each view's box becomes that of its foreground pixels under that part's projection
+   (an object that touches the person in one image, or a ghost of the median, lies
+   elsewhere in 3D). A view without a detection gets the box of the projection.
+6. Short dropouts **hold** the last box (``hold_frames``); longer gaps take the nearest
    found box; boxes are made square with the margin rule of :func:`crops.square_box` and
    **smoothed** (moving average of centre and side).
 
@@ -120,6 +126,15 @@ class BoxConfig:
         height (joins limbs to the body, fills the gaps of background-coloured clothes;
         along image columns 2.5 times as far).
       keep_dilate: the keep mask grows by this many analysis pixels (the blended outline).
+      hull_voxel_mm: with calibration and >= 3 views, the visual-hull step's voxel side in
+        mm (0: no hull step): per frame a block around the person's triangulated centre is
+        carved by every view's foreground mask, and each view's box becomes that of its
+        foreground under the projection of the person's part of the hull.
+      hull_misses: a voxel stays in the hull when the views that see it show foreground
+        there, all but this many (a part of the person that one view's background model
+        holds).
+      hull_radius: the person's part of the hull lies within this many person heights of
+        their vertical axis (0: the whole connected hull).
     """
 
     background: str = "auto"
@@ -143,6 +158,9 @@ class BoxConfig:
     multiview_tolerance: float = 0.25
     keep_close: float = 0.1
     keep_dilate: int = 2
+    hull_voxel_mm: float = 40.0
+    hull_misses: int = 1
+    hull_radius: float = 0.25
 
     def __post_init__(self):
         checks = [
@@ -167,6 +185,9 @@ class BoxConfig:
             (self.multiview_tolerance > 0, "multiview_tolerance", "> 0"),
             (self.keep_close >= 0, "keep_close", ">= 0"),
             (self.keep_dilate >= 0, "keep_dilate", ">= 0"),
+            (self.hull_voxel_mm >= 0, "hull_voxel_mm", ">= 0"),
+            (self.hull_misses >= 0, "hull_misses", ">= 0"),
+            (self.hull_radius >= 0, "hull_radius", ">= 0"),
         ]
         for ok, name, expected in checks:
             if not ok:
@@ -333,7 +354,11 @@ def _closest_mergeable(boxes: np.ndarray, areas: np.ndarray,
 
 def find_people(mask: np.ndarray, config: BoxConfig) -> list[Person]:
     """Person blobs of a foreground mask [h, w] (analysis size), largest first."""
-    m = _clean(mask, config)
+    return _find_people_clean(_clean(mask, config), config)
+
+
+def _find_people_clean(m: np.ndarray, config: BoxConfig) -> list[Person]:
+    """:func:`find_people` of a mask already cleaned by :func:`_clean` (uint8)."""
     n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
     # Pieces below min_area still join a person (a shoe, a hand), but alone are noise.
     ids = [i for i in range(1, n) if stats[i, cv2.CC_STAT_AREA] >= _MIN_PIECE]
@@ -624,6 +649,172 @@ def _consensus(cams, boxes: dict, tol_of, size_tolerance: float) -> Optional[tup
     return {v: boxes[v] for v in inliers}, x, size
 
 
+def _world_up(cams) -> np.ndarray:
+    """Unit world vector that the cameras see as image-up (their mean -y axis): rigs film
+    upright, so this is the vertical without assuming a world convention."""
+    up = -np.mean([np.asarray(c.rotation, np.float64)[1] for c in cams], 0)
+    return up / max(np.linalg.norm(up), 1e-9)
+
+
+def _hull_grid(config: BoxConfig, up: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """Voxel centres [N, 3] (mm, relative to the person's centre) of a block around a
+    person: 0.6 person heights to each side, 0.75 up and down; and its shape (a, b, up)."""
+    step = config.hull_voxel_mm
+    e1 = np.cross(up, [1.0, 0.0, 0.0])
+    if np.linalg.norm(e1) < 0.5:
+        e1 = np.cross(up, [0.0, 1.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(up, e1)
+    n_h = int(np.ceil(0.6 * config.person_height_mm / step))
+    n_v = int(np.ceil(0.75 * config.person_height_mm / step))
+    a = np.arange(-n_h, n_h + 1) * step
+    c = np.arange(-n_v, n_v + 1) * step
+    grid = (a[:, None, None, None] * e1 + a[None, :, None, None] * e2
+            + c[None, None, :, None] * up)
+    return grid.reshape(-1, 3), (len(a), len(a), len(c))
+
+
+def _hull_component(occ: np.ndarray, max_gap: int, reach: float) -> np.ndarray:
+    """The person's part of an occupancy block [a, b, up] centred on them: the ground-plan
+    component (8-connected) within ``reach`` voxels of the centre column with the most
+    occupied layers (then voxels), cut along the vertical at the first
+    gap of more than ``max_gap`` layers above or below the layer nearest the centre."""
+    plan = occ.any(2).astype(np.uint8)
+    n, labels = cv2.connectedComponents(plan, connectivity=8)
+    if n <= 1:
+        return np.zeros_like(occ)
+    ca, cb = (occ.shape[0] - 1) / 2, (occ.shape[1] - 1) / 2
+    ya, xb = np.mgrid[:occ.shape[0], :occ.shape[1]]
+    near = np.hypot(ya - ca, xb - cb) <= reach
+    # The tallest component near the centre, then the most voluminous (a ball or a box
+    # beside a person may be nearer, and the centre triangulated from boxes that hold it
+    # too, but it is never as tall).
+    best = None
+    for k in np.unique(labels[near & (plan > 0)]):
+        part = occ & (labels == k)[:, :, None]
+        key = (int(part.any((0, 1)).sum()), int(part.sum()))
+        if best is None or key > best[0]:
+            best = (key, part)
+    if best is None:
+        return np.zeros_like(occ)
+    occ = best[1]
+    layers = np.flatnonzero(occ.any((0, 1)))
+    mid = int(np.argmin(np.abs(layers - (occ.shape[2] - 1) / 2)))
+    lo = hi = mid
+    while lo > 0 and layers[lo] - layers[lo - 1] <= max_gap + 1:
+        lo -= 1
+    while hi < len(layers) - 1 and layers[hi + 1] - layers[hi] <= max_gap + 1:
+        hi += 1
+    occ[:, :, :layers[lo]] = False
+    occ[:, :, layers[hi] + 1:] = False
+    return occ
+
+
+def _hull_boxes(config: BoxConfig, cams, scalers, masks, tight: np.ndarray,
+                source: np.ndarray) -> None:
+    """Visual-hull boxes (in place): per frame, a voxel block around the person's
+    triangulated centre is carved by every view's foreground mask (a voxel stays when the
+    views that see it show foreground there, all but ``hull_misses``); the person's part
+    of it (:func:`_hull_component`) is projected into each view, and the view's box is
+    that of its foreground pixels under the projection. A moving object touching the
+    person in one view, a ghost of the background model or another person is elsewhere
+    in 3D and drops out; a view without a detection gets the box of the projection."""
+    num_views, num_frames = tight.shape[:2]
+    up = _world_up(cams)
+    offsets, shape = _hull_grid(config, up)
+    half_diag = 0.5 * np.sqrt(3) * config.hull_voxel_mm
+    for t in range(num_frames):
+        have = [v for v in range(num_views)
+                if source[v, t] == DETECTED and np.all(np.isfinite(tight[v, t]))]
+        if len(have) < 2:
+            continue
+        x = _triangulate([cams[v] for v in have],
+                         np.stack([(tight[v, t, :2] + tight[v, t, 2:]) / 2 for v in have]))
+        pts = x + offsets
+        seen = np.zeros(len(pts), np.int16)
+        hits = np.zeros(len(pts), np.int16)
+        views = []
+        for v, (cam, sc) in enumerate(zip(cams, scalers)):
+            w, h = sc.small_wh
+            fg = np.unpackbits(masks[v][t], count=w * h).reshape(h, w)
+            z_x = cam.world_to_camera(x)[2]
+            if z_x <= 0:
+                views.append(None)
+                continue
+            # One pixel more than a voxel's reach: thin limbs must survive the carving.
+            radius = int(np.ceil(half_diag * cam.fy * sc.scale / z_x)) + 1
+            pc = cam.world_to_camera(pts)
+            uv = sc.to_small(cam.project_camera(pc))
+            ix, iy = np.rint(uv[:, 0]).astype(np.int64), np.rint(uv[:, 1]).astype(np.int64)
+            inside = (pc[:, 2] > 0) & (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)
+            grown = cv2.dilate(fg, _ellipse(2 * radius + 1))
+            seen += inside
+            hits[inside] += grown[iy[inside], ix[inside]].astype(np.int16)
+            views.append((fg, ix, iy, inside, radius))
+        occ = (seen >= 2) & (hits >= np.maximum(2, seen - config.hull_misses))
+        occ = _hull_component(occ.reshape(shape), max_gap=max(
+            1, int(round(100.0 / config.hull_voxel_mm))),
+            reach=0.5 * config.person_height_mm / config.hull_voxel_mm).ravel()
+        if not occ.any():
+            continue
+        if config.hull_radius > 0:
+            # A hull of few views is a fat prism around the person, joined at times to an
+            # object or a ghost of the background model; keep what lies within a body's
+            # reach of the person's vertical axis: the disc of that radius holding the
+            # most occupied volume (a person is taller than what touches them).
+            occ3 = occ.reshape(shape)
+            r = config.hull_radius * config.person_height_mm / config.hull_voxel_mm
+            disc = _ellipse(2 * int(np.ceil(r)) + 1).astype(np.float32)
+            volume = cv2.filter2D(occ3.sum(2).astype(np.float32), -1, disc,
+                                  borderType=cv2.BORDER_CONSTANT)
+            ia, ib = np.unravel_index(int(np.argmax(volume)), volume.shape)
+            ya, xb = np.mgrid[:shape[0], :shape[1]]
+            if np.hypot(ia - (shape[0] - 1) / 2, ib - (shape[1] - 1) / 2) > 2 * r:
+                continue  # Far from where the detections put the person: trust neither.
+            occ = (occ3 & (np.hypot(ya - ia, xb - ib) <= r)[:, :, None]).ravel()
+        layers = np.flatnonzero(occ.reshape(shape).any((0, 1)))
+        if not len(layers) or (layers[-1] - layers[0] + 1) * config.hull_voxel_mm < (
+                0.55 * config.person_height_mm):
+            continue  # Not a person's height: a hull of objects or ghosts.
+        new = {}
+        for v, item in enumerate(views):
+            if item is None:
+                continue
+            fg, ix, iy, inside, radius = item
+            sel = occ & inside
+            if not sel.any():
+                continue
+            proj = np.zeros_like(fg)
+            proj[iy[sel], ix[sel]] = 1
+            proj = cv2.dilate(proj, _ellipse(2 * radius + 3))
+            ys, xs = np.nonzero(proj & fg)
+            if len(xs) < 0.2 * np.count_nonzero(proj):
+                # This view's mask misses the person: the hull's own extent.
+                xs, ys = ix[sel], iy[sel]
+            box = np.array([[xs.min(), ys.min()], [xs.max(), ys.max()]], np.float64)
+            new[v] = scalers[v].to_full(box).ravel()
+        # The hull is the detections' person only if its boxes lie mostly inside them and
+        # keep most of their height (else the centre came from wrong detections, or the
+        # hull holds an object: keep what the views found).
+        agree = [v for v in have if v in new and _inside_share(new[v], tight[v, t]) >= 0.7
+                 and new[v][3] - new[v][1] >= 0.7 * (tight[v, t, 3] - tight[v, t, 1])]
+        if len(agree) < max(2, len(have) - 1):
+            continue
+        for v, box in new.items():
+            if v in have and v not in agree:
+                continue
+            tight[v, t] = box
+            if source[v, t] == NONE:
+                source[v, t] = PROJECTED
+
+
+def _inside_share(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of box ``a``'s area inside box ``b`` (x0, y0, x1, y1)."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return w * h / max((a[2] - a[0]) * (a[3] - a[1]), 1e-9)
+
+
 def _project_box(cams, agreed: dict, v: int) -> tuple[np.ndarray, np.ndarray]:
     """Tight box in view ``v`` from the agreeing views' boxes, and the 3D centre."""
     views = sorted(agreed)
@@ -787,6 +978,7 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
     notes: list = []
     scalers = [_Scaler(s.width, s.height, config.analysis_size) for s in sources]
     people: list = []
+    masks: list = []  # per view and frame, the cleaned foreground mask (packed bits)
     backgrounds = []
     for v, (src, sc) in enumerate(zip(sources, scalers)):
         plate = None if plates is None else plates[v]
@@ -797,16 +989,19 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
             raise ValueError(f"background='plate' but view {v} has no clean plate")
         bg = _fit_background(config, kind, src, sc, plate)
         backgrounds.append(bg)
-        found = []
+        found, view_masks = [], []
         for t, frame in enumerate(src.frames()):
             small = sc.small(frame)
-            ps = find_people(bg.mask(small), config)
+            fg = _clean(bg.mask(small), config)
+            ps = _find_people_clean(fg, config)
             found.append(ps)
+            view_masks.append(np.packbits(fg.astype(bool).ravel()))
             if on_frame is not None:
                 on_frame(v, t, small, ps)
         if len(found) != num_frames:
             raise ValueError(f"view {v} gave {len(found)} frames, expected {num_frames}")
         people.append(found)
+        masks.append(view_masks)
 
     # ---- one track per view: the subject (nearest the centre, or the most persistent),
     # with calibration the one that agrees in 3D with the best view's subject
@@ -858,6 +1053,8 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
     if cameras is not None and num_views >= 3:
         sizes = _multiview(config, cameras, scalers, people, chosen, tight, source, notes,
                            name)
+        if config.hull_voxel_mm > 0 and _calibrated_like(cameras, scalers, notes):
+            _hull_boxes(config, cameras, scalers, masks, tight, source)
         # Body-size prior: boxes far smaller than a person, in mm, mean the background
         # model holds part of them (a person who barely moves, without a clean plate).
         if sizes and np.median(sizes) < 0.6 * config.person_height_mm:

@@ -99,7 +99,7 @@ class H36MConfig:
     """
 
     h36m_root: str = setting(None, "Folder holding S1/, S5/, ... of the download.",
-                             required=True)
+                             required=True, path=True)
     subjects: tuple = setting(ALL_SUBJECTS, "Subjects to convert.")
     actions: Optional[tuple] = setting(None, "Actions to convert (canonical or variant names); "
                                        "empty for all.")
@@ -110,7 +110,7 @@ class H36MConfig:
     image_size: int = setting(160, "Side of the stored square crops (pixels).",
                               minimum=schema.MIN_IMAGE_SIZE, maximum=schema.MAX_IMAGE_SIZE)
     clip_length: int = setting(256, "Kept timesteps per record.",
-                               minimum=schema.MIN_CLIP_LENGTH)
+                               minimum=schema.MIN_CLIP_LENGTH, reason=schema.MIN_CLIP_REASON)
     margin: float = setting(0.2, "Crop margin around the projected joints.", minimum=0)
     background: str = setting("keep", "Keep the scene, or remove it (median background + "
                               "foreground mask).", choices=("keep", "remove"))

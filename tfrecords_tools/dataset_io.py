@@ -277,19 +277,19 @@ def _write_shards(output_dir, writer, settings, tasks, producer, num_workers, lo
     return manifest
 
 
-def write_sequences(output_dir: str, *, writer: str, config, specs: Sequence, skipped: Sequence,
-                    producer: Callable, num_workers: int = 1,
-                    log: Callable[[str], None] = print, runner: str = "local",
-                    beam_options: Union[str, Sequence[str]] = ()) -> dict:
-    """Converter driver: one shard per discovered sequence ``spec`` (``spec.shard_name``),
-    produced from ``(config, spec)``; items skipped during discovery are logged and listed.
-    ``runner``/``beam_options``: see :func:`write_dataset`."""
+def write_sequences(output_dir: str, writer: str, config, discover: Callable,
+                    producer: Callable, *, log_fn: Callable[[str], None] = print,
+                    **options) -> dict:
+    """Converter driver: ``discover(config)`` gives the sequence specs and the items skipped
+    during discovery; one shard per spec (``spec.shard_name``), produced from
+    ``(config, spec)``; skipped items are logged and listed. ``options``: ``num_workers``,
+    ``runner``, ``beam_options`` of :func:`write_dataset`."""
+    specs, skipped = discover(config)
     for item in skipped:
-        log(f"skipping {item.item}: {item.reason}")
+        log_fn(f"skipping {item.item}: {item.reason}")
     tasks = [ShardTask(spec.shard_name, (config, spec)) for spec in specs]
     return write_dataset(output_dir, writer=writer, settings=config.settings(), tasks=tasks,
-                         producer=producer, num_workers=num_workers, log=log,
-                         extra_skipped=skipped, runner=runner, beam_options=beam_options)
+                         producer=producer, log=log_fn, extra_skipped=skipped, **options)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -445,19 +445,15 @@ def _clip(config, spec, cams, clip_index, idx, images, joints, boxes) -> schema.
 # ---------------------------------------------------------------------------- driver
 
 
-def convert(config: H36MConfig, output_dir: str, num_workers: int = 1,
-            log_fn=print, runner: str = "local", beam_options=()) -> dict:
+def convert(config: H36MConfig, output_dir: str, log_fn=print, **options) -> dict:
     """Converts (or resumes converting) a Human3.6M tree; returns the manifest.
 
     Raises:
       H36MError: the root is not in the expected layout or nothing is convertible.
       dataset_io.DatasetError: ``output_dir`` holds a dataset with other settings.
     """
-    specs, skipped = discover(config)
-    return dataset_io.write_sequences(output_dir, writer=WRITER, config=config, specs=specs,
-                                      skipped=skipped, producer=produce_sequence,
-                                      num_workers=num_workers, log=log_fn,
-                                      runner=runner, beam_options=beam_options)
+    return dataset_io.write_sequences(output_dir, WRITER, config, discover, produce_sequence,
+                                      log_fn=log_fn, **options)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -704,8 +704,7 @@ def produce_sequence(task: tuple[RigConfig, RigSequence]
 # ---------------------------------------------------------------------------- driver
 
 
-def convert(config: RigConfig, output_dir: str, num_workers: int = 1, log_fn=print,
-            runner: str = "local", beam_options=()) -> dict:
+def convert(config: RigConfig, output_dir: str, log_fn=print, **options) -> dict:
     """Converts (or resumes converting) a rig folder; returns the manifest.
 
     Raises:
@@ -717,11 +716,8 @@ def convert(config: RigConfig, output_dir: str, num_workers: int = 1, log_fn=pri
         raise RigError(f"--output_dir={output_dir} is inside --input_dir={config.input_dir}, "
                        f"where the dataset would be read as (part of) a sequence; expected a "
                        f"folder outside it")
-    specs, skipped = discover(config)
-    return dataset_io.write_sequences(output_dir, writer=WRITER, config=config, specs=specs,
-                                      skipped=skipped, producer=produce_sequence,
-                                      num_workers=num_workers, log=log_fn,
-                                      runner=runner, beam_options=beam_options)
+    return dataset_io.write_sequences(output_dir, WRITER, config, discover, produce_sequence,
+                                      log_fn=log_fn, **options)
 
 
 @dataclasses.dataclass(frozen=True)

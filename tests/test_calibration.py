@@ -400,6 +400,25 @@ def test_json_errors_name_the_field(tmp_path):
         calibration.load(str(tmp_path / "c.json"))
 
 
+@pytest.mark.parametrize("field,value,message", [
+    ("distortions", '"none"', r"'distortions' is not numeric"),
+    ("rotation", '"eye"', r"'rotation' is not numeric"),
+    ("matrix", "[[nan, 0.0, 32.0], [0.0, 500.0, 24.0], [0.0, 0.0, 1.0]]",
+     r"'matrix' holds NaN or inf \(\[\[nan"),
+    ("matrix", "[[500.0, 0.0, 32.0], [0.0, 500.0, 24.0]]",
+     r"'matrix' has shape \[2, 3\], expected \[3, 3\]"),
+])
+def test_toml_values_of_the_wrong_type_or_shape_name_the_field(tmp_path, field, value, message):
+    # Found by the independent probe: text where numbers belong was a bare ValueError, and a
+    # NaN in a 3x3 matrix said "has shape [3, 3], expected [3, 3]".
+    text = open(write_toml(tmp_path / "good.toml")).read().split("\n")
+    first = next(i for i, line in enumerate(text) if line.startswith(f"{field} ="))
+    text[first] = f"{field} = {value}"
+    (tmp_path / "c.toml").write_text("\n".join(text))
+    with pytest.raises(calibration.CalibrationError, match=f"c.toml: camera .* {message}"):
+        calibration.load(str(tmp_path / "c.toml"))
+
+
 # ---------------------------------------------------------------------------- binary
 
 

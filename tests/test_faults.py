@@ -535,6 +535,47 @@ BAD = [
      2, "--output_dir is empty", None),
     ("sy-output-file", "tfrecords_tools.synthesize", ["--output_dir={I}", *SYNTH_FLAGS],
      2, "--output_dir={I} exists and is a file, expected a directory", "file"),
+    # Found by the independent probe (README, "Failure behaviour"): blank paths, outputs
+    # that are another tool's directory, absl's flagfile errors.
+    ("pt-data-blank", "tf_synchro.pretrain", ["--data_dir=  ", "--model_dir={O}"], 2,
+     "--data_dir='  ' is blank; expected a path", None),
+    ("pr-images-empty", "tf_synchro.predict", ["--model={F}", "--images=", "--output={O}.json"],
+     2, "--images is empty; expected a path", None),
+    ("in-blank", "tfrecords_tools.inspect", [" ", "--contact_sheet="], 2, "DATA_DIR is empty",
+     None),
+    ("cal-output-empty", "tfrecords_tools.calibration", ["--input={I}", "--output="], 2,
+     "--output is empty; expected a path", "file"),
+    ("cal-output-dir", "tfrecords_tools.calibration", ["--input={I}", "--output={D}"], 2,
+     "--output={D} is a directory", "file"),
+    ("pt-model-is-data", "tf_synchro.pretrain", ["--data_dir={D}", "--model_dir={D}",
+                                                 "--train_steps=2", *PRETRAIN_FLAGS], 2,
+     "--model_dir={D} holds a dataset (manifest.json); expected a run directory", None),
+    ("sy-output-is-run", "tfrecords_tools.synthesize", ["--output_dir={F}", *SYNTH_FLAGS], 2,
+     "--output_dir={F} holds folders (backup, tensorboard) and no dataset", None),
+    ("rig-output-in-input", "tfrecords_tools.rig", ["--input_dir={I}", "--output_dir={I}/a-b/o"],
+     2, "--output_dir={I}/a-b/o is inside --input_dir={I}", "clash"),
+    ("ex-export-is-run", "tf_synchro.export", ["--model_dir={F}", "--export_dir={F}"], 2,
+     "--export_dir={F} holds a training run or a dataset (config.json)", None),
+    ("ft-init-ftrun", "tf_synchro.finetune", ["--data_dir={D}", "--model_dir={O}",
+                                              "--init_from={F}", *FINETUNE_FLAGS[1:]], 2,
+     "--init_from={F} holds a fine-tuning run; expected a pre-training model_dir", None),
+    ("pt-model-is-ftrun", "tf_synchro.pretrain", ["--data_dir={D}", "--model_dir={F}",
+                                                  "--train_steps=2", *PRETRAIN_FLAGS], 2,
+     "--model_dir={F} holds a fine-tuning run; expected a pre-training run directory", None),
+    ("pr-output-dir", "tf_synchro.predict", ["--model={F}", "--video={O}.mp4",
+                                             "--output={I}.json"],
+     2, "--output={I}.json is a directory; expected a .json or .npz file name", "dirjson"),
+    ("pr-video-dir", "tf_synchro.predict", ["--model={F}", "--video={D}", "--output={O}.json"],
+     1, "video {D} is a directory, expected a video file", None),
+    ("sy-motion-dir", "tfrecords_tools.synthesize", ["--output_dir={O}", "--motion_file={I}"],
+     1, "motion file {I}: is a directory, expected a motion file", "empty"),
+    ("ev-png-below-file", "tf_synchro.evaluate", ["--data_dir={D}", "--model_dir={F}",
+                                                  "--subjects=S9", "--output_json={O}/e.json",
+                                                  "--output_png={I}/e.png"], 2,
+     "--output_png={I}/e.png: {I} is a file, expected a directory there", "file"),
+    ("ff-missing", "tf_synchro.pretrain", ["--flagfile={O}.flags", "--data_dir={D}",
+                                           "--model_dir={O}"], 2,
+     "pretrain: error: Unable to open flagfile", None),
 ]
 
 
@@ -566,6 +607,8 @@ def _check_bad_invocation(case, data, pretrained, finetuned, bad_inputs, tmp_pat
         _rig_input(inp, kind)
     elif kind == "empty":
         os.makedirs(inp)
+    elif kind == "dirjson":
+        os.makedirs(inp + ".json")
     elif kind == "file":
         open(inp, "w").close()
     subs = {"{D}": data, "{P}": pretrained["dir"], "{F}": finetuned["dir"], "{O}": out_path,
@@ -598,7 +641,8 @@ def test_verbose_shows_the_traceback_and_subprocess_gives_one_error_line(tmp_pat
                           env=_env(), capture_output=True, text=True, timeout=120)
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
     assert proc.returncode == 2 and errors == [
-        "synthesize: error: --clip_length=1: expected an integer >= 6"], proc.stderr
+        "synthesize: error: --clip_length=1: expected an integer >= 6 (room for an unsynchronized "
+        "pair)"], proc.stderr
     assert "Traceback" not in proc.stderr and not os.path.exists(f"{tmp_path}/o")
 
 
@@ -801,6 +845,15 @@ def _empty_model_run(finetuned, tmp_path):
     return copy
 
 
+def _truncated_model_run(finetuned, tmp_path):
+    copy = _empty_model_run(finetuned, tmp_path)
+    with open(os.path.join(finetuned["dir"], "pose_model.keras"), "rb") as f:
+        data = f.read()
+    with open(os.path.join(copy, "pose_model.keras"), "wb") as f:
+        f.write(data[: len(data) // 2])
+    return copy
+
+
 def _tiny_images(tmp_path, side):
     import cv2
     import numpy as np
@@ -809,6 +862,19 @@ def _tiny_images(tmp_path, side):
     cv2.imwrite(str(folder / "a.png"), np.zeros((side, side, 3), np.uint8))
     return str(folder)
 
+
+def _manifest_text(data, tmp_path, text):
+    copy = _manifest_edit(data, tmp_path, lambda m: None)
+    with open(os.path.join(copy, dataset_io.MANIFEST), "w") as f:
+        f.write(text)
+    return copy
+
+
+def _entries(change):
+    return lambda d, f, t: {"D": _manifest_edit(d, t, lambda m: [change(e) for e in m["shards"]])}
+
+
+_PT_ARGV = ["--data_dir={D}", "--model_dir={T}/m", "--train_steps=2", *PRETRAIN_FLAGS]
 
 # (id, prepare(data, finetuned, tmp_path) -> {name: value}, module, argv with {names},
 #  exit code, text of the one error line)
@@ -836,6 +902,24 @@ ONE_LINE = [
     ("predict-broken-jpeg", lambda d, f, t: {"I": _images_with_a_broken_jpeg(t), "F": f["dir"]},
      "tf_synchro.predict", ["--model={F}", "--images={I}", "--output={T}/p.json"], 1,
      "b.jpg: not a readable image"),
+    # The independent probe: manifests of the wrong shape or types (were tracebacks, or
+    # a shard listed twice was read twice).
+    ("truncated-pose-model", lambda d, f, t: {"R": _truncated_model_run(f, t), "D": d},
+     "tf_synchro.evaluate", ["--data_dir={D}", "--model_dir={R}", "--subjects=S9",
+                             "--output_json={T}/e.json"], 1,
+     "pose_model.keras is not a complete .keras archive ("),
+    ("manifest-a-list", lambda d, f, t: {"D": _manifest_text(d, t, "[1, 2]")},
+     "tf_synchro.pretrain", _PT_ARGV, 1, "manifest.json: expected a JSON object, found a list"),
+    ("manifest-shard-twice", lambda d, f, t: {"D": _manifest_edit(d, t, lambda m: m[
+        "shards"].append(dict(m["shards"][0])))}, "tf_synchro.pretrain", _PT_ARGV, 1,
+     "shard 'S1-Walking.tfrecord' is listed twice"),
+    ("manifest-negative-count", _entries(lambda e: e.update(num_records=-3)),
+     "tf_synchro.pretrain", _PT_ARGV, 1, "num_records=-3, expected an integer >= 0"),
+    ("manifest-bytes-text", _entries(lambda e: e.update(bytes="many")), "tfrecords_tools.inspect",
+     ["{D}", "--contact_sheet="], 1, "bytes='many', expected an integer >= 0"),
+    ("manifest-tallies", _entries(lambda e: e.update(images_per=[1])), "tf_synchro.finetune",
+     ["--data_dir={D}", "--model_dir={T}/m", *FINETUNE_FLAGS], 1,
+     "images_per is not a table of counts per name"),
 ]
 
 
@@ -889,6 +973,23 @@ def test_an_error_after_tensorflow_loads_is_one_line_on_stderr(tmp_path):
     proc = subprocess.run(argv + ["--verbose"], cwd=REPO, env=_env_without_tf_quieting(),
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0 and "Traceback" in proc.stderr
+
+
+def test_a_sigterm_whose_exception_python_ignored_still_exits_143(capsys):
+    """Found by the probe: SIGTERM landing in a destructor or callback ("Exception ignored
+    in ...") let synthesize finish with exit 0."""
+    def main(argv):
+        cli._SIGTERM["received"] = True  # The handler ran; its exception was lost.
+
+    cli.reset_flags()
+    try:
+        with pytest.raises(SystemExit) as e:
+            cli.run(main, ["prog"])
+    finally:
+        cli.reset_flags()
+    assert e.value.code == cli.TERMINATE_EXIT
+    assert capsys.readouterr().err.startswith("test_faults: error: terminated (SIGTERM)")
+    cli.check_terminated()  # Reset for what runs next in this process.
 
 
 def test_sigterm_stops_training_releases_the_lock_and_says_how_to_resume(data, tmp_path):
@@ -981,6 +1082,7 @@ def test_read_error_during_a_run_names_shard_and_record_and_keeps_checkpoint(
         "--verify_data=none", *PRETRAIN_FLAGS])
     assert code == 1 and err.count("\n") == 1, err
     assert f"{shard}: record 0: damaged or truncated" in err
+    assert "function_node" not in err and "[Op:" not in err  # TF's graph-node text dropped.
     assert open(os.path.join(model_dir, "backup", "state.json")).read() == state
 
 

@@ -5,10 +5,12 @@ configs (synthesize, rig, h36m, inspect), declares its range with :func:`configs
 (or says ``unbounded=True``); a field with choices declares them.
 These tests enumerate every such field, build a value outside the declaration, and check
 that :func:`configs.check_ranges` names the flag, and that each binary refuses it (exit 2,
-one line naming ``--field``) before its output directory exists.
+one line naming ``--field``) before its output directory exists. A path setting declares
+``path=True``: an empty or blank value is refused the same way.
 """
 import dataclasses
 import math
+import re
 
 import pytest
 
@@ -16,11 +18,12 @@ from tf_synchro import configs
 from tfrecords_tools.runtime import cli
 from tfrecords_tools.runtime import flags as flag_engine
 
-from tfrecords_tools import h36m, inspect, rig, synthesize
+from tfrecords_tools import calibration, h36m, inspect, rig, synthesize
 
 # The configs of the dataset binaries: the dataset settings and the run around them.
 TOOL_CONFIGS = (synthesize.SynthConfig, synthesize.SynthesizeRun, rig.RigConfig, rig.RigRun,
-                h36m.H36MConfig, h36m.H36MRun, inspect.InspectConfig)
+                h36m.H36MConfig, h36m.H36MRun, inspect.InspectConfig,
+                calibration.CalibrationRun)
 CONFIGS = sorted((c for c in vars(configs).values()
                   if isinstance(c, type) and dataclasses.is_dataclass(c)
                   and c.__module__ == configs.__name__), key=lambda c: c.__name__) + sorted(
@@ -99,6 +102,43 @@ def test_relations_are_checked_after_the_ranges():
                      pose_head_units=(8, 0)).check()
 
 
+PATHS = [(cls, f) for cls in CONFIGS for f in dataclasses.fields(cls) if f.metadata.get("path")]
+# String settings named like a path that are not declared ``path=True``, and why.
+NOT_PATHS = {"contact_sheet": "'' means no contact sheet",
+             "motion_mapping": "a JSON file or text", "intrinsics": "numbers or a file"}
+_PATH_NAME = re.compile(r"(^|_)(dir|root|file|json|png|output|model|video|images|boxes|overlay|"
+                        r"calibration|workdir|sheet|mapping|units|intrinsics)$|^init_from$")
+
+
+def test_every_path_setting_is_declared_and_refuses_a_blank_value_or_one_below_a_file(
+        tmp_path):
+    named = {f.name for cls in CONFIGS for f in dataclasses.fields(cls)
+             if _PATH_NAME.search(f.name) and not f.metadata.get("choices")
+             and flag_engine._base(flag_engine._hints(cls)[f.name]) is str}
+    declared = {f.name for _, f in PATHS}
+    assert named - declared - set(NOT_PATHS) == set(), "declare path=True (or list in NOT_PATHS)"
+    assert {"data_dir", "model_dir", "output_dir", "images", "boxes", "workdir"} <= declared
+    for cls, field in PATHS:
+        (tmp_path / "afile").write_text("x")
+        below = f"{tmp_path}/afile/x"
+        for value, says in (("", f"--{field.name} is empty; expected a path"),
+                            ("  ", f"--{field.name}='  ' is blank; expected a path"),
+                            (below, f"--{field.name}={below}: {tmp_path}/afile is a file, "
+                                    f"expected a directory there")):
+            with pytest.raises(ValueError, match=f"^{re.escape(says)}$"):
+                # The converters' configs check their ranges when built.
+                configs.check_ranges(dataclasses.replace(
+                    flag_engine._default_instance(cls), **{field.name: value}))
+
+
+def test_a_declared_reason_is_part_of_the_refusal():
+    for cls in (synthesize.SynthConfig, rig.RigConfig, h36m.H36MConfig):
+        with pytest.raises(ValueError, match=r"^--clip_length=2: expected an integer >= 6 "
+                                             r"\(room for an unsynchronized pair\)$"):
+            configs.check_ranges(dataclasses.replace(flag_engine._default_instance(cls),
+                                                     clip_length=2))
+
+
 # Every binary built from a config: (module, its config, the required flags, the path it
 # would create). The paths are fresh, so "not created" is checked by their absence.
 BINARIES = [
@@ -115,6 +155,8 @@ BINARIES = [
     ("tfrecords_tools.rig", rig.RigRun, ["--input_dir={T}/in", "--output_dir={O}"]),
     ("tfrecords_tools.h36m", h36m.H36MRun, ["--h36m_root={T}/in", "--output_dir={O}"]),
     ("tfrecords_tools.inspect", inspect.InspectConfig, ["{T}/data", "--contact_sheet={O}"]),
+    ("tfrecords_tools.calibration", calibration.CalibrationRun,
+     ["--input={T}/in.toml", "--output={O}"]),
 ]
 
 
@@ -128,7 +170,7 @@ for _module, _cls, _required in BINARIES:
     for _name, _tp, _default, _meta in configs.flag_fields(_cls, exclude=_exclude):
         _owner = next(c for c in CONFIGS for f in dataclasses.fields(c) if f.metadata is _meta)
         _field = next(f for f in dataclasses.fields(_owner) if f.metadata is _meta)
-        for _value in _bad_values(_owner, _field):
+        for _value in _bad_values(_owner, _field) + (["  "] if _meta.get("path") else []):
             BINARY_CASES.append((_module, _required, _name, _flag_text(_value)))
 
 

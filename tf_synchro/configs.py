@@ -373,7 +373,8 @@ class DataServiceConfig:
     worker_host: str = setting("localhost", "Worker: the host name trainers reach this "
                                "worker at (this machine's name on a cluster).")
     work_dir: Optional[str] = setting(None, "Dispatcher: directory of its journal (fault "
-                                      "tolerance: a restarted dispatcher resumes its jobs).")
+                                      "tolerance: a restarted dispatcher resumes its jobs).",
+                                      path=True)
 
     def check(self) -> None:
         """Raises ValueError naming the flag at fault (exit status 2)."""
@@ -428,9 +429,10 @@ class EvaluatePretextConfig:
     """
 
     model_dir: str = setting(None, "Pre-training run directory (sync_flip.keras, "
-                             "config.json).", required=True)
-    data_dir: Optional[str] = setting(None, "Dataset; default: the run's --data_dir.")
-    output_dir: Optional[str] = setting(None, "Where to write JSON/PNG; default --model_dir.")
+                             "config.json).", required=True, path=True)
+    data_dir: Optional[str] = setting(None, "Dataset; default: the run's --data_dir.", path=True)
+    output_dir: Optional[str] = setting(None, "Where to write JSON/PNG; default --model_dir.",
+                                        path=True)
     eval: PretextEvalConfig = setting(factory=PretextEvalConfig)
     gap_sampling: Optional[str] = setting(None, "Unsynchronized gap sampling of the evaluated "
                                           "pairs; default: the run's.", choices=GAP_SAMPLING)
@@ -458,9 +460,10 @@ class EvaluatePretextConfig:
 class PretrainConfig:
     """One pre-training run (``python -m tf_synchro.pretrain``)."""
 
-    data_dir: str = setting(None, "Dataset directory (tfrecords_tools output).", required=True)
+    data_dir: str = setting(None, "Dataset directory (tfrecords_tools output).", required=True,
+                            path=True)
     model_dir: str = setting(None, "Run directory: checkpoints, TensorBoard, encoder.keras.",
-                             required=True)
+                             required=True, path=True)
     train_subjects: tuple = setting(("S1", "S5", "S6", "S7", "S8"), "Pre-training subjects; "
                                     "shell patterns (U*) expand to the dataset's matching "
                                     "subjects.")
@@ -520,11 +523,12 @@ class FinetuneConfig:
       max_stat_frames: frames read to compute the target mean/std.
     """
 
-    data_dir: str = setting(None, "Dataset directory (tfrecords_tools output).", required=True)
+    data_dir: str = setting(None, "Dataset directory (tfrecords_tools output).", required=True,
+                            path=True)
     model_dir: str = setting(None, "Run directory (checkpoints, logs, pose_model.keras).",
-                             required=True)
+                             required=True, path=True)
     init_from: str = setting(SCRATCH, "Pre-training model_dir with encoder.keras, or "
-                             "'scratch' for a random initialisation.")
+                             "'scratch' for a random initialisation.", path=True)
     model: ModelConfig = setting(factory=ModelConfig)
     label_subjects: tuple = setting(("S1",), "Subjects whose 3D labels are used (paper: S1; "
                                     "All: S1,S5,S6,S7,S8).")
@@ -572,8 +576,10 @@ class PoseEvalConfig:
     frame_step: int = setting(64, "Evaluate frames whose number is a multiple of it.", minimum=1)
     batch_size: int = setting(64, "Evaluation batch size.", minimum=1)
     output_json: Optional[str] = setting(None, "Report path (default: model_dir/eval.json; "
-                                         "for an artefact, <artefact>.eval.json beside it).")
-    output_png: Optional[str] = setting(None, "Figure path (default: output_json with .png).")
+                                         "for an artefact, <artefact>.eval.json beside it).",
+                                         path=True)
+    output_png: Optional[str] = setting(None, "Figure path (default: output_json with .png).",
+                                        path=True)
     num_examples: int = setting(4, "Examples in the figure (0: no figure).", minimum=0)
 
     def check(self) -> None:
@@ -591,8 +597,9 @@ class EvaluateConfig:
 
     model_dir: str = setting(None, "Finished fine-tuning run directory, or a deployed "
                              "artefact of one: export version directory, <version>.onnx, "
-                             "<version>[.int8].tflite.", required=True)
-    data_dir: str = setting(None, "Dataset with 3D labels for --subjects.", required=True)
+                             "<version>[.int8].tflite.", required=True, path=True)
+    data_dir: str = setting(None, "Dataset with 3D labels for --subjects.", required=True,
+                            path=True)
     eval: PoseEvalConfig = setting(factory=PoseEvalConfig)
     data_check: DataCheckConfig = setting(factory=DataCheckConfig)
 
@@ -628,7 +635,7 @@ class FormatOptions:
     tflite_quantize: bool = setting(False, "Also write <version>.int8.tflite (dynamic-range "
                                     "int8 weights).")
     data_dir: Optional[str] = setting(None, "Dataset whose crops check the converted formats "
-                                      "(default: the run's data_dir).")
+                                      "(default: the run's data_dir).", path=True)
     check_crops: int = setting(32, "Crops compared between the SavedModel and each "
                                "converted format.", minimum=1)
     max_diff_mm: float = setting(1.0, "Largest joint difference (mm) allowed for the float32 "
@@ -646,9 +653,9 @@ class FormatOptions:
 class ExportConfig:
     """One export (``python -m tf_synchro.export``)."""
 
-    model_dir: str = setting(None, "Finished fine-tuning run directory.", required=True)
+    model_dir: str = setting(None, "Finished fine-tuning run directory.", required=True, path=True)
     export_dir: str = setting(None, "Base directory; the model goes to <version>/.",
-                              required=True)
+                              required=True, path=True)
     version: Optional[int] = setting(None, "Version number (default: next free integer).",
                                      minimum=1)
     what: str = setting("pose", "Export the pose model or the encoder.", choices=EXPORT_WHAT)
@@ -660,15 +667,16 @@ class PredictConfig:
     """Running a pose model on a video or images (``python -m tf_synchro.predict``)."""
 
     model: str = setting(None, "Export version directory or finished fine-tuning run.",
-                         required=True)
-    output: str = setting(None, "poses.json or poses.npz to write.", required=True)
-    video: Optional[str] = setting(None, "Video file to run on (or --images).")
+                         required=True, path=True)
+    output: str = setting(None, "poses.json or poses.npz to write.", required=True, path=True)
+    video: Optional[str] = setting(None, "Video file to run on (or --images).", path=True)
     images: Optional[str] = setting(None, "Folder of images, or a glob pattern (sorted by "
-                                    "name).")
+                                    "name).", path=True)
     overlay: Optional[str] = setting(None, "Optional .mp4 file, or folder of PNGs, showing the "
-                                     "box and the predicted skeleton on each frame.")
+                                     "box and the predicted skeleton on each frame.", path=True)
     boxes: Optional[str] = setting(None, "JSON or CSV file: one box x0,y0,x1,y1 (pixels) per "
-                                   "frame. Default: found against the median background.")
+                                   "frame. Default: found against the median background.",
+                                   path=True)
     batch_size: int = setting(32, "Crops per model call.", minimum=1)
     crop_size: Optional[int] = setting(None, "Stored crop side the model was trained on "
                                        "(default: read from the model's training data).", minimum=8)
@@ -702,7 +710,7 @@ class DemoConfig:
     stages (:mod:`tf_synchro.suite.experiment_lib`)."""
 
     workdir: str = setting(None, "Directory for the dataset, runs and REPORT.md.",
-                           required=True)
+                           required=True, path=True)
     scale: str = setting("cpu", "Settings: cpu (minutes) or paper.", choices=SUITE_SCALES)
     seed: int = setting(0, "Seed of pre-training and fine-tuning.", minimum=0)
     scratch_row: str = setting("flags/table1/b_random_init_no_background.flags",
@@ -731,7 +739,7 @@ class ExperimentsConfig:
     suite: str = setting("table1", "flags/<suite>/ folder of row flagfiles, a suite defined "
                          "in code (scaling), or a path.")
     workdir: str = setting(None, "Directory for datasets, runs and the result table.",
-                           required=True)
+                           required=True, path=True)
     scale: str = setting("cpu", "cpu (minutes per row) or paper.", choices=SUITE_SCALES)
     rows: tuple = setting((), "Run only these row ids (default: all rows of the suite).")
     seed: int = setting(0, "Seed of every pre-training and fine-tuning.", minimum=0)

@@ -35,6 +35,7 @@ import typing
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from tf_synchro import configs
+from tfrecords_tools import dataset_io
 from tfrecords_tools.runtime import fileio, locks
 
 CONFIG_FILE = "config.json"
@@ -402,7 +403,14 @@ def hold(model_dir: str, chief: bool = True):
     """One run per model_dir: holds its lock and removes temporaries of killed runs.
 
     Only the chief writes (and locks); the lock is released at the end of the block.
+
+    Raises:
+      ModelDirError: ``model_dir`` holds a dataset (checked before the lock is taken).
     """
+    for name in (dataset_io.MANIFEST, dataset_io.DATASET_INFO):
+        if os.path.exists(os.path.join(model_dir, name)):
+            raise ModelDirError(f"--model_dir={model_dir} holds a dataset ({name}); expected a "
+                                f"run directory, use another --model_dir")
     with locks.hold(model_dir, "--model_dir", enabled=chief):
         if chief:
             locks.clean_stale_temps(model_dir, os.path.join(model_dir, BACKUP_DIR))
@@ -422,6 +430,11 @@ def prepare(model_dir: str, record: Record, *, chief: bool = True) -> Record:
         named), or a checkpoint exists without ``config.json``.
     """
     old = _read_json(model_dir)
+    kinds = {True: "fine-tuning", False: "pre-training"}
+    was_pose = old is not None and old.get("model", {}).get("task") == POSE_TASK
+    if old is not None and was_pose != (record.model_json().get("task") == POSE_TASK):
+        raise ModelDirError(f"--model_dir={model_dir} holds a {kinds[was_pose]} run; expected "
+                            f"a {kinds[not was_pose]} run directory, use another --model_dir")
     if old is not None:
         locks.refuse_other_settings(
             old.get("model", {}), record.model_json(), ModelDirError,
@@ -506,11 +519,17 @@ def check_subject_overlap(train: Sequence[str], test: Sequence[str], train_what:
 # ----------------------------------------------------------------------------- loading
 
 def check_model_file(path: str) -> None:
-    """Raises ModelDirError for a ``.keras`` file of 0 bytes (an interrupted copy: Keras
-    would call it "not found")."""
-    if os.path.isfile(path) and os.path.getsize(path) == 0:
-        raise ModelDirError(f"{path} is empty (0 bytes; an interrupted copy?); re-create it "
-                            f"by re-running the run that writes it, or copy it again")
+    """Raises ModelDirError for a ``.keras`` file of 0 bytes, or one that is no complete
+    zip archive (an interrupted copy: Keras would call either "not found")."""
+    import zipfile
+    if not os.path.isfile(path):
+        return
+    again = "re-create it by re-running the run that writes it, or copy it again"
+    if os.path.getsize(path) == 0:
+        raise ModelDirError(f"{path} is empty (0 bytes; an interrupted copy?); {again}")
+    if not zipfile.is_zipfile(path):
+        raise ModelDirError(f"{path} is not a complete .keras archive ({os.path.getsize(path)} "
+                            f"bytes; truncated by an interrupted copy?); {again}")
 
 
 def load_pose_run(model_dir: str):
@@ -615,7 +634,12 @@ def load_encoder(pretrain_dir: str, expect: Optional[Mapping[str, Any]] = None):
                                        f"(expected a "
                                        f"pre-training model_dir or '{SCRATCH}')")
     if not os.path.exists(path):
+        other = next((f"holds a {kind}" for name, kind in (
+            (dataset_io.MANIFEST, "dataset"), (POSE_MODEL_FILE, "fine-tuning run"))
+            if os.path.exists(os.path.join(pretrain_dir, name))), None)
         raise IncompatibleEncoderError(
+            f"--init_from={pretrain_dir} {other}; expected a pre-training model_dir or "
+            f"'{SCRATCH}'" if other else
             f"--init_from={pretrain_dir}: {ENCODER_FILE} not found; pre-training writes it "
             f"when it finishes (is the run complete?)")
     try:

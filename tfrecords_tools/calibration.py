@@ -101,6 +101,8 @@ import numpy as np
 
 from tfrecords_tools import cameras, h36m_calibration
 from tfrecords_tools.runtime import cli, fileio
+from tfrecords_tools.runtime import flags as flag_engine
+from tfrecords_tools.runtime.flags import setting
 
 log = logging.getLogger(__name__)
 
@@ -355,22 +357,29 @@ def save_json(path: str, cams: Mapping[str, cameras.Camera]) -> None:
 # ---------------------------------------------------------------------------- shared parsing
 
 
-def _array(value, shape, where: str, name: str, field: str) -> np.ndarray:
+def _numbers(value, where: str, name: str, field: str) -> np.ndarray:
     try:
-        a = np.asarray(value, np.float64)
-    except (TypeError, ValueError):
+        return np.asarray(value, np.float64)
+    except (TypeError, ValueError):  # Text, ragged rows, a table.
         raise CalibrationError(f"{where}: camera {name!r} {field!r} is not numeric") from None
+
+
+def _array(value, shape, where: str, name: str, field: str) -> np.ndarray:
+    a = _numbers(value, where, name, field)
     if a.size == int(np.prod(shape)) and a.shape != shape:
         a = a.reshape(shape)  # [[fx], [fy]] and the like.
-    if a.shape != shape or not np.all(np.isfinite(a)):
+    if a.shape != shape:
         raise CalibrationError(f"{where}: camera {name!r} {field!r} has shape "
                                f"{list(a.shape)}, expected {list(shape)} finite numbers")
+    if not np.all(np.isfinite(a)):
+        raise CalibrationError(f"{where}: camera {name!r} {field!r} holds NaN or inf "
+                               f"({a.tolist()}); expected finite numbers")
     return a
 
 
 def _distortion(value, where: str, name: str, field: str) -> np.ndarray:
     """OpenCV coefficients (k1, k2, p1, p2[, k3[, ...]]) -> the 5 the project models."""
-    d = np.asarray(value if value is not None else [], np.float64).reshape(-1)
+    d = _numbers(value if value is not None else [], where, name, field).reshape(-1)
     if not np.all(np.isfinite(d)):
         raise CalibrationError(f"{where}: camera {name!r} {field!r} is not finite")
     if len(d) in (0, 4, 5):
@@ -384,7 +393,7 @@ def _distortion(value, where: str, name: str, field: str) -> np.ndarray:
 
 def _rotation(value, where: str, name: str, field: str) -> np.ndarray:
     """A 3x3 matrix, or a Rodrigues vector (3 numbers) -> 3x3."""
-    a = np.asarray(value, np.float64) if value is not None else None
+    a = _numbers(value, where, name, field) if value is not None else None
     if a is not None and a.size == 3:
         return cv2.Rodrigues(_array(a.reshape(3), (3,), where, name, field))[0]
     return _array(value, (3, 3), where, name, field)
@@ -784,29 +793,38 @@ _READERS = {"json": read_json, "qca": read_qca, "toml": read_toml, "opencv": rea
 # ---------------------------------------------------------------------------- binary
 
 
+@dataclasses.dataclass(frozen=True)
+class CalibrationRun:
+    """The converter's flags (checked by the flag engine like every binary's)."""
+
+    input: str = setting(None, "Calibration file (or folder of OpenCV files) to read.",
+                         required=True, path=True)
+    output: str = setting(None, "calibration.json to write.", required=True, path=True)
+    format: str = setting("auto", "Input format; auto detects it from the name and content.",
+                          choices=FORMATS)
+    units: str = setting("auto", "Translation units of the input; auto: mm for qca/h36m/json, "
+                         "and for toml/opencv metres when every camera is within 50 units of "
+                         "the origin, else mm.", choices=UNITS)
+
+
 def main(argv: Sequence[str]) -> None:
-    from absl import flags
     cli.check_no_arguments(argv)
-    f = flags.FLAGS
+    run = flag_engine.from_flags(CalibrationRun)
+    if os.path.isdir(run.output):
+        raise cli.UsageError(f"--output={run.output} is a directory; expected a "
+                             f"calibration.json file name")
     try:
-        cams = load(f.input, f.format, f.units)
+        cams = load(run.input, run.format, run.units)
     except CalibrationError as e:
         # The input file is what the command line named: a usage error (exit 2).
         raise cli.UsageError(f"--input: {e}") from None
-    save_json(f.output, cams)
-    print(f"wrote {len(cams)} cameras {sorted(cams)} to {f.output}")
+    save_json(run.output, cams)
+    print(f"wrote {len(cams)} cameras {sorted(cams)} to {run.output}")
 
 
-def define_flags() -> None:
-    from absl import flags
-    flags.DEFINE_string("input", None, "Calibration file (or folder of OpenCV files) to read.")
-    flags.DEFINE_string("output", None, "calibration.json to write.")
-    flags.DEFINE_enum("format", "auto", list(FORMATS), "Input format; auto detects it from "
-                      "the name and content.")
-    flags.DEFINE_enum("units", "auto", list(UNITS), "Translation units of the input; auto: "
-                      "mm for qca/h36m/json, and for toml/opencv metres when every camera is "
-                      "within 50 units of the origin, else mm.")
-    flags.mark_flags_as_required(["input", "output"])
+def define_flags(flag_values=None) -> None:
+    """The binary's flags: one per setting of :class:`CalibrationRun`."""
+    flag_engine.define_flags(CalibrationRun, flag_values)
 
 
 if __name__ == "__main__":

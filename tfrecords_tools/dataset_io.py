@@ -33,12 +33,13 @@ import fnmatch
 import json
 import multiprocessing
 import os
+import re
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 
 from tfrecords_tools import beam_io, schema
-from tfrecords_tools.runtime import fileio, locks
+from tfrecords_tools.runtime import cli, fileio, locks
 from tfrecords_tools.runtime import flags as flag_engine
 from tfrecords_tools.runtime.flags import setting
 
@@ -88,9 +89,19 @@ def _check_or_start(output_dir: str, writer: str, settings: dict) -> bool:
             {"writer": writer, **info["settings"]}, DatasetError, output_dir,
             "use another --output_dir or the same settings to resume")
         return False
-    if os.path.isdir(output_dir) and any(
-            n.endswith(SHARD_SUFFIX) or n == MANIFEST for n in os.listdir(output_dir)):
+    names = os.listdir(output_dir) if os.path.isdir(output_dir) else []
+    if any(n.endswith(SHARD_SUFFIX) or n == MANIFEST for n in names):
         raise DatasetError(f"{output_dir} holds shards but no {DATASET_INFO}; refusing to mix")
+    # Folders mean a run directory (backup/, tensorboard/) or an input folder: shards
+    # written there would mix with files no reader expects. (A driver's own files, such as
+    # the experiments' settings.json and log.txt, may be there.)
+    folders = sorted(n for n in names if os.path.isdir(os.path.join(output_dir, n))
+                     and locks.temp_owner(n) is None)
+    if folders:
+        raise DatasetError(f"--output_dir={output_dir} holds folders ({', '.join(folders[:3])}"
+                           f"{', ...' if len(folders) > 3 else ''}) and no dataset "
+                           f"({DATASET_INFO}): not a dataset directory; expected a new or "
+                           f"empty directory, or a dataset to resume")
     os.makedirs(output_dir, exist_ok=True)
     fileio.write_json_atomic(info_path, info)
     return True
@@ -140,6 +151,7 @@ def _write_shard(output_dir: str, task: ShardTask,
                     stats["skipped"].append(dataclasses.asdict(item))
                     continue
                 w.write(schema.encode_clip(item))
+                cli.check_terminated()  # A safe point, should SIGTERM's exception be lost.
                 n = item.num_frames
                 stats["num_records"] += 1
                 stats["num_frames"] += n
@@ -265,19 +277,19 @@ def _write_shards(output_dir, writer, settings, tasks, producer, num_workers, lo
     return manifest
 
 
-def write_sequences(output_dir: str, *, writer: str, config, specs: Sequence, skipped: Sequence,
-                    producer: Callable, num_workers: int = 1,
-                    log: Callable[[str], None] = print, runner: str = "local",
-                    beam_options: Union[str, Sequence[str]] = ()) -> dict:
-    """Converter driver: one shard per discovered sequence ``spec`` (``spec.shard_name``),
-    produced from ``(config, spec)``; items skipped during discovery are logged and listed.
-    ``runner``/``beam_options``: see :func:`write_dataset`."""
+def write_sequences(output_dir: str, writer: str, config, discover: Callable,
+                    producer: Callable, *, log_fn: Callable[[str], None] = print,
+                    **options) -> dict:
+    """Converter driver: ``discover(config)`` gives the sequence specs and the items skipped
+    during discovery; one shard per spec (``spec.shard_name``), produced from
+    ``(config, spec)``; skipped items are logged and listed. ``options``: ``num_workers``,
+    ``runner``, ``beam_options`` of :func:`write_dataset`."""
+    specs, skipped = discover(config)
     for item in skipped:
-        log(f"skipping {item.item}: {item.reason}")
+        log_fn(f"skipping {item.item}: {item.reason}")
     tasks = [ShardTask(spec.shard_name, (config, spec)) for spec in specs]
     return write_dataset(output_dir, writer=writer, settings=config.settings(), tasks=tasks,
-                         producer=producer, num_workers=num_workers, log=log,
-                         extra_skipped=skipped, runner=runner, beam_options=beam_options)
+                         producer=producer, log=log_fn, extra_skipped=skipped, **options)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,7 +305,8 @@ class ConversionRun(beam_io.WriterRunner):
         (:class:`tfrecords_tools.beam_io.WriterRunner`).
     """
 
-    output_dir: str = setting(None, "Dataset directory to write (or resume).", required=True)
+    output_dir: str = setting(None, "Dataset directory to write (or resume).", required=True,
+                              path=True)
     num_workers: int = setting(1, "Sequences converted in parallel (processes).", minimum=1)
 
     def config(self):
@@ -355,6 +368,9 @@ def load_manifest(data_dir: str) -> dict:
             manifest = json.load(f)
     except json.JSONDecodeError as e:
         raise DatasetError(f"{path} is not valid JSON ({e})") from e
+    if not isinstance(manifest, dict):
+        raise DatasetError(f"{path}: expected a JSON object, found a {type(manifest).__name__}; "
+                           f"re-create the dataset")
     if manifest.get("schema_version") != schema.SCHEMA_VERSION:
         raise DatasetError(f"{path}: schema version {manifest.get('schema_version')}, this code "
                            f"reads {schema.SCHEMA_VERSION}")
@@ -366,15 +382,39 @@ def load_manifest(data_dir: str) -> dict:
         if not isinstance(manifest.get(key), dict):
             raise DatasetError(f"{path}: no {key!r} table (written by another tool, or edited); "
                                f"re-create the dataset")
+    seen = set()
     for shard in shards:
         _check_inside(data_dir, shard.get("file"))
+        if shard["file"] in seen:
+            raise DatasetError(f"{path}: shard {shard['file']!r} is listed twice; re-create "
+                               f"the dataset")
+        seen.add(shard["file"])
         missing = [k for k in ("num_records", "images_per") if k not in shard]
         if missing:
             raise DatasetError(f"{path}: shard entry {shard['file']!r} has no {missing}; "
                                f"re-create the dataset")
+        _check_entry_types(path, shard)
         if not os.path.exists(os.path.join(data_dir, shard["file"])):
             raise DatasetError(f"{data_dir}: shard {shard['file']} listed in {MANIFEST} is missing")
     return manifest
+
+
+def _check_entry_types(path: str, shard: dict) -> None:
+    """A shard entry's counts are integers >= 0, its tallies tables of counts."""
+    for key in ("num_records", "bytes"):
+        value = shard.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise DatasetError(f"{path}: shard {shard['file']!r}: {key}={value!r}, expected an "
+                               f"integer >= 0; re-create the dataset")
+    tables = shard["images_per"]
+    if not isinstance(tables, dict) or not all(
+            isinstance(t, dict) and all(isinstance(k, str) and isinstance(n, int)
+                                        for k, n in t.items()) for t in tables.values()):
+        raise DatasetError(f"{path}: shard {shard['file']!r}: images_per is not a table of "
+                           f"counts per name; re-create the dataset")
+    if not isinstance(shard.get("sha256", ""), str):
+        raise DatasetError(f"{path}: shard {shard['file']!r}: sha256 is not a string; "
+                           f"re-create the dataset")
 
 
 def _is_pattern(name: str) -> bool:
@@ -517,6 +557,14 @@ def _readable_records(path: str):
         return
 
 
+def tf_reason(error) -> str:
+    """The first line of a TensorFlow error without the graph-node prefix and op suffix
+    (``{{function_node __wrapped__IteratorGetNext_...}} ... [Op:IteratorGetNext]``)."""
+    line = (getattr(error, "message", None) or str(error)).splitlines()[0]
+    line = re.sub(r"\{\{function_node [^}]*\}\}\s*", "", line)
+    return re.sub(r"\s*\[Op:\w+\]", "", line).strip()
+
+
 def iter_records(path: str):
     """Yields (index, serialized) of a TFRecord file.
 
@@ -532,8 +580,7 @@ def iter_records(path: str):
         except StopIteration:
             return
         except tf.errors.DataLossError as e:
-            raise ValueError(f"record {i}: damaged or truncated "
-                             f"({e.message.splitlines()[0]})") from e
+            raise ValueError(f"record {i}: damaged or truncated ({tf_reason(e)})") from e
         yield i, data.numpy()
         i += 1
 
@@ -629,7 +676,7 @@ def naming_damaged_shard(paths: Sequence[str], what: str = "reading stopped"):
         yield
     except tf.errors.DataLossError as e:
         where = first_damaged_record(paths) or f"one of {len(paths)} shard(s)"
-        raise DataReadError(f"{where}; {what} ({e.message.splitlines()[0]}); re-create the "
+        raise DataReadError(f"{where}; {what} ({tf_reason(e)}); re-create the "
                             f"shard, or pass --skip_corrupt_records") from e
     except tf.errors.InvalidArgumentError as e:
         line = _jpeg_error_line(e)

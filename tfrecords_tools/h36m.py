@@ -99,7 +99,7 @@ class H36MConfig:
     """
 
     h36m_root: str = setting(None, "Folder holding S1/, S5/, ... of the download.",
-                             required=True)
+                             required=True, path=True)
     subjects: tuple = setting(ALL_SUBJECTS, "Subjects to convert.")
     actions: Optional[tuple] = setting(None, "Actions to convert (canonical or variant names); "
                                        "empty for all.")
@@ -110,7 +110,7 @@ class H36MConfig:
     image_size: int = setting(160, "Side of the stored square crops (pixels).",
                               minimum=schema.MIN_IMAGE_SIZE, maximum=schema.MAX_IMAGE_SIZE)
     clip_length: int = setting(256, "Kept timesteps per record.",
-                               minimum=schema.MIN_CLIP_LENGTH)
+                               minimum=schema.MIN_CLIP_LENGTH, reason=schema.MIN_CLIP_REASON)
     margin: float = setting(0.2, "Crop margin around the projected joints.", minimum=0)
     background: str = setting("keep", "Keep the scene, or remove it (median background + "
                               "foreground mask).", choices=("keep", "remove"))
@@ -445,19 +445,15 @@ def _clip(config, spec, cams, clip_index, idx, images, joints, boxes) -> schema.
 # ---------------------------------------------------------------------------- driver
 
 
-def convert(config: H36MConfig, output_dir: str, num_workers: int = 1,
-            log_fn=print, runner: str = "local", beam_options=()) -> dict:
+def convert(config: H36MConfig, output_dir: str, log_fn=print, **options) -> dict:
     """Converts (or resumes converting) a Human3.6M tree; returns the manifest.
 
     Raises:
       H36MError: the root is not in the expected layout or nothing is convertible.
       dataset_io.DatasetError: ``output_dir`` holds a dataset with other settings.
     """
-    specs, skipped = discover(config)
-    return dataset_io.write_sequences(output_dir, writer=WRITER, config=config, specs=specs,
-                                      skipped=skipped, producer=produce_sequence,
-                                      num_workers=num_workers, log=log_fn,
-                                      runner=runner, beam_options=beam_options)
+    return dataset_io.write_sequences(output_dir, WRITER, config, discover, produce_sequence,
+                                      log_fn=log_fn, **options)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -313,8 +313,9 @@ def define_flags(flag_values=None) -> None:
 def main(argv) -> None:
     """The one binary with a positional argument: the dataset directory."""
     from absl import app
-    if len(argv) != 2:
-        raise app.UsageError("usage: python -m tfrecords_tools.inspect DATA_DIR [flags]")
+    if len(argv) != 2 or not argv[1].strip():
+        raise app.UsageError("usage: python -m tfrecords_tools.inspect DATA_DIR [flags]"
+                             + (" (DATA_DIR is empty)" if len(argv) == 2 else ""))
     flag_engine.warn_deprecated(BINARY)
     config = flag_engine.from_flags(InspectConfig)
     data_dir = argv[1]

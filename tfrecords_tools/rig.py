@@ -132,13 +132,13 @@ class RigConfig:
     """
 
     input_dir: str = setting(None, "Folder of sequence folders (one video per camera).",
-                             required=True)
+                             required=True, path=True)
     subject: str = setting("rig", "Subject name where sequence.json gives none.")
     calibration: Optional[str] = setting(
         None, "Calibration file (or folder of OpenCV files) for every sequence: "
         "calibration.json, Qualisys .qca.txt, Anipose .toml, OpenCV .yml/.xml, "
         "Human3.6M-style .json; a calibration file in a sequence folder overrides it. "
-        "Default: <input_dir>/calibration.*")
+        "Default: <input_dir>/calibration.*", path=True)
     calibration_units: str = setting(
         "auto", "Translation units of the calibration files; auto: mm for qca, h36m and "
         "calibration.json, and for toml/OpenCV files metres when every camera is within 50 "
@@ -157,7 +157,7 @@ class RigConfig:
     image_size: int = setting(160, "Side of the stored square crops (pixels).",
                               minimum=schema.MIN_IMAGE_SIZE, maximum=schema.MAX_IMAGE_SIZE)
     clip_length: int = setting(256, "Kept timesteps per record.",
-                               minimum=schema.MIN_CLIP_LENGTH)
+                               minimum=schema.MIN_CLIP_LENGTH, reason=schema.MIN_CLIP_REASON)
     crop: str = setting("mask", "Person box from the foreground mask of the median background, "
                         "or one fixed box per camera (sequence.json crop_boxes, else the "
                         "centred square).", choices=("mask", "fixed"))
@@ -180,7 +180,7 @@ class RigConfig:
     background_video: Optional[str] = setting(
         None, "Folder of clean plates: one video of the empty scene per camera id (file stem), "
         "for sequences without their own background/ folder (keep it outside --input_dir, "
-        "where it would be taken for a sequence). Needed for a person who barely moves.")
+        "where it would be taken for a sequence). Needed for a person who barely moves.", path=True)
     hold_frames: int = setting(10, "A person-box dropout of up to this many frames keeps the "
                                "last box.", minimum=0)
     multiview_tolerance: float = setting(
@@ -704,19 +704,20 @@ def produce_sequence(task: tuple[RigConfig, RigSequence]
 # ---------------------------------------------------------------------------- driver
 
 
-def convert(config: RigConfig, output_dir: str, num_workers: int = 1, log_fn=print,
-            runner: str = "local", beam_options=()) -> dict:
+def convert(config: RigConfig, output_dir: str, log_fn=print, **options) -> dict:
     """Converts (or resumes converting) a rig folder; returns the manifest.
 
     Raises:
       RigError: the folder is not in the expected format or nothing is convertible.
       dataset_io.DatasetError: ``output_dir`` holds a dataset with other settings.
     """
-    specs, skipped = discover(config)
-    return dataset_io.write_sequences(output_dir, writer=WRITER, config=config, specs=specs,
-                                      skipped=skipped, producer=produce_sequence,
-                                      num_workers=num_workers, log=log_fn,
-                                      runner=runner, beam_options=beam_options)
+    inside = os.path.relpath(os.path.realpath(output_dir), os.path.realpath(config.input_dir))
+    if inside == os.curdir or not inside.startswith(os.pardir):
+        raise RigError(f"--output_dir={output_dir} is inside --input_dir={config.input_dir}, "
+                       f"where the dataset would be read as (part of) a sequence; expected a "
+                       f"folder outside it")
+    return dataset_io.write_sequences(output_dir, WRITER, config, discover, produce_sequence,
+                                      log_fn=log_fn, **options)
 
 
 @dataclasses.dataclass(frozen=True)

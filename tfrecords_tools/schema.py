@@ -58,6 +58,8 @@ MIN_IMAGE_SIZE = 32
 # record, so with every frame kept a record needs 6 timesteps to give that pair type;
 # fewer would write records that pre-training can never use.
 MIN_CLIP_LENGTH = 6
+# Why, for the refusal of a shorter clip (a setting's ``reason``).
+MIN_CLIP_REASON = "room for an unsynchronized pair"
 MAX_IMAGE_SIZE = 512
 
 _INT, _FLOAT, _BYTES = "int64", "float32", "string"

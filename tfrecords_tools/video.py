@@ -44,6 +44,8 @@ class VideoInfo:
 
 
 def _open(path: str) -> cv2.VideoCapture:
+    if os.path.isdir(path):
+        raise VideoError(f"video {path} is a directory, expected a video file")
     if not os.path.isfile(path):
         raise VideoError(f"video {path} does not exist")
     cap = cv2.VideoCapture(path)

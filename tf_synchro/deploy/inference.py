@@ -53,6 +53,9 @@ def validate(config: PredictConfig) -> None:
         raise UsageError("give exactly one of --video and --images")
     if os.path.splitext(config.output)[1].lower() not in (".json", ".npz"):
         raise UsageError(f"--output={config.output}: expected a .json or .npz file name")
+    if os.path.isdir(config.output):
+        raise UsageError(f"--output={config.output} is a directory; expected a .json or .npz "
+                         f"file name")
     if config.batch_size < 1:
         raise UsageError(f"--batch_size={config.batch_size} must be >= 1")
     if config.crop_size is not None and config.crop_size < 8:

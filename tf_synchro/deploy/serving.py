@@ -144,6 +144,10 @@ def export(model_dir: str, export_dir: str, version: Optional[int] = None,
         raise ExportError(f"--what={what!r}: expected one of {WHAT}")
     formats = formats or configs.FormatOptions()
     check_formats(formats, what)
+    for name in (run_dir.CONFIG_FILE, dataset_io.MANIFEST):  # Versions beside a run's files.
+        if os.path.exists(os.path.join(export_dir, name)):
+            raise ExportError(f"--export_dir={export_dir} holds a training run or a dataset "
+                              f"({name}); expected a directory of export versions")
     model, record = run_dir.load_pose_run(model_dir)
     version = next_version(export_dir) if version is None else int(version)
     if version < 1:

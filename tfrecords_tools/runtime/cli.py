@@ -99,7 +99,9 @@ def error_message(error: BaseException) -> str:
         text = f"{error.filename}: {error.strerror}"
     else:
         text = getattr(error, "message", None) or str(error) or type(error).__name__
-    return " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+    text = " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+    # absl's flagfile errors start "ERROR:: "; the line already says "error:".
+    return text[len("ERROR::"):].lstrip() if text.startswith("ERROR::") else text
 
 
 def _prog(main: Callable) -> str:
@@ -185,7 +187,11 @@ def run(main: Callable[[Sequence[str]], object], argv: Optional[Sequence[str]] =
 
     def guarded(args):
         try:
-            return main(args)
+            result = main(args)
+            # A SIGTERM whose exception landed where Python ignores exceptions (a
+            # destructor, a callback: "Exception ignored in ...") still ends as one.
+            check_terminated()
+            return result
         except Exception as e:  # noqa: BLE001 - classified below; bugs are re-raised.
             code = exit_code(e)
             if code is None or flags.FLAGS.verbose:

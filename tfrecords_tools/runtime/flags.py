@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import sys
 import typing
 from typing import Any, Iterable, Mapping, Optional, Sequence
@@ -44,7 +45,7 @@ def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: Sequ
             factory: Any = None, minimum: Optional[float] = None,
             maximum: Optional[float] = None, above: Optional[float] = None,
             below: Optional[float] = None, unbounded: bool = False,
-            repeated: bool = False) -> Any:
+            repeated: bool = False, reason: str = "", path: bool = False) -> Any:
     """A config field and its flag.
 
     A numeric field declares its range here (``minimum``/``maximum``: inclusive bounds,
@@ -63,10 +64,16 @@ def setting(default: Any = dataclasses.MISSING, help: str = "", *, choices: Sequ
       above, below: exclusive bounds.
       unbounded: a numeric field that takes any (finite) value.
       repeated: a list flag given once per item (``--x=a --x=b``) instead of comma-separated.
+      reason: why the range is what it is, added to the refusal (``--clip_length=1:
+        expected an integer >= 6 (room for an unsynchronized pair)``).
+      path: a file or directory path: when given, it may not be empty or blank (an empty
+        ``--data_dir=`` would otherwise mean the current directory, or a file named " "),
+        nor lie below a file.
     """
     metadata = {"help": help, "choices": tuple(choices), "flag": flag, "required": required,
                 "item": item, "minimum": minimum, "maximum": maximum, "above": above,
-                "below": below, "unbounded": unbounded, "repeated": repeated}
+                "below": below, "unbounded": unbounded, "repeated": repeated,
+                "reason": reason, "path": path}
     if factory is not None:
         return dataclasses.field(default_factory=factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -114,8 +121,8 @@ def numeric_type(cls, field: dataclasses.Field) -> Optional[type]:
 def check_ranges(config) -> None:
     """Checks every field of ``config`` (nested configs too) against its declaration.
 
-    Declared choices, numeric bounds (:func:`setting`) and finiteness of floats; None
-    (an optional setting left unset) passes. Needs no data, so binaries call it before
+    Declared choices, numeric bounds (:func:`setting`), finiteness of floats and non-blank
+    paths; None (an optional setting left unset) passes. Needs no data, so binaries call it before
     anything is read or written.
 
     Raises:
@@ -133,6 +140,8 @@ def check_ranges(config) -> None:
         name = f"--{f.name}" if meta.get("flag", True) else f.name
         items = tuple(value) if isinstance(value, (tuple, list)) else (value,)
         shown = ",".join(map(str, items)) if isinstance(value, (tuple, list)) else value
+        if meta.get("path") and isinstance(value, str):
+            _check_path(name, value)
         choices = meta.get("choices") or ()
         if choices and any(v not in choices for v in items):
             many = isinstance(value, (tuple, list))
@@ -141,8 +150,22 @@ def check_ranges(config) -> None:
         tp = numeric_type(type(config), f)
         if tp is not None and not all(_in_range(v, meta, tp) for v in items):
             many = isinstance(value, (tuple, list))
+            why = f" ({meta['reason']})" if meta.get("reason") else ""
             raise ValueError(f"{name}={shown}: expected "
-                             f"{'items each ' if many else ''}{_range_text(meta, tp)}")
+                             f"{'items each ' if many else ''}{_range_text(meta, tp)}{why}")
+
+
+def _check_path(name: str, value: str) -> None:
+    """A path setting: not blank, and not below a file (where nothing can be read or
+    written: found before the work, not when the first output is written)."""
+    if not value.strip():
+        raise ValueError(f"{name} is empty; expected a path" if not value else
+                         f"{name}={value!r} is blank; expected a path")
+    parent = os.path.dirname(os.path.abspath(value))
+    while not os.path.exists(parent) and os.path.dirname(parent) != parent:
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"{name}={value}: {parent} is a file, expected a directory there")
 
 
 def _hints(cls) -> dict:

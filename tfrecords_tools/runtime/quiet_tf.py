@@ -6,7 +6,8 @@ reach the ones logged before absl's logging is initialised. A binary's one-line 
 drown in them. :func:`install` therefore
 
 * sets ``TF_CPP_MIN_LOG_LEVEL=3`` (unless the environment already sets it), which silences
-  the later device-initialisation lines, and
+  the later device-initialisation lines (and ``OPENCV_FFMPEG_LOGLEVEL=-8``: FFmpeg's lines
+  about a video it cannot open), and
 * wraps the loader of the ``tensorflow`` package so that, while it is imported (and only
   then), file descriptor 2 points to ``/dev/null``. Python's own ``sys.stderr`` writes
   during that import go there too; errors raised by the import still propagate.
@@ -88,7 +89,12 @@ def wants_verbose(argv: Optional[Sequence[str]] = None) -> bool:
 def install(argv: Optional[Sequence[str]] = None) -> bool:
     """Silences TensorFlow's start-up logging unless ``--verbose`` is in ``argv``
     (default ``sys.argv``) or TensorFlow is already imported; True when installed."""
-    if wants_verbose(argv) or "tensorflow" in sys.modules:
+    if wants_verbose(argv):
+        return False
+    # FFmpeg's own lines ("moov atom not found") for a video OpenCV cannot open: the reader
+    # says so in the one error line, naming the file. Read when a video is first opened.
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    if "tensorflow" in sys.modules:
         return False
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if not any(isinstance(f, _QuietFinder) for f in sys.meta_path):

@@ -106,8 +106,10 @@ class SynthConfig:
     subjects: tuple = setting(body_lib.KNOWN_SUBJECTS, "Subjects to generate.")
     actions: tuple = setting(motion_lib.ACTIONS, "Actions to generate.")
     takes: int = setting(2, "Takes per (subject, action).", minimum=1)
-    num_frames: int = setting(500, "Frames per take (50 fps).", minimum=schema.MIN_CLIP_LENGTH)
-    clip_length: int = setting(256, "Kept timesteps per record.", minimum=schema.MIN_CLIP_LENGTH)
+    num_frames: int = setting(500, "Frames per take (50 fps).", minimum=schema.MIN_CLIP_LENGTH,
+                              reason=schema.MIN_CLIP_REASON)
+    clip_length: int = setting(256, "Kept timesteps per record.", minimum=schema.MIN_CLIP_LENGTH,
+                               reason=schema.MIN_CLIP_REASON)
     image_size: int = setting(160, "Crop side in pixels.", minimum=schema.MIN_IMAGE_SIZE,
                               maximum=schema.MAX_IMAGE_SIZE)
     background: bool = setting(False, "Render the static room behind the person.")
@@ -117,7 +119,7 @@ class SynthConfig:
     motion_file: Optional[str] = setting(
         None, "Optional motion file rendered instead of the procedural actions (action = its "
         "stem): the generator's .npz (joints3d_world [T, 17, 3] mm, as given) or motion "
-        "capture: .bvh, .amc (+ .asf beside it), .c3d, AMASS .npz (joints, metres).")
+        "capture: .bvh, .amc (+ .asf beside it), .c3d, AMASS .npz (joints, metres).", path=True)
     crop_margin: float = setting(0.22, flag=False, minimum=0, maximum=1)
     crop_jitter: float = setting(0.04, "Crop box jitter (fraction of the side).", minimum=0,
                                  maximum=0.25)
@@ -133,12 +135,13 @@ class SynthConfig:
         f"{list(motion_lib.EXTRA_ACTIONS)}); empty: --actions.")
     extra_actions_per_subject: int = setting(
         0, "Actions of the pool each extra person performs (drawn per person; 0: all).",
-        minimum=0)
+        minimum=0, reason="0: every action of the pool")
     unseen_actions: tuple = setting(
         (), "Held-out motion families only the test subjects S9/S11 perform (the unseen-motion "
         f"test set), from {list(motion_lib.UNSEEN_ACTIONS)}.")
     motion_dir: Optional[str] = setting(
-        None, "Folder of motion files (as --motion_file), each one action named by its stem.")
+        None, "Folder of motion files (as --motion_file), each one action named by its stem.",
+        path=True)
     motion_mapping: Optional[str] = setting(
         None, "JSON: the 17 joints -> the file's joint/marker names (a name, a list to average, "
         "{from, to, t}); default: the built-in CMU/Mixamo BVH, CMU ASF, SMPL, Plug-in Gait "
@@ -163,7 +166,7 @@ class SynthConfig:
     extra_motion_dir: Optional[str] = setting(
         None, "Folder of motion files (as --motion_dir) added to the extra people's pool beside "
         "the procedural actions; looped to --num_frames (e.g. "
-        "tfrecords_tools/synth/real_motion/pool).")
+        "tfrecords_tools/synth/real_motion/pool).", path=True)
     extra_motion_only: bool = setting(False, "Leave the procedural actions out of the extra "
                                       "people's pool.")
     labelled_extra_motions: int = setting(
@@ -172,7 +175,7 @@ class SynthConfig:
         minimum=0)
     test_motion_dir: Optional[str] = setting(
         None, "Folder of motion files only S9/S11 perform: the real-motion test set (e.g. "
-        "tfrecords_tools/synth/real_motion/heldout).")
+        "tfrecords_tools/synth/real_motion/heldout).", path=True)
     bystanders: int = setting(0, "Clutter: other people walking around near the labelled one "
                               "(never labelled; needs --background).", minimum=0,
                               maximum=clutter_lib.MAX_BYSTANDERS)
@@ -217,7 +220,7 @@ class SynthesizeRun(beam_io.WriterRunner):
     """
 
     output_dir: str = setting(None, "Dataset directory (created; resumed if present).",
-                              required=True)
+                              required=True, path=True)
     extra_subjects: int = setting(
         0, "Also generate N extra synthetic people U01..UN (extra unlabelled pre-training "
         "subjects; pass them to pretrain --train_subjects, e.g. as U*).", minimum=0,

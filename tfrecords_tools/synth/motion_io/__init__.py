@@ -96,7 +96,8 @@ class Source:
 def read_raw(path: str, options: ImportOptions = ImportOptions()) -> RawMotion:
     """Reads ``path`` with the reader of its extension (file units and axes)."""
     if not os.path.isfile(path):
-        raise fail(path, "does not exist")
+        raise fail(path, "is a directory, expected a motion file" if os.path.isdir(path)
+                   else "does not exist")
     ext = os.path.splitext(path)[1].lower()
     if ext == ".bvh":
         raw = bvh.read(path)

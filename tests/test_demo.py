@@ -197,6 +197,9 @@ def test_real_motion_options_give_their_own_dataset_and_report_columns():
     assert demo.real_motion_overrides(False, False) == {}
     values = demo.real_motion_overrides(True, False)
     assert values == {"test_motion_dir": demo.REAL_MOTION_TEST_DIR, "treadmill": True}
+    assert demo.real_motion_overrides(True, True, 6)["labelled_extra_motions"] == 6
+    with pytest.raises(demo.app.UsageError, match="--real_motion_labelled needs"):
+        demo.real_motion_overrides(True, False, 6)
     real = row.with_overrides("synthesize", demo.real_motion_overrides(True, True))
     assert xl.plan_row(real, "tiny").data.key != xl.plan_row(row, "tiny").data.key
     # The overrides reach the stage as the binary's flags, in the order given.

@@ -229,6 +229,27 @@ def test_extra_people_and_test_subjects_draw_imported_motion(tmp_path):
     assert np.abs(long[0][:, 0, :2]).max() < 1e-6  # treadmill: pelvis kept at the origin
 
 
+def test_labelled_subjects_draw_pool_clips_but_test_subjects_never(tmp_path):
+    from tfrecords_tools import synthesize
+    pool, test = _clip_dirs(tmp_path)
+    one = _config(pool, test, subjects=("S1", "S5", "S9", "U01"), labelled_extra_motions=1)
+    draws = {s: synthesize.subject_actions(one, s) for s in ("S1", "S5", "S6", "S7", "S8")}
+    assert all(d[0] == "Walking" and len(d) == 2 and d[1] in {"walk", "roll"}
+               for d in draws.values())
+    assert len({d[1] for d in draws.values()}) == 2  # drawn per subject
+    assert draws["S1"] == synthesize.subject_actions(one, "S1")  # by seed
+    assert synthesize.subject_actions(one, "S9") == ("Walking", "jump")
+    every = _config(pool, test, labelled_extra_motions=5)
+    assert synthesize.subject_actions(every, "S1") == ("Walking", "roll", "walk")
+    assert synthesize.subject_actions(_config(pool, test), "S1") == ("Walking",)
+    assert "labelled_extra_motions" not in synthesize.settings_of(_config(pool, test))
+    assert synthesize.settings_of(one)["labelled_extra_motions"] == 1
+    with pytest.raises(ValueError, match="--labelled_extra_motions needs --extra_motion_dir"):
+        synthesize.validate(_config(None, test, labelled_extra_motions=2))
+    with pytest.raises(ValueError, match="labelled_extra_motions"):
+        synthesize.validate(_config(pool, test, labelled_extra_motions=-1))
+
+
 def test_generate_records_clip_sources_in_the_manifest(tmp_path):
     from tfrecords_tools import synthesize
     pool, test = _clip_dirs(tmp_path)

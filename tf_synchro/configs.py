@@ -727,6 +727,9 @@ class DemoConfig:
     real_motion_pool: bool = setting(
         False, "The extra unlabelled people also perform real motion-capture clips "
         "(tfrecords_tools/synth/real_motion/pool) beside the procedural actions.")
+    real_motion_labelled: int = setting(
+        0, "With --real_motion_pool: the labelled subjects (S1, S5-S8) also perform this many "
+        "pool clips each, drawn per subject (0: none).", minimum=0)
 
 
 @dataclasses.dataclass(frozen=True)

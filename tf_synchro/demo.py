@@ -65,15 +65,21 @@ REAL_MOTION_TEST_DIR = "tfrecords_tools/synth/real_motion/heldout"
 REAL_MOTION_POOL_DIR = "tfrecords_tools/synth/real_motion/pool"
 
 
-def real_motion_overrides(test: bool, pool: bool) -> dict:
+def real_motion_overrides(test: bool, pool: bool, labelled: int = 0) -> dict:
     """Synthesize settings of the real-motion options (the clips are short: looped on a
-    treadmill so cyclic walks and runs stay in the capture volume)."""
+    treadmill so cyclic walks and runs stay in the capture volume). ``labelled``: pool
+    clips each labelled subject also performs (needs ``pool``)."""
+    if labelled and not pool:
+        raise app.UsageError("--real_motion_labelled needs --real_motion_pool (the labelled "
+                             "subjects' clips are drawn from the pool)")
     values = ({"test_motion_dir": REAL_MOTION_TEST_DIR} if test else {}) | \
         ({"extra_motion_dir": REAL_MOTION_POOL_DIR} if pool else {})
     for folder in values.values():
         if not os.path.isdir(os.path.join(xl.REPO, folder)):
             raise app.UsageError(f"--real_motion_test/--real_motion_pool need the clips in "
                                  f"{folder} (see tfrecords_tools/synth/real_motion/SOURCE.md)")
+    if labelled:
+        values["labelled_extra_motions"] = labelled
     return {**values, "treadmill": True} if values else {}
 
 
@@ -280,17 +286,18 @@ def _load(path: str) -> xl.Row:
 
 def run(workdir: str, scale: str, seed: int, scratch_row: str, pretrained_row: str,
         log=print, scratch_trainable_row: Optional[str] = None, real_motion_test: bool = False,
-        real_motion_pool: bool = False) -> dict:
+        real_motion_pool: bool = False, real_motion_labelled: int = 0) -> dict:
     """Runs the demo; returns ``{"results", "ratio", "ratios", "export", "report"}``.
 
     ``ratio`` is the pre-trained / random-init MPJPE (means over actions); ``ratios`` has
-    every headline ratio (:func:`demo_ratios`). ``real_motion_test`` / ``real_motion_pool``
-    add the committed real motion-capture clips to the dataset (:func:`real_motion_overrides`).
+    every headline ratio (:func:`demo_ratios`). ``real_motion_test`` / ``real_motion_pool`` /
+    ``real_motion_labelled`` add the committed real motion-capture clips to the dataset
+    (:func:`real_motion_overrides`).
     """
     rows = {"scratch": _load(scratch_row), "pretrained": _load(pretrained_row)}
     if scratch_trainable_row:
         rows["scratch_trainable"] = _load(scratch_trainable_row)
-    extra = real_motion_overrides(real_motion_test, real_motion_pool)
+    extra = real_motion_overrides(real_motion_test, real_motion_pool, real_motion_labelled)
     if extra:
         rows = {k: r.with_overrides("synthesize", extra) for k, r in rows.items()}
     if any(rows[k].init != "scratch" for k in rows if k != "pretrained") or \
@@ -347,7 +354,8 @@ def main(argv: Sequence[str]) -> None:
     with xl.suite_workdir(config.workdir):
         run(config.workdir, config.scale, config.seed, config.scratch_row,
             config.pretrained_row, scratch_trainable_row=config.scratch_trainable_row,
-            real_motion_test=config.real_motion_test, real_motion_pool=config.real_motion_pool)
+            real_motion_test=config.real_motion_test, real_motion_pool=config.real_motion_pool,
+            real_motion_labelled=config.real_motion_labelled)
 
 
 if __name__ == "__main__":

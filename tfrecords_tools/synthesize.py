@@ -54,7 +54,7 @@ BODY_CHAIN_RANGE_MM = retarget_lib.BODY_CHAIN_RANGE_MM
 _MOTION_IMPORT_FIELDS = ("motion_dir", "motion_mapping", "motion_window", "treadmill",
                          "motion_fps", "motion_units", "motion_up_axis", "motion_max_gap_ms",
                          "motion_retarget", "extra_motion_dir", "extra_motion_only",
-                         "test_motion_dir")
+                         "test_motion_dir", "labelled_extra_motions")
 
 
 def import_options(config: SynthConfig, embedded: bool = False) -> motion_io.ImportOptions:
@@ -158,9 +158,22 @@ def subject_actions(config: SynthConfig, subject: str) -> tuple:
         pick = np.sort(rng.choice(len(pool), size=k, replace=False))
         return tuple(pool[i] for i in pick)
     if subject not in body_lib.TEST_SUBJECTS:
-        return tuple(config.actions)
+        return tuple(config.actions) + labelled_motion_draw(config, subject)
     return (tuple(config.actions) + tuple(config.unseen_actions)
             + tuple(a for a, _ in test_motion_sources(config)))
+
+
+def labelled_motion_draw(config: SynthConfig, subject: str) -> tuple:
+    """The ``extra_motion_dir`` clips a labelled training subject performs beside
+    ``actions`` (``labelled_extra_motions`` of them, drawn per subject by seed)."""
+    pool = tuple(a for a, _ in extra_motion_sources(config))
+    k = config.labelled_extra_motions
+    if k <= 0 or not pool:
+        return ()
+    if k >= len(pool):
+        return pool
+    rng = take_rng(config, subject, "", 0, "labelled_motions")
+    return tuple(pool[i] for i in np.sort(rng.choice(len(pool), size=k, replace=False)))
 
 
 # ----------------------------------------------------------------------------- validation
@@ -235,6 +248,9 @@ def validate(config: SynthConfig) -> Optional[np.ndarray]:
 
 def _validate_embedded(config: SynthConfig) -> None:
     """Checks ``extra_motion_dir`` / ``test_motion_dir``: names, overlap, every take."""
+    if config.labelled_extra_motions and config.extra_motion_dir is None:
+        raise ValueError("--labelled_extra_motions needs --extra_motion_dir (the clips are "
+                         "drawn from it)")
     if config.extra_motion_dir is None and config.test_motion_dir is None:
         if config.extra_motion_only:
             raise ValueError("--extra_motion_only needs --extra_motion_dir (the pool would be "

@@ -84,6 +84,10 @@ class SynthConfig:
         imported like ``motion_dir`` (``motion_window``, ``treadmill``, retargeting) and
         looped to ``num_frames`` (cyclic DeepMimic clips repeat, others play back and forth).
       extra_motion_only: leave the procedural actions out of the extra people's pool.
+      labelled_extra_motions: the labelled training subjects (the Human3.6M-named ones but
+        S9/S11) also perform this many clips of ``extra_motion_dir`` each, beside
+        ``actions``, drawn per subject by seed (0: none; the pool's size or more: all), so
+        the pose head's labels hold real motion too. Test subjects never perform them.
       test_motion_dir: a folder of motion files performed only by the test subjects (S9,
         S11): the real-motion test set (clips never given to anyone else; imported and looped
         as ``extra_motion_dir``).
@@ -165,6 +169,10 @@ class SynthConfig:
         "tfrecords_tools/synth/real_motion/pool).", path=True)
     extra_motion_only: bool = setting(False, "Leave the procedural actions out of the extra "
                                       "people's pool.")
+    labelled_extra_motions: int = setting(
+        0, "The labelled training subjects (S1, S5-S8) also perform this many clips of "
+        "--extra_motion_dir each, drawn per subject (0: none; the pool's size: all).",
+        minimum=0)
     test_motion_dir: Optional[str] = setting(
         None, "Folder of motion files only S9/S11 perform: the real-motion test set (e.g. "
         "tfrecords_tools/synth/real_motion/heldout).", path=True)

@@ -68,15 +68,23 @@ def _shard_hashes(data_dir):
 _KILL = """
 import importlib, os, signal, sys
 _real, _seen = os.replace, [0]
-def _replace(src, dst, *a, **k):
+def _count(src):
     if {pattern!r} in str(src):
         _seen[0] += 1
         if _seen[0] == {nth}:
             os.kill(os.getpid(), signal.SIGKILL)
+def _replace(src, dst, *a, **k):
+    _count(src)
     return _real(src, dst, *a, **k)
 os.replace = _replace
 sys.argv = [{module!r}] + {argv!r}
 from tfrecords_tools.runtime import cli
+import tensorflow as tf  # Shards are renamed through tf.io.gfile (any filesystem).
+_grename = tf.io.gfile.rename
+def _gfile_rename(src, dst, overwrite=False):
+    _count(src)
+    return _grename(src, dst, overwrite)
+tf.io.gfile.rename = _gfile_rename
 m = importlib.import_module({module!r})
 m.define_flags()
 cli.run(m.main)

@@ -106,10 +106,8 @@ def read_scalars(logdir: str) -> dict:
 
 def plot_curves(runs: dict, path: str) -> None:
     """A column per run: training losses on top, accuracies / errors (mm) below, vs step."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(2, len(runs), figsize=(5 * len(runs), 6), squeeze=False)
+    fig, axes = figures.pyplot().subplots(2, len(runs), figsize=(5 * len(runs), 6),
+                                          squeeze=False)
     for col, (title, scalars) in enumerate(runs.items()):
         for tag, points in sorted(scalars.items()):
             name = tag.rsplit("/", 1)[-1]
@@ -121,10 +119,7 @@ def plot_curves(runs: dict, path: str) -> None:
         axes[0, col].set_ylabel("loss")
         axes[1, col].set_ylabel("accuracy" if "pre-training" in title else "error (mm)")
         for ax in axes[:, col]:
-            ax.set_xlabel("step")
-            ax.grid(alpha=0.3)
-            if ax.lines:
-                ax.legend(fontsize=7)
+            figures.finish_axes(ax, "step")
     fig.tight_layout()
     figures.save_figure(fig, path, dpi=100)
 

@@ -309,9 +309,16 @@ class ConversionRun(beam_io.WriterRunner):
                               path=True)
     num_workers: int = setting(1, "Sequences converted in parallel (processes).", minimum=1)
 
+    # A subclass names its nested converter config and that config's selection list, in
+    # which an empty value means "all" (the converter takes None for that).
+    NESTED = ""
+    ALL_IF_EMPTY = ""
+
     def config(self):
-        """The converter's config, as its ``convert`` takes it."""
-        raise NotImplementedError
+        """The converter's config, as its ``convert`` takes it (an empty selection: all)."""
+        nested = getattr(self, self.NESTED)
+        selection = getattr(nested, self.ALL_IF_EMPTY) or None
+        return dataclasses.replace(nested, **{self.ALL_IF_EMPTY: selection})
 
 
 def convert_from_flags(run_type: type, convert: Callable, binary: str) -> None:

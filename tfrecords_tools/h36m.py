@@ -458,14 +458,11 @@ def convert(config: H36MConfig, output_dir: str, log_fn=print, **options) -> dic
 
 @dataclasses.dataclass(frozen=True)
 class H36MRun(dataset_io.ConversionRun):
-    """One invocation of the binary: where to write, how many processes
-    (:class:`~tfrecords_tools.dataset_io.ConversionRun`), and the conversion's settings."""
+    """One Human3.6M invocation: where to write, how many processes, and the conversion's
+    settings (an empty ``--actions`` list: all)."""
 
+    NESTED, ALL_IF_EMPTY = "dataset", "actions"
     dataset: H36MConfig = setting(factory=H36MConfig)
-
-    def config(self) -> H36MConfig:
-        """The conversion's settings (an empty ``--actions`` list: all)."""
-        return dataclasses.replace(self.dataset, actions=self.dataset.actions or None)
 
 
 def main(argv: Sequence[str]) -> None:

@@ -722,14 +722,11 @@ def convert(config: RigConfig, output_dir: str, log_fn=print, **options) -> dict
 
 @dataclasses.dataclass(frozen=True)
 class RigRun(dataset_io.ConversionRun):
-    """One invocation of the binary: where to write, how many processes
-    (:class:`~tfrecords_tools.dataset_io.ConversionRun`), and the conversion's settings."""
+    """One rig invocation: where to write, how many processes, and the conversion's
+    settings (an empty ``--sequences`` list: all)."""
 
+    NESTED, ALL_IF_EMPTY = "rig", "sequences"
     rig: RigConfig = setting(factory=RigConfig)
-
-    def config(self) -> RigConfig:
-        """The conversion's settings (an empty ``--sequences`` list: all)."""
-        return dataclasses.replace(self.rig, sequences=self.rig.sequences or None)
 
 
 def main(argv: Sequence[str]) -> None:

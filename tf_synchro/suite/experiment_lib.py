@@ -505,9 +505,6 @@ def plot_series(results: Sequence[dict], path: str) -> bool:
     points = [r for r in results if r.get("series") and r.get("x") is not None]
     if not points:
         return False
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     panels = (("mpjpe", "MPJPE ratio (S9/S11)"), ("pa_mpjpe", "PA-MPJPE ratio (S9/S11)"),
               ("unseen_mpjpe", "MPJPE ratio (unseen motion)"),
               ("unseen_pa_mpjpe", "PA-MPJPE ratio (unseen motion)"),
@@ -515,7 +512,7 @@ def plot_series(results: Sequence[dict], path: str) -> bool:
     series_names = sorted({r["series"] for r in points}, key=natural_key)
     seeds = sorted({r.get("seed") for r in points}, key=lambda s: (s is None, s))
     styles = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-.")]
-    fig, axes = plt.subplots(2, 3, figsize=(14, 7))
+    fig, axes = figures.pyplot().subplots(2, 3, figsize=(14, 7))
     for ax, (key, label) in zip(axes.ravel(), panels):
         for i, series in enumerate(series_names):
             for j, seed in enumerate(seeds):
@@ -529,10 +526,7 @@ def plot_series(results: Sequence[dict], path: str) -> bool:
                             label=series if len(seeds) == 1 else f"{series}, seed {seed}")
         ax.set_xscale("log", base=2)
         ax.set_title(label)
-        ax.set_xlabel("pre-training steps")
-        ax.grid(alpha=0.3)
-        if ax.lines:
-            ax.legend(fontsize=7)
+        figures.finish_axes(ax, "pre-training steps")
     fig.tight_layout()
     figures.save_figure(fig, path, dpi=90)
     return True

@@ -314,9 +314,7 @@ def _draw_skeleton(ax, joints: np.ndarray, title: str, limits: float) -> None:
 def save_figure(path: str, images: np.ndarray, gt: np.ndarray, pred: np.ndarray,
                 captions: Sequence[str]) -> None:
     """PNG: one row per example, crop | ground truth 3D | prediction 3D (left blue, right red)."""
-    import matplotlib
-    matplotlib.use("Agg")  # Headless: no display on the training machines.
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
 
     n = len(images)
     fig = plt.figure(figsize=(9, 3 * n))

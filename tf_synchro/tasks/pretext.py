@@ -373,9 +373,7 @@ def _run_pairs(model, ds, tasks) -> tuple[dict, list, list]:
 
 def write_report(results: dict, output_dir: str, title: str = "") -> list[str]:
     """Writes ``pretext_eval.json`` and, with a sync head, ``sync_vs_gap.png``; returns paths."""
-    import matplotlib
-    matplotlib.use("Agg")  # Files only; no display on servers.
-    import matplotlib.pyplot as plt
+    plt = figures.pyplot()
 
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, run_dir.PRETEXT_EVAL_FILE)

@@ -181,6 +181,9 @@ def test_dispatcher_and_two_worker_processes_feed_twenty_pretraining_steps(tmp_p
     testutil.write_coded_dataset(data_dir, subjects=("S1", "S5"), seqs=2)
     address = dispatcher.wait_for(r"dispatcher at (grpc://localhost:\d+) ").group(1)
     assert address == f"grpc://localhost:{port}"
+    # Both registered before the job exists: each gets a task of it (a worker that came
+    # after the trainer released its job would get none).
+    dispatcher.wait_for(r"^2 worker\(s\) registered$")
     config = configs.make(
         configs.PretrainConfig, data_dir=str(data_dir), model_dir=str(tmp_path / "run"),
         train_subjects=("S1", "S5"), eval_subjects=(), width=0.125, input_size=32,
@@ -193,7 +196,7 @@ def test_dispatcher_and_two_worker_processes_feed_twenty_pretraining_steps(tmp_p
     assert all(math.isfinite(v) for v in summary["final_metrics"].values()), summary
     # Dynamic sharding gave each worker a task of the job (splits of its file list).
     for worker in workers:
-        worker.wait_for(r"^[1-9]\d* task\(s\) running$", timeout_s=30)
+        worker.wait_for(r"^[1-9]\d* task\(s\) running$", timeout_s=60)
     for server in (*workers, dispatcher):  # All at once: each stops in seconds.
         server.terminate()
     for server in (*workers, dispatcher):

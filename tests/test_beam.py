@@ -1,9 +1,12 @@
 """Dataset writing on Apache Beam runners (tfrecords_tools.beam_io): the runner checks, and,
 where Apache Beam is installed (requirements-beam.txt, a virtual environment; README "More
 than one machine"), the DirectRunner writes the tiny dataset byte for byte as the local
-writer does, and a failed Beam run resumes."""
+writer does, and a failed or killed Beam run resumes."""
 import json
 import os
+import signal
+import subprocess
+import sys
 import time
 
 import pytest
@@ -11,7 +14,9 @@ import pytest
 from tests import testutil
 from tests.testutil import TINY_ACTIONS
 from tfrecords_tools import beam_io, dataset_io, synthesize
-from tfrecords_tools.runtime import fileio
+from tfrecords_tools.runtime import cli, fileio, locks
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 try:
     import apache_beam  # noqa: F401
@@ -110,3 +115,61 @@ def test_failed_beam_run_keeps_finished_shards_and_the_rerun_skips_them(tmp_path
     assert [s["file"] for s in manifest["shards"]] == ["S1.tfrecord", "S5.tfrecord"]
     assert manifest["totals"]["num_records"] == 4
     assert json.load(open(os.path.join(out, "manifest.json")))["totals"]["num_records"] == 4
+
+
+# The tiny dataset's settings (tests/conftest.py) as the binary's flags.
+TINY_FLAGS = [f"--actions={','.join(TINY_ACTIONS)}", "--takes=1", "--num_frames=100",
+              "--image_size=64", "--clip_length=64", "--nobackground", "--seed=0",
+              "--runner=direct",
+              "--beam_options=--direct_num_workers=2 --direct_running_mode=multi_threading"]
+
+
+def _complete(out) -> dict:
+    """(inode, mtime) of each shard that has its sidecar (written last: the shard is done)."""
+    names = [n[:-len(".json")] for n in os.listdir(out) if n.endswith(".tfrecord.json")]
+    return {n: (os.stat(os.path.join(out, n)).st_ino, os.stat(os.path.join(out, n)).st_mtime_ns)
+            for n in names}
+
+
+@needs_beam
+def test_sigkilled_beam_run_resumes_byte_identical_skipping_finished_shards(tiny_dataset,
+                                                                             tmp_path):
+    """``python -m tfrecords_tools.synthesize --runner=direct`` SIGKILLed once some but
+    not all shards are complete; the same command again keeps those (same inode and
+    mtime), redoes the rest, and ends with the local writer's bytes, no temporary left."""
+    out = tmp_path / "beam"
+    argv = [f"--output_dir={out}", *TINY_FLAGS]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
+               PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
+    with open(tmp_path / "killed.err", "w") as err:
+        # Its own session: the SIGKILL goes to the whole group, as a lost machine's would.
+        proc = subprocess.Popen([sys.executable, "-m", "tfrecords_tools.synthesize", *argv],
+                                cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=err,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300  # A hang guard only.
+        while not (out.is_dir() and len(_complete(out)) >= 2):
+            assert proc.poll() is None, (tmp_path / "killed.err").read_text()[-3000:]
+            assert time.monotonic() < deadline, "no shard completed in time"
+            time.sleep(0.02)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    kept = _complete(out)
+    total = len(_sha256s(tiny_dataset))
+    assert 2 <= len(kept) < total and not (out / dataset_io.MANIFEST).exists()
+    torn = [n for n in os.listdir(out) if ".tmp-" in n]  # The shards it was writing.
+
+    code, stdout, stderr = cli.invoke("tfrecords_tools.synthesize", argv)
+    assert code == 0, stderr[-3000:]
+    assert f"resuming: {len(kept)} of {total} shards already complete" in stdout, stdout
+    if torn:
+        assert f"removed {len(torn)} temporary file(s) left by interrupted runs" in stdout
+    assert {n: v for n, v in _complete(out).items() if n in kept} == kept
+    assert _sha256s(out) == _sha256s(tiny_dataset)
+    assert {**dataset_io.load_manifest(str(out)), "created": None} == \
+        {**dataset_io.load_manifest(tiny_dataset), "created": None}
+    leftovers = [n for n in os.listdir(out) if ".tmp-" in n or n == locks.LOCK_FILE]
+    assert not leftovers, leftovers

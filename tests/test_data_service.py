@@ -2,7 +2,10 @@
 dispatcher and two worker processes (tf_synchro.data_service, tf_synchro.data.service)."""
 import math
 import os
+import re
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -14,6 +17,8 @@ from tests import testutil
 from tf_synchro import configs
 from tf_synchro.data import service
 from tfrecords_tools.runtime import cli
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_address_is_normalised_or_refused_in_one_line():
     assert service.check_address("data_service", "grpc://h:5050") == "grpc://h:5050"
@@ -86,29 +91,115 @@ def test_binary_serves_until_sigterm_then_exits_143_in_one_line():
         dispatcher.stop()
 
 
+def test_worker_waits_for_its_dispatcher_and_stays_stoppable():
+    """A worker whose dispatcher is not up yet says so and polls (in Python, where SIGTERM
+    and Ctrl-C are handled) instead of blocking in TensorFlow's registration."""
+    from tf_synchro import data_service
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        port = probe.getsockname()[1]  # Closed again: nothing listens there.
+    assert not service.dispatcher_listening(f"localhost:{port}", timeout_s=0.5)
+    lines, polls = [], []
+    config = configs.make(configs.DataServiceConfig, worker=True,
+                          dispatcher_address=f"localhost:{port}", port=0)
+    data_service.serve(config, log=lines.append,
+                       stop=lambda: (polls.append(1), len(polls) > 2)[1], poll_s=0.01)
+    assert lines == [f"waiting for the dispatcher at localhost:{port}"] and len(polls) == 3
+
+
+class _Server:
+    """A ``python -m tf_synchro.data_service`` process in its own session; its stdout and
+    stderr go to files (a pipe nobody reads could fill and stall it)."""
+
+    def __init__(self, tmp_path, name: str, argv):
+        self.name, self.out, self.err = name, tmp_path / f"{name}.out", tmp_path / f"{name}.err"
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="",
+                   PYTHONPATH=os.pathsep.join(filter(None, [REPO, os.environ.get("PYTHONPATH")])))
+        with open(self.out, "w") as out, open(self.err, "w") as err:
+            self.proc = subprocess.Popen([sys.executable, "-m", "tf_synchro.data_service",
+                                          *argv], cwd=REPO, env=env, stdout=out, stderr=err,
+                                         start_new_session=True)
+
+    def wait_for(self, pattern: str, timeout_s: float = 300) -> re.Match:
+        """The first match of ``pattern`` in the server's stdout, polled until it appears;
+        fails at once if the server exits first (with its stderr's tail)."""
+        deadline = time.monotonic() + timeout_s  # A hang guard only.
+        while True:
+            match = re.search(pattern, self.out.read_text(), re.M)
+            if match:
+                return match
+            assert self.proc.poll() is None, (f"{self.name} exited {self.proc.returncode}: "
+                                              f"{self.err.read_text()[-3000:]}")
+            assert time.monotonic() < deadline, f"{self.name}: no {pattern!r} in time"
+            time.sleep(0.05)
+
+    def terminate(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def exit(self) -> tuple:
+        """(exit status, stderr's last line) once it ended."""
+        code = self.proc.wait(timeout=60)
+        return code, (self.err.read_text().strip().splitlines() or [""])[-1]
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+
+@pytest.fixture
+def servers(tmp_path):
+    """Starts ``_Server``s; SIGKILLs whichever still runs when the test ends, passed or not."""
+    started = []
+
+    def start(name, *argv):
+        started.append(_Server(tmp_path, name, argv))
+        return started[-1]
+
+    yield start
+    for server in started:
+        server.kill()
+
+
 @pytest.mark.large
-def test_dispatcher_and_two_workers_feed_twenty_pretraining_steps(tmp_path):
-    """A dispatcher and two workers (in-process servers, the ones the binary starts: three
-    more Python + TensorFlow start-ups would triple the test's time on CI's 2 cores) feed
-    a 20-step pre-training that ends with a finite loss."""
+def test_dispatcher_and_two_worker_processes_feed_twenty_pretraining_steps(tmp_path, servers):
+    """The binary's dispatcher and two workers, each its own process, feed a 20-step
+    pre-training (this process) that ends with a finite loss; each worker ran a task of
+    the job; SIGTERM then stops every server (exit 143, its error line last)."""
     from tf_synchro.tasks import pretext
-    data_dir = tmp_path / "coded"
+    # All three start at once (each start is mostly importing TensorFlow); the workers
+    # wait for the dispatcher's port. The port is free now; the dispatcher's start line
+    # says it got it.
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        port = probe.getsockname()[1]
+    dispatcher = servers("dispatcher", "--dispatcher", f"--port={port}")
+    workers = [servers(f"worker{i}", "--worker", f"--dispatcher_address=localhost:{port}",
+                       "--port=0") for i in range(2)]
+    data_dir = tmp_path / "coded"  # Written while they start.
     testutil.write_coded_dataset(data_dir, subjects=("S1", "S5"), seqs=2)
-    dispatcher = service.start_dispatcher(0)
-    workers = [service.start_worker(dispatcher.target, 0) for _ in range(2)]
-    try:
-        config = configs.make(
-            configs.PretrainConfig, data_dir=str(data_dir), model_dir=str(tmp_path / "run"),
-            train_subjects=("S1", "S5"), eval_subjects=(), width=0.125, input_size=32,
-            head_units=8, batch_size=4, d_min=4, d_max=30, pairs_per_clip=6,
-            shuffle_buffer=32, seed=1, train_steps=20, steps_per_checkpoint=20,
-            verbose=False, data_service=dispatcher.target)
-        summary = pretext.train(config).summary
-        assert summary["final_step"] == 20
-        assert "loss" in summary["final_metrics"]
-        assert all(math.isfinite(v) for v in summary["final_metrics"].values()), summary
-        # Both workers ran the pipeline (dynamic sharding handed each of them splits).
-        assert all(w._num_tasks() >= 1 for w in workers)
-    finally:
-        for server in (*workers, dispatcher):
-            server.stop()
+    address = dispatcher.wait_for(r"dispatcher at (grpc://localhost:\d+) ").group(1)
+    assert address == f"grpc://localhost:{port}"
+    # Both registered before the job exists: each gets a task of it (a worker that came
+    # after the trainer released its job would get none).
+    dispatcher.wait_for(r"^2 worker\(s\) registered$")
+    config = configs.make(
+        configs.PretrainConfig, data_dir=str(data_dir), model_dir=str(tmp_path / "run"),
+        train_subjects=("S1", "S5"), eval_subjects=(), width=0.125, input_size=32,
+        head_units=8, batch_size=4, d_min=4, d_max=30, pairs_per_clip=6,
+        shuffle_buffer=32, seed=1, train_steps=20, steps_per_checkpoint=20,
+        verbose=False, data_service=address)
+    summary = pretext.train(config).summary
+    assert summary["final_step"] == 20
+    assert "loss" in summary["final_metrics"]
+    assert all(math.isfinite(v) for v in summary["final_metrics"].values()), summary
+    # Dynamic sharding gave each worker a task of the job (splits of its file list).
+    for worker in workers:
+        worker.wait_for(r"^[1-9]\d* task\(s\) running$", timeout_s=60)
+    for server in (*workers, dispatcher):  # All at once: each stops in seconds.
+        server.terminate()
+    for server in (*workers, dispatcher):
+        code, last = server.exit()
+        assert code == cli.TERMINATE_EXIT and "error: terminated (SIGTERM)" in last, \
+            (server.name, code, server.err.read_text()[-3000:])

@@ -15,11 +15,13 @@ register it with the dispatcher at that address, and read its batches from the w
   frame draws are folded with a per-element draw of a nondeterministically seeded op:
   workers do not repeat each other's draws.
 * :func:`start_dispatcher` / :func:`start_worker` — the servers the binary
-  :mod:`tf_synchro.data_service` runs.
+  :mod:`tf_synchro.data_service` runs; :func:`num_workers` / :func:`num_tasks` — what
+  it reports of them.
 """
 from __future__ import annotations
 
 import re
+import socket
 from typing import Callable, Optional
 
 import tensorflow as tf
@@ -106,6 +108,20 @@ def start_dispatcher(port: int, work_dir: Optional[str] = None
     return tf.data.experimental.service.DispatchServer(config)
 
 
+def dispatcher_listening(address: str, timeout_s: float = 1.0) -> bool:
+    """Whether a TCP connection to the dispatcher at ``address`` opens now.
+
+    A worker's start (:func:`start_worker`) blocks in TensorFlow, where no signal handler
+    runs, until it registered, retrying with growing waits: the binary polls this first,
+    so a worker started before its dispatcher stays stoppable and registers at once."""
+    host, port = check_address("dispatcher_address", address, False).rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout_s):
+            return True
+    except OSError:
+        return False
+
+
 def start_worker(dispatcher_address: str, port: int, worker_host: str = "localhost"
                  ) -> tf.data.experimental.service.WorkerServer:
     """Starts a worker on ``port`` that registers with the dispatcher at ``dispatcher_address``
@@ -114,3 +130,13 @@ def start_worker(dispatcher_address: str, port: int, worker_host: str = "localho
         dispatcher_address=check_address("dispatcher_address", dispatcher_address, False),
         worker_address=f"{worker_host}:%port%", port=port, protocol=PROTOCOL)
     return tf.data.experimental.service.WorkerServer(config)
+
+
+def num_workers(dispatcher: tf.data.experimental.service.DispatchServer) -> int:
+    """Workers registered with ``dispatcher`` (TensorFlow's only accessor is private)."""
+    return dispatcher._num_workers()
+
+
+def num_tasks(worker: tf.data.experimental.service.WorkerServer) -> int:
+    """Tasks (one per trainer job served) running on ``worker`` (a private accessor too)."""
+    return worker._num_tasks()

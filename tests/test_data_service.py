@@ -201,5 +201,6 @@ def test_dispatcher_and_two_worker_processes_feed_twenty_pretraining_steps(tmp_p
         server.terminate()
     for server in (*workers, dispatcher):
         code, last = server.exit()
-        assert code == cli.TERMINATE_EXIT and "error: terminated (SIGTERM)" in last, \
+        assert code == cli.TERMINATE_EXIT and last.endswith(
+            "error: terminated (SIGTERM); server stopped"), \
             (server.name, code, server.err.read_text()[-3000:])

@@ -1000,6 +1000,23 @@ def test_a_sigterm_whose_exception_python_ignored_still_exits_143(capsys):
     cli.check_terminated()  # Reset for what runs next in this process.
 
 
+def test_a_server_stopped_by_sigterm_gives_its_own_note_not_a_resume_hint(capsys):
+    """The tf.data service servers write nothing to resume: their stop line says so."""
+    def main(argv):
+        cli._SIGTERM["received"] = True
+
+    cli.reset_flags()
+    try:
+        with pytest.raises(SystemExit) as e:
+            cli.run(main, ["prog"], stop_note="server stopped")
+    finally:
+        cli.reset_flags()
+    assert e.value.code == cli.TERMINATE_EXIT
+    assert capsys.readouterr().err.strip() == \
+        "test_faults: error: terminated (SIGTERM); server stopped"
+    cli.check_terminated()
+
+
 def test_sigterm_stops_training_releases_the_lock_and_says_how_to_resume(data, tmp_path):
     import time
     model_dir = tmp_path / "run"

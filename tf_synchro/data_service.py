@@ -87,4 +87,4 @@ def main(argv: Sequence[str]) -> None:
 
 if __name__ == "__main__":
     define_flags()
-    cli.run(main)
+    cli.run(main, stop_note="server stopped")

@@ -177,8 +177,13 @@ def _sigterm_raises():
         _SIGTERM.update(received=False, deferred=0)
 
 
-def run(main: Callable[[Sequence[str]], object], argv: Optional[Sequence[str]] = None) -> None:
-    """``absl.app.run(main)`` with the project's error policy (see the module docstring)."""
+def run(main: Callable[[Sequence[str]], object], argv: Optional[Sequence[str]] = None, *,
+        stop_note: Optional[str] = None) -> None:
+    """``absl.app.run(main)`` with the project's error policy (see the module docstring).
+
+    ``stop_note`` replaces the resume hint after Ctrl-C / SIGTERM for binaries that write
+    nothing to resume (the tf.data service servers: "server stopped").
+    """
     prog = _prog(main)
     quiet_tf.install(list(argv) if argv is not None else None)
     if "verbose" not in flags.FLAGS:
@@ -200,7 +205,10 @@ def run(main: Callable[[Sequence[str]], object], argv: Optional[Sequence[str]] =
         except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated).
             if flags.FLAGS["verbose"].value:
                 raise
-            _fail(prog, exit_code(e), error_message(e))
+            message = error_message(e)
+            if stop_note:
+                message = message.split(";", 1)[0] + "; " + stop_note
+            _fail(prog, exit_code(e), message)
 
     with _sigterm_raises():
         app.run(guarded, argv=list(argv) if argv is not None else None,

@@ -1063,8 +1063,10 @@ def test_killed_pretrain_resumes_from_the_weights_step(pretrained):
     model_dir = pretrained["dir"]
     # Weights of step 2 were in place when it was killed: resume there, not at state's 1.
     assert "Resuming from checkpoint at step 2" in pretrained["out"]
+    assert json.loads(pretrained["out"].strip().splitlines()[-1])["initial_step"] == 2
     assert "taking over the stale lock" in pretrained["err"]
     assert "removed 2 temporary file(s)" in pretrained["err"]  # weights + state.json
+    # The optimizer step was restored too: it ends at exactly --train_steps.
     with open(os.path.join(model_dir, "backup", "state.json")) as f:
         assert json.load(f) == {"epoch": 3, "step": 3}
     assert _temps(model_dir) == []

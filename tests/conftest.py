@@ -56,11 +56,12 @@ def finished_run(tmp_path_factory, pose_data):
 
 
 # ---------------------------------------------------------------- the demo, started early
-# The tiny demo and the tiny scaling rows are the suite's longest pieces and run mostly in
-# their stage subprocesses, so when a selected test needs them, the real binaries
-# (python -m tf_synchro.demo, then python -m tf_synchro.experiments on the demo's workdir)
-# start in the background as soon as collection ends and run beside the other tests
-# (2 cores), and the tests that need them run last; ``demo_run`` waits for them.
+# The tiny demo and the tiny experiment runs on its workdir are the suite's longest pieces
+# and run mostly in their stage subprocesses, so when a selected test needs them, the real
+# binaries (python -m tf_synchro.demo, then python -m tf_synchro.experiments on the demo's
+# workdir: the scaling rows, then a suite the demo half finished) start in the background
+# as soon as collection ends and run beside the other tests (2 cores), and the tests that
+# need them run last; ``demo_run`` waits for them.
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEMO_ARGS = dict(scale="tiny", seed=0,
                  scratch_row="flags/table1/b_random_init_no_background.flags",
@@ -68,29 +69,53 @@ DEMO_ARGS = dict(scale="tiny", seed=0,
                  scratch_trainable_row="flags/baselines/b0_random_init_all_trainable.flags")
 # The scaling-suite rows run after the demo, in its workdir (reusing its dataset and b).
 DEMO_SCALING_ROWS = ("p005_x0_5", "p025_x0_5")
+# A suite the demo half finished: its rows b and d, and a row x it did not run (random init
+# with two labelled subjects), which reuses the dataset and runs its own stages.
+DEMO_SUITE_ROWS = {"b_random_init_no_background.flags": None,
+                   "d_ssl_no_background.flags": None,
+                   "x_scratch_two_subjects.flags": "--row=x\n--title=random init, S1+S5 labels\n"
+                                                   "--init=scratch\n--label_subjects=S1,S5\n"}
 _DEMO: dict = {}
+_SECTION = "#### background job: "  # Starts each command's part of the log.
 
 
-def _start_demo(tmp_path_factory, scaling: bool) -> None:
+def _suite_folder(tmp_path_factory) -> str:
+    folder = str(tmp_path_factory.mktemp("demo_suite"))
+    for name, text in DEMO_SUITE_ROWS.items():
+        if text is None:
+            with open(os.path.join(REPO, "flags", "table1", name)) as f:
+                text = f.read()
+        with open(os.path.join(folder, name), "w") as f:
+            f.write(text)
+    return folder
+
+
+def _start_demo(tmp_path_factory, scaling: bool, suite: bool) -> None:
     workdir = str(tmp_path_factory.mktemp("demo"))
     log_path = str(tmp_path_factory.mktemp("demo_log") / "log.txt")
-    commands = [[sys.executable, "-m", "tf_synchro.demo", f"--workdir={workdir}",
-                 *[f"--{k}={v}" for k, v in DEMO_ARGS.items()]]]
+    experiments = [sys.executable, "-m", "tf_synchro.experiments", "--scale=tiny",
+                   f"--seed={DEMO_ARGS['seed']}", f"--workdir={workdir}"]
+    commands = {"demo": [sys.executable, "-m", "tf_synchro.demo", f"--workdir={workdir}",
+                         *[f"--{k}={v}" for k, v in DEMO_ARGS.items()]]}
     if scaling:
-        commands.append([sys.executable, "-m", "tf_synchro.experiments", "--suite=scaling",
-                         f"--rows={','.join(DEMO_SCALING_ROWS)}", "--scale=tiny",
-                         f"--seed={DEMO_ARGS['seed']}", f"--workdir={workdir}"])
+        commands["scaling"] = experiments + ["--suite=scaling",
+                                             f"--rows={','.join(DEMO_SCALING_ROWS)}"]
+    folder = None
+    if suite:
+        folder = _suite_folder(tmp_path_factory)
+        commands["suite"] = experiments + [f"--suite={folder}"]
+    script = " && ".join(f"echo {shlex.quote(_SECTION + name)} && {shlex.join(command)}"
+                         for name, command in commands.items())
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         filter(None, [REPO, os.environ.get("PYTHONPATH")])))
     with open(log_path, "w") as log:
         # Its own process group, so that an unfinished job is stopped with its stages.
-        proc = subprocess.Popen(["bash", "-c", " && ".join(map(shlex.join, commands))],
-                                cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-    _DEMO.update(proc=proc, workdir=workdir, log=log_path, commands=commands)
+        proc = subprocess.Popen(["bash", "-c", script], cwd=REPO, env=env, stdout=log,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    _DEMO.update(proc=proc, workdir=workdir, log=log_path, script=script, suite=folder)
 
 
-_DEMO_FIXTURES = ("demo_run", "demo_scaling_log")
+_DEMO_FIXTURES = ("demo_run", "demo_scaling_log", "demo_suite_log")
 
 
 def _needs_demo(item) -> bool:
@@ -102,14 +127,17 @@ def pytest_collection_modifyitems(session, config, items):
     items[:] = [i for i in items if not _needs_demo(i)] + [i for i in items if _needs_demo(i)]
 
 
+def _uses(session, fixture: str) -> bool:
+    return any(fixture in getattr(item, "fixturenames", ()) for item in session.items)
+
+
 def pytest_collection_finish(session):
     option = session.config.option
     if getattr(option, "collectonly", False) or getattr(option, "setupplan", False):
         return
     if any(_needs_demo(item) for item in session.items):
-        scaling = any("demo_scaling_log" in getattr(item, "fixturenames", ())
-                      for item in session.items)
-        _start_demo(session.config._tmp_path_factory, scaling)
+        _start_demo(session.config._tmp_path_factory, _uses(session, "demo_scaling_log"),
+                    _uses(session, "demo_suite_log"))
 
 
 def pytest_sessionfinish(session):
@@ -119,16 +147,17 @@ def pytest_sessionfinish(session):
         proc.wait()
 
 
-def _demo_log() -> str:
+def _demo_log(section: str) -> list:
+    """The lines the background job's command ``section`` printed, once the job finished."""
     if "proc" not in _DEMO:
         raise RuntimeError("the background demo was not started (tests/conftest.py)")
     # A hang guard only: the demo takes minutes, much longer on a busy machine.
     code = _DEMO["proc"].wait(timeout=3600)
     with open(_DEMO["log"]) as f:
         log = f.read()
-    assert code == 0, (f"{' && '.join(map(shlex.join, _DEMO['commands']))} exited {code}:\n"
-                       f"{log[-3000:]}")
-    return log
+    assert code == 0, f"{_DEMO['script']} exited {code}:\n{log[-3000:]}"
+    parts = log.split(_SECTION)
+    return next(p for p in parts if p.startswith(section + "\n")).splitlines()[1:]
 
 
 @pytest.fixture(scope="session")
@@ -136,7 +165,7 @@ def demo_run():
     """The tiny demo, finished: (workdir, the dict ``demo.run`` returns). The binary ran every
     stage; ``demo.run`` here, on the finished workdir, reuses them and gives its results."""
     from tf_synchro import demo
-    _demo_log()
+    _demo_log("demo")
     workdir = _DEMO["workdir"]
     out = demo.run(workdir, DEMO_ARGS["scale"], DEMO_ARGS["seed"], DEMO_ARGS["scratch_row"],
                    DEMO_ARGS["pretrained_row"], log=lambda s: None,
@@ -146,6 +175,13 @@ def demo_run():
 
 @pytest.fixture(scope="session")
 def demo_scaling_log(demo_run) -> list:
-    """The background job's output lines, the experiments binary's run of
-    ``DEMO_SCALING_ROWS`` of the scaling suite in the demo's workdir included."""
-    return _demo_log().splitlines()
+    """The output lines of the experiments binary's run of ``DEMO_SCALING_ROWS`` of the
+    scaling suite in the demo's workdir (the background job's second command)."""
+    return _demo_log("scaling")
+
+
+@pytest.fixture(scope="session")
+def demo_suite_log(demo_run) -> tuple:
+    """(the suite folder of ``DEMO_SUITE_ROWS``, the output lines of the experiments
+    binary's run of it in the demo's workdir: the background job's last command)."""
+    return _DEMO["suite"], _demo_log("suite")

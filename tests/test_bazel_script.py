@@ -1,5 +1,10 @@
-"""tools/bazel_test.sh fails early, with the command to run, when its prerequisites are missing."""
+"""tools/bazel_test.sh fails early, with the command to run, when its prerequisites are missing;
+BUILD has a target for every library module, binary and test file (read without Bazel: CI
+only builds with Bazel, pytest runs every test once)."""
+import ast
+import glob
 import os
+import re
 import stat
 import subprocess
 
@@ -69,7 +74,7 @@ def test_unknown_arguments_are_rejected(tmp_path, arg):
 @pytest.mark.parametrize("args, expected", [([], "test //..."),
                                             (["--build"], "build //..."),
                                             (["--build", "--", "//:a", "//:b"], "build //:a //:b"),
-                                            (["--", "//:ci_smoke"], "test //:ci_smoke")])
+                                            (["--", "//:test_pairs"], "test //:test_pairs")])
 def test_runs_bazel_test_or_build_on_the_targets(tmp_path, args, expected):
     # A copy of the script in a scratch repository: it writes tools/bazel/offline.bazelrc
     # beside itself, which must not replace the real checkout's.
@@ -93,3 +98,63 @@ def test_runs_bazel_test_or_build_on_the_targets(tmp_path, args, expected):
     assert out.stdout.splitlines()[-1] == f"fake bazel: {expected}"
     rc = (repo / "tools" / "bazel" / "offline.bazelrc").read_text()
     assert f"--python_path={fake_py}" in rc
+
+
+# ----------------------------------------------------------------------------- BUILD's targets
+
+def _build_value(text: str, name: str):
+    """The literal assigned to ``name`` at the top level of BUILD (Starlark lists and dicts
+    of strings are Python literals)."""
+    match = re.search(rf"^{name} = (.*?^[\]}}])", text, re.S | re.M)
+    assert match, f"BUILD has no {name}"
+    return ast.literal_eval(match.group(1))
+
+
+def _glob_regex(pattern: str) -> re.Pattern:
+    """Bazel's glob() pattern as a regex over repository-relative paths."""
+    out = ""
+    for part in re.split(r"(\*\*/|/\*\*$|\*)", pattern):
+        out += {"**/": "(?:.*/)?", "/**": "(?:/.*)?", "*": "[^/]*"}.get(part, re.escape(part))
+    return re.compile(out + "$")
+
+
+def _sources(*patterns: str) -> list:
+    return sorted(os.path.relpath(p, REPO) for pattern in patterns
+                  for p in glob.glob(os.path.join(REPO, pattern), recursive=True))
+
+
+def test_build_has_a_target_for_every_module_binary_and_test_file():
+    with open(os.path.join(REPO, "BUILD")) as f:
+        text = f.read()
+    not_inputs = [_glob_regex(p) for p in _build_value(text, "_NOT_INPUTS")]
+    assert _glob_regex("**/__pycache__/**").match("tf_synchro/__pycache__/x.pyc")
+
+    def excluded(path):
+        return [p.pattern for p in not_inputs if p.match(path)]
+
+    # Both libraries glob every module of their package, and nothing excludes one.
+    for package in ("tf_synchro", "tfrecords_tools"):
+        assert f'srcs = glob(["{package}/**/*.py"])' in text, package
+        modules = _sources(f"{package}/**/*.py")
+        assert len(modules) > 10 and not [(m, excluded(m)) for m in modules if excluded(m)]
+    # A py_binary for every module that runs as `python -m` (it has a __main__ block),
+    # named after it; and every binary the README runs has one.
+    mains = {}
+    for path in _sources("tf_synchro/**/*.py", "tfrecords_tools/**/*.py"):
+        with open(os.path.join(REPO, path)) as f:
+            if re.search(r"^if __name__ == .__main__.:", f.read(), re.M):
+                mains[os.path.basename(path)[:-len(".py")]] = path
+    binaries = _build_value(text, "_BINARIES")
+    assert binaries == mains
+    with open(os.path.join(REPO, "README.md")) as f:
+        run = set(re.findall(r"python3? -m ((?:tf_synchro|tfrecords_tools)\.\w+)", f.read()))
+    assert run and {m.replace(".", "/") + ".py" for m in run} <= set(binaries.values())
+    # A py_test for every file `python3 -m pytest -q tests` collects (pytest's default
+    # python_files; pytest.ini must not change it).
+    tests = ast.literal_eval(re.search(r"^_TEST_FILES = glob\((\[.*?\])", text, re.M).group(1))
+    with open(os.path.join(REPO, "pytest.ini")) as f:
+        assert "python_files" not in f.read()
+    collected = _sources("tests/**/test_*.py", "tests/**/*_test.py")
+    assert len(collected) > 30
+    for path in collected:
+        assert any(_glob_regex(p).match(path) for p in tests) and not excluded(path), path

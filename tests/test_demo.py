@@ -6,7 +6,6 @@ background when collection ends and runs beside the other tests.
 import dataclasses
 import json
 import os
-import shutil
 
 import pytest
 
@@ -154,27 +153,25 @@ def test_workdir_with_other_settings_is_refused(demo_run):
 
 
 @pytest.mark.large
-def test_experiments_resume_a_partly_finished_suite(demo_run, tmp_path):
+def test_experiments_resume_a_partly_finished_suite(demo_run, demo_suite_log):
+    """A suite whose rows b and d the demo finished, and a row x it did not run (random init,
+    S1+S5 labels): the experiments binary ran it in the demo's workdir, in the background
+    after the demo (``demo_suite_log``, tests/conftest.py)."""
     workdir, _ = demo_run
-    suite = tmp_path / "suite"
-    suite.mkdir()
-    for name in ("b_random_init_no_background.flags", "d_ssl_no_background.flags"):
-        shutil.copy(os.path.join(ROWS, name), suite / name)
-    # A row the demo did not run: random init with two labelled subjects.
-    (suite / "x_scratch_two_subjects.flags").write_text(
-        "--row=x\n--title=random init, S1+S5 labels\n--init=scratch\n--label_subjects=S1,S5\n")
-    lines = []
-    results = experiments.run_suite(str(suite), workdir, "tiny", log=lines.append)
-    assert [r["row"] for r in results] == ["b", "d", "x"]
+    suite, lines = demo_suite_log
     reused = [l for l in lines if "reusing finished" in l]
     # b and d were finished by the demo: data, (pretrain), finetune, evaluate all reused;
     # x reuses the dataset and runs its own fine-tune and evaluation.
-    assert len(reused) == 3 + 4 + 1
+    assert len(reused) == 3 + 4 + 1, lines
     assert any("[row x" in l and "finetune: " in l and "-m tf_synchro.finetune" in l
                for l in lines)
-    table = open(os.path.join(workdir, "suite_tiny.md")).read()
+    again = []
+    results = experiments.run_suite(suite, workdir, "tiny", log=again.append)
+    assert [r["row"] for r in results] == ["b", "d", "x"]
+    assert not [l for l in again if "-m tf_synchro." in l]  # Now every stage is finished.
+    table = open(os.path.join(workdir, f"{os.path.basename(suite)}_tiny.md")).read()
     assert "| x | random init, S1+S5 labels |" in table
-    saved = json.load(open(os.path.join(workdir, "suite_tiny.json")))
+    saved = json.load(open(os.path.join(workdir, f"{os.path.basename(suite)}_tiny.json")))
     assert [r["row"] for r in saved["rows"]] == ["b", "d", "x"]
 
 

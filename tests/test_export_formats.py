@@ -2,6 +2,8 @@
 import json
 import os
 import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,29 +14,40 @@ from tf_synchro.deploy import artefacts, serving
 
 pytestmark = pytest.mark.large  # End to end: exports the tiny fine-tuned run to every format.
 
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 @pytest.fixture(scope="module")
 def all_formats(finished_run, tmp_path_factory):
+    """Every format, written by the binary (``python -m tf_synchro.export``: its flags, its
+    exit path): (export_dir, the version directory, the binary's stdout)."""
     model_dir, _ = finished_run
     export_dir = str(tmp_path_factory.mktemp("formats"))
-    options = configs.FormatOptions(formats=("saved_model", "onnx", "tflite"),
-                                   tflite_quantize=True, check_crops=8, **INT8_DATA)
-    return export_dir, serving.export(model_dir, export_dir, formats=options)
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
+    out = subprocess.run([sys.executable, "-m", "tf_synchro.export", f"--model_dir={model_dir}",
+                          f"--export_dir={export_dir}", "--version=3",
+                          "--formats=saved_model,onnx,tflite", "--tflite_quantize",
+                          "--onnx_opset=15", "--check_crops=8", *INT8_FLAGS],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return export_dir, os.path.join(export_dir, "3"), out.stdout
 
 
 # The tiny dataset's test subject, every frame (its frame numbers are 0..31).
 INT8_DATA = dict(int8_subjects=("S9",), int8_frame_step=1)
+INT8_FLAGS = ["--int8_subjects=S9", "--int8_frame_step=1"]
 
 
 def test_every_format_is_written_beside_the_version_and_checked(all_formats, finished_run):
-    export_dir, path = all_formats
-    assert path == os.path.join(export_dir, "1")
+    export_dir, path, stdout = all_formats
     # TF Serving watches integer-named directories: the other formats are files beside it.
-    assert sorted(os.listdir(export_dir)) == ["1", "1.int8.tflite", "1.onnx", "1.tflite"]
+    assert sorted(os.listdir(export_dir)) == ["3", "3.int8.tflite", "3.onnx", "3.tflite"]
+    assert f"onnx: {os.path.join(export_dir, '3.onnx')}, max difference" in stdout
     meta = json.load(open(os.path.join(path, artefacts.METADATA_FILE)))
     formats = meta["formats"]
     assert sorted(formats) == ["onnx", "saved_model", "tflite", "tflite_int8"]
-    assert formats["onnx"]["opset"] == 17 and formats["onnx"]["runtime"].startswith("onnxruntime")
+    assert configs.FormatOptions().onnx_opset == 17  # The default; --onnx_opset=15 given.
+    assert formats["onnx"]["opset"] == 15 and formats["onnx"]["runtime"].startswith("onnxruntime")
     assert formats["tflite"]["runtime"].startswith("ai-edge-litert")
     for key in ("onnx", "tflite"):
         assert 0 <= formats[key]["max_abs_diff_mm"] <= 1.0, formats[key]
@@ -58,16 +71,16 @@ def test_each_runtime_reproduces_the_saved_model_on_other_crops(all_formats, fin
     """Reload each file in its own runtime (onnxruntime; ai_edge_litert, not tf.lite) and
     compare with the SavedModel on crops of another size than the stored ones."""
     import tensorflow as tf
-    export_dir, path = all_formats
+    export_dir, path, _ = all_formats
     images, _ = serving.read_crops(json.load(open(os.path.join(
         finished_run[0], "config.json")))["data_dir"], 5)
     images = np.stack([np.pad(im, ((3, 3), (0, 0), (0, 0))) for im in images])  # 38 x 32
     reference = tf.saved_model.load(path).signatures["serving_default"](
         images=tf.constant(images))["joints3d"].numpy()
     assert np.abs(reference).max() > 10  # mm
-    onnx = serving.run_onnx(os.path.join(export_dir, "1.onnx"), images)
-    lite = serving.run_tflite(os.path.join(export_dir, "1.tflite"), images)
-    int8 = serving.run_tflite(os.path.join(export_dir, "1.int8.tflite"), images)
+    onnx = serving.run_onnx(os.path.join(export_dir, "3.onnx"), images)
+    lite = serving.run_tflite(os.path.join(export_dir, "3.tflite"), images)
+    int8 = serving.run_tflite(os.path.join(export_dir, "3.int8.tflite"), images)
     assert onnx.shape == lite.shape == (5, 17, 3)
     np.testing.assert_allclose(onnx, reference, atol=1.0)
     np.testing.assert_allclose(lite, reference, atol=1.0)
@@ -120,7 +133,7 @@ def test_evaluating_each_artefact_gives_the_run_directory_mpjpe(all_formats, fin
     """evaluate --model_dir takes the version directory, the .onnx and the .tflite files:
     the same protocol on the uint8 crops through serving_default, the same MPJPE."""
     from tf_synchro import evaluate
-    export_dir, path = all_formats
+    export_dir, path, _ = all_formats
     model_dir, _ = finished_run
     data_dir = json.load(open(os.path.join(model_dir, "config.json")))["data_dir"]
     reference = testutil.evaluate_pose(model_dir, data_dir, subjects=("S9",), frame_step=1,
@@ -132,8 +145,8 @@ def test_evaluating_each_artefact_gives_the_run_directory_mpjpe(all_formats, fin
     int8 = {"mpjpe": gate["mpjpe_mm"], "pa_mpjpe": gate["pa_mpjpe_mm"]}
     assert gate["reference_mpjpe_mm"] == pytest.approx(ref["mpjpe"], abs=0.01)
     for name, kind, expected, tolerance in (
-            ("1", "saved_model", ref, 0.01), ("1.onnx", "onnx", ref, 0.05),
-            ("1.tflite", "tflite", ref, 0.05), ("1.int8.tflite", "tflite", int8, 1e-3)):
+            ("3", "saved_model", ref, 0.01), ("3.onnx", "onnx", ref, 0.05),
+            ("3.tflite", "tflite", ref, 0.05), ("3.int8.tflite", "tflite", int8, 1e-3)):
         report = testutil.evaluate_pose(os.path.join(export_dir, name), data_dir,
                                         subjects=("S9",), frame_step=1, num_examples=0)
         assert report["model_kind"] == kind and report["num_frames"] == reference["num_frames"]
@@ -142,23 +155,23 @@ def test_evaluating_each_artefact_gives_the_run_directory_mpjpe(all_formats, fin
                 expected[metric], abs=tolerance), (name, metric)
     # The binary's work: report beside the artefact (a version directory is immutable).
     config = configs.make(configs.EvaluateConfig, dict(
-        model_dir=os.path.join(export_dir, "1.tflite"), data_dir=data_dir, subjects=("S9",),
+        model_dir=os.path.join(export_dir, "3.tflite"), data_dir=data_dir, subjects=("S9",),
         frame_step=1, num_examples=0))
     report = evaluate.run(config)
-    assert json.load(open(os.path.join(export_dir, "1.tflite.eval.json")))["mean"] == \
+    assert json.load(open(os.path.join(export_dir, "3.tflite.eval.json")))["mean"] == \
         report["mean"]
-    assert sorted(os.listdir(os.path.join(export_dir, "1"))) == sorted(
+    assert sorted(os.listdir(os.path.join(export_dir, "3"))) == sorted(
         os.listdir(path))  # Nothing written into the version.
     # Held-out check from the export's metadata: S1 gave the labels.
     with pytest.raises(ValueError, match="--subjects=S1 includes S1"):
         evaluate.run(configs.make(configs.EvaluateConfig, dict(
-            model_dir=os.path.join(export_dir, "1.onnx"), data_dir=data_dir,
+            model_dir=os.path.join(export_dir, "3.onnx"), data_dir=data_dir,
             subjects=("S1",), frame_step=1, num_examples=0)))
     (tmp_path / "model.pb").write_bytes(b"x")
     with pytest.raises(artefacts.ArtefactError, match="expected an export version directory"):
         artefacts.load_for_evaluation(str(tmp_path / "model.pb"))
     lone = tmp_path / "7.onnx"
-    lone.write_bytes(open(os.path.join(export_dir, "1.onnx"), "rb").read())
+    lone.write_bytes(open(os.path.join(export_dir, "3.onnx"), "rb").read())
     with pytest.raises(artefacts.ArtefactError, match="version directory .*7 .* is missing"):
         artefacts.load_for_evaluation(str(lone))
 
@@ -183,21 +196,3 @@ def test_format_options_are_checked(finished_run, tmp_path):
         serving.export(model_dir, str(tmp_path / "out"), what="encoder",
                       formats=configs.FormatOptions(formats=("saved_model", "onnx")))
     assert not os.path.exists(tmp_path / "out") or os.listdir(tmp_path / "out") == []
-
-
-def test_binary_flags_write_and_report_the_formats(finished_run, tmp_path):
-    import subprocess
-    import sys
-    model_dir, _ = finished_run
-    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    out = subprocess.run([sys.executable, "-m", "tf_synchro.export", f"--model_dir={model_dir}",
-                          f"--export_dir={tmp_path / 'm'}", "--version=3",
-                          "--formats=saved_model,onnx", "--onnx_opset=15", "--check_crops=4"],
-                         cwd=repo, env=env, capture_output=True, text=True, timeout=300)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert f"onnx: {tmp_path / 'm' / '3.onnx'}, max difference" in out.stdout
-    meta = json.load(open(tmp_path / "m" / "3" / artefacts.METADATA_FILE))
-    assert meta["formats"]["onnx"]["opset"] == 15
-    assert meta["format_check"]["num_crops"] == 4
-    assert sorted(os.listdir(tmp_path / "m")) == ["3", "3.onnx"]

@@ -2,8 +2,6 @@
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -253,13 +251,14 @@ def test_video_ending_early_keeps_what_was_read(tree):
 @pytest.mark.large
 def test_binary_and_inspector(tree, tmp_path):
     from tfrecords_tools import inspect
+    from tfrecords_tools.runtime import cli
     out = str(tmp_path / "out")
-    cmd = [sys.executable, "-m", "tfrecords_tools.rig", f"--input_dir={tree.root}",
-           f"--output_dir={out}", "--sequences=walk", "--image_size=48", "--subject=P7"]
-    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
-                         cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    assert run.returncode == 0, run.stderr[-2000:]
-    assert "wrote 1 records" in run.stdout
+    # The binary's flags, errors and exit code, in this process (no second TF start-up).
+    code, stdout, err = cli.invoke("tfrecords_tools.rig", [
+        f"--input_dir={tree.root}", f"--output_dir={out}", "--sequences=walk",
+        "--image_size=48", "--subject=P7"])
+    assert code == 0, err[-2000:]
+    assert "wrote 1 records" in stdout
     report = inspect.inspect_dataset(out, None, log=lambda s: None)
     assert report.num_records == 1
     assert dataset_io.load_manifest(out)["images_per"]["subject"] == {"P7": 72}

@@ -168,9 +168,10 @@ def test_same_seed_same_bytes_other_seed_differs(tmp_path):
     two = dict(subjects=("S1", "S9"))
     synthesize.generate(a, _small(**two), log=lambda s: None)
     synthesize.generate(b, _small(**two), num_workers=2, log=lambda s: None)
-    synthesize.generate(c, _small(seed=4, **two), log=lambda s: None)
+    synthesize.generate(c, _small(seed=4), log=lambda s: None)  # S1 only: enough to differ.
     assert _shard_hashes(a) == _shard_hashes(b)
-    assert _shard_hashes(a) != _shard_hashes(c)
+    assert set(_shard_hashes(c)) == {"S1-Boxing.tfrecord"}
+    assert _shard_hashes(a)["S1-Boxing.tfrecord"] != _shard_hashes(c)["S1-Boxing.tfrecord"]
 
 
 def test_resume_after_an_interrupted_run(tmp_path, monkeypatch):
@@ -233,8 +234,9 @@ def test_bad_settings_are_refused_before_writing(tmp_path, kw, match):
 
 @pytest.mark.large
 def test_extra_people_through_the_binary(tmp_path):
-    """``--extra_subjects=2`` adds U01 and U02 (own bodies and looks) to ``--subjects``;
-    an out-of-range count is refused naming the flag, before anything is written."""
+    """``--extra_subjects=2`` adds U01 and U02 (own bodies and looks) to ``--subjects``.
+    (An out-of-range count is refused naming the flag, before anything is written:
+    tests/test_ranges.py, synthesize--extra_subjects=1000.)"""
     import subprocess
     import sys
     repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -247,12 +249,8 @@ def test_extra_people_through_the_binary(tmp_path):
                                f"--output_dir={out}", *args, *small], cwd=repo, env=env,
                               capture_output=True, text=True, timeout=300)
 
-    out = str(tmp_path / "out")
-    done = synth(out, "--subjects=S1", "--extra_subjects=2")
-    assert done.returncode == 0, done.stderr[-2000:]
-    manifest = dataset_io.load_manifest(out)
-    assert set(manifest["images_per"]["subject"]) == {"S1", "U01", "U02"}
-    # The CPU flagfile's structure, with 2 extra people instead of 100 and tiny takes.
+    # The CPU flagfile's structure, with 2 extra people instead of 100 and tiny takes: the
+    # extra people come beside --subjects.
     people = str(tmp_path / "people")
     done = synth(people, "--flagfile=flags/synthesize_cpu.flags", "--subjects=S9",
                  "--extra_subjects=2")
@@ -268,11 +266,6 @@ def test_extra_people_through_the_binary(tmp_path):
     assert body.extra_subjects(2) == ("U01", "U02")
     assert body.make_subject("U01").look != body.make_subject("U02").look
     assert body.make_subject("U01").look != body.make_subject("S1").look
-    bad = str(tmp_path / "bad")
-    refused = synth(bad, "--subjects=S1", "--extra_subjects=1000")
-    assert refused.returncode != 0
-    assert "--extra_subjects=1000: expected an integer in [0, 999]" in refused.stderr
-    assert not os.path.exists(bad)
 
 
 @pytest.mark.parametrize("kind, match", [

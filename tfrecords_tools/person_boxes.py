@@ -19,8 +19,9 @@ the static scene. Per view:
    (:attr:`BoxConfig.subject`): by default the person the cameras look at. With
    calibration, the capture-volume centre (:func:`capture_centre`, the point nearest to
    all optical axes) and the pair of views' tracks whose triangulated centre stays
-   nearest to it (plus their disagreement and the share of the take they miss); the other
-   views take the track that agrees with those. Without calibration, per view, the track
+   nearest to it (plus their disagreement, the share of the take they miss, and the
+   share of the other views' looks that show no person at that point); the other views
+   take the track that agrees with those. Without calibration, per view, the track
    nearest the image centre (in its own heights, plus the share of frames it misses).
    ``subject="persistent"`` takes the track seen in the most frames. How many people were
    seen at once is reported (``people_seen``, a note and a log warning; blobs cut by the
@@ -28,8 +29,10 @@ the static scene. Per view:
 4. **Multi-view check** (calibration and >= 3 views): per frame, pairs of views propose a
    triangulated box centre and box size; the largest set of views that agree within
    ``multiview_tolerance`` is the consensus, and a view outside it takes another of its
-   detections that agrees, else the consensus projection. Views without a detection get
-   the projection too.
+   detections that agrees within half that, else the consensus projection. Views without
+   a detection get the projection too. When the boxes are far smaller than a person in
+   3D (a still person, whom the median holds), frames under ``min_body`` person heights
+   take body-sized boxes from the rest of the take.
 5. **Visual hull** (calibration and >= 3 views, ``hull_voxel_mm`` > 0): per frame, a
    voxel block around the person's triangulated centre is carved by all views' masks; the
    tallest part near the centre, within ``hull_radius`` of its axis, is the person, and
@@ -70,6 +73,7 @@ DETECTED, HELD, PROJECTED, FILLED, NONE = range(5)
 # foreground (someone stands on it); see _fit_background.
 _PASSED = 0.2
 _MIN_PIECE = 4  # analysis pixels: the smallest component that may join a person blob
+_SWITCH = 0.5  # disagreement (1: the multi-view tolerance) for taking another detection
 
 
 class BoxConfigError(ValueError):
@@ -135,6 +139,11 @@ class BoxConfig:
         holds).
       hull_radius: the person's part of the hull lies within this many person heights of
         their vertical axis (0: the whole connected hull).
+      min_body: with calibration, when the take's boxes are far smaller in 3D than a
+        person (the warning about the background model), a frame whose boxes are less
+        tall than this many person heights (0.3: 0.54 m, well under a seated person's
+        upper body, about 0.8-0.9 m) takes a body-sized box in every view: the union of
+        the view's boxes over the take (0: keep the small boxes).
     """
 
     background: str = "auto"
@@ -161,6 +170,7 @@ class BoxConfig:
     hull_voxel_mm: float = 40.0
     hull_misses: int = 1
     hull_radius: float = 0.25
+    min_body: float = 0.3
 
     def __post_init__(self):
         checks = [
@@ -188,6 +198,7 @@ class BoxConfig:
             (self.hull_voxel_mm >= 0, "hull_voxel_mm", ">= 0"),
             (self.hull_misses >= 0, "hull_misses", ">= 0"),
             (self.hull_radius >= 0, "hull_radius", ">= 0"),
+            (0 <= self.min_body < 2, "min_body", "in [0, 2)"),
         ]
         for ok, name, expected in checks:
             if not ok:
@@ -538,11 +549,12 @@ def _track(people: list[list[Person]], hold: int) -> list[list[tuple[int, int]]]
     return [tr["items"] for tr in tracks]
 
 
-def _fill_track_gaps(people: list[list[Person]], chosen: np.ndarray, alone: bool) -> None:
+def _fill_track_gaps(people: list[list[Person]], chosen: np.ndarray, alone: bool,
+                     nearest: bool = True) -> None:
     """Frames the chosen track missed (a jump between distant frames, e.g. a large
     frame step, breaks a track) take a detection anyway (in place): the only one when the
-    view never shows two people at once, else the one nearest the track's box in the
-    nearest frame of the track, if within that box's height."""
+    view never shows two people at once, else (if ``nearest``) the one nearest the
+    track's box in the nearest frame of the track, if within that box's height."""
     have = np.flatnonzero(chosen >= 0)
     for t in np.flatnonzero(chosen < 0):
         found = people[t]
@@ -551,7 +563,7 @@ def _fill_track_gaps(people: list[list[Person]], chosen: np.ndarray, alone: bool
         if alone and len(found) == 1:
             chosen[t] = 0
             continue
-        if not len(have):
+        if not len(have) or not nearest:
             continue
         s = int(have[np.abs(have - t).argmin()])
         ref = people[s][chosen[s]]
@@ -808,6 +820,46 @@ def _hull_boxes(config: BoxConfig, cams, scalers, masks, tight: np.ndarray,
                 source[v, t] = PROJECTED
 
 
+def _frame_sizes(cams, tight: np.ndarray, source: np.ndarray) -> np.ndarray:
+    """Per frame, the median over views of the boxes' longer side in mm at their
+    triangulated centre (NaN: fewer than 2 views with a box)."""
+    num_views, num_frames = tight.shape[:2]
+    out = np.full(num_frames, np.nan)
+    for t in range(num_frames):
+        vs = [v for v in range(num_views)
+              if source[v, t] != NONE and np.all(np.isfinite(tight[v, t]))]
+        if len(vs) < 2:
+            continue
+        x = _triangulate([cams[v] for v in vs],
+                         np.stack([(tight[v, t, :2] + tight[v, t, 2:]) / 2 for v in vs]))
+        sizes = [_size_3d(cams[v], tight[v, t], x) for v in vs
+                 if cams[v].world_to_camera(x)[2] > 0]
+        if sizes:
+            out[t] = np.median(sizes)
+    return out
+
+
+def _body_fallback(config: BoxConfig, cams, tight: np.ndarray, source: np.ndarray) -> int:
+    """Body-sized boxes (in place) for the frames of a take whose boxes are less tall in
+    3D than ``min_body`` person heights: a person who sits or stands still is in the
+    background model of the take, and only what moves (hands, a board) is foreground. Such
+    a frame takes, per view, the take's body box: the union of its boxes over the take
+    (what moved over the take spans the person who barely moved), its corners at the
+    10th / 90th percentiles so that a few stray boxes do not set it. Returns the number
+    of frames replaced."""
+    sizes = _frame_sizes(cams, tight, source)
+    small = np.isfinite(sizes) & (sizes < config.min_body * config.person_height_mm)
+    present = (source != NONE) & np.all(np.isfinite(tight), -1)
+    for v in range(len(tight)):
+        if not present[v].any():
+            continue
+        boxes = tight[v, present[v]]
+        body = np.concatenate([np.percentile(boxes[:, :2], 10, 0),
+                               np.percentile(boxes[:, 2:], 90, 0)])
+        tight[v, small & present[v]] = body
+    return int(small.sum())
+
+
 def _inside_share(a: np.ndarray, b: np.ndarray) -> float:
     """Share of box ``a``'s area inside box ``b`` (x0, y0, x1, y1)."""
     w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
@@ -1030,8 +1082,12 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
             chosen[v, t] = j
     counts = [_count_people(p, config.min_track_frames, sc.small_wh[0])
               for p, sc in zip(people, scalers)]
+    # With the multi-view check, a gap in a view that shows several people is left to the
+    # consensus projection: the nearest detection there is often the other person.
+    multiview = calibrated and num_views >= 3
     for v in range(num_views):
-        _fill_track_gaps(people[v], chosen[v], alone=counts[v] <= 1)
+        _fill_track_gaps(people[v], chosen[v], alone=counts[v] <= 1,
+                         nearest=not multiview)
     people_seen = max(counts or [0])
     if people_seen > 1:
         where = [v if cameras is None else cameras[v].camera_id
@@ -1066,6 +1122,12 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
                       "scene"))
             notes.append(msg)
             log.warning("%s: %s", name or "take", msg)
+            if config.min_body > 0 and _calibrated_like(cameras, scalers, notes):
+                replaced = _body_fallback(config, cameras, tight, source)
+                if replaced:
+                    notes.append(f"{replaced} frame(s) less than {config.min_body:g} person "
+                                 "heights tall in 3D took a body-sized box (a still person's "
+                                 "moving parts only)")
 
     # ---- square, hold, smooth
     boxes = np.full((num_views, num_frames, 4), np.nan)
@@ -1161,12 +1223,16 @@ def _centre_cost(track, people, scaler: _Scaler, num_frames: int, cam, centre,
     return float(np.median(dist)) + 1.0 - len(track) / max(num_frames, 1)
 
 
-def _subject_pair(config, cams, full, cand, centre, num_frames) -> Optional[list]:
+def _subject_pair(config, cams, full, cand, centre, num_frames, people) -> Optional[list]:
     """The two views' tracks that best show one person near the capture centre: every
     pair of candidate tracks in two views is triangulated over (up to 20 of) their common
     frames; its cost is the median distance of that point from ``centre`` in person
-    heights, plus their disagreement (:func:`_pair_cost`) and the share of the take the
-    two miss. Returns [(view, track), (view, track)] or None (no common frames)."""
+    heights, plus their disagreement (:func:`_pair_cost`), the share of the take the
+    two miss, and the share of the other views' looks (frames where they found anyone)
+    that show no one there (:func:`_unsupported`): two views' rays always pass near each
+    other, so two different people, one in each view, can triangulate near the centre,
+    but no third view shows a person at that point. Returns [(view, track), (view,
+    track)] or None (no common frames)."""
     best = None
     views = [v for v in range(len(cand)) if cand[v]]
     for i, a in enumerate(views):
@@ -1178,18 +1244,46 @@ def _subject_pair(config, cams, full, cand, centre, num_frames) -> Optional[list
                     if not common:
                         continue
                     step = max(1, len(common) // 20)
-                    dist, agree = [], []
+                    dist, agree, lone = [], [], []
                     for t, ja, jb in common[::step]:
                         ba, bb = full(a, t, ja), full(b, t, jb)
                         agree.append(_pair_cost(cams, a, ba, b, bb))
                         mid = np.stack([(ba[:2] + ba[2:]) / 2, (bb[:2] + bb[2:]) / 2])
                         x = _triangulate([cams[a], cams[b]], mid)
                         dist.append(np.linalg.norm(x - centre) / config.person_height_mm)
+                        lone += _unsupported(config, cams, full, people, t, x,
+                                             {a: ba, b: bb}, exclude=(a, b))
                     miss = 1.0 - (len(ta) + len(tb)) / (2.0 * max(num_frames, 1))
-                    cost = float(np.median(dist) + np.median(agree) + miss)
+                    cost = float(np.median(dist) + np.median(agree) + miss
+                                 + (np.mean(lone) if lone else 0.0))
                     if np.isfinite(cost) and (best is None or cost < best[0]):
                         best = (cost, [(a, ta), (b, tb)])
     return None if best is None else best[1]
+
+
+def _unsupported(config, cams, full, people, t: int, x: np.ndarray, boxes: dict,
+                 exclude: tuple) -> list:
+    """Per view outside ``exclude`` that found anyone in frame ``t``: 1.0 when none of
+    its people is a view of a person at world point ``x`` with the box size of
+    ``boxes`` ({view: full-pixel box}) within the multi-view tolerance, else 0.0."""
+    sizes = [_size_3d(cams[v], bx, x) for v, bx in boxes.items()
+             if cams[v].world_to_camera(x)[2] > 0]
+    if not sizes:
+        return []
+    size = float(np.median(sizes))
+    size_tolerance = np.log1p(1.5 * config.multiview_tolerance)
+    out = []
+    for u in range(len(people)):
+        if u in exclude or not people[u][t]:
+            continue
+        z = cams[u].world_to_camera(x)[2]
+        if z <= 0:
+            continue
+        tol = config.multiview_tolerance * max(1.0, cams[u].fy * config.person_height_mm / z)
+        errs = [_disagreement(cams[u], full(u, t, j), x, size, tol, size_tolerance)
+                for j in range(len(people[u][t]))]
+        out.append(float(min(errs) > 1.0))
+    return out
 
 
 def _consistent_tracks(config, cams, scalers, people, ranked, costs,
@@ -1213,7 +1307,7 @@ def _consistent_tracks(config, cams, scalers, people, ranked, costs,
     picks = [None] * len(cand)
     anchor = None
     if config.subject == "centre" and centre is not None:
-        anchor = _subject_pair(config, cams, full, cand, centre, len(people[0]))
+        anchor = _subject_pair(config, cams, full, cand, centre, len(people[0]), people)
     if anchor is None:
         anchor = [(views[0], cand[views[0]][0])]
     for v, tr in anchor:
@@ -1271,7 +1365,10 @@ def _multiview(config, cameras, scalers, people, chosen, tight, source, notes, n
             for j, p in enumerate(people[v][t]):
                 pb = scalers[v].to_full(p.box.reshape(2, 2)).ravel()
                 err = _disagreement(cams[v], pb, x, size, tol_of(v, x), size_tolerance)
-                if err <= 1.0 and (best is None or err < best[0]):
+                # Another detection must agree twice as well as the consensus' own views
+                # need to: where the subject is not detected, a person passing in front of
+                # or behind them lies near the same ray (measured: the bystander).
+                if err <= _SWITCH and (best is None or err < best[0]):
                     best = (err, j, pb)
             if best is not None:
                 if chosen[v, t] != best[1]:

@@ -198,8 +198,18 @@ def test_real_motion_options_give_their_own_dataset_and_report_columns():
     values = demo.real_motion_overrides(True, False)
     assert values == {"test_motion_dir": demo.REAL_MOTION_TEST_DIR, "treadmill": True}
     assert demo.real_motion_overrides(True, True, 6)["labelled_extra_motions"] == 6
-    with pytest.raises(demo.app.UsageError, match="--real_motion_labelled needs"):
-        demo.real_motion_overrides(True, False, 6)
+    assert "labelled_motion_only" not in demo.real_motion_overrides(True, True, 6)
+    # Without the pool only the labelled subjects perform the pool's clips.
+    assert demo.real_motion_overrides(True, False, 6) == {
+        "test_motion_dir": demo.REAL_MOTION_TEST_DIR, "extra_motion_dir":
+        demo.REAL_MOTION_POOL_DIR, "labelled_extra_motions": 6, "labelled_motion_only": True,
+        "treadmill": True}
+    # --finetune_steps: every row's fine-tuning budget, nothing else.
+    longer = demo.finetune_overrides({"d": row}, 2000)["d"]
+    assert demo.finetune_overrides({"d": row}, 0)["d"] is row
+    assert xl.plan_row(longer, "cpu").finetune.args[-1] == "--train_steps=2000"
+    assert xl.plan_row(longer, "cpu").finetune.key != xl.plan_row(row, "cpu").finetune.key
+    assert xl.plan_row(longer, "cpu").pretrain.key == xl.plan_row(row, "cpu").pretrain.key
     real = row.with_overrides("synthesize", demo.real_motion_overrides(True, True))
     assert xl.plan_row(real, "tiny").data.key != xl.plan_row(row, "tiny").data.key
     # The overrides reach the stage as the binary's flags, in the order given.

@@ -248,6 +248,20 @@ def test_labelled_subjects_draw_pool_clips_but_test_subjects_never(tmp_path):
         synthesize.validate(_config(None, test, labelled_extra_motions=2))
     with pytest.raises(ValueError, match="labelled_extra_motions"):
         synthesize.validate(_config(pool, test, labelled_extra_motions=-1))
+    # --labelled_motion_only: the clips go to the labelled subjects, the extra people stay
+    # procedural; the manifest records it (older datasets, without the field, still resume).
+    mine = _config(pool, test, subjects=("S1", "S9", "U01", "U02"), labelled_extra_motions=5,
+                   labelled_motion_only=True, extra_actions_per_subject=0)
+    assert synthesize.subject_actions(mine, "S1") == ("Walking", "roll", "walk")
+    assert synthesize.subject_actions(mine, "U01") == ("Walking",)
+    assert synthesize.subject_actions(mine, "S9") == ("Walking", "jump")
+    assert synthesize.settings_of(mine)["labelled_motion_only"] is True
+    assert "labelled_motion_only" not in synthesize.settings_of(one)
+    with pytest.raises(ValueError, match="--labelled_motion_only needs --labelled_extra"):
+        synthesize.validate(_config(pool, test, labelled_motion_only=True))
+    with pytest.raises(ValueError, match="contradict"):
+        synthesize.validate(_config(pool, test, labelled_extra_motions=1,
+                                    labelled_motion_only=True, extra_motion_only=True))
 
 
 def test_generate_records_clip_sources_in_the_manifest(tmp_path):

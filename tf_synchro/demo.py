@@ -68,19 +68,27 @@ REAL_MOTION_POOL_DIR = "tfrecords_tools/synth/real_motion/pool"
 def real_motion_overrides(test: bool, pool: bool, labelled: int = 0) -> dict:
     """Synthesize settings of the real-motion options (the clips are short: looped on a
     treadmill so cyclic walks and runs stay in the capture volume). ``labelled``: pool
-    clips each labelled subject also performs (needs ``pool``)."""
-    if labelled and not pool:
-        raise app.UsageError("--real_motion_labelled needs --real_motion_pool (the labelled "
-                             "subjects' clips are drawn from the pool)")
+    clips each labelled subject also performs; without ``pool`` only they perform them
+    (the extra people stay procedural)."""
     values = ({"test_motion_dir": REAL_MOTION_TEST_DIR} if test else {}) | \
-        ({"extra_motion_dir": REAL_MOTION_POOL_DIR} if pool else {})
+        ({"extra_motion_dir": REAL_MOTION_POOL_DIR} if pool or labelled else {})
     for folder in values.values():
         if not os.path.isdir(os.path.join(xl.REPO, folder)):
-            raise app.UsageError(f"--real_motion_test/--real_motion_pool need the clips in "
-                                 f"{folder} (see tfrecords_tools/synth/real_motion/SOURCE.md)")
+            raise app.UsageError(f"--real_motion_test/--real_motion_pool/--real_motion_labelled "
+                                 f"need the clips in {folder} (see "
+                                 f"tfrecords_tools/synth/real_motion/SOURCE.md)")
     if labelled:
         values["labelled_extra_motions"] = labelled
+        if not pool:
+            values["labelled_motion_only"] = True
     return {**values, "treadmill": True} if values else {}
+
+
+def finetune_overrides(rows: dict, steps: int) -> dict:
+    """``rows`` with ``steps`` fine-tuning steps for every row (0: the row flagfiles')."""
+    if not steps:
+        return rows
+    return {k: r.with_overrides("finetune", {"train_steps": steps}) for k, r in rows.items()}
 
 
 def read_scalars(logdir: str) -> dict:
@@ -281,13 +289,15 @@ def _load(path: str) -> xl.Row:
 
 def run(workdir: str, scale: str, seed: int, scratch_row: str, pretrained_row: str,
         log=print, scratch_trainable_row: Optional[str] = None, real_motion_test: bool = False,
-        real_motion_pool: bool = False, real_motion_labelled: int = 0) -> dict:
+        real_motion_pool: bool = False, real_motion_labelled: int = 0,
+        finetune_steps: int = 0) -> dict:
     """Runs the demo; returns ``{"results", "ratio", "ratios", "export", "report"}``.
 
     ``ratio`` is the pre-trained / random-init MPJPE (means over actions); ``ratios`` has
     every headline ratio (:func:`demo_ratios`). ``real_motion_test`` / ``real_motion_pool`` /
     ``real_motion_labelled`` add the committed real motion-capture clips to the dataset
-    (:func:`real_motion_overrides`).
+    (:func:`real_motion_overrides`); ``finetune_steps`` (0: the rows') sets every row's
+    fine-tuning budget.
     """
     rows = {"scratch": _load(scratch_row), "pretrained": _load(pretrained_row)}
     if scratch_trainable_row:
@@ -295,6 +305,7 @@ def run(workdir: str, scale: str, seed: int, scratch_row: str, pretrained_row: s
     extra = real_motion_overrides(real_motion_test, real_motion_pool, real_motion_labelled)
     if extra:
         rows = {k: r.with_overrides("synthesize", extra) for k, r in rows.items()}
+    rows = finetune_overrides(rows, finetune_steps)
     if any(rows[k].init != "scratch" for k in rows if k != "pretrained") or \
             rows["pretrained"].init != "pretrained":
         raise app.UsageError("--scratch_row and --scratch_trainable_row must be random-init "
@@ -350,7 +361,8 @@ def main(argv: Sequence[str]) -> None:
         run(config.workdir, config.scale, config.seed, config.scratch_row,
             config.pretrained_row, scratch_trainable_row=config.scratch_trainable_row,
             real_motion_test=config.real_motion_test, real_motion_pool=config.real_motion_pool,
-            real_motion_labelled=config.real_motion_labelled)
+            real_motion_labelled=config.real_motion_labelled,
+            finetune_steps=config.finetune_steps)
 
 
 if __name__ == "__main__":

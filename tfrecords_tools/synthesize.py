@@ -54,7 +54,7 @@ BODY_CHAIN_RANGE_MM = retarget_lib.BODY_CHAIN_RANGE_MM
 _MOTION_IMPORT_FIELDS = ("motion_dir", "motion_mapping", "motion_window", "treadmill",
                          "motion_fps", "motion_units", "motion_up_axis", "motion_max_gap_ms",
                          "motion_retarget", "extra_motion_dir", "extra_motion_only",
-                         "test_motion_dir", "labelled_extra_motions")
+                         "test_motion_dir", "labelled_extra_motions", "labelled_motion_only")
 
 
 def import_options(config: SynthConfig, embedded: bool = False) -> motion_io.ImportOptions:
@@ -150,7 +150,8 @@ def subject_actions(config: SynthConfig, subject: str) -> tuple:
     if body_lib.is_extra_subject(subject):
         pool = () if config.extra_motion_only else (
             tuple(config.extra_actions) or tuple(config.actions))
-        pool += tuple(a for a, _ in extra_motion_sources(config))
+        if not config.labelled_motion_only:
+            pool += tuple(a for a, _ in extra_motion_sources(config))
         k = config.extra_actions_per_subject
         if not 0 < k < len(pool):
             return pool
@@ -251,6 +252,12 @@ def _validate_embedded(config: SynthConfig) -> None:
     if config.labelled_extra_motions and config.extra_motion_dir is None:
         raise ValueError("--labelled_extra_motions needs --extra_motion_dir (the clips are "
                          "drawn from it)")
+    if config.labelled_motion_only and not config.labelled_extra_motions:
+        raise ValueError("--labelled_motion_only needs --labelled_extra_motions > 0 (no one "
+                         "would perform --extra_motion_dir's clips)")
+    if config.labelled_motion_only and config.extra_motion_only:
+        raise ValueError("--labelled_motion_only and --extra_motion_only contradict: the extra "
+                         "people would have no motion left; give one")
     if config.extra_motion_dir is None and config.test_motion_dir is None:
         if config.extra_motion_only:
             raise ValueError("--extra_motion_only needs --extra_motion_dir (the pool would be "

@@ -426,6 +426,7 @@ TOOLS_CONFIGS = {
               "--treadmill", "--motion_fps=120", "--motion_units=cm", "--motion_up_axis=y",
               "--motion_max_gap_ms=50", "--nomotion_retarget", "--extra_motion_dir={t}/xm",
               "--extra_motion_only", "--labelled_extra_motions=3", "--labelled_motion_only",
+              "--extra_motion_mirror",
               "--test_motion_dir={t}/tm", "--bystanders=1",
               "--moving_objects=2", "--lighting=drift", "--sensor_noise=3.5",
               "--textured_room"],
@@ -440,6 +441,7 @@ TOOLS_CONFIGS = {
                 "motion_up_axis": "y", "motion_max_gap_ms": 50.0, "motion_retarget": False,
                 "extra_motion_dir": "{t}/xm", "extra_motion_only": True,
                 "labelled_extra_motions": 3, "labelled_motion_only": True,
+                "extra_motion_mirror": True,
                 "test_motion_dir": "{t}/tm", "bystanders": 1, "moving_objects": 2,
                 "lighting": "drift", "sensor_noise": 3.5, "textured_room": True}),
     "tfrecords_tools.h36m": dict(

@@ -204,6 +204,9 @@ def test_real_motion_options_give_their_own_dataset_and_report_columns():
         "test_motion_dir": demo.REAL_MOTION_TEST_DIR, "extra_motion_dir":
         demo.REAL_MOTION_POOL_DIR, "labelled_extra_motions": 6, "labelled_motion_only": True,
         "treadmill": True}
+    assert demo.real_motion_overrides(False, False, 6, mirror=True)["extra_motion_mirror"]
+    with pytest.raises(demo.app.UsageError, match="--real_motion_mirror mirrors"):
+        demo.real_motion_overrides(True, False, 0, mirror=True)
     # --finetune_steps: every row's fine-tuning budget, nothing else.
     longer = demo.finetune_overrides({"d": row}, 2000)["d"]
     assert demo.finetune_overrides({"d": row}, 0)["d"] is row

@@ -264,6 +264,27 @@ def test_labelled_subjects_draw_pool_clips_but_test_subjects_never(tmp_path):
                                     labelled_motion_only=True, extra_motion_only=True))
 
 
+def test_mirrored_pool_clips_are_the_same_motion_other_handed(tmp_path):
+    from tfrecords_tools import skeleton, synthesize
+    pool, test = _clip_dirs(tmp_path)
+    cfg = _config(pool, test, extra_motion_mirror=True, extra_motion_only=True,
+                  extra_actions_per_subject=0)
+    assert synthesize.subject_actions(cfg, "U01") == ("roll", "walk", "rollmirror",
+                                                      "walkmirror")
+    assert synthesize.subject_actions(cfg, "S9") == ("Walking", "jump")  # test never mirrored
+    walk, mirror = (synthesize.motion_source(cfg, a).joints for a in ("walk", "walkmirror"))
+    np.testing.assert_allclose(mirror[:, skeleton.FLIP_PERMUTATION, 0], -walk[:, :, 0])
+    np.testing.assert_allclose(mirror[:, skeleton.FLIP_PERMUTATION, 1:], walk[:, :, 1:])
+    assert not synthesize.is_mirrored(cfg, "walk") and synthesize.is_mirrored(cfg, "walkmirror")
+    assert synthesize.settings_of(cfg)["extra_motion_mirror"] is True
+    assert "extra_motion_mirror" not in synthesize.settings_of(_config(pool, test))
+    with pytest.raises(ValueError, match="--extra_motion_mirror needs --extra_motion_dir"):
+        synthesize.validate(_config(None, test, extra_motion_mirror=True))
+    os.rename(os.path.join(pool, "roll.deepmimic"), os.path.join(pool, "walkmirror.deepmimic"))
+    with pytest.raises(ValueError, match="named like another's mirror image"):
+        synthesize.validate(cfg)
+
+
 def test_generate_records_clip_sources_in_the_manifest(tmp_path):
     from tfrecords_tools import synthesize
     pool, test = _clip_dirs(tmp_path)

@@ -65,11 +65,15 @@ REAL_MOTION_TEST_DIR = "tfrecords_tools/synth/real_motion/heldout"
 REAL_MOTION_POOL_DIR = "tfrecords_tools/synth/real_motion/pool"
 
 
-def real_motion_overrides(test: bool, pool: bool, labelled: int = 0) -> dict:
+def real_motion_overrides(test: bool, pool: bool, labelled: int = 0,
+                          mirror: bool = False) -> dict:
     """Synthesize settings of the real-motion options (the clips are short: looped on a
     treadmill so cyclic walks and runs stay in the capture volume). ``labelled``: pool
     clips each labelled subject also performs; without ``pool`` only they perform them
-    (the extra people stay procedural)."""
+    (the extra people stay procedural). ``mirror``: the pool's clips also mirrored."""
+    if mirror and not (pool or labelled):
+        raise app.UsageError("--real_motion_mirror mirrors the pool's clips: give "
+                             "--real_motion_pool or --real_motion_labelled too")
     values = ({"test_motion_dir": REAL_MOTION_TEST_DIR} if test else {}) | \
         ({"extra_motion_dir": REAL_MOTION_POOL_DIR} if pool or labelled else {})
     for folder in values.values():
@@ -81,6 +85,8 @@ def real_motion_overrides(test: bool, pool: bool, labelled: int = 0) -> dict:
         values["labelled_extra_motions"] = labelled
         if not pool:
             values["labelled_motion_only"] = True
+    if mirror:
+        values["extra_motion_mirror"] = True
     return {**values, "treadmill": True} if values else {}
 
 
@@ -290,19 +296,20 @@ def _load(path: str) -> xl.Row:
 def run(workdir: str, scale: str, seed: int, scratch_row: str, pretrained_row: str,
         log=print, scratch_trainable_row: Optional[str] = None, real_motion_test: bool = False,
         real_motion_pool: bool = False, real_motion_labelled: int = 0,
-        finetune_steps: int = 0) -> dict:
+        real_motion_mirror: bool = False, finetune_steps: int = 0) -> dict:
     """Runs the demo; returns ``{"results", "ratio", "ratios", "export", "report"}``.
 
     ``ratio`` is the pre-trained / random-init MPJPE (means over actions); ``ratios`` has
     every headline ratio (:func:`demo_ratios`). ``real_motion_test`` / ``real_motion_pool`` /
-    ``real_motion_labelled`` add the committed real motion-capture clips to the dataset
+    ``real_motion_labelled`` / ``real_motion_mirror`` add the committed real motion-capture clips to the dataset
     (:func:`real_motion_overrides`); ``finetune_steps`` (0: the rows') sets every row's
     fine-tuning budget.
     """
     rows = {"scratch": _load(scratch_row), "pretrained": _load(pretrained_row)}
     if scratch_trainable_row:
         rows["scratch_trainable"] = _load(scratch_trainable_row)
-    extra = real_motion_overrides(real_motion_test, real_motion_pool, real_motion_labelled)
+    extra = real_motion_overrides(real_motion_test, real_motion_pool, real_motion_labelled,
+                                  real_motion_mirror)
     if extra:
         rows = {k: r.with_overrides("synthesize", extra) for k, r in rows.items()}
     rows = finetune_overrides(rows, finetune_steps)
@@ -362,7 +369,7 @@ def main(argv: Sequence[str]) -> None:
             config.pretrained_row, scratch_trainable_row=config.scratch_trainable_row,
             real_motion_test=config.real_motion_test, real_motion_pool=config.real_motion_pool,
             real_motion_labelled=config.real_motion_labelled,
-            finetune_steps=config.finetune_steps)
+            real_motion_mirror=config.real_motion_mirror, finetune_steps=config.finetune_steps)
 
 
 if __name__ == "__main__":

@@ -421,3 +421,21 @@ def test_plot_suites_merges_result_files(tmp_path):
         proc = run(*paths)
         assert proc.returncode != 0 and message in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_report_lists_the_real_motion_ratios_per_clip(tmp_path):
+    rows = {k: xl.load_row(os.path.join(ROWS, f)).with_overrides(
+        "synthesize", demo.real_motion_overrides(True, False))
+        for k, f in (("scratch", "b_random_init_no_background.flags"),
+                     ("pretrained", "d_ssl_no_background.flags"))}
+    plans = {k: xl.plan_row(r, "tiny") for k, r in rows.items()}
+    assert demo.real_clip_lines(str(tmp_path), plans) == ""  # not evaluated yet
+    for k, (dance, jump) in (("scratch", (200.0, 100.0)), ("pretrained", (180.0, 70.0))):
+        path = plans[k].evaluate.path(str(tmp_path), xl.EVAL_JSON)
+        os.makedirs(os.path.dirname(path))
+        with open(path, "w") as f:
+            json.dump({"real_motion": {"per_action": {
+                "dancea": {"mpjpe": dance, "pa_mpjpe": dance / 2},
+                "jump": {"mpjpe": jump, "pa_mpjpe": jump}}}}, f)
+    assert demo.real_clip_lines(str(tmp_path), plans) == (
+        "dancea 0.90 / 0.90 (180 vs 200 mm); jump 0.70 / 0.70 (70 vs 100 mm)")

@@ -200,6 +200,23 @@ def _ratio_lines(ratios: dict, paper_ratio) -> str:
     return "Ratios, means over actions" + paper + ":\n\n" + "\n".join(lines)
 
 
+def real_clip_lines(workdir: str, plans: dict) -> str:
+    """Per real-motion test clip: pre-trained / random-init MPJPE and PA-MPJPE ratios and
+    both errors (mm), from the two rows' evaluation reports ('' without the test)."""
+    per = {}
+    for k in ("scratch", "pretrained"):
+        path = plans[k].evaluate.path(workdir, xl.EVAL_JSON)
+        if not os.path.exists(path):
+            return ""
+        with open(path) as f:
+            per[k] = (json.load(f).get("real_motion") or {}).get("per_action", {})
+    clips = sorted(set(per["scratch"]) & set(per["pretrained"]))
+    return "; ".join(
+        f"{c} {p['mpjpe'] / b['mpjpe']:.2f} / {p['pa_mpjpe'] / b['pa_mpjpe']:.2f} "
+        f"({p['mpjpe']:.0f} vs {b['mpjpe']:.0f} mm)"
+        for c in clips for p, b in [(per["pretrained"][c], per["scratch"][c])])
+
+
 def write_report(workdir: str, scale: str, results: dict, plans: dict, export_path: str,
                  stage_seconds: dict) -> str:
     """Writes ``REPORT.md`` (and copies its figures next to it); returns its text."""
@@ -241,7 +258,8 @@ def write_report(workdir: str, scale: str, results: dict, plans: dict, export_pa
         unseen_note += (f"\nThe real-motion columns are S9/S11 performing held-out real "
                         f"motion-capture clips (pybullet_data's DeepMimic dance_a, dance_b, "
                         f"jump) that no pre-training or fine-tuning data contains "
-                        f"({pre['real_num_frames']} frames).\n")
+                        f"({pre['real_num_frames']} frames). Per clip, pre-trained / random "
+                        f"init MPJPE / PA-MPJPE ratios: {real_clip_lines(workdir, plans)}.\n")
     better = min(rows, key=lambda r: r["measured"][0])
     text = f"""# tf_synchro demo report
 

@@ -319,8 +319,8 @@ def run(workdir: str, scale: str, seed: int, scratch_row: str, pretrained_row: s
 
     ``ratio`` is the pre-trained / random-init MPJPE (means over actions); ``ratios`` has
     every headline ratio (:func:`demo_ratios`). ``real_motion_test`` / ``real_motion_pool`` /
-    ``real_motion_labelled`` / ``real_motion_mirror`` add the committed real motion-capture clips to the dataset
-    (:func:`real_motion_overrides`); ``finetune_steps`` (0: the rows') sets every row's
+    ``real_motion_labelled`` / ``real_motion_mirror`` add the committed real motion-capture
+    clips to the dataset (:func:`real_motion_overrides`); ``finetune_steps`` (0: the rows') sets every row's
     fine-tuning budget.
     """
     rows = {"scratch": _load(scratch_row), "pretrained": _load(pretrained_row)}

@@ -195,8 +195,21 @@ def test_real_motion_options_give_their_own_dataset_and_report_columns():
     values = demo.real_motion_overrides(True, False)
     assert values == {"test_motion_dir": demo.REAL_MOTION_TEST_DIR, "treadmill": True}
     assert demo.real_motion_overrides(True, True, 6)["labelled_extra_motions"] == 6
-    with pytest.raises(demo.app.UsageError, match="--real_motion_labelled needs"):
-        demo.real_motion_overrides(True, False, 6)
+    assert "labelled_motion_only" not in demo.real_motion_overrides(True, True, 6)
+    # Without the pool only the labelled subjects perform the pool's clips.
+    assert demo.real_motion_overrides(True, False, 6) == {
+        "test_motion_dir": demo.REAL_MOTION_TEST_DIR, "extra_motion_dir":
+        demo.REAL_MOTION_POOL_DIR, "labelled_extra_motions": 6, "labelled_motion_only": True,
+        "treadmill": True}
+    assert demo.real_motion_overrides(False, False, 6, mirror=True)["extra_motion_mirror"]
+    with pytest.raises(demo.app.UsageError, match="--real_motion_mirror mirrors"):
+        demo.real_motion_overrides(True, False, 0, mirror=True)
+    # --finetune_steps: every row's fine-tuning budget, nothing else.
+    longer = demo.finetune_overrides({"d": row}, 2000)["d"]
+    assert demo.finetune_overrides({"d": row}, 0)["d"] is row
+    assert xl.plan_row(longer, "cpu").finetune.args[-1] == "--train_steps=2000"
+    assert xl.plan_row(longer, "cpu").finetune.key != xl.plan_row(row, "cpu").finetune.key
+    assert xl.plan_row(longer, "cpu").pretrain.key == xl.plan_row(row, "cpu").pretrain.key
     real = row.with_overrides("synthesize", demo.real_motion_overrides(True, True))
     assert xl.plan_row(real, "tiny").data.key != xl.plan_row(row, "tiny").data.key
     # The overrides reach the stage as the binary's flags, in the order given.
@@ -405,3 +418,21 @@ def test_plot_suites_merges_result_files(tmp_path):
         proc = run(*paths)
         assert proc.returncode != 0 and message in proc.stderr
         assert "Traceback" not in proc.stderr
+
+
+def test_report_lists_the_real_motion_ratios_per_clip(tmp_path):
+    rows = {k: xl.load_row(os.path.join(ROWS, f)).with_overrides(
+        "synthesize", demo.real_motion_overrides(True, False))
+        for k, f in (("scratch", "b_random_init_no_background.flags"),
+                     ("pretrained", "d_ssl_no_background.flags"))}
+    plans = {k: xl.plan_row(r, "tiny") for k, r in rows.items()}
+    assert demo.real_clip_lines(str(tmp_path), plans) == ""  # not evaluated yet
+    for k, (dance, jump) in (("scratch", (200.0, 100.0)), ("pretrained", (180.0, 70.0))):
+        path = plans[k].evaluate.path(str(tmp_path), xl.EVAL_JSON)
+        os.makedirs(os.path.dirname(path))
+        with open(path, "w") as f:
+            json.dump({"real_motion": {"per_action": {
+                "dancea": {"mpjpe": dance, "pa_mpjpe": dance / 2},
+                "jump": {"mpjpe": jump, "pa_mpjpe": jump}}}}, f)
+    assert demo.real_clip_lines(str(tmp_path), plans) == (
+        "dancea 0.90 / 0.90 (180 vs 200 mm); jump 0.70 / 0.70 (70 vs 100 mm)")

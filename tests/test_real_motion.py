@@ -248,6 +248,41 @@ def test_labelled_subjects_draw_pool_clips_but_test_subjects_never(tmp_path):
         synthesize.validate(_config(None, test, labelled_extra_motions=2))
     with pytest.raises(ValueError, match="labelled_extra_motions"):
         synthesize.validate(_config(pool, test, labelled_extra_motions=-1))
+    # --labelled_motion_only: the clips go to the labelled subjects, the extra people stay
+    # procedural; the manifest records it (older datasets, without the field, still resume).
+    mine = _config(pool, test, subjects=("S1", "S9", "U01", "U02"), labelled_extra_motions=5,
+                   labelled_motion_only=True, extra_actions_per_subject=0)
+    assert synthesize.subject_actions(mine, "S1") == ("Walking", "roll", "walk")
+    assert synthesize.subject_actions(mine, "U01") == ("Walking",)
+    assert synthesize.subject_actions(mine, "S9") == ("Walking", "jump")
+    assert synthesize.settings_of(mine)["labelled_motion_only"] is True
+    assert "labelled_motion_only" not in synthesize.settings_of(one)
+    with pytest.raises(ValueError, match="--labelled_motion_only needs --labelled_extra"):
+        synthesize.validate(_config(pool, test, labelled_motion_only=True))
+    with pytest.raises(ValueError, match="contradict"):
+        synthesize.validate(_config(pool, test, labelled_extra_motions=1,
+                                    labelled_motion_only=True, extra_motion_only=True))
+
+
+def test_mirrored_pool_clips_are_the_same_motion_other_handed(tmp_path):
+    from tfrecords_tools import skeleton, synthesize
+    pool, test = _clip_dirs(tmp_path)
+    cfg = _config(pool, test, extra_motion_mirror=True, extra_motion_only=True,
+                  extra_actions_per_subject=0)
+    assert synthesize.subject_actions(cfg, "U01") == ("roll", "walk", "rollmirror",
+                                                      "walkmirror")
+    assert synthesize.subject_actions(cfg, "S9") == ("Walking", "jump")  # test never mirrored
+    walk, mirror = (synthesize.motion_source(cfg, a).joints for a in ("walk", "walkmirror"))
+    np.testing.assert_allclose(mirror[:, skeleton.FLIP_PERMUTATION, 0], -walk[:, :, 0])
+    np.testing.assert_allclose(mirror[:, skeleton.FLIP_PERMUTATION, 1:], walk[:, :, 1:])
+    assert not synthesize.is_mirrored(cfg, "walk") and synthesize.is_mirrored(cfg, "walkmirror")
+    assert synthesize.settings_of(cfg)["extra_motion_mirror"] is True
+    assert "extra_motion_mirror" not in synthesize.settings_of(_config(pool, test))
+    with pytest.raises(ValueError, match="--extra_motion_mirror needs --extra_motion_dir"):
+        synthesize.validate(_config(None, test, extra_motion_mirror=True))
+    os.rename(os.path.join(pool, "roll.deepmimic"), os.path.join(pool, "walkmirror.deepmimic"))
+    with pytest.raises(ValueError, match="named like another's mirror image"):
+        synthesize.validate(cfg)
 
 
 def test_generate_records_clip_sources_in_the_manifest(tmp_path):

@@ -728,8 +728,15 @@ class DemoConfig:
         False, "The extra unlabelled people also perform real motion-capture clips "
         "(tfrecords_tools/synth/real_motion/pool) beside the procedural actions.")
     real_motion_labelled: int = setting(
-        0, "With --real_motion_pool: the labelled subjects (S1, S5-S8) also perform this many "
-        "pool clips each, drawn per subject (0: none).", minimum=0)
+        0, "The labelled subjects (S1, S5-S8) also perform this many real clips of the pool "
+        "(tfrecords_tools/synth/real_motion/pool) each, drawn per subject (0: none); without "
+        "--real_motion_pool only they do, the extra people stay procedural.", minimum=0)
+    real_motion_mirror: bool = setting(
+        False, "With --real_motion_pool or --real_motion_labelled: every pool clip is also "
+        "performed as its mirror image (left and right swapped), twice the real clips.")
+    finetune_steps: int = setting(
+        0, "Fine-tuning steps of all three rows (0: the row flagfiles', 1,000 at "
+        "--scale=cpu).", minimum=0)
 
 
 @dataclasses.dataclass(frozen=True)

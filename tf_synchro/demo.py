@@ -65,22 +65,36 @@ REAL_MOTION_TEST_DIR = "tfrecords_tools/synth/real_motion/heldout"
 REAL_MOTION_POOL_DIR = "tfrecords_tools/synth/real_motion/pool"
 
 
-def real_motion_overrides(test: bool, pool: bool, labelled: int = 0) -> dict:
+def real_motion_overrides(test: bool, pool: bool, labelled: int = 0,
+                          mirror: bool = False) -> dict:
     """Synthesize settings of the real-motion options (the clips are short: looped on a
     treadmill so cyclic walks and runs stay in the capture volume). ``labelled``: pool
-    clips each labelled subject also performs (needs ``pool``)."""
-    if labelled and not pool:
-        raise app.UsageError("--real_motion_labelled needs --real_motion_pool (the labelled "
-                             "subjects' clips are drawn from the pool)")
+    clips each labelled subject also performs; without ``pool`` only they perform them
+    (the extra people stay procedural). ``mirror``: the pool's clips also mirrored."""
+    if mirror and not (pool or labelled):
+        raise app.UsageError("--real_motion_mirror mirrors the pool's clips: give "
+                             "--real_motion_pool or --real_motion_labelled too")
     values = ({"test_motion_dir": REAL_MOTION_TEST_DIR} if test else {}) | \
-        ({"extra_motion_dir": REAL_MOTION_POOL_DIR} if pool else {})
+        ({"extra_motion_dir": REAL_MOTION_POOL_DIR} if pool or labelled else {})
     for folder in values.values():
         if not os.path.isdir(os.path.join(xl.REPO, folder)):
-            raise app.UsageError(f"--real_motion_test/--real_motion_pool need the clips in "
-                                 f"{folder} (see tfrecords_tools/synth/real_motion/SOURCE.md)")
+            raise app.UsageError(f"--real_motion_test/--real_motion_pool/--real_motion_labelled "
+                                 f"need the clips in {folder} (see "
+                                 f"tfrecords_tools/synth/real_motion/SOURCE.md)")
     if labelled:
         values["labelled_extra_motions"] = labelled
+        if not pool:
+            values["labelled_motion_only"] = True
+    if mirror:
+        values["extra_motion_mirror"] = True
     return {**values, "treadmill": True} if values else {}
+
+
+def finetune_overrides(rows: dict, steps: int) -> dict:
+    """``rows`` with ``steps`` fine-tuning steps for every row (0: the row flagfiles')."""
+    if not steps:
+        return rows
+    return {k: r.with_overrides("finetune", {"train_steps": steps}) for k, r in rows.items()}
 
 
 def read_scalars(logdir: str) -> dict:
@@ -186,6 +200,23 @@ def _ratio_lines(ratios: dict, paper_ratio) -> str:
     return "Ratios, means over actions" + paper + ":\n\n" + "\n".join(lines)
 
 
+def real_clip_lines(workdir: str, plans: dict) -> str:
+    """Per real-motion test clip: pre-trained / random-init MPJPE and PA-MPJPE ratios and
+    both errors (mm), from the two rows' evaluation reports ('' without the test)."""
+    per = {}
+    for k in ("scratch", "pretrained"):
+        path = plans[k].evaluate.path(workdir, xl.EVAL_JSON)
+        if not os.path.exists(path):
+            return ""
+        with open(path) as f:
+            per[k] = (json.load(f).get("real_motion") or {}).get("per_action", {})
+    clips = sorted(set(per["scratch"]) & set(per["pretrained"]))
+    return "; ".join(
+        f"{c} {p['mpjpe'] / b['mpjpe']:.2f} / {p['pa_mpjpe'] / b['pa_mpjpe']:.2f} "
+        f"({p['mpjpe']:.0f} vs {b['mpjpe']:.0f} mm)"
+        for c in clips for p, b in [(per["pretrained"][c], per["scratch"][c])])
+
+
 def write_report(workdir: str, scale: str, results: dict, plans: dict, export_path: str,
                  stage_seconds: dict) -> str:
     """Writes ``REPORT.md`` (and copies its figures next to it); returns its text."""
@@ -227,7 +258,8 @@ def write_report(workdir: str, scale: str, results: dict, plans: dict, export_pa
         unseen_note += (f"\nThe real-motion columns are S9/S11 performing held-out real "
                         f"motion-capture clips (pybullet_data's DeepMimic dance_a, dance_b, "
                         f"jump) that no pre-training or fine-tuning data contains "
-                        f"({pre['real_num_frames']} frames).\n")
+                        f"({pre['real_num_frames']} frames). Per clip, pre-trained / random "
+                        f"init MPJPE / PA-MPJPE ratios: {real_clip_lines(workdir, plans)}.\n")
     better = min(rows, key=lambda r: r["measured"][0])
     text = f"""# tf_synchro demo report
 
@@ -281,20 +313,24 @@ def _load(path: str) -> xl.Row:
 
 def run(workdir: str, scale: str, seed: int, scratch_row: str, pretrained_row: str,
         log=print, scratch_trainable_row: Optional[str] = None, real_motion_test: bool = False,
-        real_motion_pool: bool = False, real_motion_labelled: int = 0) -> dict:
+        real_motion_pool: bool = False, real_motion_labelled: int = 0,
+        real_motion_mirror: bool = False, finetune_steps: int = 0) -> dict:
     """Runs the demo; returns ``{"results", "ratio", "ratios", "export", "report"}``.
 
     ``ratio`` is the pre-trained / random-init MPJPE (means over actions); ``ratios`` has
     every headline ratio (:func:`demo_ratios`). ``real_motion_test`` / ``real_motion_pool`` /
-    ``real_motion_labelled`` add the committed real motion-capture clips to the dataset
-    (:func:`real_motion_overrides`).
+    ``real_motion_labelled`` / ``real_motion_mirror`` add the committed real motion-capture
+    clips to the dataset (:func:`real_motion_overrides`); ``finetune_steps`` (0: the rows') sets every row's
+    fine-tuning budget.
     """
     rows = {"scratch": _load(scratch_row), "pretrained": _load(pretrained_row)}
     if scratch_trainable_row:
         rows["scratch_trainable"] = _load(scratch_trainable_row)
-    extra = real_motion_overrides(real_motion_test, real_motion_pool, real_motion_labelled)
+    extra = real_motion_overrides(real_motion_test, real_motion_pool, real_motion_labelled,
+                                  real_motion_mirror)
     if extra:
         rows = {k: r.with_overrides("synthesize", extra) for k, r in rows.items()}
+    rows = finetune_overrides(rows, finetune_steps)
     if any(rows[k].init != "scratch" for k in rows if k != "pretrained") or \
             rows["pretrained"].init != "pretrained":
         raise app.UsageError("--scratch_row and --scratch_trainable_row must be random-init "
@@ -350,7 +386,8 @@ def main(argv: Sequence[str]) -> None:
         run(config.workdir, config.scale, config.seed, config.scratch_row,
             config.pretrained_row, scratch_trainable_row=config.scratch_trainable_row,
             real_motion_test=config.real_motion_test, real_motion_pool=config.real_motion_pool,
-            real_motion_labelled=config.real_motion_labelled)
+            real_motion_labelled=config.real_motion_labelled,
+            real_motion_mirror=config.real_motion_mirror, finetune_steps=config.finetune_steps)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from tfrecords_tools import cameras as cameras_lib
-from tfrecords_tools import dataset_io, motion_filter, schema
+from tfrecords_tools import dataset_io, motion_filter, schema, skeleton
 from tfrecords_tools.runtime import fileio
 from tfrecords_tools.synth import body as body_lib
 from tfrecords_tools.synth import clutter as clutter_lib
@@ -54,7 +54,10 @@ BODY_CHAIN_RANGE_MM = retarget_lib.BODY_CHAIN_RANGE_MM
 _MOTION_IMPORT_FIELDS = ("motion_dir", "motion_mapping", "motion_window", "treadmill",
                          "motion_fps", "motion_units", "motion_up_axis", "motion_max_gap_ms",
                          "motion_retarget", "extra_motion_dir", "extra_motion_only",
-                         "test_motion_dir", "labelled_extra_motions")
+                         "test_motion_dir", "labelled_extra_motions", "labelled_motion_only",
+                         "extra_motion_mirror")
+# Action-name suffix of a pool clip's mirror image (--extra_motion_mirror).
+MIRROR_SUFFIX = "mirror"
 
 
 def import_options(config: SynthConfig, embedded: bool = False) -> motion_io.ImportOptions:
@@ -76,10 +79,22 @@ def _discover(folder: str, flag: str) -> list:
 
 
 def extra_motion_sources(config: SynthConfig) -> list:
-    """``(action, path)`` of ``extra_motion_dir``'s files (empty without one)."""
+    """``(action, path)`` of ``extra_motion_dir``'s files (empty without one); with
+    ``extra_motion_mirror`` each file a second time as ``<action>mirror``."""
     if config.extra_motion_dir is None:
         return []
-    return _discover(config.extra_motion_dir, "--extra_motion_dir")
+    found = _discover(config.extra_motion_dir, "--extra_motion_dir")
+    if config.extra_motion_mirror:
+        found += [(a + MIRROR_SUFFIX, p) for a, p in found]
+    return found
+
+
+def is_mirrored(config: SynthConfig, action: str) -> bool:
+    """True when ``action`` is the mirror image of a pool clip (``extra_motion_mirror``)."""
+    if not config.extra_motion_mirror or config.extra_motion_dir is None:
+        return False
+    return action in {a + MIRROR_SUFFIX
+                      for a, _ in _discover(config.extra_motion_dir, "--extra_motion_dir")}
 
 
 def test_motion_sources(config: SynthConfig) -> list:
@@ -113,12 +128,17 @@ def motion_source(config: SynthConfig, action: str) -> motion_io.Source:
     embedded = action in embedded_sources(config) and not config.uses_motion_files
     path = (embedded_sources(config) if embedded else dict(motion_sources(config)))[action]
     options = import_options(config)
-    key = (os.path.abspath(path), options)
+    mirrored = embedded and is_mirrored(config, action)
+    key = (os.path.abspath(path), options, mirrored)
     if key not in _SOURCES:
         if not os.path.exists(path):
             flag = "--motion_file" if config.motion_file is not None else "--motion_dir"
             raise ValueError(f"{flag} {path} does not exist")
-        _SOURCES[key] = motion_io.load_source(path, options)
+        source = motion_io.load_source(path, options)
+        if mirrored:  # left and right swap, x negated: the same motion, other-handed
+            source = dataclasses.replace(source, joints=skeleton.flip_joints_camera(
+                source.joints))
+        _SOURCES[key] = source
     return _SOURCES[key]
 
 
@@ -150,7 +170,8 @@ def subject_actions(config: SynthConfig, subject: str) -> tuple:
     if body_lib.is_extra_subject(subject):
         pool = () if config.extra_motion_only else (
             tuple(config.extra_actions) or tuple(config.actions))
-        pool += tuple(a for a, _ in extra_motion_sources(config))
+        if not config.labelled_motion_only:
+            pool += tuple(a for a, _ in extra_motion_sources(config))
         k = config.extra_actions_per_subject
         if not 0 < k < len(pool):
             return pool
@@ -251,6 +272,15 @@ def _validate_embedded(config: SynthConfig) -> None:
     if config.labelled_extra_motions and config.extra_motion_dir is None:
         raise ValueError("--labelled_extra_motions needs --extra_motion_dir (the clips are "
                          "drawn from it)")
+    if config.labelled_motion_only and not config.labelled_extra_motions:
+        raise ValueError("--labelled_motion_only needs --labelled_extra_motions > 0 (no one "
+                         "would perform --extra_motion_dir's clips)")
+    if config.extra_motion_mirror and config.extra_motion_dir is None:
+        raise ValueError("--extra_motion_mirror needs --extra_motion_dir (the clips it "
+                         "mirrors)")
+    if config.labelled_motion_only and config.extra_motion_only:
+        raise ValueError("--labelled_motion_only and --extra_motion_only contradict: the extra "
+                         "people would have no motion left; give one")
     if config.extra_motion_dir is None and config.test_motion_dir is None:
         if config.extra_motion_only:
             raise ValueError("--extra_motion_only needs --extra_motion_dir (the pool would be "
@@ -267,6 +297,11 @@ def _validate_embedded(config: SynthConfig) -> None:
         if clash:
             raise ValueError(f"{flag}: file(s) named like procedural actions {clash}; rename "
                              f"them (the action is the file's stem)")
+    names = [a for a, _ in extra]
+    if len(set(names)) != len(names):
+        twice = sorted(a for a in set(names) if names.count(a) > 1)
+        raise ValueError(f"--extra_motion_dir: file(s) named like another's mirror image "
+                         f"{twice}; rename them or drop --extra_motion_mirror")
     both = sorted({a for a, _ in extra} & {a for a, _ in test})
     if both:
         raise ValueError(f"--extra_motion_dir and --test_motion_dir both hold action(s) {both}; "

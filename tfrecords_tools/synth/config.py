@@ -88,6 +88,11 @@ class SynthConfig:
         S9/S11) also perform this many clips of ``extra_motion_dir`` each, beside
         ``actions``, drawn per subject by seed (0: none; the pool's size or more: all), so
         the pose head's labels hold real motion too. Test subjects never perform them.
+      extra_motion_mirror: each ``extra_motion_dir`` clip is also performed as its mirror
+        image (left and right swapped: action ``<clip>mirror``), doubling the pool.
+      labelled_motion_only: ``extra_motion_dir``'s clips go only to the labelled training
+        subjects (through ``labelled_extra_motions``); the extra people keep the procedural
+        pool.
       test_motion_dir: a folder of motion files performed only by the test subjects (S9,
         S11): the real-motion test set (clips never given to anyone else; imported and looped
         as ``extra_motion_dir``).
@@ -173,6 +178,12 @@ class SynthConfig:
         0, "The labelled training subjects (S1, S5-S8) also perform this many clips of "
         "--extra_motion_dir each, drawn per subject (0: none; the pool's size: all).",
         minimum=0)
+    extra_motion_mirror: bool = setting(
+        False, "Each --extra_motion_dir clip is also performed as its mirror image (left and "
+        "right swapped; action <clip>mirror): twice the pool.")
+    labelled_motion_only: bool = setting(
+        False, "Only the labelled training subjects perform --extra_motion_dir's clips "
+        "(through --labelled_extra_motions); the extra people keep the procedural actions.")
     test_motion_dir: Optional[str] = setting(
         None, "Folder of motion files only S9/S11 perform: the real-motion test set (e.g. "
         "tfrecords_tools/synth/real_motion/heldout).", path=True)

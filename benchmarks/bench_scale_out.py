@@ -1,7 +1,7 @@
 r"""Scale-out figures (issue 31): tf.data service, Beam writers, the pipeline at 224 px.
 
     python -m benchmarks.bench_scale_out --parts=service,pipeline224 [--output r.json]
-    ~/beamenv/bin/python -m benchmarks.bench_scale_out --parts=beam   # Beam installed
+    python -m benchmarks.bench_scale_out --parts=beam   # Beam installed (requirements-beam.txt)
 
 Each part measures its alternatives alternating in one process (``--trials`` rounds, best
 kept), so a shared machine's load hits them alike; report their ratios.

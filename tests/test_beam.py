@@ -1,5 +1,5 @@
 """Dataset writing on Apache Beam runners (tfrecords_tools.beam_io): the runner checks, and,
-where Apache Beam is installed (requirements-beam.txt, a virtual environment; README "More
+where Apache Beam is installed (requirements-beam.txt, which CI installs; README "More
 than one machine"), the DirectRunner writes the tiny dataset byte for byte as the local
 writer does, and a failed or killed Beam run resumes."""
 import json
@@ -22,8 +22,8 @@ try:
     import apache_beam  # noqa: F401
     NO_BEAM = ""
 except ImportError:
-    NO_BEAM = ("apache_beam is not importable (optional: pip install -r requirements-beam.txt "
-               "in a virtual environment with --system-site-packages)")
+    NO_BEAM = ("apache_beam is not importable (optional: "
+               "pip install -r requirements-beam.txt)")
 needs_beam = pytest.mark.skipif(bool(NO_BEAM), reason=NO_BEAM)
 
 

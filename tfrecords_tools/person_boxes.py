@@ -757,9 +757,10 @@ def _hull_boxes(config: BoxConfig, cams, scalers, masks, tight: np.ndarray,
             radius = int(np.ceil(half_diag * cam.fy * sc.scale / z_x)) + 1
             pc = cam.world_to_camera(pts)
             uv = sc.to_small(cam.project_camera(pc))
-            # Voxels behind the camera project to inf/NaN: mark them outside before the cast
-            # (a real recording's close webcams printed "invalid value encountered in cast").
-            uv = np.where(np.isfinite(uv), uv, -1.0)
+            # Voxels behind or beside the camera's centre project to inf/NaN or beyond int64:
+            # clip them outside the image before the cast (a real recording's close webcams
+            # printed "invalid value encountered in cast").
+            uv = np.clip(np.where(np.isfinite(uv), uv, -1.0), -1.0, float(max(w, h) + 1))
             ix, iy = np.rint(uv[:, 0]).astype(np.int64), np.rint(uv[:, 1]).astype(np.int64)
             inside = (pc[:, 2] > 0) & (ix >= 0) & (ix < w) & (iy >= 0) & (iy < h)
             grown = cv2.dilate(fg, _ellipse(2 * radius + 1))

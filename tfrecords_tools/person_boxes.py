@@ -613,6 +613,16 @@ def _disagreement(cam, box: np.ndarray, x: np.ndarray, size: float, tol_px: floa
                abs(np.log(_size_3d(cam, box, x) / size)) / size_tolerance)
 
 
+def _tolerances(config: BoxConfig, cams) -> tuple:
+    """The multi-view check's tolerances: ``tol_of(view, x)``, box-centre pixels for a
+    person at world point ``x`` in that view (``multiview_tolerance`` person heights, at
+    least that many pixels), and the box-size tolerance (log of the size ratio)."""
+    def tol_of(v: int, x: np.ndarray) -> float:
+        z = max(cams[v].world_to_camera(x)[2], 1.0)
+        return config.multiview_tolerance * max(1.0, cams[v].fy * config.person_height_mm / z)
+    return tol_of, float(np.log1p(1.5 * config.multiview_tolerance))
+
+
 def _consensus(cams, boxes: dict, tol_of, size_tolerance: float) -> Optional[tuple]:
     """The views of one frame that agree: ({view: tight box}, world centre, side mm), or
     None if no 2 agree.
@@ -1275,15 +1285,14 @@ def _unsupported(config, cams, full, people, t: int, x: np.ndarray, boxes: dict,
     if not sizes:
         return []
     size = float(np.median(sizes))
-    size_tolerance = np.log1p(1.5 * config.multiview_tolerance)
+    tol_of, size_tolerance = _tolerances(config, cams)
     out = []
     for u in range(len(people)):
         if u in exclude or not people[u][t]:
             continue
-        z = cams[u].world_to_camera(x)[2]
-        if z <= 0:
+        if cams[u].world_to_camera(x)[2] <= 0:
             continue
-        tol = config.multiview_tolerance * max(1.0, cams[u].fy * config.person_height_mm / z)
+        tol = tol_of(u, x)
         errs = [_disagreement(cams[u], full(u, t, j), x, size, tol, size_tolerance)
                 for j in range(len(people[u][t]))]
         out.append(float(min(errs) > 1.0))
@@ -1344,9 +1353,7 @@ def _multiview(config, cameras, scalers, people, chosen, tight, source, notes, n
     sizes: list = []
     if not _calibrated_like(cams, scalers, notes):
         return sizes
-    tol_of = lambda v, x: config.multiview_tolerance * max(
-        1.0, cams[v].fy * config.person_height_mm / max(cams[v].world_to_camera(x)[2], 1.0))
-    size_tolerance = np.log1p(1.5 * config.multiview_tolerance)
+    tol_of, size_tolerance = _tolerances(config, cams)
     num_views, num_frames = chosen.shape
     switched = np.zeros(num_views, int)
     projected = np.zeros(num_views, int)

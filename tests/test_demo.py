@@ -436,3 +436,28 @@ def test_report_lists_the_real_motion_ratios_per_clip(tmp_path):
                 "jump": {"mpjpe": jump, "pa_mpjpe": jump}}}}, f)
     assert demo.real_clip_lines(str(tmp_path), plans) == (
         "dancea 0.90 / 0.90 (180 vs 200 mm); jump 0.70 / 0.70 (70 vs 100 mm)")
+
+
+def test_stage_key_follows_the_files_a_flag_names(tmp_path):
+    """A stage reading a folder of clips gets a new key when a clip is edited, added or
+    renamed, not when its folder is only named again; stages naming no files keep theirs."""
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    (clips / "a.npz").write_bytes(b"one")
+    stage = xl.Stage("data", "tfrecords_tools.synthesize", None,
+                     [f"--extra_motion_dir={clips}", "--treadmill=true"], {}, "--output_dir")
+    key = stage.key
+    assert stage.key == key and "inputs" in stage.settings()
+    (clips / ".hidden").write_bytes(b"editor state")
+    assert stage.key == key
+    (clips / "a.npz").write_bytes(b"two")
+    assert stage.key != key
+    key = stage.key
+    (clips / "b.npz").write_bytes(b"two")
+    assert stage.key != key
+    key = stage.key
+    (clips / "b.npz").rename(clips / "c.npz")
+    assert stage.key != key
+    plain = xl.Stage("data", "tfrecords_tools.synthesize", None, ["--treadmill=true"], {},
+                     "--output_dir")
+    assert "inputs" not in plain.settings()

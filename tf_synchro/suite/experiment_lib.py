@@ -12,7 +12,8 @@ as subprocesses, exactly the binaries a user would run:
 with the base settings of a *scale* (``cpu`` or ``paper``: a flagfile per binary) plus the
 row's overrides, given as the binary's flags (``--name=value``). Each stage runs in ``<workdir>/stages/<stage>-<key>`` where ``key`` hashes
 everything the stage depends on: the flagfile's flag lines (not its comments), the row's
-overrides and the keys of the stages it reads. So
+overrides, the contents of files and folders those flags name, and the keys of the stages
+it reads. So
 
 * rows that share a stage share its directory (Table 1's rows d, g, k and m are the same
   pre-training at the paper scale, and d, g, j and m at the cpu scale, whose flagfile
@@ -206,6 +207,38 @@ def stage_key(settings: dict) -> str:
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
+def input_digest(path: str) -> str:
+    """sha256 of a file's bytes, or of a folder's files (relative names and bytes, sorted;
+    hidden names skipped), so a stage that reads them gets a new key when they change."""
+    digest = hashlib.sha256()
+    if os.path.isfile(path):
+        files = [("", path)]
+    else:
+        files = sorted(
+            (os.path.relpath(os.path.join(root, name), path), os.path.join(root, name))
+            for root, dirs, names in os.walk(path)
+            if not any(part.startswith(".") for part in os.path.relpath(root, path).split(os.sep)
+                       if part != ".")
+            for name in names if not name.startswith("."))
+    for rel, full in files:
+        digest.update(f"{rel}\0{fileio.sha256_file(full)}\n".encode())
+    return digest.hexdigest()
+
+
+def _path_inputs(flag_lines: Sequence[str]) -> dict:
+    """``{"--flag=value": digest}`` for the flags whose value names an existing file or
+    folder (relative to the repository, the stages' working directory, or absolute)."""
+    inputs = {}
+    for line in flag_lines:
+        name, sep, value = line.partition("=")
+        if not (sep and name.startswith("--") and value):
+            continue
+        path = value if os.path.isabs(value) else os.path.join(REPO, value)
+        if os.path.exists(path):
+            inputs[line] = input_digest(path)
+    return inputs
+
+
 @dataclasses.dataclass
 class Stage:
     """One invocation of a binary, cached in ``<workdir>/stages/<name>-<key>``."""
@@ -228,10 +261,17 @@ class Stage:
         flags = None if self.flag_text is None else [
             line.strip() for line in self.flag_text.splitlines()
             if line.strip() and not line.strip().startswith("#")]
-        return {"module": self.module,
-                "flags": flags,
-                "args": list(self.args),
-                "upstream": {k: s.key for k, s in self.upstream.items()}}
+        settings = {"module": self.module,
+                    "flags": flags,
+                    "args": list(self.args),
+                    "upstream": {k: s.key for k, s in self.upstream.items()}}
+        # Files a flag names (motion clips, a calibration) enter the key by content: editing
+        # or replacing them gives a new stage, never a finished one made from the old files.
+        # Only where there are any, so the keys of other stages stay as they were.
+        inputs = _path_inputs((flags or []) + list(self.args))
+        if inputs:
+            settings["inputs"] = inputs
+        return settings
 
     @property
     def key(self) -> str:

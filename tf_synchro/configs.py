@@ -722,11 +722,13 @@ class DemoConfig:
                                   "Row flagfile of the self-supervised run.")
     real_motion_test: bool = setting(
         False, "Add the real-motion test: S9/S11 also perform held-out real motion-capture "
-        "clips (tfrecords_tools/synth/real_motion/heldout: dance_a, dance_b, jump), reported "
-        "beside the standard and unseen-motion tests.")
+        "clips of a capture subject no training data holds (tfrecords_tools/synth/real_motion/"
+        "heldout: CMU subject 02 walking, running, jumping, punching, picking up, washing), "
+        "reported beside the standard and unseen-motion tests.")
     real_motion_pool: bool = setting(
         False, "The extra unlabelled people also perform real motion-capture clips "
-        "(tfrecords_tools/synth/real_motion/pool) beside the procedural actions.")
+        "(tfrecords_tools/synth/real_motion/pool: 12 CMU takes of five other subjects) beside "
+        "the procedural actions.")
     real_motion_labelled: int = setting(
         0, "The labelled subjects (S1, S5-S8) also perform this many real clips of the pool "
         "(tfrecords_tools/synth/real_motion/pool) each, drawn per subject (0: none); without "

@@ -152,8 +152,8 @@ def test_bad_deepmimic_files(tmp_path):
 
 def test_committed_clips_match_their_source_notes():
     assert "zlib" in open(os.path.join(REAL, "deepmimic", "LICENSE")).read()
-    names, subjects = [], {"pool": set(), "heldout": set()}
-    for part in ("deepmimic", "pool", "heldout"):
+    names, subjects = [], {"cmu_pool": set(), "cmu_heldout": set()}
+    for part in ("deepmimic", "cmu_pool", "cmu_heldout"):
         folder = os.path.join(REAL, part)
         notes = json.load(open(os.path.join(folder, "SOURCE.json")))["files"]
         found = [p for _, p in motion_io.discover(folder)]
@@ -173,8 +173,8 @@ def test_committed_clips_match_their_source_notes():
             names.append(os.path.basename(path))
     assert len(names) == len(set(names)) == 33
     # The real-motion test is held out by capture subject: its performer is in no pool clip.
-    assert subjects["heldout"] == {"CMU 02"} and len(subjects["pool"]) == 5
-    assert not subjects["pool"] & subjects["heldout"]
+    assert subjects["cmu_heldout"] == {"CMU 02"} and len(subjects["cmu_pool"]) == 5
+    assert not subjects["cmu_pool"] & subjects["cmu_heldout"]
 
 
 # ----------------------------------------------------------------------------- looping

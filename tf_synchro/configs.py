@@ -727,11 +727,11 @@ class DemoConfig:
         "reported beside the standard and unseen-motion tests.")
     real_motion_pool: bool = setting(
         False, "The extra unlabelled people also perform real motion-capture clips "
-        "(tfrecords_tools/synth/real_motion/pool: 12 CMU takes of five other subjects) beside "
+        "(tfrecords_tools/synth/real_motion/cmu_pool: 12 CMU takes of five other subjects) beside "
         "the procedural actions.")
     real_motion_labelled: int = setting(
         0, "The labelled subjects (S1, S5-S8) also perform this many real clips of the pool "
-        "(tfrecords_tools/synth/real_motion/pool) each, drawn per subject (0: none); without "
+        "(tfrecords_tools/synth/real_motion/cmu_pool) each, drawn per subject (0: none); without "
         "--real_motion_pool only they do, the extra people stay procedural.", minimum=0)
     real_motion_mirror: bool = setting(
         False, "With --real_motion_pool or --real_motion_labelled: every pool clip is also "

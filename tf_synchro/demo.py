@@ -10,9 +10,9 @@ r"""The main job: does multi-view synchronization pre-training help? One command
 4. evaluates all three on S9/S11 (MPJPE, N-MPJPE, PA-MPJPE; means over actions), on the
    standard actions and on the held-out motion families (the unseen-motion test); with
    ``--real_motion_test`` also on held-out real motion-capture clips (the real-motion
-   test, ``tfrecords_tools/synth/real_motion/heldout``: CMU subject 02's takes), and with
+   test, ``tfrecords_tools/synth/real_motion/cmu_heldout``: CMU subject 02's takes), and with
    ``--real_motion_pool`` the extra people also perform other subjects' real takes
-   (``.../real_motion/pool``);
+   (``.../real_motion/cmu_pool``);
 5. exports the better one as a SavedModel for TF Serving;
 6. prints the comparison in the layout of the paper's Table 1 and writes ``REPORT.md``
    (table, training curves, sync accuracy vs time gap, example predictions).
@@ -61,9 +61,10 @@ REPORT = "REPORT.md"
 
 # The committed CMU takes (tfrecords_tools/synth/real_motion/SOURCE.md), relative
 # to the repository root (the stages' working directory, so stage keys do not depend on
-# where the checkout lives).
-REAL_MOTION_TEST_DIR = "tfrecords_tools/synth/real_motion/heldout"
-REAL_MOTION_POOL_DIR = "tfrecords_tools/synth/real_motion/pool"
+# where the checkout lives). Stage keys hash these paths, not the files: a new clip set
+# gets new folder names, so no finished stage of an older set is reused.
+REAL_MOTION_TEST_DIR = "tfrecords_tools/synth/real_motion/cmu_heldout"
+REAL_MOTION_POOL_DIR = "tfrecords_tools/synth/real_motion/cmu_pool"
 
 
 def real_motion_overrides(test: bool, pool: bool, labelled: int = 0,

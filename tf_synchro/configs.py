@@ -723,7 +723,7 @@ class DemoConfig:
     real_motion_test: bool = setting(
         False, "Add the real-motion test: S9/S11 also perform held-out real motion-capture "
         "clips of a capture subject no training data holds (tfrecords_tools/synth/real_motion/"
-        "heldout: CMU subject 02 walking, running, jumping, punching, picking up, washing), "
+        "cmu_heldout: CMU subject 02 walking, running, jumping, punching, picking up, washing), "
         "reported beside the standard and unseen-motion tests.")
     real_motion_pool: bool = setting(
         False, "The extra unlabelled people also perform real motion-capture clips "

@@ -229,7 +229,8 @@ def test_real_motion_options_give_their_own_dataset_and_report_columns():
     config = synthesize.config_from_flags(fv)
     test = {a for a, _ in synthesize.test_motion_sources(config)}
     pool = {a for a, _ in synthesize.extra_motion_sources(config)}
-    assert test == {"dancea", "danceb", "jump"} and len(pool) == 12
+    assert test == {"s02walk", "s02run", "s02jump", "s02punch", "s02pickup", "s02washself"} \
+        and len(pool) == 12
     drawn = set()
     for subject in config.subjects:
         acts = set(synthesize.subject_actions(config, subject))

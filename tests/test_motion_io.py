@@ -4,6 +4,7 @@ retargeting, floor, treadmill, windows, and the synthesize flags.
 
 Every fixture is written here, from a procedural take of a known subject.
 """
+import dataclasses
 import json
 import os
 import struct
@@ -306,6 +307,26 @@ def test_bvh_round_trip_within_1mm(tmp_path, order):
     assert np.abs(src.joints - j).max() < 1.0  # written in cm (0.1 units per mm), Y up
 
 
+def test_bvh_character_creator_rig_round_trip_within_1mm(tmp_path):
+    # iClone / Character Creator joint names (the committed CMU takes' export).
+    j = _take()
+    cc = {0: "CC_Base_Hip", 1: "CC_Base_R_Thigh", 2: "CC_Base_R_Calf", 3: "CC_Base_R_Foot",
+          4: "CC_Base_L_Thigh", 5: "CC_Base_L_Calf", 6: "CC_Base_L_Foot", 7: "CC_Base_Spine02",
+          8: "CC_Base_NeckTwist01", 9: "CC_Base_Head", 11: "CC_Base_L_Upperarm",
+          12: "CC_Base_L_Forearm", 13: "CC_Base_L_Hand", 14: "CC_Base_R_Upperarm",
+          15: "CC_Base_R_Forearm", 16: "CC_Base_R_Hand"}
+    src = _source(write_bvh(str(tmp_path / "cc.bvh"), j, order="zyx", names=cc))
+    assert src.table == "character-creator"
+    assert np.abs(src.joints - j).max() < 1.0
+    # Without the Head's End Site (real rigs carry face bones there) the head top lies on
+    # the neck->head line, one neck-head length beyond the head.
+    raw = motion_io.read_raw(str(tmp_path / "cc.bvh"))
+    names = tuple("CC_Base_FacialBone" if n == "CC_Base_Head_End" else n for n in raw.names)
+    joints, table, _ = mapping.to_h36m(dataclasses.replace(raw, names=names))
+    assert table == "character-creator"
+    np.testing.assert_allclose(joints[:, 10], 2 * joints[:, 9] - joints[:, 8])
+
+
 def test_bvh_units_given_and_mixamo_prefix(tmp_path):
     j = _take()
     names = {k: f"mixamorig:{v}" for k, v in _BVH_NAMES.items()}
@@ -373,6 +394,19 @@ def test_c3d_user_mapping_gaps_and_edges(tmp_path):
         json.dump(table, f)
     _bad(path, r"unknown or missing joints: the --motion_mapping table needs NOPE; the file "
                r"has M0, M1", mapping=mp)
+
+
+def test_npz_writer_stores_an_imported_take_that_reads_back_and_retargets(tmp_path):
+    from tfrecords_tools.synth.motion_io import npz
+    j = _take()
+    path = str(tmp_path / "clip.npz")
+    npz.write(path, j, skeleton.JOINT_NAMES, 50.0)
+    src = _source(path)
+    assert src.table == "h36m" and not src.as_given  # retargeted like any imported file
+    assert np.abs(src.joints - j).max() < 0.1  # float32 metres
+    assert not [f for f in os.listdir(tmp_path) if "tmp" in f]
+    with pytest.raises(ValueError, match=r"expected \[T, 17, 3\]"):
+        npz.write(path, j[:, :5], skeleton.JOINT_NAMES, 50.0)
 
 
 @pytest.mark.parametrize("count", [22, 24, 52])

@@ -151,9 +151,9 @@ def test_bad_deepmimic_files(tmp_path):
 
 
 def test_committed_clips_match_their_source_notes():
-    assert "zlib" in open(os.path.join(REAL, "LICENSE")).read()
-    names = []
-    for part in ("pool", "heldout"):
+    assert "zlib" in open(os.path.join(REAL, "deepmimic", "LICENSE")).read()
+    names, subjects = [], {"cmu_pool": set(), "cmu_heldout": set()}
+    for part in ("deepmimic", "cmu_pool", "cmu_heldout"):
         folder = os.path.join(REAL, part)
         notes = json.load(open(os.path.join(folder, "SOURCE.json")))["files"]
         found = [p for _, p in motion_io.discover(folder)]
@@ -161,11 +161,20 @@ def test_committed_clips_match_their_source_notes():
         for path in found:
             note = notes[os.path.basename(path)]
             assert hashlib.sha256(open(path, "rb").read()).hexdigest() == note["sha256"]
-            assert note["licence"].startswith("zlib") and "pybullet" in note["source"]
-            raw = deepmimic.read(path)
-            assert raw.points.shape[1] == len(deepmimic.SKELETON)
-        names += [os.path.basename(p) for p in found]
-    assert len(names) == len(set(names)) == 15  # pool and held-out clips are disjoint
+            if part == "deepmimic":
+                assert note["licence"].startswith("zlib") and "pybullet" in note["source"]
+                assert deepmimic.read(path).points.shape[1] == len(deepmimic.SKELETON)
+            else:  # CMU takes: 17 Human3.6M-named joints at 50 fps, retargeted per subject
+                assert note["licence"].startswith("CMU") and note["subject"].startswith("CMU")
+                src = motion_io.load_source(path)
+                assert src.table == "h36m" and not src.as_given
+                assert len(src.joints) == note["frames"] <= 600
+                subjects[part].add(note["subject"])
+            names.append(os.path.basename(path))
+    assert len(names) == len(set(names)) == 33
+    # The real-motion test is held out by capture subject: its performer is in no pool clip.
+    assert subjects["cmu_heldout"] == {"CMU 02"} and len(subjects["cmu_pool"]) == 5
+    assert not subjects["cmu_pool"] & subjects["cmu_heldout"]
 
 
 # ----------------------------------------------------------------------------- looping
@@ -187,14 +196,15 @@ def test_loop_cyclic_walks_on_and_acyclic_plays_back():
 # ----------------------------------------------------------------------------- generator
 
 def _clip_dirs(tmp_path):
-    """A pool of two committed clips and a held-out one (copied with their notes)."""
+    """A pool of two committed DeepMimic clips and a held-out one (copied with their
+    notes)."""
     import shutil
     pool, test = tmp_path / "pool", tmp_path / "heldout"
     for folder, part, names in ((pool, "pool", ("walk", "roll")), (test, "heldout", ("jump",))):
         folder.mkdir()
-        notes = json.load(open(os.path.join(REAL, part, "SOURCE.json")))["files"]
+        notes = json.load(open(os.path.join(REAL, "deepmimic", "SOURCE.json")))["files"]
         for n in names:
-            shutil.copy(os.path.join(REAL, part, f"{n}.deepmimic"), folder)
+            shutil.copy(os.path.join(REAL, "deepmimic", f"{n}.deepmimic"), folder)
         (folder / "SOURCE.json").write_text(json.dumps(
             {"files": {f"{n}.deepmimic": notes[f"{n}.deepmimic"] for n in names}}))
     return str(pool), str(test)

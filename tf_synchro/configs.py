@@ -722,14 +722,16 @@ class DemoConfig:
                                   "Row flagfile of the self-supervised run.")
     real_motion_test: bool = setting(
         False, "Add the real-motion test: S9/S11 also perform held-out real motion-capture "
-        "clips (tfrecords_tools/synth/real_motion/heldout: dance_a, dance_b, jump), reported "
-        "beside the standard and unseen-motion tests.")
+        "clips of a capture subject no training data holds (tfrecords_tools/synth/real_motion/"
+        "cmu_heldout: CMU subject 02 walking, running, jumping, punching, picking up, washing), "
+        "reported beside the standard and unseen-motion tests.")
     real_motion_pool: bool = setting(
         False, "The extra unlabelled people also perform real motion-capture clips "
-        "(tfrecords_tools/synth/real_motion/pool) beside the procedural actions.")
+        "(tfrecords_tools/synth/real_motion/cmu_pool: 12 CMU takes of five other subjects) beside "
+        "the procedural actions.")
     real_motion_labelled: int = setting(
         0, "The labelled subjects (S1, S5-S8) also perform this many real clips of the pool "
-        "(tfrecords_tools/synth/real_motion/pool) each, drawn per subject (0: none); without "
+        "(tfrecords_tools/synth/real_motion/cmu_pool) each, drawn per subject (0: none); without "
         "--real_motion_pool only they do, the extra people stay procedural.", minimum=0)
     real_motion_mirror: bool = setting(
         False, "With --real_motion_pool or --real_motion_labelled: every pool clip is also "

@@ -10,8 +10,9 @@ r"""The main job: does multi-view synchronization pre-training help? One command
 4. evaluates all three on S9/S11 (MPJPE, N-MPJPE, PA-MPJPE; means over actions), on the
    standard actions and on the held-out motion families (the unseen-motion test); with
    ``--real_motion_test`` also on held-out real motion-capture clips (the real-motion
-   test, ``tfrecords_tools/synth/real_motion/heldout``), and with ``--real_motion_pool``
-   the extra people also perform the other real clips (``.../real_motion/pool``);
+   test, ``tfrecords_tools/synth/real_motion/cmu_heldout``: CMU subject 02's takes), and with
+   ``--real_motion_pool`` the extra people also perform other subjects' real takes
+   (``.../real_motion/cmu_pool``);
 5. exports the better one as a SavedModel for TF Serving;
 6. prints the comparison in the layout of the paper's Table 1 and writes ``REPORT.md``
    (table, training curves, sync accuracy vs time gap, example predictions).
@@ -58,11 +59,12 @@ REPORT = "REPORT.md"
 
 # ----------------------------------------------------------------------------- helpers
 
-# The committed pybullet_data clips (tfrecords_tools/synth/real_motion/SOURCE.md), relative
+# The committed CMU takes (tfrecords_tools/synth/real_motion/SOURCE.md), relative
 # to the repository root (the stages' working directory, so stage keys do not depend on
-# where the checkout lives).
-REAL_MOTION_TEST_DIR = "tfrecords_tools/synth/real_motion/heldout"
-REAL_MOTION_POOL_DIR = "tfrecords_tools/synth/real_motion/pool"
+# where the checkout lives). Stage keys hash these paths, not the files: a new clip set
+# gets new folder names, so no finished stage of an older set is reused.
+REAL_MOTION_TEST_DIR = "tfrecords_tools/synth/real_motion/cmu_heldout"
+REAL_MOTION_POOL_DIR = "tfrecords_tools/synth/real_motion/cmu_pool"
 
 
 def real_motion_overrides(test: bool, pool: bool, labelled: int = 0,
@@ -256,8 +258,9 @@ def write_report(workdir: str, scale: str, results: dict, plans: dict, export_pa
                        f"({pre['unseen_num_frames']} frames).\n")
     if pre.get("real"):
         unseen_note += (f"\nThe real-motion columns are S9/S11 performing held-out real "
-                        f"motion-capture clips (pybullet_data's DeepMimic dance_a, dance_b, "
-                        f"jump) that no pre-training or fine-tuning data contains "
+                        f"motion-capture clips (CMU subject 02: walk, run, jump, punch, pick "
+                        f"up, wash self; a capture subject and clips that no pre-training or "
+                        f"fine-tuning data contains) "
                         f"({pre['real_num_frames']} frames). Per clip, pre-trained / random "
                         f"init MPJPE / PA-MPJPE ratios: {real_clip_lines(workdir, plans)}.\n")
     better = min(rows, key=lambda r: r["measured"][0])

@@ -20,8 +20,10 @@ Public API (stable names other modules and tests use):
   capture (BVH, ASF/AMC, C3D, AMASS .npz, DeepMimic) mapped to the 17 joints, in the
   generator's world, retargeted to a subject (``motion_io.mapping`` holds the skeleton
   tables).
-* ``real_motion/`` — 15 real DeepMimic clips from pybullet_data (zlib; ``SOURCE.md``):
-  ``pool/`` for the extra people, ``heldout/`` for the real-motion test.
+* ``real_motion/`` — real motion-capture clips (``SOURCE.md``): ``cmu_heldout/`` (CMU subject
+  02, the real-motion test), ``cmu_pool/`` (CMU subjects 01, 03, 05, 06, 07, for the extra
+  people or the labelled subjects), ``deepmimic/`` (15 DeepMimic clips from pybullet_data,
+  zlib).
 
 The dataset writer is :mod:`tfrecords_tools.synthesize` (``SynthConfig``, ``generate``).
 """

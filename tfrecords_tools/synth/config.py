@@ -171,7 +171,7 @@ class SynthConfig:
     extra_motion_dir: Optional[str] = setting(
         None, "Folder of motion files (as --motion_dir) added to the extra people's pool beside "
         "the procedural actions; looped to --num_frames (e.g. "
-        "tfrecords_tools/synth/real_motion/pool).", path=True)
+        "tfrecords_tools/synth/real_motion/cmu_pool).", path=True)
     extra_motion_only: bool = setting(False, "Leave the procedural actions out of the extra "
                                       "people's pool.")
     labelled_extra_motions: int = setting(
@@ -186,7 +186,7 @@ class SynthConfig:
         "(through --labelled_extra_motions); the extra people keep the procedural actions.")
     test_motion_dir: Optional[str] = setting(
         None, "Folder of motion files only S9/S11 perform: the real-motion test set (e.g. "
-        "tfrecords_tools/synth/real_motion/heldout).", path=True)
+        "tfrecords_tools/synth/real_motion/cmu_heldout).", path=True)
     bystanders: int = setting(0, "Clutter: other people walking around near the labelled one "
                               "(never labelled; needs --background).", minimum=0,
                               maximum=clutter_lib.MAX_BYSTANDERS)

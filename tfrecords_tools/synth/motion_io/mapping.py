@@ -110,12 +110,31 @@ DEEPMIMIC = {
     "RShoulder": "right_shoulder", "RElbow": "right_elbow", "RWrist": "right_wrist",
 }
 
+# Reallusion Character Creator / iClone rigs (``CC_Base_`` joints, e.g. the CMU takes
+# exported through iClone): the spine's upper joint (Spine02) sits midway between pelvis
+# and neck (H36M Spine), the first neck-twist joint at the base of the neck (Thorax), the
+# Head joint at the skull's base (Neck/Nose, as the CMU table's Head); the head top is
+# the Head's End Site where the rig has one, else the neck->head line extended by its own
+# length (only its direction is kept).
+CHARACTER_CREATOR = {
+    "Hip": "CC_Base_Hip", "RHip": "CC_Base_R_Thigh", "RKnee": "CC_Base_R_Calf",
+    "RFoot": "CC_Base_R_Foot", "LHip": "CC_Base_L_Thigh", "LKnee": "CC_Base_L_Calf",
+    "LFoot": "CC_Base_L_Foot", "Spine": "CC_Base_Spine02", "Thorax": "CC_Base_NeckTwist01",
+    "Neck/Nose": "CC_Base_Head",
+    "Head": {"first": ["CC_Base_Head_End",
+                       {"from": "CC_Base_NeckTwist01", "to": "CC_Base_Head", "t": 2.0}]},
+    "LShoulder": "CC_Base_L_Upperarm", "LElbow": "CC_Base_L_Forearm",
+    "LWrist": "CC_Base_L_Hand", "RShoulder": "CC_Base_R_Upperarm",
+    "RElbow": "CC_Base_R_Forearm", "RWrist": "CC_Base_R_Hand",
+}
+
 # The generator's own names (a table for files that already use them).
 H36M_NAMES = {name: name for name in skeleton.JOINT_NAMES}
 
 TABLES: Dict[str, dict] = {
     "bvh-cmu-mixamo": BVH_CMU_MIXAMO, "asf-cmu": ASF_CMU, "smpl": SMPL,
-    "plug-in-gait": PLUG_IN_GAIT, "deepmimic": DEEPMIMIC, "h36m": H36M_NAMES,
+    "plug-in-gait": PLUG_IN_GAIT, "deepmimic": DEEPMIMIC,
+    "character-creator": CHARACTER_CREATOR, "h36m": H36M_NAMES,
 }
 
 

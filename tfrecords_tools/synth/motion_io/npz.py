@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import os
 import zipfile
 import zlib
 
@@ -68,6 +69,24 @@ def read(path: str) -> RawMotion:
     from tfrecords_tools import skeleton
     return RawMotion(path=path, names=skeleton.JOINT_NAMES, points=_floats(path, joints),
                      fps=H36M_FPS, mm_per_unit=1.0, up_axis="z", format="npz", h36m=True)
+
+
+def write(path: str, joints: np.ndarray, names: tuple, fps: float) -> None:
+    """Writes joints [T, J, 3] (mm, Z up) as an AMASS-style ``.npz`` that :func:`read`
+    reads back: ``joints`` in metres (float32, compressed), ``joint_names`` and ``fps``.
+
+    This is how imported takes are stored compactly (e.g. the committed real-motion clips,
+    17 Human3.6M-named joints at 50 fps): unlike ``joints3d_world`` they are retargeted to
+    each subject like any other imported file. Written to a temporary name, then renamed.
+    """
+    joints = np.asarray(joints, np.float64)
+    if joints.ndim != 3 or joints.shape[1:] != (len(names), 3):
+        raise ValueError(f"{path}: joints have shape {joints.shape}, expected "
+                         f"[T, {len(names)}, 3]")
+    tmp = path + ".tmp.npz"
+    np.savez_compressed(tmp, joints=(joints / 1000.0).astype(np.float32),
+                        joint_names=np.asarray(names), fps=np.float64(fps))
+    os.replace(tmp, path)
 
 
 def _floats(path: str, joints: np.ndarray) -> np.ndarray:

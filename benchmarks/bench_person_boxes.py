@@ -44,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import sys
 import tempfile
 from typing import Callable, Optional, Sequence
@@ -452,19 +453,48 @@ def markdown(rows: Sequence[dict], finder: str) -> str:
 
 # ----------------------------------------------------------------------------- binary
 
+def cached_take(case: str, motion: str, seed: int, *, frames: int, width: int,
+                lighting: str, noise: float, workdir: str,
+                cache_dir: Optional[str] = None) -> Take:
+    """:func:`render_take`, or its pickle under ``cache_dir`` (written there on the first
+    render). The file name holds every render setting, so another setting renders anew."""
+    if not cache_dir:
+        return render_take(case, motion, seed, frames=frames, width=width, lighting=lighting,
+                           noise=noise, workdir=workdir)
+    path = os.path.join(cache_dir, f"{case}_{motion}_{seed}_f{frames}_w{width}_{lighting}"
+                                   f"_n{noise:g}.pkl")
+    if os.path.exists(path):
+        with open(path, "rb") as fh:
+            obj = pickle.load(fh)
+        # A dict of the fields (written below); a Take object in caches of the dev loop.
+        return Take(**obj) if isinstance(obj, dict) else obj
+    take = render_take(case, motion, seed, frames=frames, width=width, lighting=lighting,
+                       noise=noise, workdir=workdir)
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        # Fields, not the object: its class lives in __main__ when run as a script.
+        pickle.dump({f.name: getattr(take, f.name) for f in dataclasses.fields(take)}, fh,
+                    protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+    return take
+
+
 def run(finder: str, seeds: Sequence[int], cases: Sequence[str], motions: Sequence[str], *,
         frames: int, width: int, lighting: str, noise: float,
-        log: Callable[[str], None] = print, settings: Optional[dict] = None) -> list:
-    """Renders every (case, motion, seed) take, finds boxes and scores them; rows per
-    (case, motion) and per case, seeds pooled. ``settings``: BoxConfig fields for the
-    module's finders."""
+        log: Callable[[str], None] = print, settings: Optional[dict] = None,
+        cache_dir: Optional[str] = None) -> list:
+    """Renders every (case, motion, seed) take (or reads it from ``cache_dir``), finds
+    boxes and scores them; rows per (case, motion) and per case, seeds pooled.
+    ``settings``: BoxConfig fields for the module's finders."""
     per: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench_person_boxes_") as workdir:
         for case in cases:
             for motion in motions:
                 for seed in seeds:
-                    take = render_take(case, motion, seed, frames=frames, width=width,
-                                       lighting=lighting, noise=noise, workdir=workdir)
+                    take = cached_take(case, motion, seed, frames=frames, width=width,
+                                       lighting=lighting, noise=noise, workdir=workdir,
+                                       cache_dir=cache_dir)
                     found = (FINDERS[finder](take) if finder == "baseline" else
                              module_boxes(take, finder == "module_plates", **(settings or {})))
                     scores = score_take(take, found)
@@ -475,7 +505,8 @@ def run(finder: str, seeds: Sequence[int], cases: Sequence[str], motions: Sequen
                         f"cross {s['cross_median']:.3f}/{s['cross_p90']:.3f}"
                         + (f" [{found.notes}]" if found.notes else ""))
                     for p in take.videos:
-                        os.remove(p)
+                        if os.path.exists(p):  # a cached take's videos are gone
+                            os.remove(p)
     rows = []
     for case in cases:
         for motion in list(motions) + ["all"]:
@@ -503,6 +534,9 @@ def define_flags() -> None:
     flags.DEFINE_float("noise", 4.0, "Sensor noise (grey levels) in both cases.")
     flags.DEFINE_float("hull_voxel_mm", None, "Module finders: BoxConfig.hull_voxel_mm "
                        "(0: no visual-hull step; default: BoxConfig's).")
+    flags.DEFINE_string("take_cache", None, "Directory of rendered takes (pickles, one per "
+                        "case, motion, seed and render setting): read when present, else "
+                        "rendered and written there. Default: render every take.")
     flags.DEFINE_string("json_out", None, "Write the results as JSON here.")
     flags.DEFINE_string("md_out", None, "Write the markdown table here.")
 
@@ -526,7 +560,7 @@ def main(argv: Sequence[str]) -> None:
     cv2.setNumThreads(1)
     settings = {} if f.hull_voxel_mm is None else {"hull_voxel_mm": f.hull_voxel_mm}
     rows = run(f.boxes, seeds, f.cases, f.motions, frames=f.frames, width=f.width,
-               lighting=f.lighting, noise=f.noise, settings=settings)
+               lighting=f.lighting, noise=f.noise, settings=settings, cache_dir=f.take_cache)
     table = markdown(rows, f.boxes)
     print(table)
     settings = {**settings, "boxes": f.boxes, "seeds": seeds, "frames": f.frames, "width": f.width,

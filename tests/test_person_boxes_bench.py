@@ -1,24 +1,10 @@
 """The person-box benchmark's miss diagnosis and take cache
 (benchmarks/bench_person_boxes.py), on hand-made boxes and a stub take."""
-import importlib.util
 import os
-import sys
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _bench():
-    """benchmarks/bench_person_boxes.py as a module (benchmarks/ is not a package)."""
-    name = "bench_person_boxes"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            name, os.path.join(REPO, "benchmarks", "bench_person_boxes.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # dataclasses look their module up while being defined
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+from tests.test_clutter import _bench  # the benchmark file loaded as a module
 
 
 def _stub_take(bench, truth, other=None):

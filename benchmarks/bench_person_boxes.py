@@ -575,6 +575,9 @@ def define_flags() -> None:
     flags.DEFINE_float("noise", 4.0, "Sensor noise (grey levels) in both cases.")
     flags.DEFINE_float("hull_voxel_mm", None, "Module finders: BoxConfig.hull_voxel_mm "
                        "(0: no visual-hull step; default: BoxConfig's).")
+    flags.DEFINE_bool("light_gain", None, "Module finders: BoxConfig.light_gain (false: "
+                      "no per-frame lighting gain, the module before h-boxes4; default: "
+                      "BoxConfig's).")
     flags.DEFINE_string("take_cache", None, "Directory of rendered takes (pickles, one per "
                         "case, motion, seed and render setting): read when present, else "
                         "rendered and written there. Default: render every take.")
@@ -602,7 +605,8 @@ def main(argv: Sequence[str]) -> None:
         raise ValueError(f"--frames {f.frames} / --width {f.width}: expected >= 10 frames and "
                          f"a width in [128, 1000]")
     cv2.setNumThreads(1)
-    settings = {} if f.hull_voxel_mm is None else {"hull_voxel_mm": f.hull_voxel_mm}
+    settings = {k: v for k, v in (("hull_voxel_mm", f.hull_voxel_mm),
+                                  ("light_gain", f.light_gain)) if v is not None}
     diagnosis = {} if f.diagnose else None
     rows = run(f.boxes, seeds, f.cases, f.motions, frames=f.frames, width=f.width,
                lighting=f.lighting, noise=f.noise, settings=settings, cache_dir=f.take_cache,

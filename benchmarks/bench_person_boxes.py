@@ -44,6 +44,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import pickle
 import sys
 import tempfile
 from typing import Callable, Optional, Sequence
@@ -262,6 +263,7 @@ class Found:
     found: np.ndarray
     keep: Callable[[int, int, np.ndarray], np.ndarray]  # (v, t, box) -> [S, S] bool crop mask
     notes: str = ""
+    source: Optional[np.ndarray] = None  # [V, T] person_boxes.SOURCES index (module only)
 
 
 # The rig path as it was before tfrecords_tools.person_boxes (main at 655ed30:
@@ -364,7 +366,41 @@ def module_boxes(take: Take, plates: bool = False, **settings) -> Found:
         return np.asarray(res.keep_crop(v, t, box, CROP_SIZE), bool)
 
     return Found(np.asarray(res.boxes, np.float64), np.asarray(res.found, bool), keep,
-                 notes="; ".join(map(str, getattr(res, "notes", ()) or ())))
+                 notes="; ".join(map(str, getattr(res, "notes", ()) or ())),
+                 source=np.asarray(res.source))
+
+
+def diagnose(take: Take, found: Found, scores: dict,
+             unsmoothed: Optional[np.ndarray] = None) -> dict:
+    """Why each view-frame under the IoU bar missed: {"<origin>: <cause>": count}.
+
+    Origin: "detected" (the view's own detection) or "not found (<source>)" (held,
+    projected, filled). Cause, first that applies: *wrong person* (the box went to the
+    bystander, as scored); *smoothing* (the same finder without the moving average,
+    ``unsmoothed`` [V, T, 4], clears the bar); else whichever of size and centre costs
+    more IoU: the box with the truth's centre (*too big* / *too small*) against the box
+    with the truth's side (*offset sideways* / *offset up/down*).
+    """
+    from tfrecords_tools import person_boxes
+    out: dict = {}
+    for v, t in zip(*np.nonzero(np.nan_to_num(scores["iou"], nan=1.0) < IOU_MIN)):
+        box, truth = found.boxes[v, t], take.truth[v, t]
+        side, tside = box[2] - box[0], truth[2] - truth[0]
+        centre, tcentre = (box[:2] + box[2:]) / 2, (truth[:2] + truth[2:]) / 2
+        if scores["other"][v, t] == 1:
+            cause = "wrong person"
+        elif unsmoothed is not None and box_iou(unsmoothed[v, t], truth) >= IOU_MIN:
+            cause = "smoothing"
+        elif (box_iou(np.r_[tcentre - side / 2, tcentre + side / 2], truth)
+              <= box_iou(np.r_[centre - tside / 2, centre + tside / 2], truth)):
+            cause = "too big" if side > tside else "too small"
+        else:
+            d = centre - tcentre
+            cause = "offset sideways" if abs(d[0]) >= abs(d[1]) else "offset up/down"
+        src = "detected" if found.source is None else person_boxes.SOURCES[found.source[v, t]]
+        key = f"{src if src == 'detected' else f'not found ({src})'}: {cause}"
+        out[key] = out.get(key, 0) + 1
+    return out
 
 
 FINDERS = {"baseline": baseline_boxes, "module": module_boxes,
@@ -452,30 +488,66 @@ def markdown(rows: Sequence[dict], finder: str) -> str:
 
 # ----------------------------------------------------------------------------- binary
 
+def cached_take(case: str, motion: str, seed: int, *, frames: int, width: int,
+                lighting: str, noise: float, workdir: str,
+                cache_dir: Optional[str] = None) -> Take:
+    """:func:`render_take`, or its pickle under ``cache_dir`` (written there on the first
+    render). The file name holds every render setting, so another setting renders anew."""
+    if not cache_dir:
+        return render_take(case, motion, seed, frames=frames, width=width, lighting=lighting,
+                           noise=noise, workdir=workdir)
+    path = os.path.join(cache_dir, f"{case}_{motion}_{seed}_f{frames}_w{width}_{lighting}"
+                                   f"_n{noise:g}.pkl")
+    if os.path.exists(path):
+        with open(path, "rb") as fh:
+            obj = pickle.load(fh)
+        # A dict of the fields (written below); a Take object in caches of the dev loop.
+        return Take(**obj) if isinstance(obj, dict) else obj
+    take = render_take(case, motion, seed, frames=frames, width=width, lighting=lighting,
+                       noise=noise, workdir=workdir)
+    os.makedirs(cache_dir, exist_ok=True)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as fh:
+        # Fields, not the object: its class lives in __main__ when run as a script.
+        pickle.dump({f.name: getattr(take, f.name) for f in dataclasses.fields(take)}, fh,
+                    protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(tmp, path)
+    return take
+
+
 def run(finder: str, seeds: Sequence[int], cases: Sequence[str], motions: Sequence[str], *,
         frames: int, width: int, lighting: str, noise: float,
-        log: Callable[[str], None] = print, settings: Optional[dict] = None) -> list:
-    """Renders every (case, motion, seed) take, finds boxes and scores them; rows per
-    (case, motion) and per case, seeds pooled. ``settings``: BoxConfig fields for the
-    module's finders."""
+        log: Callable[[str], None] = print, settings: Optional[dict] = None,
+        cache_dir: Optional[str] = None, diagnosis: Optional[dict] = None) -> list:
+    """Renders every (case, motion, seed) take (or reads it from ``cache_dir``), finds
+    boxes and scores them; rows per (case, motion) and per case, seeds pooled.
+    ``settings``: BoxConfig fields for the module's finders. ``diagnosis``: a dict that
+    receives :func:`diagnose`'s counts per take (module finders; runs each twice)."""
     per: dict = {}
     with tempfile.TemporaryDirectory(prefix="bench_person_boxes_") as workdir:
         for case in cases:
             for motion in motions:
                 for seed in seeds:
-                    take = render_take(case, motion, seed, frames=frames, width=width,
-                                       lighting=lighting, noise=noise, workdir=workdir)
+                    take = cached_take(case, motion, seed, frames=frames, width=width,
+                                       lighting=lighting, noise=noise, workdir=workdir,
+                                       cache_dir=cache_dir)
                     found = (FINDERS[finder](take) if finder == "baseline" else
                              module_boxes(take, finder == "module_plates", **(settings or {})))
                     scores = score_take(take, found)
                     per[case, motion, seed] = scores
+                    if diagnosis is not None and finder != "baseline":
+                        raw = module_boxes(take, finder == "module_plates",
+                                           **{**(settings or {}), "smoothing": 1})
+                        diagnosis[f"{case}_{motion}_{seed}"] = diagnose(take, found, scores,
+                                                                         raw.boxes)
                     s = summarise([scores])
                     log(f"{case} {motion} seed {seed}: IoU>={IOU_MIN} {s['iou_share']:.1%}, "
                         f"joints {s['joints_share']:.1%}, kept {s['kept_median']:.3f}, "
                         f"cross {s['cross_median']:.3f}/{s['cross_p90']:.3f}"
                         + (f" [{found.notes}]" if found.notes else ""))
                     for p in take.videos:
-                        os.remove(p)
+                        if os.path.exists(p):  # a cached take's videos are gone
+                            os.remove(p)
     rows = []
     for case in cases:
         for motion in list(motions) + ["all"]:
@@ -503,6 +575,15 @@ def define_flags() -> None:
     flags.DEFINE_float("noise", 4.0, "Sensor noise (grey levels) in both cases.")
     flags.DEFINE_float("hull_voxel_mm", None, "Module finders: BoxConfig.hull_voxel_mm "
                        "(0: no visual-hull step; default: BoxConfig's).")
+    flags.DEFINE_bool("light_gain", None, "Module finders: BoxConfig.light_gain (false: "
+                      "no per-frame lighting gain, the module before h-boxes4; default: "
+                      "BoxConfig's).")
+    flags.DEFINE_string("take_cache", None, "Directory of rendered takes (pickles, one per "
+                        "case, motion, seed and render setting): read when present, else "
+                        "rendered and written there. Default: render every take.")
+    flags.DEFINE_bool("diagnose", False, "Module finders: classify why each view-frame "
+                      "under the IoU bar missed (runs each take twice: with and without "
+                      "smoothing); counts per take in the JSON and the log.")
     flags.DEFINE_string("json_out", None, "Write the results as JSON here.")
     flags.DEFINE_string("md_out", None, "Write the markdown table here.")
 
@@ -524,15 +605,27 @@ def main(argv: Sequence[str]) -> None:
         raise ValueError(f"--frames {f.frames} / --width {f.width}: expected >= 10 frames and "
                          f"a width in [128, 1000]")
     cv2.setNumThreads(1)
-    settings = {} if f.hull_voxel_mm is None else {"hull_voxel_mm": f.hull_voxel_mm}
+    settings = {k: v for k, v in (("hull_voxel_mm", f.hull_voxel_mm),
+                                  ("light_gain", f.light_gain)) if v is not None}
+    diagnosis = {} if f.diagnose else None
     rows = run(f.boxes, seeds, f.cases, f.motions, frames=f.frames, width=f.width,
-               lighting=f.lighting, noise=f.noise, settings=settings)
+               lighting=f.lighting, noise=f.noise, settings=settings, cache_dir=f.take_cache,
+               diagnosis=diagnosis)
     table = markdown(rows, f.boxes)
     print(table)
+    if diagnosis:
+        total: dict = {}
+        for counts in diagnosis.values():
+            for k, n in counts.items():
+                total[k] = total.get(k, 0) + n
+        print("misses by cause:", json.dumps(dict(sorted(total.items(), key=lambda kv: -kv[1]))))
     settings = {**settings, "boxes": f.boxes, "seeds": seeds, "frames": f.frames, "width": f.width,
                 "lighting": f.lighting, "noise": f.noise, "margin": MARGIN,
                 "crop_size": CROP_SIZE, "iou_min": IOU_MIN, "targets": TARGETS}
-    for path, text in ((f.json_out, json.dumps({"settings": settings, "rows": rows}, indent=1)),
+    out = {"settings": settings, "rows": rows}
+    if diagnosis is not None:
+        out["diagnosis"] = diagnosis
+    for path, text in ((f.json_out, json.dumps(out, indent=1)),
                        (f.md_out, table)):
         if path:
             tmp = f"{path}.tmp{os.getpid()}"

@@ -496,3 +496,47 @@ def test_body_fallback_replaces_only_the_frames_far_below_a_person():
     assert pb._body_fallback(pb.BoxConfig(min_body=0.1), cams, before.copy(), source) == 0
     with pytest.raises(pb.BoxConfigError, match="min_body"):
         pb.BoxConfig(min_body=-0.1)
+
+
+# ---------------------------------------------------------------------------- lighting gain
+
+
+def test_light_gain_undoes_a_global_brightness_change():
+    rng = np.random.default_rng(0)
+    background = rng.integers(60, 190, (64, 64, 3)).astype(np.uint8)  # none clips at 255
+    gain = np.array([1.3, 1.2, 1.25])
+    frame = np.clip(np.round(background * gain), 0, 255).astype(np.uint8)
+    frame[20:40, 25:35] = (250, 10, 10)  # a person: not fitted, not part of the gain
+    out = pb.compensate_light(frame, background, 30.0)
+    rest = np.ones((64, 64), bool)
+    rest[20:40, 25:35] = False
+    assert np.abs(out[rest].astype(int) - background[rest]).max() <= 2
+    # Uncompensated, every bright pixel would be foreground; the person still is.
+    assert video.foreground_mask(frame, background, 30.0, kernel=1)[rest].mean() > 0.3
+    mask = video.foreground_mask(out, background, 30.0, kernel=1)
+    assert not mask[rest].any() and mask[20:40, 25:35].all()
+    # A gain within 1% of 1 leaves the frame as it is (no rounding of every pixel).
+    near = np.clip(np.round(background * 1.005), 0, 255).astype(np.uint8)
+    assert pb.compensate_light(near, background, 30.0) is near
+
+
+def test_lighting_drift_is_not_boxed_as_the_person(still):
+    """The room brightens by up to 35% over the take; against the clean plate, without the
+    gain the bright frames are foreground everywhere and the boxes grow to the frame."""
+    drift = 1.0 + 0.35 * np.linspace(0, 1, FRAMES)[:, None, None, None]
+    views = [np.clip(np.round(v * drift), 0, 255).astype(np.uint8) for v in still["views"]]
+    sides = {}
+    for on in (True, False):
+        result = pb.find_boxes(views, pb.BoxConfig(light_gain=on), still["cams"],
+                               still["plates"])
+        ratio = []
+        for v in range(len(views)):
+            for t in range(FRAMES):
+                ys, xs = np.nonzero(still["masks"][v][t, 0])
+                true = crops.square_box(np.array([[xs.min(), ys.min()], [xs.max(), ys.max()]],
+                                                 np.float64), 0.2)
+                ratio.append((result.boxes[v, t, 2] - result.boxes[v, t, 0])
+                             / (true[2] - true[0]))
+        sides[on] = np.asarray(ratio)
+    assert np.median(sides[True]) < 1.15 and np.percentile(sides[True], 90) < 1.3, sides[True]
+    assert np.percentile(sides[False], 90) > 1.5, sides[False]

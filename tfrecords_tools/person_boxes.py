@@ -9,8 +9,11 @@ the static scene. Per view:
    boxes where the first found people; pixels covered in every sample are *unknown* and
    count as foreground), or the background image of OpenCV's *MOG2* mixture learned over
    the take (shadow detection off).
-2. **Foreground mask** (any colour channel differs by more than ``threshold``), opened and
-   closed; connected components grouped into person blobs: pieces near each other join
+2. **Foreground mask** (any colour channel differs by more than ``threshold``), after a
+   per-frame **lighting gain** (``light_gain``: each frame divided by its per-channel gain
+   against the background image, fitted on the pixels that match it; the median's samples
+   too), opened and closed; connected components grouped into person blobs: pieces near
+   each other join
    (a person split by a background-coloured garment stays whole), but two tall blobs side
    by side are two people and are never merged. A **shape prior** drops blobs that are no
    person: wider than tall (``min_aspect``) or compact (a ball, a box: under 1.5 times
@@ -73,6 +76,7 @@ DETECTED, HELD, PROJECTED, FILLED, NONE = range(5)
 # foreground (someone stands on it); see _fit_background.
 _PASSED = 0.2
 _MIN_PIECE = 4  # analysis pixels: the smallest component that may join a person blob
+_GAIN_DEAD = 0.01  # lighting gains within 1% of 1 leave the frame as it is (no rounding)
 _SWITCH = 0.5  # disagreement (1: the multi-view tolerance) for taking another detection
 
 
@@ -92,6 +96,10 @@ class BoxConfig:
         one is given, else "median" (measured best on short generator takes, BENCHMARKS).
       threshold: grey-level difference to the background (any channel) that counts as
         foreground.
+      light_gain: divide each analysis frame by its per-channel lighting gain against the
+        background image before the difference (a global brightness or colour-balance
+        change, e.g. a lighting drift or a camera's auto-exposure, is otherwise foreground
+        wherever the scene is bright); gains within 1% of 1 change nothing.
       samples: frames sampled over the take (or the plate) for a median.
       analysis_size: frames are shrunk to at most this side before any analysis (speed).
       margin: square box margin around the person's tight box, fraction of its side.
@@ -148,6 +156,7 @@ class BoxConfig:
 
     background: str = "auto"
     threshold: float = 30.0
+    light_gain: bool = True
     samples: int = 40
     analysis_size: int = 320
     margin: float = 0.2
@@ -461,6 +470,27 @@ class _Background:
         return fg
 
 
+def compensate_light(small: np.ndarray, background: np.ndarray,
+                     threshold: float) -> np.ndarray:
+    """``small`` (RGB uint8) divided by its per-channel lighting gain against
+    ``background``, or ``small`` itself when every gain is within 1% of 1.
+
+    The gain is the median ratio frame / background over pixels that are not dark, fitted
+    again on the pixels that then match the background within ``threshold`` (the person
+    and moving objects drop out of the second fit)."""
+    ok = background.min(-1) > 30  # dark pixels carry no ratio (noise, clipping)
+    if np.count_nonzero(ok) < 100:
+        return small
+    ratio = small[ok].astype(np.float32) / background[ok]
+    gain = np.median(ratio, 0)
+    inliers = np.abs(small[ok] / gain - background[ok]).max(-1) < threshold
+    if np.count_nonzero(inliers) >= 100:
+        gain = np.median(ratio[inliers], 0)
+    if np.abs(gain - 1).max() < _GAIN_DEAD:
+        return small
+    return np.clip(np.round(small / gain), 0, 255).astype(np.uint8)
+
+
 def _exclusion(people: list[Person], shape: tuple) -> np.ndarray:
     """Where a sample shows people: their tight boxes grown by 2% of the frame side (a
     person who barely moves shows only the moving limbs against a median that contains
@@ -504,6 +534,9 @@ def _fit_background(config: BoxConfig, kind: str, source: FrameSource, scaler: _
     picks = video.sample_indices(source.num_frames, config.samples)
     small = np.stack([scaler.small(f) for f in source.frames(picks)])
     first = video.masked_median(small)
+    if config.light_gain:  # The samples in the take's mean light: a drift is no person.
+        small = np.stack([compensate_light(s, first, config.threshold) for s in small])
+        first = video.masked_median(small)
     exclude = np.stack([_exclusion(find_people(video.foreground_mask(
         s, first, config.threshold, kernel=1), config), s.shape[:2]) for s in small])
     image = video.masked_median(small, exclude_masks=exclude)
@@ -1058,7 +1091,9 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
         found, view_masks = [], []
         for t, frame in enumerate(src.frames()):
             small = sc.small(frame)
-            fg = _clean(bg.mask(small), config)
+            seen = (compensate_light(small, bg.image, config.threshold) if config.light_gain
+                    else small)
+            fg = _clean(bg.mask(seen), config)
             ps = _find_people_clean(fg, config)
             found.append(ps)
             view_masks.append(np.packbits(fg.astype(bool).ravel()))

@@ -327,6 +327,20 @@ def test_bvh_character_creator_rig_round_trip_within_1mm(tmp_path):
     np.testing.assert_allclose(joints[:, 10], 2 * joints[:, 9] - joints[:, 8])
 
 
+def test_bvh_daz_rig_round_trip_within_1mm(tmp_path):
+    # Daz-friendly joint names (the cgspeed conversion of the CMU takes); the pelvis is the
+    # thighs' midpoint, as the Daz hip root sits below the hip joints.
+    j = _take()
+    daz = {0: "hip", 1: "rThigh", 2: "rShin", 3: "rFoot", 4: "lThigh", 5: "lShin",
+           6: "lFoot", 7: "chest", 8: "neck", 9: "head", 11: "lShldr", 12: "lForeArm",
+           13: "lHand", 14: "rShldr", 15: "rForeArm", 16: "rHand"}
+    src = _source(write_bvh(str(tmp_path / "daz.bvh"), j, order="zyx", names=daz))
+    assert src.table == "bvh-daz"
+    expected = j.copy()
+    expected[:, 0] = (j[:, 1] + j[:, 4]) / 2
+    assert np.abs(src.joints - expected).max() < 1.0
+
+
 def test_bvh_units_given_and_mixamo_prefix(tmp_path):
     j = _take()
     names = {k: f"mixamorig:{v}" for k, v in _BVH_NAMES.items()}

@@ -128,13 +128,29 @@ CHARACTER_CREATOR = {
     "RElbow": "CC_Base_R_Forearm", "RWrist": "CC_Base_R_Hand",
 }
 
+# Daz-friendly BVH conversions of the CMU takes (B. Hahne / cgspeed: hip, abdomen, chest,
+# neck, head, rCollar, rShldr, rForeArm, rHand, rButtock, rThigh, rShin, rFoot ...): the
+# hip root sits a little below the hip joints, so the pelvis is the thighs' midpoint; the
+# chest joint (about halfway up from pelvis to neck) is H36M Spine, the neck joint the
+# Thorax, the head joint the skull's base (Neck/Nose); the head top is the Head's End Site
+# where the rig has one (the Daz rig has eye joints there instead), else the neck->head
+# line extended by its own length (only its direction is kept).
+BVH_DAZ = {
+    "Hip": ["rThigh", "lThigh"], "RHip": "rThigh", "RKnee": "rShin", "RFoot": "rFoot",
+    "LHip": "lThigh", "LKnee": "lShin", "LFoot": "lFoot", "Spine": "chest",
+    "Thorax": "neck", "Neck/Nose": "head",
+    "Head": {"first": ["head_End", {"from": "neck", "to": "head", "t": 2.0}]},
+    "LShoulder": "lShldr", "LElbow": "lForeArm", "LWrist": "lHand",
+    "RShoulder": "rShldr", "RElbow": "rForeArm", "RWrist": "rHand",
+}
+
 # The generator's own names (a table for files that already use them).
 H36M_NAMES = {name: name for name in skeleton.JOINT_NAMES}
 
 TABLES: Dict[str, dict] = {
     "bvh-cmu-mixamo": BVH_CMU_MIXAMO, "asf-cmu": ASF_CMU, "smpl": SMPL,
     "plug-in-gait": PLUG_IN_GAIT, "deepmimic": DEEPMIMIC,
-    "character-creator": CHARACTER_CREATOR, "h36m": H36M_NAMES,
+    "character-creator": CHARACTER_CREATOR, "bvh-daz": BVH_DAZ, "h36m": H36M_NAMES,
 }
 
 

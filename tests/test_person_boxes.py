@@ -449,7 +449,8 @@ def test_a_point_two_views_make_of_two_people_has_no_third_view():
         pair = {0: full(0, 0, ja), 1: full(1, 0, jb)}
         x = pb._triangulate([cams[0], cams[1]],
                             np.stack([(b[:2] + b[2:]) / 2 for b in pair.values()]))
-        return pb._unsupported(config, cams, full, people, 0, x, pair, exclude=(0, 1))
+        return pb._unsupported(cams, full, people, 0, x, pair, (0, 1),
+                               pb._tolerances(config, cams))
 
     assert lone(0, 0) == [0.0, 0.0]  # the main person, seen by views 2 and 3 too
     assert lone(1, 1) == [0.0, 0.0]  # the bystander, also a person in 3D

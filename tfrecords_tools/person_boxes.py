@@ -1283,6 +1283,7 @@ def _subject_pair(config, cams, full, cand, centre, num_frames, people) -> Optio
     but no third view shows a person at that point. Returns [(view, track), (view,
     track)] or None (no common frames)."""
     best = None
+    tolerances = _tolerances(config, cams)
     views = [v for v in range(len(cand)) if cand[v]]
     for i, a in enumerate(views):
         for b in views[i + 1:]:
@@ -1300,8 +1301,8 @@ def _subject_pair(config, cams, full, cand, centre, num_frames, people) -> Optio
                         mid = np.stack([(ba[:2] + ba[2:]) / 2, (bb[:2] + bb[2:]) / 2])
                         x = _triangulate([cams[a], cams[b]], mid)
                         dist.append(np.linalg.norm(x - centre) / config.person_height_mm)
-                        lone += _unsupported(config, cams, full, people, t, x,
-                                             {a: ba, b: bb}, exclude=(a, b))
+                        lone += _unsupported(cams, full, people, t, x, {a: ba, b: bb},
+                                             (a, b), tolerances)
                     miss = 1.0 - (len(ta) + len(tb)) / (2.0 * max(num_frames, 1))
                     cost = float(np.median(dist) + np.median(agree) + miss
                                  + (np.mean(lone) if lone else 0.0))
@@ -1310,17 +1311,18 @@ def _subject_pair(config, cams, full, cand, centre, num_frames, people) -> Optio
     return None if best is None else best[1]
 
 
-def _unsupported(config, cams, full, people, t: int, x: np.ndarray, boxes: dict,
-                 exclude: tuple) -> list:
+def _unsupported(cams, full, people, t: int, x: np.ndarray, boxes: dict,
+                 exclude: tuple, tolerances: tuple) -> list:
     """Per view outside ``exclude`` that found anyone in frame ``t``: 1.0 when none of
     its people is a view of a person at world point ``x`` with the box size of
-    ``boxes`` ({view: full-pixel box}) within the multi-view tolerance, else 0.0."""
+    ``boxes`` ({view: full-pixel box}) within the multi-view tolerance (``tolerances``,
+    from :func:`_tolerances`), else 0.0."""
     sizes = [_size_3d(cams[v], bx, x) for v, bx in boxes.items()
              if cams[v].world_to_camera(x)[2] > 0]
     if not sizes:
         return []
     size = float(np.median(sizes))
-    tol_of, size_tolerance = _tolerances(config, cams)
+    tol_of, size_tolerance = tolerances
     out = []
     for u in range(len(people)):
         if u in exclude or not people[u][t]:

@@ -18,6 +18,7 @@ import zlib
 import numpy as np
 
 from tfrecords_tools import schema
+from tfrecords_tools.runtime import locks
 from tfrecords_tools.synth.motion_io.mapping import SMPL_JOINT_NAMES
 from tfrecords_tools.synth.motion_io.source import RawMotion, fail
 
@@ -83,10 +84,14 @@ def write(path: str, joints: np.ndarray, names: tuple, fps: float) -> None:
     if joints.ndim != 3 or joints.shape[1:] != (len(names), 3):
         raise ValueError(f"{path}: joints have shape {joints.shape}, expected "
                          f"[T, {len(names)}, 3]")
-    tmp = path + ".tmp.npz"
-    np.savez_compressed(tmp, joints=(joints / 1000.0).astype(np.float32),
-                        joint_names=np.asarray(names), fps=np.float64(fps))
-    os.replace(tmp, path)
+    tmp = locks.temp_path(path, ".npz")  # the project's temporary name (np adds no suffix)
+    try:
+        np.savez_compressed(tmp, joints=(joints / 1000.0).astype(np.float32),
+                            joint_names=np.asarray(names), fps=np.float64(fps))
+        os.replace(tmp, path)
+    finally:  # Failed or interrupted: no temporary left behind.
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _floats(path: str, joints: np.ndarray) -> np.ndarray:

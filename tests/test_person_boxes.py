@@ -278,6 +278,25 @@ def test_blobs_join_a_split_person_but_not_two_people():
     assert not keep[:, 36 - x0:].any()  # the first person's mask stops short of the second
 
 
+def test_pieces_inside_the_subjects_box_are_one_person():
+    # A still person whose median holds the body shows two tall pieces side by side (two
+    # hands, a hand and a board): the grouping keeps them apart, but inside the subject's
+    # box they are one person (the caliscope sessions warned of 2 people); a blob outside
+    # that box is a second person.
+    config = pb.BoxConfig(open_kernel=1, close_kernel=1)
+    two = np.zeros((100, 100), bool)
+    _blob(two, 10, 10, 30, 90)
+    _blob(two, 36, 15, 55, 88)
+    frames = [pb.find_people(two, config)] * 3
+    assert len(frames[0]) == 2
+    assert pb._count_people(frames, 3, 100) == 2
+    around_both = np.tile([5.0, 5.0, 60.0, 95.0], (3, 1))
+    assert pb._count_people(frames, 3, 100, subject=around_both) == 1
+    around_first = np.tile([5.0, 5.0, 32.0, 95.0], (3, 1))
+    assert pb._count_people(frames, 3, 100, subject=around_first) == 2
+    assert pb._count_people(frames, 3, 100, subject=np.full((3, 4), np.nan)) == 2
+
+
 def test_hold_fill_and_smooth():
     boxes = np.array([[0, 0, 10, 10], [0] * 4, [0] * 4, [0] * 4, [10, 0, 20, 10.0]])
     have = np.array([True, False, False, False, True])

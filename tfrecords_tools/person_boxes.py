@@ -605,11 +605,27 @@ def _fill_track_gaps(people: list[list[Person]], chosen: np.ndarray, alone: bool
             chosen[t] = int(np.argmin(d))
 
 
-def _count_people(people: list[list[Person]], min_frames: int, width: int) -> int:
+def _count_people(people: list[list[Person]], min_frames: int, width: int,
+                  subject: Optional[np.ndarray] = None) -> int:
     """Most people seen at once in >= ``min_frames`` frames; blobs cut by the image's left
-    or right side are not counted (an object entering, clipped to a tall sliver)."""
+    or right side are not counted (an object entering, clipped to a tall sliver).
+
+    ``subject``: per frame, the subject's box (analysis pixels, [T, 4]; NaN: none). Blobs
+    mostly (half their box or more) inside it are the subject, one person however many
+    pieces: a still person's hands, a board or a body split by the background model are
+    tall blobs side by side, but a second person is elsewhere (measured on the caliscope
+    sessions: every extra blob lay wholly inside the subject's box)."""
     whole = lambda p: p.box[0] > 0 and p.box[2] < width - 1
-    counts = np.array([sum(map(whole, p)) for p in people] or [0])
+
+    def count(t: int, found: list) -> int:
+        found = [p for p in found if whole(p)]
+        box = None if subject is None else subject[t]
+        if box is None or not np.all(np.isfinite(box)):
+            return len(found)
+        own = [_inside_share(p.box, box) >= 0.5 for p in found]
+        return int(any(own)) + own.count(False)
+
+    counts = np.array([count(t, p) for t, p in enumerate(people)] or [0])
     return int(max([k for k in range(1, counts.max() + 1) if (counts >= k).sum() >= min_frames]
                    or [0]))
 
@@ -1137,15 +1153,6 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
     for v in range(num_views):
         _fill_track_gaps(people[v], chosen[v], alone=counts[v] <= 1,
                          nearest=not multiview)
-    people_seen = max(counts or [0])
-    if people_seen > 1:
-        where = [v if cameras is None else cameras[v].camera_id
-                 for v, c in enumerate(counts) if c > 1]
-        rule = ("the one nearest the centre" if config.subject == "centre"
-                else "the most persistent one")
-        msg = f"{people_seen} people seen at once (views {where}); boxing {rule}"
-        notes.append(msg)
-        log.warning("%s: %s", name or "take", msg)
 
     # ---- tight full-resolution boxes of the chosen person
     tight = np.full((num_views, num_frames, 4), np.nan)
@@ -1196,6 +1203,20 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
             notes.append(f"view {label}: no person found in any frame")
             continue
         boxes[v] = smooth_boxes(filled, config.smoothing)
+
+    # ---- how many people: the subject's pieces inside their box are one person
+    counts = [_count_people(people[v], config.min_track_frames, sc.small_wh[0],
+                            subject=sc.to_small(boxes[v].reshape(-1, 2, 2)).reshape(-1, 4))
+              for v, sc in enumerate(scalers)]
+    people_seen = max(counts or [0])
+    if people_seen > 1:
+        where = [v if cameras is None else cameras[v].camera_id
+                 for v, c in enumerate(counts) if c > 1]
+        rule = ("the one nearest the centre" if config.subject == "centre"
+                else "the most persistent one")
+        msg = f"{people_seen} people seen at once (views {where}); boxing {rule}"
+        notes.append(msg)
+        log.warning("%s: %s", name or "take", msg)
     return BoxResult(boxes=boxes, found=chosen >= 0, source=source, people_seen=people_seen,
                      notes=notes, scales=np.array([s.scale for s in scalers]),
                      people=people, chosen=chosen, background=backgrounds)

@@ -28,7 +28,8 @@ the static scene. Per view:
    nearest the image centre (in its own heights, plus the share of frames it misses).
    ``subject="persistent"`` takes the track seen in the most frames. How many people were
    seen at once is reported (``people_seen``, a note and a log warning; blobs cut by the
-   image's side do not count).
+   image's side do not count, and blobs mostly inside the subject's final box are the
+   subject, one person: a still person's hands or a board are tall pieces side by side).
 4. **Multi-view check** (calibration and >= 3 views): per frame, pairs of views propose a
    triangulated box centre and box size; the largest set of views that agree within
    ``multiview_tolerance`` is the consensus, and a view outside it takes another of its

@@ -171,10 +171,10 @@ def test_committed_clips_match_their_source_notes():
                 assert len(src.joints) == note["frames"] <= 600
                 subjects[part].add(note["subject"])
             names.append(os.path.basename(path))
-    assert len(names) == len(set(names)) == 40
+    assert len(names) == len(set(names)) == 42
     # The real-motion test is held out by capture subject: its performer is in no pool clip.
     assert subjects["cmu_heldout"] == {"CMU 02"}
-    assert subjects["cmu_pool"] == {f"CMU {s}" for s in ("01", "03", "05", "06", "07")}
+    assert subjects["cmu_pool"] == {f"CMU {s}" for s in ("01", "03", "05", "06", "07", "26", "64")}
     assert subjects["cmu_extra"] == {"CMU 05", "CMU 06", "CMU 13"}
     assert not (subjects["cmu_pool"] | subjects["cmu_extra"]) & subjects["cmu_heldout"]
 

@@ -29,12 +29,12 @@ from tfrecords_tools import skeleton
 from tfrecords_tools.synth.motion_io.source import RawMotion, fail
 
 
-# BVH joint positions are the joints' origins (the start of each bone). CMU's BVH
-# conversions (Hips, LHipJoint, LeftUpLeg, LeftLeg, LeftFoot, LowerBack, Spine, Spine1,
-# Neck, Neck1, Head, LeftShoulder, LeftArm, LeftForeArm, LeftHand ...) and Mixamo's
-# (mixamorig:Hips, Spine, Spine1, Spine2, Neck, Head, HeadTop_End, LeftArm ...) share the
-# names used here. The head top is Mixamo's HeadTop_End joint, else the Head's End Site,
-# else the Neck->Head line extended by its own length.
+# BVH joint positions are the joints' origins (the start of each bone). CMU-named rigs
+# (Hips, LeftUpLeg, LeftLeg, LeftFoot, Spine, Spine1, Neck, Head, LeftArm, LeftForeArm,
+# LeftHand ...) and Mixamo's (mixamorig:Hips, Spine, Spine1, Spine2, Neck, Head,
+# HeadTop_End, LeftArm ...) share the names used here (CMU's own release: the next
+# table). The head top is Mixamo's HeadTop_End joint, else the Head's End Site, else the
+# Neck->Head line extended by its own length.
 BVH_CMU_MIXAMO = {
     "Hip": "Hips", "RHip": "RightUpLeg", "RKnee": "RightLeg", "RFoot": "RightFoot",
     "LHip": "LeftUpLeg", "LKnee": "LeftLeg", "LFoot": "LeftFoot",

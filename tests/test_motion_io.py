@@ -349,6 +349,52 @@ def test_bvh_units_given_and_mixamo_prefix(tmp_path):
     assert np.abs(_source(path, units="in").joints - j).max() < 1.0
 
 
+def _cmu_rig_bvh(path, bend_deg):
+    """CMU's own BVH rig (cgspeed's release): zero-offset LHipJoint/LowerBack/Neck joints
+    (Neck sits at Spine1's end), lengths in CMU units; frame 0 at rest, frame 1 with the
+    lower back turned ``bend_deg`` about X."""
+    def joint(name, off, kids=(), end=None):
+        body_ = " ".join(kids) + (f" End Site {{ OFFSET {end} }}" if end else "")
+        return f"JOINT {name} {{ OFFSET {off} CHANNELS 3 Zrotation Yrotation Xrotation {body_} }}"
+    leg = lambda s, x: joint(f"{s}HipJoint", "0 0 0", [joint(
+        f"{'Left' if s == 'L' else 'Right'}UpLeg", f"{x} -1.8 0", [joint(
+            f"{'Left' if s == 'L' else 'Right'}Leg", "0 -7.4 0", [joint(
+                f"{'Left' if s == 'L' else 'Right'}Foot", "0 -7.5 0", end="0 0 2")])])])
+    arm = lambda s, x: joint(f"{s}Shoulder", "0 0 0", [joint(f"{s}Arm", f"{x} 1.3 0", [joint(
+        f"{s}ForeArm", f"{x * 5 / 3} 0 0", [joint(f"{s}Hand", f"{x} 0 0", end="1 0 0")])])])
+    back = joint("LowerBack", "0 0 0", [joint("Spine", "0 2 0", [joint("Spine1", "0 2 0", [
+        joint("Neck", "0 0 0", [joint("Neck1", "0 1.8 0", [joint("Head", "0 1.8 0",
+                                                                 end="0 1.8 0")])]),
+        arm("Left", 3.0), arm("Right", -3.0)])])])
+    zero = [0.0] * (6 + 3 * 22)
+    bent = list(zero)
+    bent[6 + 3 * 8 + 2] = bend_deg  # LowerBack's Xrotation: joints in file order
+    rows = [[0.0, 17.0, 0.0] + zero[3:], [0.0, 17.0, 0.0] + bent[3:]]
+    text = ("HIERARCHY ROOT Hips { OFFSET 0 0 0 CHANNELS 6 Xposition Yposition Zposition "
+            f"Zrotation Yrotation Xrotation {leg('L', 1.5)} {leg('R', -1.5)} {back} }}\n"
+            "MOTION\nFrames: 2\nFrame Time: 0.1\n"
+            + "\n".join(" ".join(f"{v:g}" for v in r) for r in rows) + "\n")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
+def test_bvh_cmu_rig_and_cmu_units(tmp_path):
+    path = _cmu_rig_bvh(str(tmp_path / "64_26.bvh"), 90.0)
+    with pytest.raises(motion_io.MotionFileError):  # 1/0.45 inch is never inferred
+        _source(path)
+    src = _source(path, units="cmu")
+    assert src.table == "bvh-cmu"
+    u = 25.4 / 0.45
+    j = src.joints[[0, -1]]  # 10 fps resampled to 50: the first and last frames as given
+    hip, spine, thorax, knee, ankle = j[:, 0], j[:, 7], j[:, 8], j[:, 5], j[:, 6]
+    assert np.allclose(np.linalg.norm(thorax - hip, axis=-1), 4 * u, atol=1.0)
+    assert np.allclose(spine, (hip + thorax) / 2, atol=1.0)  # halfway up the back
+    assert np.allclose(np.linalg.norm(ankle - knee, axis=-1), 7.5 * u, atol=1.0)
+    assert abs(thorax[0, 2] - hip[0, 2] - 4 * u) < 1.0  # upright at rest
+    assert abs(thorax[1, 2] - hip[1, 2]) < 1.0  # bent 90 degrees: the back horizontal
+
+
 def test_asf_amc_round_trip_within_1mm(tmp_path):
     j = _take()
     amc = write_asf_amc(str(tmp_path), "07_03", j)

@@ -152,8 +152,8 @@ def test_bad_deepmimic_files(tmp_path):
 
 def test_committed_clips_match_their_source_notes():
     assert "zlib" in open(os.path.join(REAL, "deepmimic", "LICENSE")).read()
-    names, subjects = [], {"cmu_pool": set(), "cmu_extra": set(), "cmu_heldout": set()}
-    for part in ("deepmimic", "cmu_pool", "cmu_extra", "cmu_heldout"):
+    names, subjects = [], {p: set() for p in ("cmu_pool", "cmu_extra", "cmu_bend", "cmu_heldout")}
+    for part in ("deepmimic", "cmu_pool", "cmu_extra", "cmu_bend", "cmu_heldout"):
         folder = os.path.join(REAL, part)
         notes = json.load(open(os.path.join(folder, "SOURCE.json")))["files"]
         found = [p for _, p in motion_io.discover(folder)]
@@ -171,12 +171,14 @@ def test_committed_clips_match_their_source_notes():
                 assert len(src.joints) == note["frames"] <= 600
                 subjects[part].add(note["subject"])
             names.append(os.path.basename(path))
-    assert len(names) == len(set(names)) == 40
+    assert len(names) == len(set(names)) == 42
     # The real-motion test is held out by capture subject: its performer is in no pool clip.
     assert subjects["cmu_heldout"] == {"CMU 02"}
     assert subjects["cmu_pool"] == {f"CMU {s}" for s in ("01", "03", "05", "06", "07")}
     assert subjects["cmu_extra"] == {"CMU 05", "CMU 06", "CMU 13"}
-    assert not (subjects["cmu_pool"] | subjects["cmu_extra"]) & subjects["cmu_heldout"]
+    assert subjects["cmu_bend"] == {"CMU 26", "CMU 64"}
+    trained = subjects["cmu_pool"] | subjects["cmu_extra"] | subjects["cmu_bend"]
+    assert not trained & subjects["cmu_heldout"]
 
 
 # ----------------------------------------------------------------------------- looping

@@ -56,7 +56,7 @@ class SynthConfig:
       motion_fps: frame rate of the motion files when they store none or a wrong one (0:
         from the file; AMC: 120).
       motion_units: ``auto`` (declared by the file, else inferred from the body's size) or
-        mm, cm, in, m.
+        mm, cm, in, m, cmu (CMU's 1/0.45 inch; never inferred).
       motion_up_axis: ``auto`` (the format's convention: BVH/ASF Y, C3D/npz Z), y or z.
       motion_max_gap_ms: C3D gaps up to this long are interpolated; longer ones refused.
       motion_retarget: give each subject its own bone lengths (False: the capture's).
@@ -159,7 +159,8 @@ class SynthConfig:
     motion_fps: float = setting(0.0, "Frame rate of the motion files if they store none (0: "
                                 "from the file; AMC 120).", minimum=0, maximum=10000)
     motion_units: str = setting("auto", "Units of the motion files: auto (declared by the "
-                                "file, else inferred from the body's size), mm, cm, in or m.",
+                                "file, else inferred from the body's size), mm, cm, in, m or cmu (CMU's "
+                                "1/0.45 inch, as its BVH release uses; never inferred).",
                                 choices=motion_io.UNITS)
     motion_up_axis: str = setting("auto", "Vertical axis of the motion files: auto (BVH/ASF y, "
                                   "C3D/npz z), y or z.", choices=motion_io.UP_AXES)

@@ -40,7 +40,7 @@ __all__ = ["ImportOptions", "Source", "MotionFileError", "RawMotion", "EXTENSION
 # files: ``.deepmimic``; pybullet's own ``.txt`` name is read when given as one file, but
 # a folder's .txt files (READMEs, licences) are not motion.
 EXTENSIONS = (".bvh", ".amc", ".c3d", ".npz", ".deepmimic")
-UNITS = ("auto",) + tuple(retarget.UNIT_CHOICES)
+UNITS = ("auto",) + tuple(retarget.NAMED_UNITS)
 UP_AXES = ("auto", "y", "z")
 
 
@@ -51,7 +51,7 @@ class ImportOptions:
     Attributes:
       mapping: JSON file joint -> point spec (:mod:`.mapping`); None: the built-in tables.
       units: ``auto`` (the file's declared units, else inferred from the body's size) or
-        one of mm, cm, in, m.
+        one of mm, cm, in, m, cmu (CMU's 1/0.45 inch, never inferred).
       up_axis: ``auto`` (the format's convention: BVH/ASF Y, C3D/npz Z), ``y`` or ``z``.
       fps: the file's frame rate when it stores none or a wrong one (0: from the file;
         AMC: 120).
@@ -148,7 +148,7 @@ def load_source(path: str, options: ImportOptions = ImportOptions(),
     points = retarget.fill_gaps(raw.points, max_gap)
     joints, used, _ = mapping.to_h36m(dataclasses.replace(raw, points=points), table)
     if options.units != "auto":
-        unit = retarget.UNIT_CHOICES[options.units]
+        unit = retarget.NAMED_UNITS[options.units]
     else:
         unit = raw.mm_per_unit or retarget.guess_mm_per_unit(path, joints)
     up = raw.up_axis if options.up_axis == "auto" else options.up_axis

@@ -29,12 +29,12 @@ from tfrecords_tools import skeleton
 from tfrecords_tools.synth.motion_io.source import RawMotion, fail
 
 
-# BVH joint positions are the joints' origins (the start of each bone). CMU's BVH
-# conversions (Hips, LHipJoint, LeftUpLeg, LeftLeg, LeftFoot, LowerBack, Spine, Spine1,
-# Neck, Neck1, Head, LeftShoulder, LeftArm, LeftForeArm, LeftHand ...) and Mixamo's
-# (mixamorig:Hips, Spine, Spine1, Spine2, Neck, Head, HeadTop_End, LeftArm ...) share the
-# names used here. The head top is Mixamo's HeadTop_End joint, else the Head's End Site,
-# else the Neck->Head line extended by its own length.
+# BVH joint positions are the joints' origins (the start of each bone). CMU-named rigs
+# (Hips, LeftUpLeg, LeftLeg, LeftFoot, Spine, Spine1, Neck, Head, LeftArm, LeftForeArm,
+# LeftHand ...) and Mixamo's (mixamorig:Hips, Spine, Spine1, Spine2, Neck, Head,
+# HeadTop_End, LeftArm ...) share the names used here (CMU's own release: the next
+# table). The head top is Mixamo's HeadTop_End joint, else the Head's End Site, else the
+# Neck->Head line extended by its own length.
 BVH_CMU_MIXAMO = {
     "Hip": "Hips", "RHip": "RightUpLeg", "RKnee": "RightLeg", "RFoot": "RightFoot",
     "LHip": "LeftUpLeg", "LKnee": "LeftLeg", "LFoot": "LeftFoot",
@@ -43,6 +43,13 @@ BVH_CMU_MIXAMO = {
     "LShoulder": "LeftArm", "LElbow": "LeftForeArm", "LWrist": "LeftHand",
     "RShoulder": "RightArm", "RElbow": "RightForeArm", "RWrist": "RightHand",
 }
+
+# CMU's own BVH release (cgspeed's conversion of the ASF/AMC takes: Hips, LHipJoint,
+# LowerBack, Spine, Spine1, Neck, Neck1, Head ...) puts Neck at Spine1's end (zero offset),
+# so the shared table above would give a zero-length spine-thorax bone. Its spine point is
+# halfway up the back (LowerBack sits on the hips, Spine1 at the base of the neck); the
+# LowerBack joint, which only this rig has, makes it the table picked for such files.
+BVH_CMU = dict(BVH_CMU_MIXAMO, Spine={"from": "LowerBack", "to": "Spine1", "t": 0.5})
 
 # CMU ASF/AMC: a bone's position is its END (the root: the root position), so the femur's
 # end is the knee, the tibia's the ankle, the clavicle's the shoulder, the humerus' the
@@ -148,7 +155,7 @@ BVH_DAZ = {
 H36M_NAMES = {name: name for name in skeleton.JOINT_NAMES}
 
 TABLES: Dict[str, dict] = {
-    "bvh-cmu-mixamo": BVH_CMU_MIXAMO, "asf-cmu": ASF_CMU, "smpl": SMPL,
+    "bvh-cmu": BVH_CMU, "bvh-cmu-mixamo": BVH_CMU_MIXAMO, "asf-cmu": ASF_CMU, "smpl": SMPL,
     "plug-in-gait": PLUG_IN_GAIT, "deepmimic": DEEPMIMIC,
     "character-creator": CHARACTER_CREATOR, "bvh-daz": BVH_DAZ, "h36m": H36M_NAMES,
 }

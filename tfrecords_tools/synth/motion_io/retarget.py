@@ -23,6 +23,10 @@ CHAIN = ((3, 2), (2, 1), (1, 0), (0, 7), (7, 8), (8, 9), (9, 10))
 BODY_CHAIN_RANGE_MM = (900.0, 2600.0)
 # Units tried when a file does not declare its own (BVH): mm, cm, inches, metres.
 UNIT_CHOICES = {"mm": 1.0, "cm": 10.0, "in": 25.4, "m": 1000.0}
+# Units that are only used when named (``--motion_units``): CMU's mocap unit, 1/0.45 inch,
+# which its own ASF files declare but its BVH release does not (a human there is about 27
+# units from foot to head: inferring it would also misread small people drawn in inches).
+NAMED_UNITS = {**UNIT_CHOICES, "cmu": 25.4 / 0.45}
 # Human3.6M's ankle joint sits this fraction of the body height above the floor (as in
 # the procedural motion).
 ANKLE_HEIGHT = 0.04

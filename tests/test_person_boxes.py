@@ -518,6 +518,37 @@ def test_body_fallback_replaces_only_the_frames_far_below_a_person():
         pb.BoxConfig(min_body=-0.1)
 
 
+def test_guard_replaces_a_projected_box_off_the_consensus_only():
+    """A view without a detection of its own whose box from the hull holds another
+    person (wider, or pulled aside, against the detected views' consensus projected
+    there) takes that projection; one close to it, and detected views, are untouched."""
+    cams = _rig(1000)
+    at = pb.capture_centre(cams)[:2]
+    frames = 3
+    tight = np.stack([np.tile(_standing_box(cam, at), (frames, 1)) for cam in cams])
+    source = np.full((len(cams), frames), pb.DETECTED, np.int8)
+    source[3] = pb.PROJECTED
+    truth = tight[3, 0].copy()
+    h = truth[3] - truth[1]
+    tight[3, 0, 2] += 1.0 * h       # a bystander beside the subject: 1.3 x as wide as tall
+    tight[3, 1, [0, 2]] += 0.3 * h  # pulled aside by 0.3 heights, the same size
+    tight[3, 2, 3] += 0.08 * h      # 8% taller: square IoU 0.86, within 0.8
+    before = tight.copy()
+    assert pb._guard_projected(pb.BoxConfig(), cams, tight, source) == 2
+    side = lambda b: max(b[2] - b[0], b[3] - b[1])
+    centre = lambda b: (b[:2] + b[2:]) / 2
+    for t in (0, 1):  # the projection of the consensus: the subject's own box
+        assert abs(side(tight[3, t]) / side(truth) - 1) < 0.1
+        assert np.linalg.norm(centre(tight[3, t]) - centre(truth)) < 0.05 * h
+    np.testing.assert_array_equal(tight[3, 2], before[3, 2])
+    np.testing.assert_array_equal(tight[:3], before[:3])
+    # A detected view keeps its own box, however far off.
+    source[3] = pb.DETECTED
+    assert pb._guard_projected(pb.BoxConfig(), cams, before.copy(), source) == 0
+    with pytest.raises(pb.BoxConfigError, match="projected_guard"):
+        pb.BoxConfig(projected_guard=1.0)
+
+
 # ---------------------------------------------------------------------------- lighting gain
 
 

@@ -153,6 +153,12 @@ class BoxConfig:
         tall than this many person heights (0.3: 0.54 m, well under a seated person's
         upper body, about 0.8-0.9 m) takes a body-sized box in every view: the union of
         the view's boxes over the take (0: keep the small boxes).
+      projected_guard: with the hull step, a view without a detection of its own keeps
+        its box from the hull only while the square box around it overlaps that around
+        the projection of the detected views' consensus (their final boxes) by at least
+        this IoU; else its box holds foreground that is not the subject (another person
+        or an object under the hull's projection) and takes the projection (0: always the
+        hull's box).
     """
 
     background: str = "auto"
@@ -181,6 +187,7 @@ class BoxConfig:
     hull_misses: int = 1
     hull_radius: float = 0.25
     min_body: float = 0.3
+    projected_guard: float = 0.8
 
     def __post_init__(self):
         checks = [
@@ -209,6 +216,7 @@ class BoxConfig:
             (self.hull_misses >= 0, "hull_misses", ">= 0"),
             (self.hull_radius >= 0, "hull_radius", ">= 0"),
             (0 <= self.min_body < 2, "min_body", "in [0, 2)"),
+            (0 <= self.projected_guard < 1, "projected_guard", "in [0, 1)"),
         ]
         for ok, name, expected in checks:
             if not ok:
@@ -884,6 +892,52 @@ def _hull_boxes(config: BoxConfig, cams, scalers, masks, tight: np.ndarray,
                 source[v, t] = PROJECTED
 
 
+def _guard_projected(config: BoxConfig, cams, tight: np.ndarray,
+                     source: np.ndarray) -> int:
+    """Boxes of views without a detection of their own, checked against the detected
+    views (in place): per frame, the consensus of the detected views' final tight boxes
+    (:func:`_consensus`) is projected into each such view, and a box from the hull whose
+    square box (the crop's shape) overlaps the projection's by an IoU under
+    ``projected_guard`` takes the projection. The hull gives such a view the box of its
+    foreground under the hull's projection, which also holds another person or an object
+    that the projection covers (measured: the bystander where two people cross); the
+    detected views' boxes have been through the hull step too, so a still person's parts
+    do not shrink the projection. Returns the number of boxes replaced."""
+    tol_of, size_tolerance = _tolerances(config, cams)
+
+    def square(b):
+        half = max(b[2] - b[0], b[3] - b[1]) / 2
+        c = (b[:2] + b[2:]) / 2
+        return np.concatenate([c - half, c + half])
+
+    replaced = 0
+    for t in range(tight.shape[1]):
+        have = {v: tight[v, t] for v in range(len(cams))
+                if source[v, t] == DETECTED and np.all(np.isfinite(tight[v, t]))}
+        todo = [v for v in range(len(cams))
+                if source[v, t] == PROJECTED and np.all(np.isfinite(tight[v, t]))]
+        if len(have) < 2 or not todo:
+            continue
+        found = _consensus(cams, have, tol_of, size_tolerance)
+        if found is None:
+            continue
+        for v in todo:
+            box, _ = _project_box(cams, found[0], v)
+            if box is not None and (_iou(square(tight[v, t]), square(box))
+                                    < config.projected_guard):
+                tight[v, t] = box
+                replaced += 1
+    return replaced
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two boxes (x0, y0, x1, y1)."""
+    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
+    return w * h / max(union, 1e-9)
+
+
 def _frame_sizes(cams, tight: np.ndarray, source: np.ndarray) -> np.ndarray:
     """Per frame, the median over views of the boxes' longer side in mm at their
     triangulated centre (NaN: fewer than 2 views with a box)."""
@@ -1168,6 +1222,8 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
                            name)
         if config.hull_voxel_mm > 0 and _calibrated_like(cameras, scalers, notes):
             _hull_boxes(config, cameras, scalers, masks, tight, source)
+            if config.projected_guard > 0:
+                _guard_projected(config, cameras, tight, source)
         # Body-size prior: boxes far smaller than a person, in mm, mean the background
         # model holds part of them (a person who barely moves, without a clean plate).
         if sizes and np.median(sizes) < 0.6 * config.person_height_mm:

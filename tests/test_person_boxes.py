@@ -534,7 +534,8 @@ def test_guard_replaces_a_projected_box_off_the_consensus_only():
     tight[3, 1, [0, 2]] += 0.3 * h  # pulled aside by 0.3 heights, the same size
     tight[3, 2, 3] += 0.08 * h      # 8% taller: square IoU 0.86, within 0.8
     before = tight.copy()
-    assert pb._guard_projected(pb.BoxConfig(), cams, tight, source) == 2
+    np.testing.assert_array_equal(pb._guard_projected(pb.BoxConfig(), cams, tight, source),
+                                  [0, 0, 0, 2])
     side = lambda b: max(b[2] - b[0], b[3] - b[1])
     centre = lambda b: (b[:2] + b[2:]) / 2
     for t in (0, 1):  # the projection of the consensus: the subject's own box
@@ -544,7 +545,7 @@ def test_guard_replaces_a_projected_box_off_the_consensus_only():
     np.testing.assert_array_equal(tight[:3], before[:3])
     # A detected view keeps its own box, however far off.
     source[3] = pb.DETECTED
-    assert pb._guard_projected(pb.BoxConfig(), cams, before.copy(), source) == 0
+    assert not pb._guard_projected(pb.BoxConfig(), cams, before.copy(), source).any()
     with pytest.raises(pb.BoxConfigError, match="projected_guard"):
         pb.BoxConfig(projected_guard=1.0)
 

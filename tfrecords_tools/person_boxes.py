@@ -893,7 +893,7 @@ def _hull_boxes(config: BoxConfig, cams, scalers, masks, tight: np.ndarray,
 
 
 def _guard_projected(config: BoxConfig, cams, tight: np.ndarray,
-                     source: np.ndarray) -> int:
+                     source: np.ndarray) -> np.ndarray:
     """Boxes of views without a detection of their own, checked against the detected
     views (in place): per frame, the consensus of the detected views' final tight boxes
     (:func:`_consensus`) is projected into each such view, and a box from the hull whose
@@ -902,7 +902,7 @@ def _guard_projected(config: BoxConfig, cams, tight: np.ndarray,
     foreground under the hull's projection, which also holds another person or an object
     that the projection covers (measured: the bystander where two people cross); the
     detected views' boxes have been through the hull step too, so a still person's parts
-    do not shrink the projection. Returns the number of boxes replaced."""
+    do not shrink the projection. Returns the number of boxes replaced per view."""
     tol_of, size_tolerance = _tolerances(config, cams)
 
     def square(b):
@@ -910,7 +910,7 @@ def _guard_projected(config: BoxConfig, cams, tight: np.ndarray,
         c = (b[:2] + b[2:]) / 2
         return np.concatenate([c - half, c + half])
 
-    replaced = 0
+    replaced = np.zeros(len(cams), int)
     for t in range(tight.shape[1]):
         have = {v: tight[v, t] for v in range(len(cams))
                 if source[v, t] == DETECTED and np.all(np.isfinite(tight[v, t]))}
@@ -926,7 +926,7 @@ def _guard_projected(config: BoxConfig, cams, tight: np.ndarray,
             if box is not None and (_iou(square(tight[v, t]), square(box))
                                     < config.projected_guard):
                 tight[v, t] = box
-                replaced += 1
+                replaced[v] += 1
     return replaced
 
 
@@ -1223,7 +1223,14 @@ def find_boxes(views: Sequence, config: BoxConfig = BoxConfig(),
         if config.hull_voxel_mm > 0 and _calibrated_like(cameras, scalers, notes):
             _hull_boxes(config, cameras, scalers, masks, tight, source)
             if config.projected_guard > 0:
-                _guard_projected(config, cameras, tight, source)
+                for v, n in enumerate(_guard_projected(config, cameras, tight, source)):
+                    if n:
+                        msg = (f"view {cameras[v].camera_id}: {n} frame(s) without a "
+                               "detection took the detected views' consensus projection "
+                               "instead of the hull's box (another person or an object "
+                               "under it)")
+                        notes.append(msg)
+                        log.info("%s: %s", name or "take", msg)
         # Body-size prior: boxes far smaller than a person, in mm, mean the background
         # model holds part of them (a person who barely moves, without a clean plate).
         if sizes and np.median(sizes) < 0.6 * config.person_height_mm:

@@ -578,6 +578,9 @@ def define_flags() -> None:
     flags.DEFINE_bool("light_gain", None, "Module finders: BoxConfig.light_gain (false: "
                       "no per-frame lighting gain, the module before h-boxes4; default: "
                       "BoxConfig's).")
+    flags.DEFINE_float("projected_guard", None, "Module finders: BoxConfig.projected_guard "
+                       "(0: no check of the boxes of views without a detection, the module "
+                       "before session 19; default: BoxConfig's).")
     flags.DEFINE_string("take_cache", None, "Directory of rendered takes (pickles, one per "
                         "case, motion, seed and render setting): read when present, else "
                         "rendered and written there. Default: render every take.")
@@ -606,7 +609,8 @@ def main(argv: Sequence[str]) -> None:
                          f"a width in [128, 1000]")
     cv2.setNumThreads(1)
     settings = {k: v for k, v in (("hull_voxel_mm", f.hull_voxel_mm),
-                                  ("light_gain", f.light_gain)) if v is not None}
+                                  ("light_gain", f.light_gain),
+                                  ("projected_guard", f.projected_guard)) if v is not None}
     diagnosis = {} if f.diagnose else None
     rows = run(f.boxes, seeds, f.cases, f.motions, frames=f.frames, width=f.width,
                lighting=f.lighting, noise=f.noise, settings=settings, cache_dir=f.take_cache,

@@ -904,12 +904,7 @@ def _guard_projected(config: BoxConfig, cams, tight: np.ndarray,
     detected views' boxes have been through the hull step too, so a still person's parts
     do not shrink the projection. Returns the number of boxes replaced per view."""
     tol_of, size_tolerance = _tolerances(config, cams)
-
-    def square(b):
-        half = max(b[2] - b[0], b[3] - b[1]) / 2
-        c = (b[:2] + b[2:]) / 2
-        return np.concatenate([c - half, c + half])
-
+    square = lambda b: crops.square_box(b.reshape(2, 2), margin=0.0, min_side=0.0)
     replaced = np.zeros(len(cams), int)
     for t in range(tight.shape[1]):
         have = {v: tight[v, t] for v in range(len(cams))
@@ -932,10 +927,8 @@ def _guard_projected(config: BoxConfig, cams, tight: np.ndarray,
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two boxes (x0, y0, x1, y1)."""
-    w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - w * h
-    return w * h / max(union, 1e-9)
+    both = _overlap(a, b)
+    return both / max(_area(a) + _area(b) - both, 1e-9)
 
 
 def _frame_sizes(cams, tight: np.ndarray, source: np.ndarray) -> np.ndarray:
@@ -978,11 +971,20 @@ def _body_fallback(config: BoxConfig, cams, tight: np.ndarray, source: np.ndarra
     return int(small.sum())
 
 
-def _inside_share(a: np.ndarray, b: np.ndarray) -> float:
-    """Share of box ``a``'s area inside box ``b`` (x0, y0, x1, y1)."""
+def _area(a: np.ndarray) -> float:
+    return float((a[2] - a[0]) * (a[3] - a[1]))
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Area of the intersection of boxes ``a`` and ``b`` (x0, y0, x1, y1)."""
     w = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     h = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    return w * h / max((a[2] - a[0]) * (a[3] - a[1]), 1e-9)
+    return float(w * h)
+
+
+def _inside_share(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of box ``a``'s area inside box ``b`` (x0, y0, x1, y1)."""
+    return _overlap(a, b) / max(_area(a), 1e-9)
 
 
 def _project_box(cams, agreed: dict, v: int) -> tuple[np.ndarray, np.ndarray]:
